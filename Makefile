@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create .venv and install the pinned stack on first use (idempotent).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OUT    ?= out/demo
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup test lint demo bench-quantizer clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing the pinned stack into $(VENV) (log: $(VENV)/install.log)"
+	@( $(PY) -m pip install --upgrade pip \
+	   && $(PY) -m pip install -r requirements.txt \
+	   && $(PY) -m pip install --no-deps -e . ) > $(VENV)/install.log 2>&1 \
+	  || { tail -n 40 $(VENV)/install.log; exit 1; }
+	@touch $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest -q
+
+demo: setup
+	$(PY) -m rq_keras.quantize --input data/cdnow/CDNOW_master.txt \
+	  --column dollar_value --levels 3 --codebook-size 48 --output $(OUT)/codebook.json
+
+bench-quantizer: setup
+	$(PY) benchmarks/quantizer.py
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,145 @@
+"""In-graph residual-quantization encoder: raw labels -> RQ codes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import tensorflow as tf
+import tf_keras as keras
+
+
+def _validated_centroids(centroids: Any) -> list[list[float]]:
+    if not isinstance(centroids, (list, tuple)) or not centroids:
+        raise ValueError(f"`centroids` must be a non-empty list of levels, got {centroids!r}")
+    out = []
+    for level, values in enumerate(centroids):
+        values = [float(v) for v in values]
+        if not values:
+            raise ValueError(f"`centroids` level {level} is empty")
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"`centroids` level {level} has a non-finite value")
+        if any(b <= a for a, b in zip(values, values[1:])):
+            raise ValueError(f"`centroids` level {level} must be strictly increasing")
+        out.append(values)
+    return out
+
+
+@keras.utils.register_keras_serializable(package="rq_keras")
+class ResidualCodeEncoder(keras.layers.Layer):
+    """Encodes raw labels into RQ codes inside the graph (Eq. 2-4).
+
+    Applies the decision rule of `rq_keras.quantization`: at each level the
+    code is the number of decision boundaries strictly below the residual
+    (nearest centroid, the lower one on an exact midpoint), computed in float64
+    from the same boundaries, so the codes are bit-identical to
+    `ResidualQuantizer.encode`. Build it with `ResidualQuantizer.keras_layer()`.
+
+    Args:
+        centroids: per level the sorted centroids (a list of L lists; the
+            levels may differ in size).
+        clip_min: labels below are clipped to it first (the quantizer's).
+        clip_max: labels above are clipped to it first (the quantizer's).
+        check_finite: if True, a NaN or infinite label fails the step with an
+            `InvalidArgumentError` naming this layer instead of yielding codes.
+
+    Call args:
+        labels: `(batch,)` or `(batch, 1)` numeric tensor of raw labels.
+
+    Returns:
+        dict with `codes` int32 `(batch, L)` (per-level code), `tokens` int32
+        `(batch, L)` (global vocabulary ids, 0 is `<start>`) and `level_values`
+        float32 `(batch, L)` (the quantized value q_l of each level).
+    """
+
+    def __init__(
+        self,
+        centroids: Sequence[Sequence[float]],
+        clip_min: float | None = None,
+        clip_max: float | None = None,
+        check_finite: bool = True,
+        **kwargs,
+    ):
+        # Labels are compared in float64: no casting to the compute dtype.
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.centroids = _validated_centroids(centroids)
+        if clip_min is not None and clip_max is not None and clip_min > clip_max:
+            raise ValueError(f"`clip_min` ({clip_min}) must be <= `clip_max` ({clip_max})")
+        self.clip_min = None if clip_min is None else float(clip_min)
+        self.clip_max = None if clip_max is None else float(clip_max)
+        self.check_finite = bool(check_finite)
+        self.num_levels = len(self.centroids)
+        self.codebook_sizes = [len(c) for c in self.centroids]
+        self.vocabulary_size = 1 + sum(self.codebook_sizes)
+
+    def build(self, input_shape):
+        width = max(self.codebook_sizes)
+        padded_c = [c + [0.0] * (width - len(c)) for c in self.centroids]
+        # Boundaries padded with +inf (never below a finite residual); at least
+        # one column so a level with one centroid still has a search table.
+        padded_b = []
+        for c in self.centroids:
+            b = [lo + (hi - lo) / 2.0 for lo, hi in zip(c, c[1:])]
+            padded_b.append(b + [math.inf] * (max(width - 1, 1) - len(b)))
+        self.level_centroids = self.add_weight(
+            name="centroids",
+            shape=(self.num_levels, width),
+            dtype=tf.float64,
+            initializer=keras.initializers.Constant(padded_c),
+            trainable=False,
+        )
+        self.level_boundaries = self.add_weight(
+            name="boundaries",
+            shape=(self.num_levels, max(width - 1, 1)),
+            dtype=tf.float64,
+            initializer=keras.initializers.Constant(padded_b),
+            trainable=False,
+        )
+        offsets = [1]
+        for size in self.codebook_sizes[:-1]:
+            offsets.append(offsets[-1] + size)
+        self.token_offsets = tf.constant(offsets, dtype=tf.int32)
+        super().build(input_shape)
+
+    def call(self, labels, training=None):
+        r = tf.cast(tf.reshape(labels, [-1]), tf.float64)
+        if self.check_finite:
+            r = tf.debugging.assert_all_finite(
+                r, f"{self.name}: labels must be finite (found NaN or Inf)"
+            )
+        if self.clip_min is not None:
+            r = tf.maximum(r, tf.constant(self.clip_min, tf.float64))
+        if self.clip_max is not None:
+            r = tf.minimum(r, tf.constant(self.clip_max, tf.float64))
+        codes, values = [], []
+        for level in range(self.num_levels):
+            code = tf.searchsorted(
+                self.level_boundaries[level][tf.newaxis, :],
+                r[tf.newaxis, :],
+                side="left",
+                out_type=tf.int32,
+            )[0]
+            value = tf.gather(self.level_centroids[level], code)
+            r = r - value
+            codes.append(code)
+            values.append(value)
+        codes = tf.stack(codes, axis=1)
+        return {
+            "codes": codes,
+            "tokens": codes + self.token_offsets[tf.newaxis, :],
+            "level_values": tf.cast(tf.stack(values, axis=1), tf.float32),
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "centroids": [list(c) for c in self.centroids],
+                "clip_min": self.clip_min,
+                "clip_max": self.clip_max,
+                "check_finite": self.check_finite,
+            }
+        )
+        return config
