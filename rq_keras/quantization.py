@@ -61,12 +61,12 @@ def _first_rows(mask: np.ndarray) -> str:
     return f"{rows.size} row(s), first row indices (0-based): [{listed}{more}]"
 
 
-def as_label_array(values: Any, name: str = "y") -> np.ndarray:
+def as_label_array(values: Any, name: str = "`y`") -> np.ndarray:
     """Converts labels to a finite 1-D float64 array or raises a clear error.
 
     Args:
         values: array-like of shape `(n,)` or `(n, 1)`.
-        name: how error messages call the values.
+        name: how error messages name the values.
 
     Returns:
         float64 array of shape `(n,)`.
@@ -79,9 +79,9 @@ def as_label_array(values: Any, name: str = "y") -> np.ndarray:
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise ValueError(f"`{name}` must be 1-D (n,) or (n, 1), got shape {arr.shape}")
+        raise ValueError(f"{name} must be 1-D (n,) or (n, 1), got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError(f"`{name}` is empty: at least one value is needed")
+        raise ValueError(f"{name} is empty: at least one value is needed")
     if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
         out = np.empty(arr.shape, dtype=np.float64)
         bad = np.zeros(arr.shape, dtype=bool)
@@ -95,17 +95,16 @@ def as_label_array(values: Any, name: str = "y") -> np.ndarray:
         if bad.any():
             examples = [repr(arr[i]) for i in np.flatnonzero(bad)[:_MAX_LISTED]]
             raise ValueError(
-                f"`{name}` has non-numeric values: {_first_rows(bad)}, "
-                f"e.g. {', '.join(examples)}"
+                f"{name} has non-numeric values: {_first_rows(bad)}, " f"e.g. {', '.join(examples)}"
             )
         arr = out
     arr = arr.astype(np.float64, copy=False)
     nan = np.isnan(arr)
     if nan.any():
-        raise ValueError(f"`{name}` has NaN values: {_first_rows(nan)}")
+        raise ValueError(f"{name} has NaN values: {_first_rows(nan)}")
     inf = np.isinf(arr)
     if inf.any():
-        raise ValueError(f"`{name}` has infinite values: {_first_rows(inf)}")
+        raise ValueError(f"{name} has infinite values: {_first_rows(inf)}")
     return arr
 
 

@@ -3,7 +3,8 @@
 import os
 import pathlib
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow logs spurious CUDA plugin errors on CPU-only machines at level 2.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 import pytest  # noqa: E402
@@ -19,3 +20,13 @@ def cdnow_values():
 
     frame = pd.read_csv(CDNOW, sep=r"\s+")
     return frame["dollar_value"].to_numpy(dtype="float64")
+
+
+def pytest_configure(config):
+    """Two logical CPU devices, so MirroredStrategy tests run on one CPU."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
