@@ -9,7 +9,7 @@ OUT    ?= out/demo
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test lint demo bench-quantizer clean
+.PHONY: setup test lint demo bench-setup bench-quantizer clean
 
 setup: $(STAMP)
 
@@ -33,7 +33,11 @@ demo: setup
 	$(PY) -m rq_keras.quantize --input data/cdnow/CDNOW_master.txt \
 	  --column dollar_value --levels 3 --codebook-size 48 --output $(OUT)/codebook.json
 
-bench-quantizer: setup
+bench-setup: setup
+	@$(PY) -m pip install -r benchmarks/requirements.txt > $(VENV)/bench-install.log 2>&1 \
+	  || { tail -n 40 $(VENV)/bench-install.log; exit 1; }
+
+bench-quantizer: bench-setup
 	$(PY) benchmarks/quantizer.py
 
 clean:
