@@ -4,7 +4,7 @@ import os
 import pathlib
 
 # TensorFlow logs spurious CUDA plugin errors on CPU-only machines at level 2.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 import pytest  # noqa: E402

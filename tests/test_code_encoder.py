@@ -187,3 +187,15 @@ def test_under_mirrored_strategy(quantizer):
         per_replica = strategy.experimental_local_results(step(batch))
         got.append(np.concatenate([t.numpy() for t in per_replica]))
     np.testing.assert_array_equal(np.concatenate(got), quantizer.encode(values.astype(np.float64)))
+
+
+def test_first_call_inside_tf_function_then_eager():
+    layer = ResidualCodeEncoder(centroids=[[0.5, 10.5], [-0.5, 0.5]])
+
+    @tf.function
+    def encode(y):
+        return layer(y)["tokens"]
+
+    np.testing.assert_array_equal(encode(tf.constant([0.0, 11.0])).numpy(), [[1, 3], [2, 4]])
+    eager = layer(tf.constant([0.0, 11.0]))["tokens"].numpy()
+    np.testing.assert_array_equal(eager, [[1, 3], [2, 4]])

@@ -73,6 +73,10 @@ class ResidualCodeEncoder(keras.layers.Layer):
         self.num_levels = len(self.centroids)
         self.codebook_sizes = [len(c) for c in self.centroids]
         self.vocabulary_size = 1 + sum(self.codebook_sizes)
+        offsets = [1]
+        for size in self.codebook_sizes[:-1]:
+            offsets.append(offsets[-1] + size)
+        self.token_offsets = offsets
 
     def build(self, input_shape):
         width = max(self.codebook_sizes)
@@ -97,10 +101,6 @@ class ResidualCodeEncoder(keras.layers.Layer):
             initializer=keras.initializers.Constant(padded_b),
             trainable=False,
         )
-        offsets = [1]
-        for size in self.codebook_sizes[:-1]:
-            offsets.append(offsets[-1] + size)
-        self.token_offsets = tf.constant(offsets, dtype=tf.int32)
         super().build(input_shape)
 
     def call(self, labels, training=None):
@@ -128,7 +128,7 @@ class ResidualCodeEncoder(keras.layers.Layer):
         codes = tf.stack(codes, axis=1)
         return {
             "codes": codes,
-            "tokens": codes + self.token_offsets[tf.newaxis, :],
+            "tokens": codes + tf.constant([self.token_offsets], dtype=tf.int32),
             "level_values": tf.cast(tf.stack(values, axis=1), tf.float32),
         }
 
