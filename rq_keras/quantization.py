@@ -95,7 +95,7 @@ def as_label_array(values: Any, name: str = "`y`") -> np.ndarray:
         if bad.any():
             examples = [repr(arr[i]) for i in np.flatnonzero(bad)[:_MAX_LISTED]]
             raise ValueError(
-                f"{name} has non-numeric values: {_first_rows(bad)}, " f"e.g. {', '.join(examples)}"
+                f"{name} has non-numeric values: {_first_rows(bad)}, e.g. {', '.join(examples)}"
             )
         arr = out
     arr = arr.astype(np.float64, copy=False)
@@ -213,6 +213,11 @@ class _Sorted1D:
         """Run boundaries [0, ..., n] of the partition the decision rule makes."""
         inner = np.searchsorted(self.xs, decision_boundaries(centroids), side="right")
         return np.concatenate([[0], inner, [self.n]])
+
+
+def token_offsets_for(codebook_sizes: Sequence[int]) -> np.ndarray:
+    """Global token id of code 0 of each level: `<start>` is 0, levels follow."""
+    return 1 + np.concatenate([[0], np.cumsum(codebook_sizes)[:-1]]).astype(np.int64)
 
 
 def decision_boundaries(centroids: np.ndarray) -> np.ndarray:
@@ -492,8 +497,7 @@ class ResidualQuantizer:
     @property
     def token_offsets(self) -> np.ndarray:
         """Global token id of code 0 of each level, shape `(L,)`."""
-        sizes = self.fitted_codebook_sizes
-        return 1 + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        return token_offsets_for(self.fitted_codebook_sizes)
 
     @property
     def vocabulary_size(self) -> int:
@@ -713,16 +717,23 @@ class ResidualQuantizer:
             "levels": levels,
         }
 
-    def plot(self, y: Any, path: str | os.PathLike) -> None:
+    def plot(self, y: Any, path: str | os.PathLike, report: dict | None = None) -> None:
         """Writes a PNG: label histogram (log axis) with the level-1 centroids,
-        and the reconstruction error after each level."""
+        and the reconstruction error after each level.
+
+        Args:
+            y: the labels the report is about.
+            path: where the PNG goes.
+            report: `self.report(y)` if the caller has it already (saves an
+                encoding pass); computed when None.
+        """
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         y = as_label_array(y)
-        rep = self.report(y)
+        rep = self.report(y) if report is None else report
         fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
         ax0.hist(y, bins=min(200, max(10, int(np.sqrt(y.size)))), color="#4c72b0")
         ax0.set_yscale("log")

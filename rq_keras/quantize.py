@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> dict:
     plot_path = None
     if not args.no_plot:
         plot_path = f"{stem}.png"
-        quantizer.plot(y, plot_path)
+        quantizer.plot(y, plot_path, report=report)
     return {
         "n": report["n"],
         "levels": quantizer.num_levels,

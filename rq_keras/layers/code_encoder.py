@@ -9,6 +9,8 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
+from rq_keras.quantization import decision_boundaries, token_offsets_for
+
 
 def _validated_centroids(centroids: Any) -> list[list[float]]:
     if not isinstance(centroids, (list, tuple)) or not centroids:
@@ -73,10 +75,7 @@ class ResidualCodeEncoder(keras.layers.Layer):
         self.num_levels = len(self.centroids)
         self.codebook_sizes = [len(c) for c in self.centroids]
         self.vocabulary_size = 1 + sum(self.codebook_sizes)
-        offsets = [1]
-        for size in self.codebook_sizes[:-1]:
-            offsets.append(offsets[-1] + size)
-        self.token_offsets = offsets
+        self.token_offsets = token_offsets_for(self.codebook_sizes).tolist()
 
     def build(self, input_shape):
         width = max(self.codebook_sizes)
@@ -85,7 +84,7 @@ class ResidualCodeEncoder(keras.layers.Layer):
         # one column so a level with one centroid still has a search table.
         padded_b = []
         for c in self.centroids:
-            b = [lo + (hi - lo) / 2.0 for lo, hi in zip(c, c[1:])]
+            b = decision_boundaries(c).tolist()
             padded_b.append(b + [math.inf] * (max(width - 1, 1) - len(b)))
         self.level_centroids = self.add_weight(
             name="centroids",
