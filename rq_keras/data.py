@@ -1,16 +1,142 @@
-"""Readers for tabular files (CSV and friends, Parquet, .npy)."""
+"""Readers, writers and `tf.data` pipelines driven by a feature spec.
+
+Formats, picked by file suffix:
+
+* text tables: `.csv`, `.tsv`, whitespace-separated `.txt`/`.dat`, with a
+  header line; columns are found by name, never by position;
+* Parquet (`.parquet`): read into `tf.data` by tensorflow-io's
+  `IODataset.from_parquet`; a file with nulls in a needed column goes through
+  the checked pyarrow reader instead, because tensorflow-io returns stale
+  values for null strings instead of failing;
+* TFRecord of `tf.Example` (`.tfrecord`, `.tfrecords`, `.tfrec`; `.gz` for
+  GZIP), parsed with the spec's `parse_spec`.
+
+List features are one text cell with the ids joined by the feature's
+`separator` in text and Parquet files, and a repeated feature in `tf.Example`.
+Every reader yields the model's input form: scalars `(batch,)`, lists padded
+or cut to `(batch, max_length)` with the pad value (`""` or `-1`), labels
+float64 `(batch,)`.
+
+Bad rows. A row is bad when its column count is wrong (text), a number or an
+integer id does not parse, a numeric feature is infinite, or its label is
+missing, NaN or infinite; a `tf.Example` record that does not parse with the
+spec is bad too. Empty cells, nulls and the tokens `nan`/`na`/`null`/`none` in
+a feature are missing values and take the spec default. `on_bad_rows` says
+what happens to bad rows: `"fail"` raises `MalformedDataError` naming the
+file, the row (1-based, the header not counted) and the reason; `"skip"` drops
+them and counts them, with the first row numbers, in a `DataReport`. Nothing
+is dropped silently: `check_files` (and `read_chunks`) give the exact report
+per file, and the `tf.data` pipeline applies the same policy.
+"""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import math
 import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["read_column", "delimiter_for"]
+from rq_keras.features import Feature, FeatureSpec
 
+__all__ = [
+    "DataReport",
+    "FileReport",
+    "MalformedDataError",
+    "check_files",
+    "delimiter_for",
+    "file_format",
+    "make_dataset",
+    "read_chunks",
+    "read_column",
+    "to_model_inputs",
+    "write_table",
+    "write_tfrecord",
+]
+
+BAD_ROW_POLICIES = ("fail", "skip")
 _TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None, ".dat": None}
+_TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
+_MISSING_TOKENS = frozenset({"", "nan", "na", "null", "none"})
+_MAX_LISTED = 5
+DEFAULT_CHUNK_ROWS = 65_536
 
 
+class MalformedDataError(ValueError):
+    """A bad row under `on_bad_rows="fail"`; names the file, row and reason."""
+
+
+# --------------------------------------------------------------------- reports
+@dataclasses.dataclass
+class FileReport:
+    """What reading one file found.
+
+    Attributes:
+        path: the file.
+        rows_read: data rows read (the header not counted).
+        rows_kept: rows that reached the output.
+        bad_rows: reason -> number of rows dropped for it.
+        first_bad_rows: reason -> the first row numbers (1-based).
+    """
+
+    path: str
+    rows_read: int = 0
+    rows_kept: int = 0
+    bad_rows: dict[str, int] = dataclasses.field(default_factory=dict)
+    first_bad_rows: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def rows_dropped(self) -> int:
+        return sum(self.bad_rows.values())
+
+    def add_bad(self, reason: str, rows: np.ndarray) -> None:
+        if rows.size == 0:
+            return
+        self.bad_rows[reason] = self.bad_rows.get(reason, 0) + int(rows.size)
+        listed = self.first_bad_rows.setdefault(reason, [])
+        listed.extend(int(r) for r in rows[: max(0, _MAX_LISTED - len(listed))])
+
+
+@dataclasses.dataclass
+class DataReport:
+    """What reading a set of files found, per file and in total."""
+
+    files: list[FileReport] = dataclasses.field(default_factory=list)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f.rows_read for f in self.files)
+
+    @property
+    def rows_kept(self) -> int:
+        return sum(f.rows_kept for f in self.files)
+
+    @property
+    def rows_dropped(self) -> int:
+        return sum(f.rows_dropped for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "rows_dropped": self.rows_dropped,
+            "files": [dataclasses.asdict(f) | {"rows_dropped": f.rows_dropped} for f in self.files],
+        }
+
+    def summary(self) -> str:
+        """One line per file with drops, for logs."""
+        lines = [f"{self.rows_kept} of {self.rows_read} rows kept"]
+        for f in self.files:
+            for reason, count in f.bad_rows.items():
+                rows = ", ".join(map(str, f.first_bad_rows[reason]))
+                lines.append(f"  {f.path}: {count} row(s) dropped, {reason} (rows {rows}, ...)")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- file formats
 def delimiter_for(path: str) -> str | None:
     """The delimiter a text table of this name uses; None means whitespace."""
     suffix = os.path.splitext(path)[1].lower()
@@ -22,6 +148,857 @@ def delimiter_for(path: str) -> str | None:
     return _TEXT_SUFFIXES[suffix]
 
 
+def file_format(path: str) -> str:
+    """`"text"`, `"parquet"` or `"tfrecord"`, from the file name."""
+    name = path.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith(_TFRECORD_SUFFIXES):
+        return "tfrecord"
+    if name.endswith(".parquet"):
+        return "parquet"
+    if os.path.splitext(name)[1] in _TEXT_SUFFIXES:
+        return "text"
+    raise ValueError(
+        f"{path}: unknown data format; use .csv, .tsv, .txt/.dat, .parquet or "
+        f"{'/'.join(_TFRECORD_SUFFIXES)} (optionally .gz)"
+    )
+
+
+def _as_paths(files: str | os.PathLike | Iterable) -> list[str]:
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    paths = [os.fspath(f) for f in files]
+    if not paths:
+        raise ValueError("no input files given")
+    for p in paths:
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"{p}: no such file")
+        file_format(p)
+    return paths
+
+
+def _check_policy(on_bad_rows: str) -> None:
+    if on_bad_rows not in BAD_ROW_POLICIES:
+        raise ValueError(f"`on_bad_rows` must be one of {BAD_ROW_POLICIES}, got {on_bad_rows!r}")
+
+
+# ------------------------------------------------------ cell -> column parsing
+class _Chunk:
+    """Raw column values of one chunk plus the bookkeeping of its bad rows."""
+
+    def __init__(self, report: FileReport, row_numbers: np.ndarray, on_bad_rows: str):
+        self.report = report
+        self.rows = row_numbers
+        self.bad = np.zeros(row_numbers.size, dtype=bool)
+        self.on_bad_rows = on_bad_rows
+        self.first_failure: tuple[int, str] | None = None
+
+    def flag(self, mask: np.ndarray, reason: str) -> None:
+        mask = mask & ~self.bad
+        if not mask.any():
+            return
+        self.bad |= mask
+        if self.on_bad_rows == "fail":
+            row = int(self.rows[np.flatnonzero(mask)[0]])
+            if self.first_failure is None or row < self.first_failure[0]:
+                self.first_failure = (row, reason)
+            return
+        self.report.add_bad(reason, self.rows[mask])
+
+    def raise_first_failure(self) -> None:
+        """Under "fail": raises for the earliest bad row of the chunk."""
+        if self.first_failure is not None:
+            row, reason = self.first_failure
+            raise MalformedDataError(f"{self.report.path}: row {row}: {reason}")
+
+
+def _is_missing(values: np.ndarray) -> np.ndarray:
+    """Cells that are empty or a missing-value token (object array of str/None)."""
+    tokens = _MISSING_TOKENS
+    cells = (v is None or (isinstance(v, str) and v.strip().lower() in tokens) for v in values)
+    return np.fromiter(cells, dtype=bool, count=len(values))
+
+
+def _parse_floats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 values, unparsable mask) for an object array of text cells."""
+    import pandas as pd
+
+    parsed = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    return parsed, np.isnan(parsed)
+
+
+def _parse_ints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 values, unparsable mask); a float text like "3.5" does not parse."""
+    try:
+        return np.asarray(values).astype(str).astype(np.int64), np.zeros(len(values), bool)
+    except (ValueError, OverflowError):
+        pass
+    out = np.zeros(len(values), dtype=np.int64)
+    bad = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        try:
+            out[i] = int(str(v).strip())
+        except (ValueError, OverflowError):
+            bad[i] = True
+    return out, bad
+
+
+def _scalar_column(feature: Feature, raw: np.ndarray, chunk: _Chunk) -> np.ndarray:
+    """Text or object cells -> the feature's dtype; missing -> default."""
+    missing = _is_missing(raw)
+    if feature.dtype == "string":
+        out = np.where(missing, feature.default, raw).astype(object)
+        return np.asarray([v if isinstance(v, str) else str(v) for v in out], dtype=object)
+    present = ~missing
+    if feature.dtype == "int64":
+        out = np.full(raw.size, feature.default, dtype=np.int64)
+        parsed, bad = _parse_ints(raw[present])
+        out[present] = parsed
+        where = np.zeros(raw.size, bool)
+        where[present] = bad
+        chunk.flag(where, f"column {feature.name!r}: not an integer id")
+        return out
+    out = np.full(raw.size, feature.default, dtype=np.float64)
+    parsed, bad = _parse_floats(raw[present])
+    out[present] = parsed
+    where = np.zeros(raw.size, bool)
+    where[present] = bad
+    chunk.flag(where, f"column {feature.name!r}: not a number")
+    chunk.flag(np.isinf(out), f"column {feature.name!r}: infinite value")
+    return np.where(np.isfinite(out), out, feature.default).astype(np.float32)
+
+
+def _list_column(feature: Feature, raw: np.ndarray, chunk: _Chunk) -> np.ndarray:
+    """Joined list cells -> `(n, max_length)` padded ids."""
+    n, width = raw.size, feature.max_length
+    missing = _is_missing(raw)
+    pad = feature.pad_value
+    dtype = object if feature.dtype == "string" else np.int64
+    out = np.full((n, width), pad, dtype=dtype)
+    sep = feature.separator
+    for i in np.flatnonzero(~missing):
+        ids = [t.strip() for t in str(raw[i]).split(sep)]
+        ids = [t for t in ids if t][:width]
+        if dtype is object:
+            out[i, : len(ids)] = ids
+            continue
+        try:
+            out[i, : len(ids)] = [int(t) for t in ids]
+        except (ValueError, OverflowError):
+            mask = np.zeros(n, bool)
+            mask[i] = True
+            chunk.flag(mask, f"column {feature.name!r}: a list id is not an integer")
+    return out
+
+
+def _label_column(spec: FeatureSpec, raw: np.ndarray, chunk: _Chunk) -> np.ndarray:
+    name = spec.label.name
+    if raw.dtype.kind == "f":
+        y = raw.astype(np.float64)
+        chunk.flag(np.isnan(y), f"label {name!r}: missing or NaN")
+    else:
+        missing = _is_missing(raw)
+        chunk.flag(missing, f"label {name!r}: missing or NaN")
+        y, bad = _parse_floats(np.where(missing, "0", raw))
+        chunk.flag(bad, f"label {name!r}: not a number")
+    chunk.flag(np.isinf(y), f"label {name!r}: infinite")
+    return y
+
+
+def _finish_chunk(columns: dict[str, np.ndarray], chunk: _Chunk) -> dict[str, np.ndarray] | None:
+    chunk.raise_first_failure()
+    keep = ~chunk.bad
+    chunk.report.rows_read += int(chunk.rows.size)
+    chunk.report.rows_kept += int(keep.sum())
+    if not keep.any():
+        return None
+    if keep.all():
+        return columns
+    return {k: v[keep] for k, v in columns.items()}
+
+
+# ------------------------------------------------------------ format readers
+def _text_rows(path: str, delimiter: str | None) -> Iterator[list[str]]:
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        if delimiter is None:
+            for line in fh:
+                if line.strip():
+                    yield line.split()
+        else:
+            yield from csv.reader(fh, delimiter=delimiter)
+
+
+def _read_text(path, spec, on_bad_rows, chunk_rows, with_label, report, delimiter):
+    sep = delimiter_for(path) if delimiter == "auto" else delimiter
+    rows = _text_rows(path, sep)
+    try:
+        header = [h.strip() for h in next(rows)]
+    except StopIteration:
+        raise ValueError(f"{path}: empty file (no header line)") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{path}: not a readable text table ({e})") from e
+    needed = list(spec.columns if with_label else spec.feature_names)
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise ValueError(f"{path}: no column(s) {missing}; the header has {header}")
+    index = {c: header.index(c) for c in needed}
+    width = len(header)
+    start = 1
+    while True:
+        try:
+            batch = [r for _, r in zip(range(chunk_rows), rows)]
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise ValueError(f"{path}: not a readable text table near row {start} ({e})") from e
+        if not batch:
+            return
+        numbers = np.arange(start, start + len(batch))
+        start += len(batch)
+        chunk = _Chunk(report, numbers, on_bad_rows)
+        counts = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
+        wrong = counts != width
+        if wrong.any():
+            for got in np.unique(counts[wrong]):
+                chunk.flag(counts == got, f"expected {width} columns, got {got}")
+            batch = [r if len(r) == width else [""] * width for r in batch]
+        transposed = list(zip(*batch))
+        cells = {c: np.asarray(transposed[i], dtype=object) for c, i in index.items()}
+        columns = _convert(spec, cells, chunk, with_label)
+        out = _finish_chunk(columns, chunk)
+        if out is not None:
+            yield out
+
+
+def _convert(spec, cells, chunk, with_label):
+    columns = {}
+    for f in spec.features:
+        fn = _list_column if f.is_list else _scalar_column
+        columns[f.name] = fn(f, cells[f.name], chunk)
+    if with_label:
+        columns[spec.label.name] = _label_column(spec, cells[spec.label.name], chunk)
+    return columns
+
+
+def _parquet_file(path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(f"{path}: not a readable Parquet file ({e})") from e
+
+
+def _check_parquet_schema(path, schema, spec, with_label) -> None:
+    import pyarrow as pa
+
+    needed = list(spec.columns if with_label else spec.feature_names)
+    missing = [c for c in needed if c not in schema.names]
+    if missing:
+        raise ValueError(f"{path}: no column(s) {missing}; columns are {schema.names}")
+    for f in spec.features:
+        t = schema.field(f.name).type
+        if f.is_list or f.dtype == "string":
+            ok = pa.types.is_string(t) or pa.types.is_large_string(t)
+            ok = ok or (not f.is_list and pa.types.is_integer(t))
+            want = "a string column (list ids joined by the separator)" if f.is_list else "string"
+        elif f.dtype == "int64":
+            ok = pa.types.is_integer(t) or pa.types.is_floating(t)
+            want = "an integer column"
+        else:
+            ok = pa.types.is_integer(t) or pa.types.is_floating(t)
+            want = "a numeric column"
+        if not ok:
+            raise ValueError(f"{path}: column {f.name!r} is {t}, feature {f.name!r} needs {want}")
+    if with_label:
+        t = schema.field(spec.label.name).type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+            raise ValueError(f"{path}: label column {spec.label.name!r} is {t}, not numeric")
+
+
+def _read_parquet(path, spec, on_bad_rows, chunk_rows, with_label, report):
+    pf = _parquet_file(path)
+    schema = pf.schema_arrow
+    _check_parquet_schema(path, schema, spec, with_label)
+    needed = list(spec.columns if with_label else spec.feature_names)
+    start = 1
+    for batch in pf.iter_batches(batch_size=chunk_rows, columns=needed):
+        n = batch.num_rows
+        chunk = _Chunk(report, np.arange(start, start + n), on_bad_rows)
+        start += n
+        columns = {}
+        for f in spec.features:
+            col = batch.column(f.name)
+            if f.is_list or f.dtype == "string":
+                raw = np.asarray(col.cast("string").to_pylist(), dtype=object)
+                fn = _list_column if f.is_list else _scalar_column
+                columns[f.name] = fn(f, raw, chunk)
+                continue
+            values = col.to_numpy(zero_copy_only=False)
+            nulls = np.asarray(col.is_null())
+            values = values.astype(np.float64)
+            if f.dtype == "int64":
+                nonint = ~nulls & (np.floor(values) != values)
+                chunk.flag(nonint, f"column {f.name!r}: not an integer id")
+                out = np.where(nulls | nonint, f.default, values)
+                columns[f.name] = out.astype(np.int64)
+            else:
+                chunk.flag(np.isinf(values), f"column {f.name!r}: infinite value")
+                out = np.where(nulls | ~np.isfinite(values), f.default, values)
+                columns[f.name] = out.astype(np.float32)
+        if with_label:
+            col = batch.column(spec.label.name)
+            y = col.to_numpy(zero_copy_only=False).astype(np.float64)
+            y[np.asarray(col.is_null())] = np.nan
+            columns[spec.label.name] = _label_column(spec, y, chunk)
+        out = _finish_chunk(columns, chunk)
+        if out is not None:
+            yield out
+
+
+def _tfrecord_compression(path: str) -> str:
+    return "GZIP" if path.lower().endswith(".gz") else ""
+
+
+def _read_tfrecord(path, spec, on_bad_rows, chunk_rows, with_label, report):
+    import tensorflow as tf
+
+    parse_spec = spec.parse_spec(with_label=with_label)
+    records = tf.data.TFRecordDataset(path, compression_type=_tfrecord_compression(path))
+    start = 1
+    iterator = iter(records.batch(chunk_rows))
+    while True:
+        try:
+            serialized = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            raise ValueError(f"{path}: not a readable TFRecord file ({e.message})") from e
+        n = int(serialized.shape[0])
+        chunk = _Chunk(report, np.arange(start, start + n), on_bad_rows)
+        start += n
+        try:
+            parsed = tf.io.parse_example(serialized, parse_spec)
+        except tf.errors.InvalidArgumentError:
+            parsed = _parse_records_one_by_one(serialized, parse_spec, spec, chunk)
+        columns = {k: v.numpy() for k, v in to_model_inputs(parsed, spec).items()}
+        if with_label:
+            y = parsed[spec.label.name].numpy().astype(np.float64)
+            y[chunk.bad] = 0.0
+            columns[spec.label.name] = _label_column(spec, y, chunk)
+        for f in spec.features:
+            if f.dtype == "string":
+                columns[f.name] = columns[f.name].astype(str).astype(object)
+        out = _finish_chunk(columns, chunk)
+        if out is not None:
+            yield out
+
+
+def _parse_records_one_by_one(serialized, parse_spec, spec, chunk):
+    """Parses a batch record by record; records that fail are bad rows."""
+    import tensorflow as tf
+
+    values = serialized.numpy()
+    good = np.ones(values.size, dtype=bool)
+    for i, record in enumerate(values):
+        try:
+            tf.io.parse_example(tf.constant([record]), parse_spec)
+        except tf.errors.InvalidArgumentError:
+            good[i] = False
+    chunk.flag(~good, "not a tf.Example matching the feature spec")
+    # An empty record parses (every feature takes its default) and stands in
+    # for the bad ones, which the chunk drops.
+    return tf.io.parse_example(tf.constant(np.where(good, values, b"")), parse_spec)
+
+
+def read_chunks(
+    path: str | os.PathLike,
+    spec: FeatureSpec,
+    *,
+    on_bad_rows: str = "fail",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    with_label: bool = True,
+    report: FileReport | None = None,
+    delimiter: str | None = "auto",
+) -> Iterator[dict[str, np.ndarray]]:
+    """Reads one file as numpy chunks in the model's input form.
+
+    Args:
+        path: a text, Parquet or TFRecord file (see the module docstring).
+        spec: the feature spec; its columns are found by name.
+        on_bad_rows: `"fail"` or `"skip"` (see the module docstring).
+        chunk_rows: rows per chunk (the last one may be smaller; skipped rows
+            make chunks smaller).
+        with_label: read and check the label column too.
+        report: a `FileReport` to fill (one is made if None).
+        delimiter: text files only: `"auto"` (from the suffix), a delimiter,
+            or None for runs of whitespace.
+
+    Yields:
+        dicts of feature name (and label name) -> numpy array: strings as
+        object arrays of str, int64 ids, float32 numerics, lists
+        `(n, max_length)`, the label float64.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: unknown format, missing column, wrong column type, an
+            unreadable file; the message names the file.
+        MalformedDataError: a bad row under `on_bad_rows="fail"`.
+    """
+    _check_policy(on_bad_rows)
+    if chunk_rows < 1:
+        raise ValueError(f"`chunk_rows` must be >= 1, got {chunk_rows}")
+    (path,) = _as_paths([path])
+    report = report if report is not None else FileReport(path)
+    fmt = file_format(path)
+    if fmt == "text":
+        yield from _read_text(path, spec, on_bad_rows, chunk_rows, with_label, report, delimiter)
+    elif fmt == "parquet":
+        yield from _read_parquet(path, spec, on_bad_rows, chunk_rows, with_label, report)
+    else:
+        yield from _read_tfrecord(path, spec, on_bad_rows, chunk_rows, with_label, report)
+
+
+def check_files(
+    files: str | os.PathLike | Sequence,
+    spec: FeatureSpec,
+    *,
+    on_bad_rows: str = "fail",
+    with_label: bool = True,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> DataReport:
+    """Reads every file once and reports its rows and bad rows.
+
+    Run it before training: it fails fast on a missing column, an unreadable
+    file or (under `"fail"`) the first bad row, naming the file and row.
+    """
+    report = DataReport()
+    for path in _as_paths(files):
+        file_report = FileReport(path)
+        report.files.append(file_report)
+        for _ in read_chunks(
+            path,
+            spec,
+            on_bad_rows=on_bad_rows,
+            chunk_rows=chunk_rows,
+            with_label=with_label,
+            report=file_report,
+        ):
+            pass
+    return report
+
+
+# --------------------------------------------------------------- graph helpers
+def to_model_inputs(values: dict[str, Any], spec: FeatureSpec) -> dict[str, Any]:
+    """Graph-side: parsed or read tensors -> the model's input form.
+
+    Ragged or sparse lists (from `tf.Example`) and joined list cells (text
+    and Parquet strings) become `(batch, max_length)` padded tensors; scalars
+    pass through, cast to the spec dtype.
+    """
+    import tensorflow as tf
+
+    out = {}
+    for f in spec.features:
+        v = values[f.name]
+        dtype = tf.as_dtype(f.tf_dtype_name)
+        if not f.is_list:
+            out[f.name] = tf.cast(v, dtype) if v.dtype != dtype else v
+            continue
+        if isinstance(v, tf.SparseTensor):
+            v = tf.RaggedTensor.from_sparse(v)
+        if not isinstance(v, tf.RaggedTensor):
+            if v.dtype == tf.string and v.shape.rank == 1:
+                tokens = tf.strings.strip(tf.strings.split(v, sep=f.separator))
+                tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+                v = tokens if dtype == tf.string else tf.strings.to_number(tokens, tf.int64)
+            else:
+                v = tf.RaggedTensor.from_tensor(v)
+        dense = v.to_tensor(default_value=f.pad_value, shape=[None, f.max_length])
+        out[f.name] = tf.cast(dense, dtype) if dense.dtype != dtype else dense
+    return out
+
+
+def _element_signature(spec: FeatureSpec, with_label: bool):
+    import tensorflow as tf
+
+    sig = {
+        f.name: tf.TensorSpec((None, *f.shape), tf.as_dtype(f.tf_dtype_name)) for f in spec.features
+    }
+    if with_label:
+        sig[spec.label.name] = tf.TensorSpec((None,), tf.float64)
+    return sig
+
+
+def _parquet_has_nulls(path: str, spec: FeatureSpec, with_label: bool) -> bool:
+    pf = _parquet_file(path)
+    _check_parquet_schema(path, pf.schema_arrow, spec, with_label)
+    needed = set(spec.columns if with_label else spec.feature_names)
+    meta = pf.metadata
+    names = pf.schema_arrow.names
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            if column.path_in_schema not in needed:
+                continue
+            stats = column.statistics
+            if stats is None or not stats.has_null_count or stats.null_count > 0:
+                return True
+    return not needed.issubset(names)
+
+
+def _finite_label_filter(spec, on_bad_rows):
+    """Graph-side policy for non-finite labels in tf.Example / Parquet batches."""
+    import tensorflow as tf
+
+    name = spec.label.name
+
+    def apply(batch):
+        y = batch[name]
+        finite = tf.math.is_finite(y)
+        if on_bad_rows == "fail":
+            check = tf.debugging.Assert(
+                tf.reduce_all(finite),
+                [
+                    f"label {name!r} is missing, NaN or infinite in some row; "
+                    "rq_keras.data.check_files names the file and row"
+                ],
+            )
+            with tf.control_dependencies([check]):
+                return {k: tf.identity(v) for k, v in batch.items()}
+        return {k: tf.boolean_mask(v, finite) for k, v in batch.items()}
+
+    return apply
+
+
+def _tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
+    """tensorflow-io column specs for a Parquet file, or None to use pyarrow.
+
+    None when a needed column may hold nulls (tensorflow-io returns stale
+    values for them) or has a type tensorflow-io does not read.
+    """
+    import pyarrow as pa
+    import tensorflow as tf
+
+    if _parquet_has_nulls(path, spec, with_label):
+        return None
+    schema = _parquet_file(path).schema_arrow
+    types = {
+        pa.int32(): tf.int32,
+        pa.int64(): tf.int64,
+        pa.float32(): tf.float32,
+        pa.float64(): tf.float64,
+        pa.string(): tf.string,
+    }
+    columns = {}
+    for name in spec.columns if with_label else spec.feature_names:
+        dtype = types.get(schema.field(name).type)
+        if dtype is None:
+            return None
+        columns[name] = tf.TensorSpec([], dtype)
+    return columns
+
+
+def _file_dataset(path, spec, fmt, on_bad_rows, with_label, batch_size, chunk_rows):
+    """Batches of one file in the model's input form (label included)."""
+    import tensorflow as tf
+
+    columns = _tfio_columns(path, spec, with_label) if fmt == "parquet" else None
+    if columns is not None:
+        import tensorflow_io as tfio
+
+        ds = tfio.IODataset.from_parquet(path, columns=columns).batch(batch_size)
+
+        def convert(batch):
+            batch = dict(batch)
+            for f in spec.features:
+                v = batch[f.name]
+                if f.dtype == "string" and not f.is_list and v.dtype != tf.string:
+                    batch[f.name] = tf.strings.as_string(v)
+            out = to_model_inputs(batch, spec)
+            if with_label:
+                out[spec.label.name] = tf.cast(batch[spec.label.name], tf.float64)
+            return out
+
+        ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(_finite_label_filter(spec, on_bad_rows)) if with_label else ds
+    signature = _element_signature(spec, with_label)
+
+    def generate():
+        yield from read_chunks(
+            path, spec, on_bad_rows=on_bad_rows, chunk_rows=chunk_rows, with_label=with_label
+        )
+
+    return tf.data.Dataset.from_generator(generate, output_signature=signature)
+
+
+def make_dataset(
+    files: str | os.PathLike | Sequence,
+    spec: FeatureSpec,
+    *,
+    batch_size: int = 1024,
+    shuffle: bool = False,
+    shuffle_buffer: int = 65_536,
+    seed: int | None = None,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    deterministic: bool = True,
+    on_bad_rows: str = "fail",
+    with_label: bool = True,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    input_context: Any = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+):
+    """A `tf.data` pipeline of `(features, label)` batches from files.
+
+    Args:
+        files: one path or a list; the formats may be mixed.
+        spec: the feature spec.
+        batch_size: rows per batch.
+        shuffle: shuffle rows (and file order) each epoch, seeded by `seed`.
+        shuffle_buffer: rows held by the shuffle buffer.
+        seed: shuffle seed (None: a fresh order each run).
+        repeat: repeat forever (for `steps_per_epoch` training).
+        drop_remainder: drop a last partial batch (fixed shapes for TPUs).
+        deterministic: keep element order fixed across runs (with a seed);
+            False lets parallel stages run out of order, slightly faster.
+        on_bad_rows: `"fail"` or `"skip"` (see the module docstring). In the
+            pipeline a bad `tf.Example` or non-finite label in TFRecord or
+            Parquet fails the step without the row number under `"fail"`; run
+            `check_files` first for the exact row.
+        with_label: yield `(features, label)`; False yields features only.
+        num_shards: the input is split into this many shards (workers) ...
+        shard_index: ... and this pipeline reads shard `shard_index`. With as
+            many files as shards or more, whole files are dealt round-robin;
+            with fewer, every shard reads every file and keeps every
+            `num_shards`-th row.
+        input_context: a `tf.distribute.InputContext`; overrides the two
+            above and makes `batch_size` the global batch (each pipeline
+            gets `input_context.get_per_replica_batch_size(batch_size)`).
+        chunk_rows: rows per read chunk of the checked (text) reader.
+
+    Returns:
+        `tf.data.Dataset` of `(features, label)` with features a dict of
+        feature name -> tensor in the model's input form and the label
+        float64 `(batch,)`; features only when `with_label` is False.
+    """
+    import tensorflow as tf
+
+    _check_policy(on_bad_rows)
+    paths = _as_paths(files)
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    if input_context is not None:
+        num_shards = input_context.num_input_pipelines
+        shard_index = input_context.input_pipeline_id
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(
+            f"`shard_index` must be in [0, num_shards), got {shard_index} of {num_shards}"
+        )
+    row_sharding = num_shards > 1 and len(paths) < num_shards
+    if num_shards > 1 and not row_sharding:
+        paths = paths[shard_index::num_shards]
+
+    label = spec.label.name
+    read_batch = min(chunk_rows, max(batch_size, 1024))
+    parts = []
+    for path in paths:
+        fmt = file_format(path)
+        if fmt == "tfrecord":
+            parts.append(("tfrecord", path))
+        else:
+            parts.append(
+                (
+                    "batched",
+                    _file_dataset(path, spec, fmt, on_bad_rows, with_label, read_batch, chunk_rows),
+                )
+            )
+
+    parse_spec = spec.parse_spec(with_label=with_label)
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, parse_spec)
+        out = to_model_inputs(parsed, spec)
+        if with_label:
+            out[label] = tf.cast(parsed[label], tf.float64)
+        return out
+
+    def parse_one(serialized):
+        return parse(tf.expand_dims(serialized, 0))
+
+    datasets = []
+    for kind, part in parts:
+        if kind == "tfrecord":
+            ds = tf.data.TFRecordDataset(part, compression_type=_tfrecord_compression(part))
+            if row_sharding:
+                ds = ds.shard(num_shards, shard_index)
+            if on_bad_rows == "skip":
+                # Record by record, so one bad record drops only itself.
+                ds = ds.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+                ds = ds.unbatch()
+            else:
+                datasets.append(("serialized", ds))
+                continue
+            if with_label:
+                ds = ds.filter(lambda row: tf.math.is_finite(row[label]))
+            datasets.append(("rows", ds))
+        else:
+            ds = part.unbatch()
+            if row_sharding:
+                ds = ds.shard(num_shards, shard_index)
+            datasets.append(("rows", ds))
+
+    # Serialized records are shuffled and batched before parsing (cheapest);
+    # rows from the other readers are shuffled and batched as rows.
+    pipelines = []
+    serialized = [d for k, d in datasets if k == "serialized"]
+    rows = [d for k, d in datasets if k == "rows"]
+    for group, is_serialized in ((serialized, True), (rows, False)):
+        if not group:
+            continue
+        ds = _mix(group, shuffle, seed)
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        if is_serialized:
+            ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+            if with_label:
+                ds = ds.map(_finite_label_filter(spec, on_bad_rows))
+        pipelines.append(ds)
+    ds = pipelines[0]
+    for other in pipelines[1:]:
+        ds = ds.concatenate(other)
+    if with_label:
+        ds = ds.map(lambda b: ({k: v for k, v in b.items() if k != label}, b[label]))
+    if repeat:
+        ds = ds.repeat()
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    if input_context is not None or num_shards > 1:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _mix(group, shuffle: bool, seed):
+    """One dataset from several: in file order, or rows drawn at random (seeded)."""
+    import tensorflow as tf
+
+    if len(group) == 1:
+        return group[0]
+    if shuffle:
+        return tf.data.Dataset.sample_from_datasets(group, seed=seed, stop_on_empty_dataset=False)
+    out = group[0]
+    for other in group[1:]:
+        out = out.concatenate(other)
+    return out
+
+
+# ------------------------------------------------------------------- writers
+def _example_bytes(spec: FeatureSpec, frame) -> Iterator[bytes]:
+    import tensorflow as tf
+
+    train = tf.train
+    columns = []
+    for f in spec.features:
+        values = frame[f.name].tolist()
+        columns.append((f, values))
+    label = frame[spec.label.name].astype(np.float64).tolist() if spec.label.name in frame else None
+    for i in range(len(frame)):
+        feature = {}
+        for f, values in columns:
+            v = values[i]
+            if f.is_list:
+                ids = [] if v is None else [t.strip() for t in str(v).split(f.separator)]
+                ids = [t for t in ids if t]
+                if f.dtype == "string":
+                    feature[f.name] = train.Feature(
+                        bytes_list=train.BytesList(value=[t.encode() for t in ids])
+                    )
+                else:
+                    feature[f.name] = train.Feature(
+                        int64_list=train.Int64List(value=[int(t) for t in ids])
+                    )
+            elif v is None or (isinstance(v, float) and math.isnan(v)):
+                continue  # missing: the parser gives the spec default
+            elif f.dtype == "string":
+                feature[f.name] = train.Feature(bytes_list=train.BytesList(value=[str(v).encode()]))
+            elif f.dtype == "int64":
+                feature[f.name] = train.Feature(int64_list=train.Int64List(value=[int(v)]))
+            else:
+                feature[f.name] = train.Feature(float_list=train.FloatList(value=[float(v)]))
+        if label is not None and not math.isnan(label[i]):
+            feature[spec.label.name] = train.Feature(float_list=train.FloatList(value=[label[i]]))
+        yield train.Example(features=train.Features(feature=feature)).SerializeToString()
+
+
+def write_tfrecord(frames, spec: FeatureSpec, path: str | os.PathLike) -> int:
+    """Writes rows as `tf.Example` records; returns the number written.
+
+    Args:
+        frames: a pandas DataFrame, or an iterable of them (written in order,
+            so a large table can be written chunk by chunk), with the spec's
+            columns; list features as joined text cells.
+        spec: the feature spec (its dtypes pick the `tf.train.Feature` kind).
+        path: the output file; `.gz` writes GZIP.
+
+    Missing values (None/NaN) are left out of the record, so parsing gives the
+    spec default; a missing label is left out too and is a bad row on read.
+    The file is written to a temporary name and renamed when complete.
+    """
+    import pandas as pd
+    import tensorflow as tf
+
+    path = os.fspath(path)
+    if isinstance(frames, pd.DataFrame):
+        frames = [frames]
+    tmp = f"{path}.tmp-{os.getpid()}"
+    options = tf.io.TFRecordOptions(compression_type=_tfrecord_compression(path))
+    written = 0
+    with tf.io.TFRecordWriter(tmp, options) as writer:
+        for frame in frames:
+            missing = [c for c in spec.feature_names if c not in frame.columns]
+            if missing:
+                raise ValueError(f"{path}: the rows lack feature column(s) {missing}")
+            for record in _example_bytes(spec, frame):
+                writer.write(record)
+                written += 1
+    os.replace(tmp, path)
+    return written
+
+
+def write_table(frame, spec: FeatureSpec, path: str | os.PathLike) -> int:
+    """Writes a DataFrame in the format of `path`'s suffix; returns its rows.
+
+    Text and Parquet keep the spec's columns in spec order (label last);
+    TFRecord writes `tf.Example` records (`write_tfrecord`). Written to a
+    temporary name and renamed when complete.
+    """
+    path = os.fspath(path)
+    fmt = file_format(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if fmt == "tfrecord":
+        return write_tfrecord(frame, spec, path)
+    columns = [c for c in spec.columns if c in frame.columns]
+    missing = [c for c in spec.feature_names if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: the rows lack feature column(s) {missing}")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    part = frame[columns]
+    if fmt == "parquet":
+        part.to_parquet(tmp, index=False, row_group_size=131_072)
+    else:
+        sep = delimiter_for(path) or " "
+        part.to_csv(tmp, index=False, sep=sep)
+    os.replace(tmp, path)
+    return len(part)
+
+
+# ------------------------------------------------------------ single column
 def read_column(path: str | os.PathLike, column: str | None, delimiter: str | None = "auto"):
     """Reads one column of a table as a numpy array, values untouched.
 
