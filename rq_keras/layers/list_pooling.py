@@ -1,0 +1,52 @@
+"""Pools the embeddings of a list feature over the ids a row has."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras as keras
+
+POOLING_MODES = ("mean", "sum")
+
+
+@keras.utils.register_keras_serializable(package="rq_keras")
+class ListPooling(keras.layers.Layer):
+    """Mean or sum of list-id embeddings, ignoring padding.
+
+    Index 0 is padding (the lookup and hashing layers of
+    `rq_keras.preprocessing` map the pad value there). A row with no ids pools
+    to zeros.
+
+    Args:
+        mode: `"mean"` or `"sum"`.
+
+    Call args:
+        inputs: `[embeddings, ids]`: float `(batch, length, dim)` and the
+            integer ids `(batch, length)` they were looked up from.
+
+    Returns:
+        `(batch, dim)`.
+    """
+
+    def __init__(self, mode: str = "mean", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in POOLING_MODES:
+            raise ValueError(f"`mode` must be one of {POOLING_MODES}, got {mode!r}")
+        self.mode = mode
+
+    def call(self, inputs, training=None):
+        embeddings, ids = inputs
+        mask = tf.cast(tf.not_equal(ids, 0), embeddings.dtype)[..., tf.newaxis]
+        total = tf.reduce_sum(embeddings * mask, axis=1)
+        if self.mode == "sum":
+            return total
+        count = tf.reduce_sum(mask, axis=1)
+        return tf.math.divide_no_nan(total, count)
+
+    def compute_output_shape(self, input_shape):
+        emb_shape = tf.TensorShape(input_shape[0])
+        return tf.TensorShape([emb_shape[0], emb_shape[-1]])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mode": self.mode})
+        return config
