@@ -221,13 +221,23 @@ def _is_missing(values: np.ndarray) -> np.ndarray:
 
 
 def _parse_floats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 values, unparsable mask) for an object array of text cells."""
-    import pandas as pd
+    """(float64 values, unparsable mask) for an object array of text cells.
 
-    parsed = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-    return parsed, np.isnan(parsed)
+    Correctly rounded (numpy's cast uses Python's float parser), so a float
+    written with `repr` reads back bit for bit; `pandas.to_numeric` is not.
+    """
+    try:
+        return np.asarray(values, dtype=str).astype(np.float64), np.zeros(len(values), bool)
+    except ValueError:
+        pass
+    out = np.full(len(values), np.nan)
+    bad = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            bad[i] = True
+    return out, bad
 
 
 def _parse_ints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

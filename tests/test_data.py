@@ -1,19 +1,282 @@
+import gzip
+
 import numpy as np
+import pandas as pd
 import pytest
+import tensorflow as tf
 
 from conftest import CDNOW
-from rq_keras.data import delimiter_for, read_column
+from rq_keras.data import (
+    MalformedDataError,
+    check_files,
+    delimiter_for,
+    file_format,
+    make_dataset,
+    read_chunks,
+    read_column,
+    write_table,
+)
+from rq_keras.features import FeatureSpec
+
+SPEC = FeatureSpec.from_dict(
+    {
+        "name": "t",
+        "label": "y",
+        "features": [
+            {"name": "s", "kind": "categorical", "dtype": "string", "default": "?"},
+            {"name": "i", "kind": "categorical", "dtype": "int64", "default": 7},
+            {"name": "l", "kind": "list", "dtype": "int64", "max_length": 3},
+            {"name": "ls", "kind": "list", "dtype": "string", "max_length": 2},
+            {"name": "x", "kind": "numeric", "default": -1.0},
+        ],
+    }
+)
 
 
-def test_reads_whitespace_table():
-    values = read_column(CDNOW, "dollar_value")
-    assert values.dtype == np.float64 and values.shape == (69_659,)
-    assert values[:4].tolist() == [11.77, 12.0, 77.0, 20.76]
+def _frame(n=10):
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "s": [f"s{k % 4}" for k in range(n)],
+            "i": np.arange(n, dtype=np.int64) * 3,
+            "l": ["|".join(str(v) for v in range(k % 5)) for k in range(n)],
+            "ls": ["|".join(f"t{v}" for v in range(k % 4)) for k in range(n)],
+            "x": rng.normal(size=n).astype(np.float32),
+            "y": rng.lognormal(size=n),
+        }
+    )
 
 
-def test_reads_csv_tsv_parquet_npy(tmp_path):
-    import pandas as pd
+def _rows(ds):
+    """All batches of a dataset, concatenated, as numpy."""
+    out = {}
+    for x, y in ds:
+        for k, v in {**x, "y": y}.items():
+            out.setdefault(k, []).append(v.numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
 
+
+@pytest.mark.parametrize("name", ["t.csv", "t.tsv", "t.parquet", "t.tfrecord", "t.tfrecord.gz"])
+def test_every_format_round_trips(tmp_path, name):
+    frame = _frame()
+    path = tmp_path / name
+    assert write_table(frame, SPEC, path) == 10
+    if name.endswith(".gz"):
+        assert gzip.open(path).read(1)  # really GZIP
+    got = _rows(make_dataset(path, SPEC, batch_size=4))
+    assert [s.decode() for s in got["s"]] == frame["s"].tolist()
+    np.testing.assert_array_equal(got["i"], frame["i"])
+    np.testing.assert_allclose(got["x"], frame["x"], rtol=1e-6)
+    np.testing.assert_allclose(got["y"], frame["y"], rtol=1e-6 if "tfrecord" in name else 0)
+    assert got["l"][4].tolist() == [0, 1, 2]  # 4 ids cut to max_length 3
+    assert got["l"][0].tolist() == [-1, -1, -1]  # the empty list is all padding
+    assert got["ls"][2].tolist() == [b"t0", b"t1"] and got["ls"][1].tolist() == [b"t0", b""]
+    chunks = list(read_chunks(path, SPEC, chunk_rows=3))
+    assert [len(c["y"]) for c in chunks] == [3, 3, 3, 1]
+    np.testing.assert_array_equal(np.concatenate([c["l"] for c in chunks]), got["l"])
+
+
+def test_cdnow_whitespace_table_is_read_by_name():
+    spec = FeatureSpec.from_dict(
+        {
+            "name": "cdnow",
+            "label": "dollar_value",
+            "features": [
+                {"name": "number_of_cds", "kind": "numeric"},
+                {"name": "customer_id", "kind": "categorical", "dtype": "string"},
+            ],
+        }
+    )
+    report = check_files(CDNOW, spec)
+    assert report.rows_read == report.rows_kept == 69_659
+    first = next(read_chunks(CDNOW, spec, chunk_rows=4))
+    assert first["customer_id"].tolist() == ["00001", "00002", "00002", "00003"]
+    assert first["dollar_value"].tolist() == [11.77, 12.0, 77.0, 20.76]
+    assert first["number_of_cds"].tolist() == [1.0, 1.0, 5.0, 2.0]
+
+
+BAD_CSV = (
+    "s,i,l,ls,x,y\n"
+    "a,1,1|2,p,0.5,1\n"  # 1 good
+    "b,one,1,p,0.5,1\n"  # 2 not an integer id
+    "c,1,1,p,0.5\n"  # 3 too few columns
+    "d,1,1,p,0.5,,\n"  # 4 too many columns
+    "e,1,1,p,zero,2\n"  # 5 not a number
+    "f,1,1,p,inf,2\n"  # 6 infinite feature
+    "g,1,1,p,0.5,\n"  # 7 missing label
+    "h,1,1,p,0.5,nan\n"  # 8 NaN label
+    "i,1,1,p,0.5,-inf\n"  # 9 infinite label
+    "j,1,1,p,0.5,ten\n"  # 10 label not a number
+    "k,1,1|x,p,0.5,3\n"  # 11 list id not an integer
+    ",,,,,4\n"  # 12 every feature missing: defaults
+    "m,NA,,,null,5\n"  # 13 missing tokens: defaults
+)
+
+
+def test_bad_rows_are_skipped_and_counted(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    report = check_files(path, SPEC, on_bad_rows="skip")
+    f = report.files[0]
+    assert (f.rows_read, f.rows_kept, f.rows_dropped) == (13, 3, 10)
+    assert f.first_bad_rows == {
+        "column 'i': not an integer id": [2],
+        "expected 6 columns, got 5": [3],
+        "expected 6 columns, got 7": [4],
+        "column 'x': not a number": [5],
+        "column 'x': infinite value": [6],
+        "label 'y': missing or NaN": [7, 8],
+        "label 'y': infinite": [9],
+        "label 'y': not a number": [10],
+        "column 'l': a list id is not an integer": [11],
+    }
+    assert report.to_dict()["rows_dropped"] == 10
+    assert "10 row(s)" not in report.summary() and "2 row(s) dropped" in report.summary()
+    got = _rows(make_dataset(path, SPEC, on_bad_rows="skip"))
+    assert got["y"].tolist() == [1.0, 4.0, 5.0]
+    assert got["s"].tolist() == [b"a", b"?", b"m"]  # missing -> the spec default
+    assert got["i"].tolist() == [1, 7, 7] and got["x"].tolist() == [0.5, -1.0, -1.0]
+    assert got["l"][1].tolist() == [-1, -1, -1]
+
+
+def test_fail_names_file_and_earliest_row(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    with pytest.raises(MalformedDataError, match=rf"{path}: row 2: column 'i': not an integer id"):
+        check_files(path, SPEC)
+    # inside tf.data the reader's error arrives as an op error with its message
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bad.csv: row 2: column 'i'"):
+        list(make_dataset(path, SPEC))
+    # the row number counts across chunks
+    with pytest.raises(MalformedDataError, match="row 2"):
+        check_files(path, SPEC, chunk_rows=1)
+
+
+def test_parquet_nulls_take_defaults_and_null_labels_are_bad(tmp_path):
+    path = tmp_path / "n.parquet"
+    pd.DataFrame(
+        {
+            "s": ["a", None, "c", "d"],
+            "i": pd.array([1, None, 3, 4], dtype="Int64"),
+            "l": ["1|2", None, "", "3"],
+            "ls": [None, "p", "q", "r"],
+            "x": [0.5, None, np.nan, 1.0],
+            "y": [1.0, 2.0, None, np.nan],
+        }
+    ).to_parquet(path)
+    report = check_files(path, SPEC, on_bad_rows="skip")
+    assert report.files[0].first_bad_rows == {"label 'y': missing or NaN": [3, 4]}
+    got = _rows(make_dataset(path, SPEC, on_bad_rows="skip"))
+    # tensorflow-io would return a stale value for the null string; the
+    # pyarrow reader gives the spec default.
+    assert got["s"].tolist() == [b"a", b"?"] and got["i"].tolist() == [1, 7]
+    assert got["x"].tolist() == [0.5, -1.0] and got["l"][1].tolist() == [-1, -1, -1]
+    with pytest.raises(MalformedDataError, match="row 3: label 'y': missing or NaN"):
+        check_files(path, SPEC)
+
+
+def test_parquet_and_tfrecord_label_policy_in_graph(tmp_path):
+    frame = _frame(6)
+    frame.loc[2, "y"] = np.nan
+    # pandas stores the NaN as a Parquet null, so that file goes through the
+    # checked reader (exact row); TFRecord labels are checked in the graph.
+    for name, message in (
+        ("p.parquet", "p.parquet: row 3: label 'y'"),
+        ("p.tfrecord", "check_files"),
+    ):
+        path = tmp_path / name
+        write_table(frame, SPEC, path)
+        got = _rows(make_dataset(path, SPEC, on_bad_rows="skip", batch_size=4))
+        assert len(got["y"]) == 5 and np.isfinite(got["y"]).all()
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            _rows(make_dataset(path, SPEC, batch_size=4))
+        assert check_files(path, SPEC, on_bad_rows="skip").files[0].first_bad_rows == {
+            "label 'y': missing or NaN": [3]
+        }
+
+
+def test_tfrecord_records_that_do_not_parse(tmp_path):
+    path = tmp_path / "r.tfrecord"
+    good = _frame(3)
+    write_table(good, SPEC, path)
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+    wrong_type = tf.train.Example(
+        features=tf.train.Features(
+            feature={"i": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"]))}
+        )
+    ).SerializeToString()
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for r in (records[0], b"not a proto", records[1], wrong_type, records[2]):
+            w.write(r)
+    report = check_files(path, SPEC, on_bad_rows="skip")
+    assert report.files[0].first_bad_rows == {"not a tf.Example matching the feature spec": [2, 4]}
+    got = _rows(make_dataset(path, SPEC, on_bad_rows="skip"))
+    np.testing.assert_allclose(got["y"], good["y"], rtol=1e-6)
+    with pytest.raises(MalformedDataError, match="row 2: not a tf.Example"):
+        check_files(path, SPEC)
+
+
+def test_shuffle_is_seeded_and_sharding_partitions_rows(tmp_path):
+    frame = _frame(40)
+    paths = []
+    for k in range(4):
+        part = frame.iloc[k * 10 : (k + 1) * 10]
+        paths.append(tmp_path / f"part{k}.csv")
+        write_table(part, SPEC, paths[-1])
+
+    def order(**kw):
+        return _rows(make_dataset(paths, SPEC, batch_size=7, **kw))["i"].tolist()
+
+    assert order() == frame["i"].tolist()
+    a, b = order(shuffle=True, seed=1), order(shuffle=True, seed=1)
+    assert a == b and a != frame["i"].tolist() and sorted(a) == sorted(frame["i"])
+    assert order(shuffle=True, seed=2) != a
+    for shards in (2, 8):  # whole files (2 shards) or rows of every file (8 > 4 files)
+        parts = [order(num_shards=shards, shard_index=k) for k in range(shards)]
+        assert sorted(sum(parts, [])) == sorted(frame["i"]) and all(parts)
+    ctx = tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2
+    )
+    batches = list(make_dataset(paths, SPEC, batch_size=8, input_context=ctx))
+    assert max(len(y) for _, y in batches) == 4  # the per-replica batch
+    assert sum(len(y) for _, y in batches) == 20
+
+
+def test_features_only_and_drop_remainder(tmp_path):
+    path = tmp_path / "t.csv"
+    write_table(_frame(10), SPEC, path)
+    batches = list(make_dataset(path, SPEC, batch_size=4, with_label=False, drop_remainder=True))
+    assert len(batches) == 2 and set(batches[0]) == set(SPEC.feature_names)
+    assert list(make_dataset(path, SPEC, batch_size=4, repeat=True).take(5))
+
+
+def test_input_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        make_dataset(tmp_path / "none.csv", SPEC)
+    (tmp_path / "t.json").write_text("{}")
+    with pytest.raises(ValueError, match="unknown data format"):
+        make_dataset(tmp_path / "t.json", SPEC)
+    (tmp_path / "t.csv").write_text("s,i\na,1\n")
+    with pytest.raises(ValueError, match=r"no column\(s\) \['l', 'ls', 'x', 'y'\]"):
+        check_files(tmp_path / "t.csv", SPEC)
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(ValueError, match="empty file"):
+        check_files(tmp_path / "e.csv", SPEC)
+    pd.DataFrame({c: [1.5] for c in SPEC.columns}).to_parquet(tmp_path / "w.parquet")
+    with pytest.raises(ValueError, match="column 's' is double, feature 's' needs string"):
+        check_files(tmp_path / "w.parquet", SPEC)
+    (tmp_path / "b.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match="not a readable Parquet file"):
+        check_files(tmp_path / "b.parquet", SPEC)
+    with pytest.raises(ValueError, match="on_bad_rows"):
+        check_files(tmp_path / "t.csv", SPEC, on_bad_rows="drop")
+    with pytest.raises(ValueError, match="shard_index"):
+        make_dataset(tmp_path / "t.csv", SPEC, num_shards=2, shard_index=2)
+    assert file_format("a.TFRecords.gz") == "tfrecord" and file_format("a.dat") == "text"
+
+
+# read_column (the quantizer's command line reads one column)
+def test_read_column_formats(tmp_path):
     frame = pd.DataFrame({"a": [1.0, 2.5, -3.0], "b": ["x", "y", "z"]})
     frame.to_csv(tmp_path / "t.csv", index=False)
     frame.to_csv(tmp_path / "t.tsv", index=False, sep="\t")
@@ -21,14 +284,13 @@ def test_reads_csv_tsv_parquet_npy(tmp_path):
     np.save(tmp_path / "t.npy", frame["a"].to_numpy()[:, None])
     for name in ("t.csv", "t.tsv", "t.parquet", "t.npy"):
         np.testing.assert_array_equal(read_column(tmp_path / name, "a"), [1.0, 2.5, -3.0])
+    values = read_column(CDNOW, "dollar_value")
+    assert values.dtype == np.float64 and values.shape == (69_659,)
 
 
-def test_non_numeric_text_is_returned_raw(tmp_path):
+def test_read_column_errors(tmp_path):
     (tmp_path / "t.csv").write_text("a\n1\nx\n")
     assert read_column(tmp_path / "t.csv", "a").tolist() == ["1", "x"]
-
-
-def test_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         read_column(tmp_path / "none.csv", "a")
     (tmp_path / "t.parquet").write_bytes(b"not parquet")
@@ -37,13 +299,8 @@ def test_errors(tmp_path):
     np.save(tmp_path / "t.npy", np.ones((3, 2)))
     with pytest.raises(ValueError, match=r"expected a 1-D array, got shape \(3, 2\)"):
         read_column(tmp_path / "t.npy", None)
-    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match=r"a column name is needed"):
         read_column(tmp_path / "t.csv", None)
-
-
-def test_delimiter_for():
     assert delimiter_for("x.CSV") == "," and delimiter_for("x.tsv") == "\t"
-    assert delimiter_for("x.txt") is None
     with pytest.raises(ValueError, match="unknown table format"):
         delimiter_for("x.json")
