@@ -1,0 +1,185 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from rq_keras.data import make_dataset, write_table
+from rq_keras.features import FeatureSpec
+from rq_keras.layers.signed_log import signed_log
+from rq_keras.preprocessing import FeaturePreprocessor
+
+SPEC = FeatureSpec.from_dict(
+    {
+        "name": "p",
+        "label": "y",
+        "embedding_dim": 4,
+        "features": [
+            {"name": "c", "kind": "categorical", "dtype": "string", "min_count": 2},
+            {
+                "name": "u",
+                "kind": "categorical",
+                "dtype": "int64",
+                "max_size": 2,
+                "num_oov_buckets": 2,
+            },
+            {"name": "h", "kind": "hashed", "dtype": "string", "num_bins": 8},
+            {"name": "l", "kind": "list", "dtype": "int64", "max_length": 3, "pooling": "sum"},
+            {"name": "x", "kind": "numeric", "transform": "log"},
+            {"name": "b", "kind": "numeric", "encoding": "bucketize", "num_buckets": 4},
+            {"name": "r", "kind": "numeric", "encoding": "raw"},
+        ],
+    }
+)
+
+
+def _frame():
+    rng = np.random.default_rng(0)
+    n = 200
+    return pd.DataFrame(
+        {
+            # a x100, b x60, c x39, d x1 (below min_count 2)
+            "c": ["a"] * 100 + ["b"] * 60 + ["c"] * 39 + ["d"],
+            # 5 x80, 3 x80 (tie: smaller value first), 9 x40; max_size 2 keeps 3 and 5
+            "u": [5] * 80 + [3] * 80 + [9] * 40,
+            "h": [f"h{k}" for k in range(n)],
+            "l": ["|".join(str(v) for v in range(k % 4)) for k in range(n)],
+            "x": rng.lognormal(2.0, 1.0, n) * np.where(np.arange(n) % 10 == 0, -1, 1),
+            "b": np.where(np.arange(n) < 120, 0.0, rng.exponential(5.0, n)),
+            "r": rng.normal(size=n),
+            "y": rng.lognormal(size=n),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory):
+    path = tmp_path_factory.mktemp("p") / "train.parquet"
+    frame = _frame()
+    write_table(frame, SPEC, path)
+    return frame, path, FeaturePreprocessor(SPEC).adapt(path)
+
+
+def test_vocabularies(adapted):
+    _, _, pre = adapted
+    assert pre.vocabulary("c") == ["a", "b", "c"]  # most frequent first, "d" < min_count
+    assert pre.vocabulary("u") == [3, 5]  # ties by value, cut at max_size
+    assert pre.vocabulary("l") == [0, 1, 2]  # padding is not counted
+    assert pre.vocabulary("h") is None and pre.vocabulary("x") is None
+    assert pre.statistics["features"]["c"]["distinct_values"] == 4
+    assert pre.id_count("c") == 3 + 1 and pre.id_count("u") == 2 + 2
+    assert pre.id_count("l") == 3 + 1 + 1 and pre.id_count("h") == 8  # pad id for lists
+
+
+def test_numeric_statistics_match_numpy(adapted):
+    frame, _, pre = adapted
+    x = signed_log(frame["x"].to_numpy(np.float32))
+    stats = pre.statistics["features"]["x"]
+    assert stats["count"] == 200
+    np.testing.assert_allclose(stats["mean"], x.mean(), rtol=1e-12)
+    np.testing.assert_allclose(stats["variance"], x.var(), rtol=1e-12)
+    # 60% zeros: the 0.25 and 0.5 quantiles collapse into one boundary at 0
+    b = frame["b"].to_numpy(np.float32).astype(np.float64)
+    expected = np.unique(np.quantile(b, [0.25, 0.5, 0.75]))
+    assert pre.boundaries("b") == pytest.approx(expected.tolist())
+    assert len(pre.boundaries("b")) == 2
+
+
+def test_chunked_statistics_equal_one_pass(adapted):
+    frame, path, pre = adapted
+    chunked = FeaturePreprocessor(SPEC).adapt(path, chunk_rows=7)
+    for name in ("c", "u", "l", "b"):
+        assert chunked.statistics["features"][name] == pre.statistics["features"][name]
+    for key in ("mean", "variance"):
+        np.testing.assert_allclose(
+            chunked.statistics["features"]["x"][key],
+            pre.statistics["features"]["x"][key],
+            rtol=1e-12,
+        )
+
+
+def test_model_output_and_oov(adapted):
+    frame, path, pre = adapted
+    model = pre.build_model(seed=3)
+    assert pre.output_dim == 4 * 5 + 1 + 1 == model.output_shape[-1]
+    x, _ = next(iter(make_dataset(path, SPEC, batch_size=16)))
+    out = model(x).numpy()
+    assert out.shape == (16, 22) and np.isfinite(out).all()
+    lookup = model.get_layer("c_lookup")
+    ids = lookup(tf.constant(["a", "b", "c", "d", "never seen"])).numpy()
+    assert ids.tolist() == [1, 2, 3, 0, 0]  # OOV (incl. below min_count) -> the OOV id
+    ulookup = model.get_layer("u_lookup")
+    assert set(ulookup(tf.constant([9, 12345])).numpy().tolist()) <= {0, 1}
+    lids = model.get_layer("l_lookup")(tf.constant([[0, 2, -1], [77, -1, -1]])).numpy()
+    assert lids.tolist() == [[2, 4, 0], [1, 0, 0]]  # pad -> 0, OOV -> 1
+    # sum pooling of an all-padding list is zero
+    empty = {k: v[:1] for k, v in x.items()}
+    empty["l"] = tf.constant([[-1, -1, -1]], tf.int64)
+    slices = np.cumsum([0, *pre.output_dims().values()])
+    l_slice = slice(slices[3], slices[4])
+    assert np.all(model(empty).numpy()[0, l_slice] == 0)
+
+
+def test_normalized_column_is_standardized(adapted):
+    frame, path, pre = adapted
+    model = pre.build_model()
+    xs = []
+    for x, _ in make_dataset(path, SPEC, batch_size=64):
+        xs.append(model(x).numpy())
+    start = int(np.cumsum([0, *pre.output_dims().values()])[4])  # after c, u, h, l
+    col = np.concatenate(xs)[:, start]
+    assert abs(col.mean()) < 1e-5 and abs(col.std() - 1) < 1e-4
+
+
+def test_statistics_save_load(adapted, tmp_path):
+    _, _, pre = adapted
+    pre.save(tmp_path / "f.json")
+    again = FeaturePreprocessor.load(SPEC, tmp_path / "f.json")
+    assert again.statistics == json.loads(json.dumps(pre.statistics))
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not readable feature statistics"):
+        FeaturePreprocessor.load(SPEC, tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text('{"format": "x"}')
+    with pytest.raises(ValueError, match="not rq_keras feature statistics"):
+        FeaturePreprocessor.load(SPEC, tmp_path / "other.json")
+    partial = dict(pre.statistics, features={})
+    with pytest.raises(ValueError, match="lack feature 'c'"):
+        FeaturePreprocessor(SPEC, partial)
+    with pytest.raises(RuntimeError, match="not adapted"):
+        FeaturePreprocessor(SPEC).build_model()
+
+
+def test_saved_model_carries_vocabularies(adapted, tmp_path):
+    _, path, pre = adapted
+    model = pre.build_model()
+    x, _ = next(iter(make_dataset(path, SPEC, batch_size=8)))
+    expected = model(x).numpy()
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(again(x).numpy(), expected)
+    tf.saved_model.save(model, str(tmp_path / "sm"))
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    out = loaded.signatures["serving_default"](**x)
+    np.testing.assert_allclose(next(iter(out.values())).numpy(), expected, rtol=1e-6)
+
+
+def test_vocabulary_file_and_empty_training_data(tmp_path):
+    (tmp_path / "v.txt").write_text("a\nb\n\n")
+    raw = SPEC.to_dict()
+    raw["features"][0] = {
+        "name": "c",
+        "kind": "categorical",
+        "dtype": "string",
+        "vocabulary_file": "v.txt",
+    }
+    spec = FeatureSpec.from_dict(raw, source=str(tmp_path / "spec.yaml"))
+    assert FeaturePreprocessor(spec).vocabulary("c") == ["a", "b"]
+    (tmp_path / "v.txt").write_text("a\na\n")
+    with pytest.raises(ValueError, match="repeats a value"):
+        FeaturePreprocessor(spec).vocabulary("c")
+    path = tmp_path / "empty.csv"
+    write_table(_frame().iloc[:0], SPEC, path)
+    with pytest.raises(ValueError, match="no training rows"):
+        FeaturePreprocessor(SPEC).adapt(path)
