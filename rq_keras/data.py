@@ -20,8 +20,9 @@ float64 `(batch,)`.
 Bad rows. A row is bad when its column count is wrong (text), a number or an
 integer id does not parse, a numeric feature is infinite, or its label is
 missing, NaN or infinite; a `tf.Example` record that does not parse with the
-spec is bad too. Empty cells, nulls and the tokens `nan`/`na`/`null`/`none` in
-a feature are missing values and take the spec default. `on_bad_rows` says
+spec is bad too. Empty cells, nulls and the tokens `nan`, `na`, `n/a`,
+`null`, `none` (lower, upper or capitalized) in a feature are missing values
+and take the spec default. `on_bad_rows` says
 what happens to bad rows: `"fail"` raises `MalformedDataError` naming the
 file, the row (1-based, the header not counted) and the reason; `"skip"` drops
 them and counts them, with the first row numbers, in a `DataReport`. Nothing
@@ -60,7 +61,10 @@ __all__ = [
 BAD_ROW_POLICIES = ("fail", "skip")
 _TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None, ".dat": None}
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
-_MISSING_TOKENS = frozenset({"", "nan", "na", "null", "none"})
+_MISSING_TOKENS = ("", "nan", "na", "null", "none")
+_MISSING_CELLS = frozenset(
+    v for t in _MISSING_TOKENS for v in (t, t.upper(), t.capitalize(), "NaN", "N/A", "n/a")
+)
 _MAX_LISTED = 5
 DEFAULT_CHUNK_ROWS = 65_536
 
@@ -214,10 +218,10 @@ class _Chunk:
 
 
 def _is_missing(values: np.ndarray) -> np.ndarray:
-    """Cells that are empty or a missing-value token (object array of str/None)."""
-    tokens = _MISSING_TOKENS
-    cells = (v is None or (isinstance(v, str) and v.strip().lower() in tokens) for v in values)
-    return np.fromiter(cells, dtype=bool, count=len(values))
+    """Cells that are None, empty or a missing-value token (any common case)."""
+    import pandas as pd
+
+    return pd.Series(values, dtype=object).isin(_MISSING_CELLS).to_numpy() | np.equal(values, None)
 
 
 def _parse_floats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -260,8 +264,7 @@ def _scalar_column(feature: Feature, raw: np.ndarray, chunk: _Chunk) -> np.ndarr
     """Text or object cells -> the feature's dtype; missing -> default."""
     missing = _is_missing(raw)
     if feature.dtype == "string":
-        out = np.where(missing, feature.default, raw).astype(object)
-        return np.asarray([v if isinstance(v, str) else str(v) for v in out], dtype=object)
+        return np.where(missing, feature.default, raw).astype(object)
     present = ~missing
     if feature.dtype == "int64":
         out = np.full(raw.size, feature.default, dtype=np.int64)
@@ -857,17 +860,24 @@ def make_dataset(
             if with_label:
                 ds = ds.filter(lambda row: tf.math.is_finite(row[label]))
             datasets.append(("rows", ds))
-        else:
+        elif shuffle or row_sharding:
             ds = part.unbatch()
             if row_sharding:
                 ds = ds.shard(num_shards, shard_index)
             datasets.append(("rows", ds))
+        else:
+            datasets.append(("batches", part))
 
     # Serialized records are shuffled and batched before parsing (cheapest);
-    # rows from the other readers are shuffled and batched as rows.
+    # rows from the other readers are shuffled and batched as rows; in file
+    # order, the readers' batches are only cut to size (no per-row work).
     pipelines = []
     serialized = [d for k, d in datasets if k == "serialized"]
     rows = [d for k, d in datasets if k == "rows"]
+    batches = [d for k, d in datasets if k == "batches"]
+    if batches:
+        ds = _mix(batches, False, seed)
+        pipelines.append(ds.rebatch(batch_size, drop_remainder=drop_remainder))
     for group, is_serialized in ((serialized, True), (rows, False)):
         if not group:
             continue
