@@ -991,20 +991,23 @@ def write_tfrecord(frames, spec: FeatureSpec, path: str | os.PathLike) -> int:
     return written
 
 
-def write_table(frame, spec: FeatureSpec, path: str | os.PathLike) -> int:
+def write_table(
+    frame, spec: FeatureSpec, path: str | os.PathLike, *, keep: Sequence[str] = ()
+) -> int:
     """Writes a DataFrame in the format of `path`'s suffix; returns its rows.
 
-    Text and Parquet keep the spec's columns in spec order (label last);
-    TFRecord writes `tf.Example` records (`write_tfrecord`). Written to a
-    temporary name and renamed when complete.
+    Text and Parquet keep the `keep` columns, then the spec's columns in spec
+    order (label last); TFRecord writes `tf.Example` records of the spec's
+    columns (`write_tfrecord`). Written to a temporary name and renamed when
+    complete.
     """
     path = os.fspath(path)
     fmt = file_format(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if fmt == "tfrecord":
         return write_tfrecord(frame, spec, path)
-    columns = [c for c in spec.columns if c in frame.columns]
-    missing = [c for c in spec.feature_names if c not in frame.columns]
+    columns = [*keep, *(c for c in spec.columns if c in frame.columns and c not in keep)]
+    missing = [c for c in (*keep, *spec.feature_names) if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: the rows lack feature column(s) {missing}")
     tmp = f"{path}.tmp-{os.getpid()}"

@@ -34,6 +34,9 @@ class DatasetInfo:
         group: a column whose values are kept inside one split (no leakage
             across splits), or None for a row-level split.
         description: one line for `--help` and the summary.
+        id_columns: key columns written before the spec's columns in text and
+            Parquet splits (for joins and leakage checks; no feature reads
+            them, and TFRecord splits leave them out).
     """
 
     name: str
@@ -42,6 +45,7 @@ class DatasetInfo:
     ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
     group: str | None = None
     description: str = ""
+    id_columns: tuple[str, ...] = ()
 
 
 def split_frame(frame, ratios: Sequence[float], seed: int, group: str | None = None):
@@ -110,7 +114,7 @@ def write_splits(
     if fmt not in FORMATS:
         raise ValueError(f"`fmt` must be one of {sorted(FORMATS)}, got {fmt!r}")
     spec = info.spec
-    missing = [c for c in spec.columns if c not in frame.columns]
+    missing = [c for c in (*info.id_columns, *spec.columns) if c not in frame.columns]
     if missing:
         raise ValueError(f"{info.name}: the built frame lacks spec columns {missing}")
     out_dir = os.fspath(out_dir)
@@ -122,7 +126,7 @@ def write_splits(
             raise ValueError(f"{info.name}: unknown split names {unknown}")
     else:
         which = split_frame(frame, info.ratios, seed, info.group)
-    columns = list(spec.columns)
+    columns = [*info.id_columns, *spec.columns]
     summary: dict[str, Any] = {
         "dataset": info.name,
         "description": info.description,
@@ -135,7 +139,7 @@ def write_splits(
     for split in SPLITS:
         part = frame.loc[which == split, columns].reset_index(drop=True)
         path = os.path.join(out_dir, split + FORMATS[fmt])
-        write_table(part, spec, path)
+        write_table(part, spec, path, keep=info.id_columns)
         summary["splits"][split] = {"path": path, **label_summary(part[spec.label.name])}
     summary["rows"] = int(sum(s["rows"] for s in summary["splits"].values()))
     if extra_summary:
