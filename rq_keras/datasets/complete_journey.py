@@ -313,9 +313,8 @@ def build(raw_dir=None, seed: int = 0, *, split: str = "household") -> pd.DataFr
 
     Returns:
         DataFrame sorted by (`household_id`, `product_id`): the key column
-        `household_id`, the
-        spec's columns (int64 ids, strings with `""` for missing, float64
-        numerics and label) and `__split__`.
+        `household_id`, the spec's columns (int64 ids, strings with `""` for
+        missing, float64 numerics and label) and `__split__`.
 
     Raises:
         FileNotFoundError: `raw_dir` or one of its files does not exist.
