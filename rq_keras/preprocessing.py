@@ -36,6 +36,7 @@ __all__ = ["FeaturePreprocessor"]
 
 FORMAT_NAME = "rq_keras.feature_statistics"
 FORMAT_VERSION = 1
+_INT_OOV_TOKEN = int(np.iinfo(np.int64).min)
 
 
 def _read_vocabulary_file(feature: Feature) -> list:
@@ -288,12 +289,27 @@ class FeaturePreprocessor:
                 num_bins=f.num_bins, mask_value=mask, name=f"{f.name}_hashing"
             )
         vocab = self.vocabulary(f.name)
-        lookup = keras.layers.StringLookup if f.dtype == "string" else keras.layers.IntegerLookup
-        # An empty vocabulary (every value below min_count) leaves the OOV ids.
-        return lookup(
-            vocabulary=vocab or None,
+        if not vocab:
+            # Every training value was below `min_count`: all ids are OOV ids,
+            # laid out as a lookup would (pad 0, then the OOV ids).
+            pad = 0 if mask is None else 1
+            return keras.layers.Hashing(
+                num_bins=f.num_oov_buckets + pad, mask_value=mask, name=f"{f.name}_hashing"
+            )
+        if f.dtype == "string":
+            return keras.layers.StringLookup(
+                vocabulary=vocab,
+                num_oov_indices=f.num_oov_buckets,
+                mask_token=mask,
+                name=f"{f.name}_lookup",
+            )
+        # IntegerLookup's own OOV token is -1, the spec's default for missing
+        # int ids (a real vocabulary entry); move it out of the id range used.
+        return keras.layers.IntegerLookup(
+            vocabulary=vocab,
             num_oov_indices=f.num_oov_buckets,
             mask_token=mask,
+            oov_token=_INT_OOV_TOKEN,
             name=f"{f.name}_lookup",
         )
 

@@ -165,6 +165,45 @@ def test_saved_model_carries_vocabularies(adapted, tmp_path):
     np.testing.assert_allclose(next(iter(out.values())).numpy(), expected, rtol=1e-6)
 
 
+def test_minus_one_is_an_id_and_empty_vocabularies_are_oov(tmp_path):
+    spec = FeatureSpec.from_dict(
+        {
+            "name": "m",
+            "label": "y",
+            "features": [
+                {"name": "a", "kind": "categorical", "dtype": "int64"},
+                {
+                    "name": "r",
+                    "kind": "categorical",
+                    "dtype": "string",
+                    "min_count": 99,
+                    "num_oov_buckets": 2,
+                },
+                {"name": "l", "kind": "list", "dtype": "int64", "max_length": 2, "min_count": 99},
+            ],
+        }
+    )
+    path = tmp_path / "t.csv"
+    # `a` is missing everywhere: its vocabulary is exactly [-1], the default
+    write_table(
+        pd.DataFrame(
+            {"a": [None] * 3, "r": ["x", "y", "x"], "l": ["1|2", "3", ""], "y": [1.0, 2.0, 3.0]}
+        ),
+        spec,
+        path,
+    )
+    pre = FeaturePreprocessor(spec).adapt(path)
+    assert pre.vocabulary("a") == [-1] and pre.vocabulary("r") == [] == pre.vocabulary("l")
+    model = pre.build_model()
+    ids = model.get_layer("a_lookup")(tf.constant([-1, 5])).numpy()
+    assert ids.tolist() == [1, 0]  # -1 is the known id, 5 is OOV
+    assert set(model.get_layer("r_hashing")(tf.constant(["x", "q"])).numpy()) <= {0, 1}
+    lids = model.get_layer("l_hashing")(tf.constant([[1, -1]])).numpy()
+    assert lids.tolist() == [[1, 0]]  # pad 0, every id the one OOV id
+    x, _ = next(iter(make_dataset(path, spec)))
+    assert model(x).shape == (3, 64 * 3)
+
+
 def test_vocabulary_file_and_empty_training_data(tmp_path):
     (tmp_path / "v.txt").write_text("a\nb\n\n")
     raw = SPEC.to_dict()
