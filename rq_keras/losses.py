@@ -1,0 +1,388 @@
+"""The RQ-Reg training objective (paper section 3.4, Eq. 11-16).
+
+* `code_nll`: the NLL of the true RQ codes, L_gen (Eq. 11);
+* `huber_terms`: Huber on the prediction and on every level, L_reg (Eq. 12-13);
+* `rank_n_contrast`: Rank-N-Contrast on the expected code embeddings, L_rnc
+  (Eq. 14-15), in O(B^2) memory;
+* `expected_level_values`: the per-level prediction of the "w/o f_reg"
+  ablation (Table 3), the expectation of level l's centroids under step l's
+  code distribution;
+* `RQRegLoss`: L = w_gen L_gen + lambda_1 L_reg + lambda_2 L_rnc (Eq. 16),
+  returning every term.
+
+The functions return per-example losses `(batch,)`; `RQRegLoss` reduces them.
+Everything is computed in float32 whatever the inputs' dtype (mixed
+precision), label distances for Rank-N-Contrast in float64.
+
+Distribution (MirroredStrategy, custom `train_step`). L_gen and L_reg are
+means over examples; L_rnc is a mean over anchors, each anchor contrasted with
+the other examples of its replica's local batch (a per-replica RnC, as a
+single-device run with the local batch size would compute it). Build the loss
+with `reduction="none"` and scale by the global batch exactly once::
+
+    terms = loss_fn(outputs, targets, sample_weight)        # each (local_batch,)
+    loss = tf.nn.compute_average_loss(terms["loss"], global_batch_size=global_batch)
+
+The per-replica sums divided by the global batch add up, over replicas, to the
+global mean of L_gen and L_reg and, for equal local batches, to the average
+over replicas of each replica's RnC loss. With the default
+`reduction="sum_over_batch_size"` (means over the local batch), divide the
+result by `tf.distribute.get_strategy().num_replicas_in_sync` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from rq_keras.quantization import token_offsets_for
+
+__all__ = [
+    "RQRegLoss",
+    "code_nll",
+    "expected_level_values",
+    "huber_terms",
+    "rank_n_contrast",
+]
+
+REDUCTIONS = ("sum_over_batch_size", "sum", "none")
+TERMS = ("loss", "gen", "reg", "rnc")
+
+
+def _check_positive(name: str, value: Any) -> float:
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value}")
+    return value
+
+
+def _check_weight(name: str, value: Any) -> float:
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {value}")
+    return value
+
+
+def _flat(x) -> tf.Tensor:
+    """`(batch,)` or `(batch, 1)` -> float32 `(batch,)`."""
+    return tf.reshape(tf.cast(x, tf.float32), [-1])
+
+
+@keras.utils.register_keras_serializable(package="rq_keras")
+def code_nll(tokens, logits) -> tf.Tensor:
+    """Per-example negative log-likelihood of the true RQ codes (Eq. 11).
+
+    The softmax runs over the whole shared vocabulary (`<start>` and the codes
+    of every level), as in Eq. 9. The paper's L_gen is the mean of this over
+    the examples: per example the NLL is summed over the levels, not averaged.
+
+    Args:
+        tokens: int `(batch, levels)`, the global vocabulary id of each level's
+            true code (`ResidualCodeEncoder` output `tokens`).
+        logits: float `(batch, levels, vocabulary)`, z_l of each step.
+
+    Returns:
+        float32 `(batch,)`: `-sum_l log softmax(z_l)[tokens_l]`.
+    """
+    logits = tf.cast(logits, tf.float32)
+    tokens = tf.cast(tokens, tf.int32)
+    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tokens, logits=logits)
+    return tf.reduce_sum(nll, axis=-1)
+
+
+def _huber(error: tf.Tensor, delta: float) -> tf.Tensor:
+    abs_error = tf.abs(error)
+    quadratic = tf.minimum(abs_error, delta)
+    return 0.5 * tf.square(quadratic) + delta * (abs_error - quadratic)
+
+
+def huber_terms(y, y_hat, level_values, level_predictions, delta: float = 2.0) -> tf.Tensor:
+    """Per-example regression loss of Eq. 13 with the Huber loss of Eq. 12.
+
+    `huber(y, y_hat) + sum_l huber(q_l, y_hat_l)`, where
+    `huber(u, v) = (u - v)^2 / 2` if `|u - v| <= delta`, else
+    `delta * |u - v| - delta^2 / 2`.
+
+    Args:
+        y: `(batch,)` or `(batch, 1)` labels.
+        y_hat: `(batch,)` or `(batch, 1)` predictions, `sum_l y_hat_l`.
+        level_values: `(batch, levels)`, the quantized value q_l of each level
+            (`ResidualCodeEncoder` output `level_values`).
+        level_predictions: `(batch, levels)`, the per-level predictions y_hat_l.
+        delta: the Huber threshold, > 0.
+
+    Returns:
+        float32 `(batch,)`.
+    """
+    delta = _check_positive("delta", delta)
+    total = _huber(_flat(y) - _flat(y_hat), delta)
+    level_error = tf.cast(level_values, tf.float32) - tf.cast(level_predictions, tf.float32)
+    levels = _huber(level_error, delta)
+    return total + tf.reduce_sum(levels, axis=-1)
+
+
+@tf.custom_gradient
+def _gram(e):
+    """`e @ e^T` whose gradient takes one matmul, `(G + G^T) e`, instead of two."""
+
+    def grad(upstream):
+        return tf.matmul(upstream + tf.transpose(upstream), e)
+
+    return tf.matmul(e, e, transpose_b=True), grad
+
+
+def rank_n_contrast(embeddings, labels, temperature: float = 2.0, epsilon: float = 1e-12):
+    """Per-anchor Rank-N-Contrast loss (Eq. 15) over one batch.
+
+    For anchor i, with similarity `s_ij = -||e_i - e_j||_2 / temperature` and
+    label distance `d_ij = |y_i - y_j|`::
+
+        l_i = -1 / (B - 1) * sum_{j != i} [s_ij - log sum_{k in S_ij} exp(s_ik)]
+        S_ij = {k != i : d_ik >= d_ij}
+
+    so a k at the same label distance as j (a tie) is in the denominator.
+
+    Cost: O(B^2 F) time for the distances, O(B^2 log B) for the sort and O(B^2)
+    memory. Each anchor's row is sorted by decreasing label distance with the
+    anchor itself last; a running sum of `exp(s_ik)` along the row (float64,
+    shifted by the row's largest similarity) gives, at the last position of
+    each group of equal label distances, the denominator of every j in that
+    group. No `(B, B, F)` or `(B, B, B)` tensor is built.
+
+    Squared distances come from `|a|^2 + |b|^2 - 2 a.b` on the batch-centred
+    embeddings (centring leaves distances unchanged and reduces cancellation);
+    the distance is `sqrt(max(d^2, epsilon))`, so its gradient is finite (zero)
+    where two embeddings coincide.
+
+    Args:
+        embeddings: float `(batch, features)`, or `(batch, levels, dim)` which
+            is flattened to the concatenation `[e_1; ...; e_L]`.
+        labels: `(batch,)` or `(batch, 1)` numeric labels; their distances are
+            compared in float64, so equal distances are found exactly.
+        temperature: tau, > 0.
+        epsilon: floor of the squared distance, > 0.
+
+    Returns:
+        float32 `(batch,)`, the loss l_i of each anchor; zeros for a batch of
+        one example. L_rnc is its mean.
+    """
+    temperature = _check_positive("temperature", temperature)
+    epsilon = _check_positive("epsilon", epsilon)
+    e = tf.cast(embeddings, tf.float32)
+    batch = tf.shape(e)[0]
+    e = tf.reshape(e, [batch, -1])
+    e = e - tf.reduce_mean(e, axis=0, keepdims=True)
+    norms = tf.reduce_sum(tf.square(e), axis=1)
+    sq = norms[:, None] + norms[None, :] - 2.0 * _gram(e)
+    sq = tf.linalg.set_diag(sq, tf.zeros([batch], tf.float32))
+    sim = -tf.sqrt(tf.maximum(sq, epsilon)) / temperature
+
+    y = tf.reshape(tf.cast(labels, tf.float64), [-1])
+    # Label distance, the anchor itself at -1: last in decreasing order.
+    dist = tf.linalg.set_diag(
+        tf.abs(y[:, None] - y[None, :]), tf.fill([batch], tf.constant(-1.0, tf.float64))
+    )
+    order = tf.argsort(dist, axis=1, direction="DESCENDING")
+    neg_dist = -tf.gather(dist, order, batch_dims=1)  # increasing along each row
+    sim_sorted = tf.gather(sim, order, batch_dims=1)
+    pairs = tf.maximum(batch - 1, 1)
+    # Running sums of exp(s - m), m the row's largest s over k != i, in
+    # float64. The sum for j holds exp(s_ij - m) itself, so the `maximum` only
+    # acts where that underflows (a distance gap of more than ~700 tau).
+    row_max = tf.stop_gradient(tf.reduce_max(sim_sorted[:, :pairs], axis=1, keepdims=True))
+    shifted = tf.cast(sim_sorted - row_max, tf.float64)
+    running = tf.math.cumsum(tf.exp(shifted), axis=1)
+    # Index of the last position of each position's tie group.
+    group_end = tf.searchsorted(neg_dist, neg_dist, side="right", out_type=tf.int32) - 1
+    denominator = tf.gather(running, group_end, batch_dims=1)
+    tiny = tf.constant(np.finfo(np.float64).tiny, tf.float64)
+    log_denominator = tf.maximum(tf.math.log(tf.maximum(denominator, tiny)), shifted)
+    # Drop the last column: the anchor itself.
+    log_prob = tf.cast(shifted - log_denominator, tf.float32)[:, :-1]
+    return -tf.reduce_sum(log_prob, axis=1) / tf.cast(pairs, tf.float32)
+
+
+def expected_level_values(logits, centroids, token_offsets: Sequence[int] | None = None):
+    """Per-level expected code value: the "w/o f_reg" ablation of Table 3.
+
+    Replaces the regressor (Eq. 10) by `y_hat_l = E_{p(q | x, q_<l)} q`. The
+    softmax of Eq. 9 runs over the whole vocabulary, whose tokens include
+    `<start>` and the other levels' codes, which have no value at level l; this
+    function renormalises step l's softmax over level l's own codes::
+
+        y_hat_l = sum_k softmax(z_l[level l's tokens])_k * c_{l,k}
+
+    i.e. the expectation conditional on the step emitting a level-l code. A
+    trained model puts almost all mass there, and then it equals the
+    unrestricted expectation; early in training it stays a convex combination
+    of the level's centroids instead of being pulled towards 0.
+
+    Args:
+        logits: float `(batch, levels, vocabulary)`.
+        centroids: per level its centroids (L sequences; sizes may differ).
+        token_offsets: the global token id of each level's code 0; default the
+            package's layout, `1 + sum(K[:l])` (`<start>` is token 0).
+
+    Returns:
+        float32 `(batch, levels)`.
+    """
+    if not isinstance(centroids, (list, tuple, np.ndarray)) or len(centroids) == 0:
+        raise ValueError(f"`centroids` must be a non-empty list of levels, got {centroids!r}")
+    tables = [np.asarray(c, dtype=np.float32).reshape(-1) for c in centroids]
+    for level, table in enumerate(tables):
+        if table.size == 0:
+            raise ValueError(f"`centroids` level {level} is empty")
+    sizes = [t.size for t in tables]
+    if token_offsets is None:
+        token_offsets = token_offsets_for(sizes)
+    token_offsets = [int(o) for o in token_offsets]
+    if len(token_offsets) != len(tables):
+        raise ValueError(
+            f"`token_offsets` must have one entry per level ({len(tables)}), got {token_offsets}"
+        )
+    if any(o < 0 for o in token_offsets):
+        raise ValueError(f"`token_offsets` must be >= 0, got {token_offsets}")
+    logits = tf.cast(logits, tf.float32)
+    if logits.shape.rank is not None and logits.shape.rank != 3:
+        raise ValueError(f"`logits` must be (batch, levels, vocabulary), got shape {logits.shape}")
+    if logits.shape[1] is not None and logits.shape[1] != len(tables):
+        raise ValueError(f"`logits` has {logits.shape[1]} levels but `centroids` has {len(tables)}")
+    vocabulary = logits.shape[2]
+    needed = max(o + k for o, k in zip(token_offsets, sizes))
+    if vocabulary is not None and vocabulary < needed:
+        raise ValueError(f"`logits` vocabulary is {vocabulary}, the codes need {needed} tokens")
+    values = []
+    for level, (offset, table) in enumerate(zip(token_offsets, tables)):
+        probs = tf.nn.softmax(logits[:, level, offset : offset + table.size], axis=-1)
+        values.append(tf.linalg.matvec(probs, tf.constant(table)))
+    return tf.stack(values, axis=1)
+
+
+@keras.utils.register_keras_serializable(package="rq_keras")
+class RQRegLoss:
+    """The RQ-Reg objective, Eq. 16, with each term reported.
+
+    `loss = gen_weight * L_gen + reg_weight * L_reg + rnc_weight * L_rnc`.
+    The terms are reported unweighted. A term whose weight is 0 is not
+    computed (its inputs may be absent) and is reported as zeros: the
+    "w/o L_gen" and "w/o L_rnc" ablations of Table 3. "w/o f_reg" is a decoder
+    switch (its `level_values` come from `expected_level_values`); the loss is
+    the same.
+
+    Sample weights weight each example's L_gen and L_reg and each anchor's
+    L_rnc; every example of the batch still takes part in the other anchors'
+    contrasts.
+
+    Args:
+        gen_weight: weight of L_gen (the paper's 1), >= 0.
+        reg_weight: lambda_1, weight of L_reg, >= 0.
+        rnc_weight: lambda_2, weight of L_rnc, >= 0.
+        temperature: tau of Rank-N-Contrast, > 0.
+        delta: the Huber threshold, > 0 (the paper: 0.1 for Criteo-SSC,
+            10.0 for CIKM16, 2.0 otherwise).
+        reduction: `"sum_over_batch_size"` (sum of weighted per-example losses
+            divided by the number of examples), `"sum"`, or `"none"`
+            (per-example `(batch,)` tensors, for `tf.nn.compute_average_loss`
+            under a distribution strategy; see the module docstring).
+        name: a name for the loss.
+
+    Call args:
+        outputs: dict of decoder outputs: `prediction` `(batch,)` or
+            `(batch, 1)`, `level_values` `(batch, levels)` (y_hat_l),
+            `logits` `(batch, levels, vocabulary)`, `expected_embeddings`
+            `(batch, levels, dim)` or `(batch, levels * dim)`.
+        targets: dict: `label` `(batch,)`, `tokens` int `(batch, levels)`,
+            `level_values` `(batch, levels)` (q_l).
+        sample_weight: optional `(batch,)` or `(batch, 1)` weights.
+
+    Returns:
+        dict `{"loss", "gen", "reg", "rnc"}` of float32 scalars, or `(batch,)`
+        tensors with `reduction="none"`.
+    """
+
+    def __init__(
+        self,
+        gen_weight: float = 1.0,
+        reg_weight: float = 1.0,
+        rnc_weight: float = 0.1,
+        temperature: float = 2.0,
+        delta: float = 2.0,
+        reduction: str = "sum_over_batch_size",
+        name: str = "rq_reg_loss",
+    ):
+        self.gen_weight = _check_weight("gen_weight", gen_weight)
+        self.reg_weight = _check_weight("reg_weight", reg_weight)
+        self.rnc_weight = _check_weight("rnc_weight", rnc_weight)
+        self.temperature = _check_positive("temperature", temperature)
+        self.delta = _check_positive("delta", delta)
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+        self.name = str(name)
+
+    @staticmethod
+    def _get(inputs: Mapping[str, Any], key: str, where: str):
+        if key not in inputs:
+            raise ValueError(f"`{where}` has no {key!r} entry (keys: {sorted(inputs)})")
+        return inputs[key]
+
+    def per_example(self, outputs, targets) -> dict[str, tf.Tensor]:
+        """Unweighted per-example terms, each float32 `(batch,)`."""
+        label = _flat(self._get(targets, "label", "targets"))
+        zeros = tf.zeros_like(label)
+        terms = {"gen": zeros, "reg": zeros, "rnc": zeros}
+        if self.gen_weight > 0:
+            terms["gen"] = code_nll(
+                self._get(targets, "tokens", "targets"), self._get(outputs, "logits", "outputs")
+            )
+        if self.reg_weight > 0:
+            terms["reg"] = huber_terms(
+                label,
+                self._get(outputs, "prediction", "outputs"),
+                self._get(targets, "level_values", "targets"),
+                self._get(outputs, "level_values", "outputs"),
+                self.delta,
+            )
+        if self.rnc_weight > 0:
+            terms["rnc"] = rank_n_contrast(
+                self._get(outputs, "expected_embeddings", "outputs"), label, self.temperature
+            )
+        terms["loss"] = (
+            self.gen_weight * terms["gen"]
+            + self.reg_weight * terms["reg"]
+            + self.rnc_weight * terms["rnc"]
+        )
+        return terms
+
+    def __call__(self, outputs, targets, sample_weight=None) -> dict[str, tf.Tensor]:
+        with tf.name_scope(self.name):
+            terms = self.per_example(outputs, targets)
+            if sample_weight is not None:
+                weight = _flat(sample_weight)
+                terms = {k: v * weight for k, v in terms.items()}
+            if self.reduction == "none":
+                return {k: terms[k] for k in TERMS}
+            sums = {k: tf.reduce_sum(terms[k]) for k in TERMS}
+            if self.reduction == "sum":
+                return sums
+            count = tf.cast(tf.size(terms["loss"]), tf.float32)
+            return {k: tf.math.divide_no_nan(v, count) for k, v in sums.items()}
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "gen_weight": self.gen_weight,
+            "reg_weight": self.reg_weight,
+            "rnc_weight": self.rnc_weight,
+            "temperature": self.temperature,
+            "delta": self.delta,
+            "reduction": self.reduction,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RQRegLoss:
+        return cls(**config)

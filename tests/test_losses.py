@@ -1,0 +1,429 @@
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from rq_keras.losses import (
+    RQRegLoss,
+    code_nll,
+    expected_level_values,
+    huber_terms,
+    rank_n_contrast,
+)
+
+
+def slow_rnc(embeddings, labels, temperature):
+    """Eq. 15 transcribed literally: loops over i, j, k, float64."""
+    e = np.asarray(embeddings, np.float64).reshape(len(labels), -1)
+    y = np.asarray(labels, np.float64)
+    n = len(y)
+    out = np.zeros(n)
+    for i in range(n):
+        total = 0.0
+        for j in range(n):
+            if j == i:
+                continue
+            s_ij = -np.linalg.norm(e[i] - e[j]) / temperature
+            denominator = 0.0
+            for k in range(n):
+                if k != i and abs(y[i] - y[k]) >= abs(y[i] - y[j]):
+                    denominator += math.exp(-np.linalg.norm(e[i] - e[k]) / temperature)
+            total += s_ij - math.log(denominator)
+        out[i] = -total / (n - 1)
+    return out
+
+
+def dense_rnc(embeddings, labels, temperature, epsilon=1e-12):
+    """Eq. 15 with a (B, B, B) mask and a (B, B, F) difference, in TF."""
+    e = tf.reshape(embeddings, [len(labels), -1])
+    y = tf.constant(labels, tf.float64)
+    n = len(labels)
+    sq = tf.reduce_sum(tf.square(e[:, None, :] - e[None, :, :]), axis=-1)
+    s = -tf.sqrt(tf.maximum(sq, epsilon)) / temperature
+    d = tf.abs(y[:, None] - y[None, :])
+    not_i = ~tf.eye(n, dtype=tf.bool)
+    in_set = not_i[:, None, :] & (d[:, None, :] >= d[:, :, None])  # [i, j, k]
+    log_den = tf.reduce_logsumexp(
+        tf.where(in_set, tf.broadcast_to(s[:, None, :], [n, n, n]), -np.inf), axis=-1
+    )
+    terms = tf.where(not_i, s - log_den, 0.0)
+    return -tf.reduce_sum(terms, axis=1) / (n - 1)
+
+
+def decoder_batch(batch=8, levels=3, vocabulary=13, dim=4, seed=0):
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 6, batch).astype(np.float32)
+    outputs = {
+        "prediction": rng.normal(size=batch).astype(np.float32) + label,
+        "level_values": rng.normal(size=(batch, levels)).astype(np.float32),
+        "logits": rng.normal(size=(batch, levels, vocabulary)).astype(np.float32),
+        "expected_embeddings": rng.normal(size=(batch, levels, dim)).astype(np.float32),
+    }
+    targets = {
+        "label": label,
+        "tokens": rng.integers(1, vocabulary, (batch, levels)).astype(np.int32),
+        "level_values": rng.normal(size=(batch, levels)).astype(np.float32),
+    }
+    return outputs, targets
+
+
+# ---------------------------------------------------------------- L_gen
+
+
+def test_code_nll_golden():
+    # softmax of log([1, 2, 3, 4]) is [0.1, 0.2, 0.3, 0.4].
+    row = np.log([1.0, 2.0, 3.0, 4.0])
+    logits = np.stack([np.stack([row, row[::-1]]), np.stack([row, row])]).astype(np.float32)
+    tokens = np.array([[3, 3], [0, 1]])
+    got = code_nll(tokens, logits).numpy()
+    want = [-math.log(0.4) - math.log(0.1), -math.log(0.1) - math.log(0.2)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert got.shape == (2,) and got.dtype == np.float32
+    # Eq. 11: the mean over examples of the sum over levels.
+    terms = RQRegLoss(reg_weight=0.0, rnc_weight=0.0)(
+        {"logits": logits}, {"label": np.zeros(2), "tokens": tokens}
+    )
+    np.testing.assert_allclose(terms["gen"].numpy(), np.mean(want), rtol=1e-6)
+    np.testing.assert_allclose(terms["loss"].numpy(), np.mean(want), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- L_reg
+
+
+def test_huber_terms_golden_both_sides_of_delta():
+    delta = 2.0
+    y = np.array([1.0, 10.0, 0.0])
+    y_hat = np.array([[2.0], [7.0], [2.0]])  # errors 1 (inside), 3 (outside), 2 (= delta)
+    q = np.array([[0.5, 0.0], [4.0, 1.0], [0.0, 0.0]])
+    q_hat = np.array([[0.5, 0.0], [-1.0, 1.5], [0.0, -0.1]])  # errors 0, 0; 5, 0.5; 0, 0.1
+    got = huber_terms(y, y_hat, q, q_hat, delta).numpy()
+    want = [
+        0.5 * 1.0**2,
+        (2.0 * 3.0 - 0.5 * 4.0) + (2.0 * 5.0 - 0.5 * 4.0) + 0.5 * 0.5**2,
+        0.5 * 2.0**2 + 0.5 * 0.1**2,
+    ]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_huber_gradient_is_clipped_at_delta():
+    y_hat = tf.Variable([0.0, 0.0, 0.0])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(huber_terms([1.0, 5.0, -9.0], y_hat, [[0.0]] * 3, [[0.0]] * 3, 2.0))
+    np.testing.assert_allclose(tape.gradient(loss, y_hat).numpy(), [-1.0, -2.0, 2.0])
+
+
+# ---------------------------------------------------------------- L_rnc
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rank_n_contrast_matches_slow_transcription(seed):
+    rng = np.random.default_rng(seed)
+    batch = 7 + seed
+    embeddings = rng.normal(size=(batch, 3, 4)).astype(np.float32)
+    # Integer labels: many ties in label distance, on both sides of the anchor.
+    labels = rng.integers(0, 4, batch)
+    got = rank_n_contrast(embeddings, labels, temperature=2.0).numpy()
+    np.testing.assert_allclose(got, slow_rnc(embeddings, labels, 2.0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5]),  # equidistant: ties on both sides
+        np.full(9, 3.0),  # all equal: every S_ij is the whole batch without i
+        np.random.default_rng(1).lognormal(size=9),  # continuous, no ties
+    ],
+)
+def test_rank_n_contrast_special_label_layouts(labels):
+    embeddings = np.random.default_rng(2).normal(size=(9, 6)).astype(np.float32) * 3.0
+    got = rank_n_contrast(embeddings, labels, temperature=0.5).numpy()
+    np.testing.assert_allclose(got, slow_rnc(embeddings, labels, 0.5), rtol=1e-5, atol=1e-5)
+
+
+def test_rank_n_contrast_gradient_matches_dense_transcription():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 5, 11)
+    e = tf.Variable(rng.normal(size=(11, 8)).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        fast = tf.reduce_mean(rank_n_contrast(e, labels, 2.0))
+        dense = tf.reduce_mean(dense_rnc(e, labels, 2.0))
+    np.testing.assert_allclose(fast.numpy(), dense.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        tape.gradient(fast, e).numpy(), tape.gradient(dense, e).numpy(), rtol=1e-4, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("all_equal", [False, True])
+def test_rank_n_contrast_gradient_finite_when_embeddings_coincide(all_equal):
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(8, 5)).astype(np.float32)
+    values[5] = values[2]
+    if all_equal:
+        values[:] = values[0]
+    labels = rng.integers(0, 3, 8)
+    e = tf.Variable(values)
+    with tf.GradientTape() as tape:
+        per_anchor = rank_n_contrast(e, labels, 2.0)
+        loss = tf.reduce_mean(per_anchor)
+    grad = tape.gradient(loss, e).numpy()
+    assert np.isfinite(grad).all()
+    # A zero distance is sqrt(epsilon) = 1e-6 here: the values barely move.
+    np.testing.assert_allclose(per_anchor.numpy(), slow_rnc(values, labels, 2.0), atol=1e-5)
+
+
+def test_rank_n_contrast_shapes_and_small_batches():
+    rng = np.random.default_rng(5)
+    e3 = rng.normal(size=(6, 3, 4)).astype(np.float32)
+    y = rng.normal(size=(6, 1))
+    flat = rank_n_contrast(e3.reshape(6, 12), y[:, 0], 2.0)
+    assert flat.shape == (6,) and flat.dtype == tf.float32
+    np.testing.assert_allclose(rank_n_contrast(e3, y, 2.0).numpy(), flat.numpy())
+    np.testing.assert_array_equal(rank_n_contrast(e3[:1], y[:1], 2.0).numpy(), [0.0])
+    # B = 2: one positive, alone in its denominator.
+    np.testing.assert_allclose(rank_n_contrast(e3[:2], y[:2], 2.0).numpy(), [0.0, 0.0], atol=1e-6)
+
+
+def test_rank_n_contrast_far_apart_embeddings_stay_finite():
+    # Distance gaps of ~1e4 tau: exp underflows even in float64.
+    e = tf.Variable([[0.0], [1.0], [2e4], [4e4]])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(rank_n_contrast(e, [0.0, 1.0, 2.0, 3.0], 2.0))
+    assert np.isfinite(loss.numpy()) and np.isfinite(tape.gradient(loss, e).numpy()).all()
+
+
+def test_rank_n_contrast_dynamic_batch_in_tf_function():
+    fn = tf.function(
+        lambda e, y: rank_n_contrast(e, y, 2.0),
+        input_signature=[
+            tf.TensorSpec([None, None, 4], tf.float32),
+            tf.TensorSpec([None], tf.int64),
+        ],
+    )
+    rng = np.random.default_rng(6)
+    for batch in (1, 5, 9):
+        e = rng.normal(size=(batch, 2, 4)).astype(np.float32)
+        y = rng.integers(0, 3, batch)
+        np.testing.assert_allclose(
+            fn(e, y).numpy(), rank_n_contrast(e, y, 2.0).numpy(), rtol=1e-6, atol=1e-7
+        )
+
+
+def test_rank_n_contrast_memory_no_batch_batch_feature_tensor():
+    batch, features = 1024, 1536
+    e = tf.Variable(tf.random.stateless_normal([batch, features], seed=[0, 1]))
+    y = tf.random.stateless_uniform([batch], seed=[0, 2], maxval=50, dtype=tf.int32)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(rank_n_contrast(e, y, 2.0))
+        return loss, tape.gradient(loss, e)
+
+    graph = step.get_concrete_function().graph
+    sizes = []
+    for op in graph.get_operations():
+        for out in op.outputs:
+            n = out.shape.num_elements() if out.shape.rank is not None else None
+            if n is not None:
+                sizes.append(n)
+    assert batch * batch in sizes  # shapes are known: the B x B matrices are there
+    assert max(sizes) <= batch * max(batch, features)
+    loss, grad = step()
+    assert np.isfinite(loss.numpy()) and np.isfinite(grad.numpy()).all()
+
+
+# ---------------------------------------------------------------- w/o f_reg
+
+
+def test_expected_level_values_golden_renormalised_per_level():
+    centroids = [[1.0, 3.0], [-1.0, 0.0, 2.0]]  # tokens: <start>=0, level 0: 1-2, level 1: 3-5
+    logits = np.full((1, 2, 6), -50.0, np.float32)
+    logits[0, 0, 1:3] = np.log([1.0, 3.0])  # p = [0.25, 0.75]
+    logits[0, 1, 3:6] = np.log([1.0, 1.0, 2.0])  # p = [0.25, 0.25, 0.5]
+    logits[0, 0, 4] = 100.0  # another level's token: ignored at level 0
+    logits[0, 1, 0] = 100.0  # <start>: ignored
+    got = expected_level_values(logits, centroids).numpy()
+    np.testing.assert_allclose(got, [[0.25 + 2.25, -0.25 + 1.0]], rtol=1e-6)
+    # Explicit offsets (a vocabulary with one more special token first).
+    shifted = np.concatenate([np.zeros((1, 2, 1), np.float32), logits], axis=-1)
+    np.testing.assert_allclose(
+        expected_level_values(shifted, centroids, token_offsets=[2, 4]).numpy(), got, rtol=1e-6
+    )
+
+
+def test_expected_level_values_errors_and_gradient():
+    with pytest.raises(ValueError, match="`logits` vocabulary is 4, the codes need 5 tokens"):
+        expected_level_values(np.zeros((1, 2, 4), np.float32), [[1.0, 2.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="`token_offsets` must have one entry per level"):
+        expected_level_values(np.zeros((1, 2, 5), np.float32), [[1.0], [2.0]], [1])
+    with pytest.raises(ValueError, match="`centroids` level 1 is empty"):
+        expected_level_values(np.zeros((1, 2, 5), np.float32), [[1.0], []])
+    z = tf.Variable(np.random.default_rng(7).normal(size=(4, 2, 5)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        values = expected_level_values(z, [[1.0, 2.0], [0.0, 1.0]])
+        total = tf.reduce_sum(values)
+    grad = tape.gradient(total, z).numpy()
+    assert values.shape == (4, 2) and np.isfinite(grad).all()
+    assert np.all(grad[:, :, 0] == 0.0)  # <start> takes no part
+
+
+# ---------------------------------------------------------------- RQRegLoss
+
+
+def test_rq_reg_loss_total_matches_terms_and_eq16():
+    outputs, targets = decoder_batch()
+    loss_fn = RQRegLoss(gen_weight=1.0, reg_weight=0.7, rnc_weight=0.3, temperature=1.5, delta=1.0)
+    terms = loss_fn(outputs, targets)
+    assert set(terms) == {"loss", "gen", "reg", "rnc"}
+    assert all(v.shape == () and v.dtype == tf.float32 for v in terms.values())
+    gen = code_nll(targets["tokens"], outputs["logits"]).numpy().mean()
+    reg = huber_terms(
+        targets["label"],
+        outputs["prediction"],
+        targets["level_values"],
+        outputs["level_values"],
+        1.0,
+    )
+    rnc = slow_rnc(outputs["expected_embeddings"], targets["label"], 1.5).mean()
+    np.testing.assert_allclose(terms["gen"].numpy(), gen, rtol=1e-6)
+    np.testing.assert_allclose(terms["reg"].numpy(), reg.numpy().mean(), rtol=1e-6)
+    np.testing.assert_allclose(terms["rnc"].numpy(), rnc, rtol=1e-5)
+    np.testing.assert_allclose(
+        terms["loss"].numpy(), gen + 0.7 * reg.numpy().mean() + 0.3 * rnc, rtol=1e-5
+    )
+
+
+def test_rq_reg_loss_reductions_and_sample_weight():
+    outputs, targets = decoder_batch(seed=1)
+    weight = np.array([1.0, 0.0, 2.0, 1.0, 0.5, 1.0, 0.0, 3.0], np.float32)
+    per_example = RQRegLoss(reduction="none")(outputs, targets, sample_weight=weight)
+    unweighted = RQRegLoss(reduction="none")(outputs, targets)
+    summed = RQRegLoss(reduction="sum")(outputs, targets, sample_weight=weight[:, None])
+    mean = RQRegLoss()(outputs, targets, sample_weight=weight)
+    for key in ("loss", "gen", "reg", "rnc"):
+        assert per_example[key].shape == (8,)
+        np.testing.assert_allclose(per_example[key].numpy(), unweighted[key].numpy() * weight)
+        np.testing.assert_allclose(summed[key].numpy(), per_example[key].numpy().sum(), rtol=1e-6)
+        np.testing.assert_allclose(mean[key].numpy(), per_example[key].numpy().sum() / 8, rtol=1e-6)
+
+
+def test_ablation_switches_zero_the_terms_and_skip_their_inputs():
+    outputs, targets = decoder_batch(seed=2)
+    full = RQRegLoss()(outputs, targets)
+    assert all(full[k].numpy() > 0 for k in ("gen", "reg", "rnc"))
+    no_gen = RQRegLoss(gen_weight=0.0)(
+        {k: v for k, v in outputs.items() if k != "logits"},
+        {k: v for k, v in targets.items() if k != "tokens"},
+    )
+    assert no_gen["gen"].numpy() == 0.0
+    np.testing.assert_allclose(no_gen["loss"].numpy(), full["loss"].numpy() - full["gen"].numpy())
+    no_rnc = RQRegLoss(rnc_weight=0.0)(
+        {k: v for k, v in outputs.items() if k != "expected_embeddings"}, targets
+    )
+    assert no_rnc["rnc"].numpy() == 0.0
+    np.testing.assert_allclose(
+        no_rnc["loss"].numpy(), full["loss"].numpy() - 0.1 * full["rnc"].numpy(), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="`outputs` has no 'expected_embeddings' entry"):
+        RQRegLoss()({k: v for k, v in outputs.items() if k != "expected_embeddings"}, targets)
+
+
+def test_mixed_precision_inputs_computed_in_float32():
+    outputs, targets = decoder_batch(seed=3)
+    half = {k: tf.cast(v, tf.float16) for k, v in outputs.items()}
+    terms = RQRegLoss()(half, targets)
+    reference = RQRegLoss()({k: tf.cast(v, tf.float32) for k, v in half.items()}, targets)
+    for key, value in terms.items():
+        assert value.dtype == tf.float32
+        np.testing.assert_allclose(value.numpy(), reference[key].numpy(), rtol=1e-6)
+
+
+def test_rq_reg_loss_under_tf_function():
+    outputs, targets = decoder_batch(seed=4)
+    loss_fn = RQRegLoss()
+    eager = loss_fn(outputs, targets)
+    graph = tf.function(loss_fn)(outputs, targets)
+    for key in eager:
+        np.testing.assert_allclose(graph[key].numpy(), eager[key].numpy(), rtol=1e-6)
+
+
+def test_mirrored_strategy_scaling():
+    devices = tf.config.list_logical_devices("CPU")
+    assert len(devices) == 2
+    strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    outputs, targets = decoder_batch(batch=8, seed=5)
+    dataset = tf.data.Dataset.from_tensor_slices((outputs, targets)).batch(8)
+    local_outputs, local_targets = next(iter(strategy.experimental_distribute_dataset(dataset)))
+    loss_fn = RQRegLoss(reduction="none")
+
+    def replica_step(out, tgt):
+        embeddings = out["expected_embeddings"]
+        with tf.GradientTape() as tape:
+            tape.watch(embeddings)
+            terms = loss_fn({**out, "expected_embeddings": embeddings}, tgt)
+            scaled = {
+                k: tf.nn.compute_average_loss(v, global_batch_size=8) for k, v in terms.items()
+            }
+        return scaled, tape.gradient(scaled["loss"], embeddings)
+
+    scaled, grads = strategy.run(replica_step, args=(local_outputs, local_targets))
+    totals = {k: strategy.reduce("SUM", v, axis=None).numpy() for k, v in scaled.items()}
+    full = RQRegLoss()(outputs, targets)
+    np.testing.assert_allclose(totals["gen"], full["gen"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(totals["reg"], full["reg"].numpy(), rtol=1e-6)
+    # RnC: each replica's loss over its local batch, averaged over the replicas.
+    per_replica = [
+        slow_rnc(e.numpy(), y.numpy(), 2.0).mean()
+        for e, y in zip(
+            strategy.experimental_local_results(local_outputs["expected_embeddings"]),
+            strategy.experimental_local_results(local_targets["label"]),
+        )
+    ]
+    assert [len(y) for y in strategy.experimental_local_results(local_targets["label"])] == [4, 4]
+    np.testing.assert_allclose(totals["rnc"], np.mean(per_replica), rtol=1e-5)
+    assert all(np.isfinite(g.numpy()).all() for g in strategy.experimental_local_results(grads))
+
+
+def test_get_config_round_trip():
+    loss_fn = RQRegLoss(
+        gen_weight=0.0,
+        reg_weight=2.0,
+        rnc_weight=0.5,
+        temperature=1.0,
+        delta=10.0,
+        reduction="none",
+        name="ablation",
+    )
+    config = loss_fn.get_config()
+    assert config == {
+        "gen_weight": 0.0,
+        "reg_weight": 2.0,
+        "rnc_weight": 0.5,
+        "temperature": 1.0,
+        "delta": 10.0,
+        "reduction": "none",
+        "name": "ablation",
+    }
+    assert RQRegLoss.from_config(config).get_config() == config
+    serialized = keras.utils.serialize_keras_object(loss_fn)
+    assert serialized["registered_name"] == "rq_keras>RQRegLoss"
+    restored = keras.utils.deserialize_keras_object(serialized)
+    assert isinstance(restored, RQRegLoss) and restored.get_config() == config
+    assert keras.utils.get_registered_object("rq_keras>code_nll") is code_nll
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"temperature": 0.0}, "`temperature` must be a finite number > 0, got 0.0"),
+        ({"delta": -1.0}, "`delta` must be a finite number > 0, got -1.0"),
+        ({"gen_weight": -0.5}, "`gen_weight` must be a finite number >= 0, got -0.5"),
+        ({"rnc_weight": float("nan")}, "`rnc_weight` must be a finite number >= 0, got nan"),
+        ({"reduction": "mean"}, "`reduction` must be one of"),
+    ],
+)
+def test_validation_messages(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        RQRegLoss(**kwargs)
