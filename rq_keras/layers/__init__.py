@@ -2,7 +2,9 @@
 
 import rq_keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from rq_keras.layers.code_encoder import ResidualCodeEncoder
+from rq_keras.layers.decoder import RQDecoder
+from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.layers.list_pooling import ListPooling
 from rq_keras.layers.signed_log import SignedLog
 
-__all__ = ["ListPooling", "ResidualCodeEncoder", "SignedLog"]
+__all__ = ["ListPooling", "MLPEncoder", "RQDecoder", "ResidualCodeEncoder", "SignedLog"]

@@ -1,0 +1,267 @@
+"""The RQ decoding layer: predicts the L codes coarse to fine (paper 3.3.2, 3.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+from rq_keras.quantization import START_TOKEN, token_offsets_for
+
+CELLS = ("lstm", "gru", "rnn")
+
+
+def _cell(kind: str, units: int, seed: int | None):
+    init = keras.initializers.GlorotUniform(seed=seed)
+    rec = keras.initializers.Orthogonal(seed=None if seed is None else seed + 1)
+    if kind == "lstm":
+        return keras.layers.LSTMCell(units, kernel_initializer=init, recurrent_initializer=rec)
+    if kind == "gru":
+        return keras.layers.GRUCell(units, kernel_initializer=init, recurrent_initializer=rec)
+    return keras.layers.SimpleRNNCell(units, kernel_initializer=init, recurrent_initializer=rec)
+
+
+def _mlp(hidden: int, out: int, name: str, seed: int | None):
+    def init(k):
+        return keras.initializers.GlorotUniform(seed=None if seed is None else seed + k)
+
+    return keras.Sequential(
+        [
+            keras.layers.Dense(hidden, activation="relu", kernel_initializer=init(0)),
+            keras.layers.Dense(out, kernel_initializer=init(1)),
+        ],
+        name=name,
+    )
+
+
+@keras.utils.register_keras_serializable(package="rq_keras")
+class RQDecoder(keras.layers.Layer):
+    """Recurrent decoder of RQ codes with scheduled sampling (Eq. 8-10, 14, 17).
+
+    One shared embedding table `E` over the vocabulary (`<start>` then every
+    level's codes, level-major, as `ResidualQuantizer` numbers them). For
+    l = 1..L: the cell (Eq. 8) consumes an input embedding, `f_pred` (a
+    two-layer MLP) gives logits `z_l` over the whole vocabulary (Eq. 9),
+    `f_reg` (a two-layer MLP) maps `z_l` to `y_l` (Eq. 10), and
+    `e_l = softmax(z_l) E` is the expected embedding (Eq. 14). The prediction
+    is `sum_l y_l`.
+
+    Input embeddings. Step 1 reads `e(<start>)`. After that:
+
+    * `training=True` with `tokens`: per example, the true previous code's
+      embedding `e(q_{l-1})` with probability `p` (the `sampling_probability`
+      variable), else the model's own `e_{l-1}` (scheduled sampling, 3.5.1).
+      `p = 1` is exactly teacher forcing, `p = 0` exactly free running. The
+      coins are drawn in the graph with `tf.random.uniform`.
+    * otherwise (inference, or no `tokens`): `e_{l-1}`, fully autoregressive
+      (3.5.2); the tokens are not read.
+
+    Args:
+        codebook_sizes: codes per level (the quantizer's
+            `fitted_codebook_sizes`); L = its length.
+        units: the recurrent cell's units (paper: 512).
+        embedding_dim: D, the code embedding size (paper: 512).
+        cell: `"lstm"` (default), `"gru"` or `"rnn"` (SimpleRNN; Table 4).
+        predictor_units: hidden units of `f_pred`.
+        regressor_units: hidden units of `f_reg`.
+        use_regressor: False is the "w/o f_reg" ablation (Table 3): `y_l` is
+            the expectation of level l's centroids under softmax of the
+            level's own logits; needs `centroids`.
+        centroids: per level the quantizer's centroids (for
+            `use_regressor=False`).
+        sampling_probability: initial `p` (1.0: teacher forcing until a
+            `ScheduledSampling` callback lowers it; 0.0 for the "SS with
+            p = 0" ablation).
+        seed: seeds the initializers and the sampling coins (None: random).
+
+    Call args:
+        inputs: dict with `state`, the encoder output `(batch, state_size)`
+            (`[h0; c0]` for LSTM, `h0` otherwise), and optionally `tokens`,
+            the true global token ids `(batch, L)` (read only when training).
+        training: Keras' training flag.
+
+    Returns:
+        dict: `prediction` `(batch,)`, `level_values` `(batch, L)`, `logits`
+        `(batch, L, V)`, `expected_embeddings` `(batch, L * D)` and `codes`
+        `(batch, L)` int32 (argmax over each level's own codes), all float32
+        except `codes`.
+    """
+
+    def __init__(
+        self,
+        codebook_sizes: Sequence[int],
+        units: int = 512,
+        embedding_dim: int = 512,
+        cell: str = "lstm",
+        predictor_units: int = 512,
+        regressor_units: int = 128,
+        use_regressor: bool = True,
+        centroids: Sequence[Sequence[float]] | None = None,
+        sampling_probability: float = 1.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        sizes = [int(k) for k in codebook_sizes]
+        if not sizes or any(k < 1 for k in sizes):
+            raise ValueError(f"`codebook_sizes` must be a non-empty list of ints >= 1, got {sizes}")
+        for name, value in (
+            ("units", units),
+            ("embedding_dim", embedding_dim),
+            ("predictor_units", predictor_units),
+            ("regressor_units", regressor_units),
+        ):
+            if int(value) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {value}")
+        if cell not in CELLS:
+            raise ValueError(f"`cell` must be one of {CELLS}, got {cell!r}")
+        if not 0.0 <= float(sampling_probability) <= 1.0:
+            raise ValueError(
+                f"`sampling_probability` must be in [0, 1], got {sampling_probability}"
+            )
+        if not use_regressor:
+            if centroids is None or [len(c) for c in centroids] != sizes:
+                raise ValueError(
+                    "`use_regressor=False` needs `centroids` with one list per level of the "
+                    f"`codebook_sizes` {sizes}"
+                )
+        self.codebook_sizes = sizes
+        self.units = int(units)
+        self.embedding_dim = int(embedding_dim)
+        self.cell = cell
+        self.predictor_units = int(predictor_units)
+        self.regressor_units = int(regressor_units)
+        self.use_regressor = bool(use_regressor)
+        self.centroids = None if centroids is None else [[float(v) for v in c] for c in centroids]
+        self.initial_sampling_probability = float(sampling_probability)
+        self.seed = seed
+        self.num_levels = len(sizes)
+        self.vocabulary_size = 1 + sum(sizes)
+        self.token_offsets = token_offsets_for(sizes).tolist()
+
+    @property
+    def state_size(self) -> int:
+        """Width of the `state` input: `2 * units` for LSTM, `units` otherwise."""
+        return 2 * self.units if self.cell == "lstm" else self.units
+
+    def build(self, input_shape):
+        seed = self.seed
+        self.code_embeddings = self.add_weight(
+            name="code_embeddings",
+            shape=(self.vocabulary_size, self.embedding_dim),
+            initializer=keras.initializers.RandomNormal(stddev=0.05, seed=seed),
+        )
+        self.sampling_probability = self.add_weight(
+            name="sampling_probability",
+            shape=(),
+            dtype=tf.float32,
+            initializer=keras.initializers.Constant(self.initial_sampling_probability),
+            trainable=False,
+            synchronization=tf.VariableSynchronization.ON_WRITE,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+        step = None if seed is None else seed + 10
+        self.recurrent_cell = _cell(self.cell, self.units, step)
+        self.recurrent_cell.build((None, self.embedding_dim))
+        self.predictor = _mlp(
+            self.predictor_units,
+            self.vocabulary_size,
+            "predictor",
+            None if seed is None else seed + 20,
+        )
+        self.predictor.build((None, self.units))
+        if self.use_regressor:
+            self.regressor = _mlp(
+                self.regressor_units, 1, "regressor", None if seed is None else seed + 30
+            )
+            self.regressor.build((None, self.vocabulary_size))
+        else:
+            width = max(self.codebook_sizes)
+            padded = [c + [0.0] * (width - len(c)) for c in self.centroids]
+            self.level_centroids = self.add_weight(
+                name="level_centroids",
+                shape=(self.num_levels, width),
+                initializer=keras.initializers.Constant(padded),
+                trainable=False,
+            )
+        super().build(input_shape)
+
+    def _initial_states(self, state):
+        if self.cell == "lstm":
+            h0, c0 = tf.split(state, 2, axis=-1)
+            return [h0, c0]
+        return [state]
+
+    def _level_value(self, level: int, logits):
+        if self.use_regressor:
+            return self.regressor(logits)[:, 0]
+        start, size = self.token_offsets[level], self.codebook_sizes[level]
+        probs = tf.nn.softmax(logits[:, start : start + size], axis=-1)
+        centroids = tf.cast(self.level_centroids[level, :size], probs.dtype)
+        return tf.linalg.matvec(probs, centroids)
+
+    def call(self, inputs, training=None):
+        state = inputs["state"]
+        tokens = inputs.get("tokens")
+        if state.shape[-1] is not None and state.shape[-1] != self.state_size:
+            raise ValueError(
+                f"{self.name}: `state` must have {self.state_size} columns for cell "
+                f"{self.cell!r} with {self.units} units, got {state.shape[-1]}"
+            )
+        teacher = bool(training) and tokens is not None
+        table = tf.cast(self.code_embeddings, self.compute_dtype)
+        batch = tf.shape(state)[0]
+        states = self._initial_states(tf.cast(state, self.compute_dtype))
+        x = tf.repeat(table[START_TOKEN][tf.newaxis, :], batch, axis=0)
+        if teacher:
+            tokens = tf.cast(tokens, tf.int32)
+            p = tf.cast(self.sampling_probability, tf.float32)
+        level_values, logits_all, expected, codes = [], [], [], []
+        for level in range(self.num_levels):
+            h, states = self.recurrent_cell(x, states, training=training)
+            states = list(states) if isinstance(states, (list, tuple)) else [states]
+            logits = self.predictor(h)
+            probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+            e_hat = tf.matmul(tf.cast(probs, self.compute_dtype), table)
+            level_values.append(tf.cast(self._level_value(level, logits), tf.float32))
+            logits_all.append(tf.cast(logits, tf.float32))
+            expected.append(tf.cast(e_hat, tf.float32))
+            start, size = self.token_offsets[level], self.codebook_sizes[level]
+            codes.append(tf.argmax(logits[:, start : start + size], axis=-1, output_type=tf.int32))
+            if level + 1 == self.num_levels:
+                break
+            if teacher:
+                true_e = tf.gather(table, tokens[:, level])
+                coin = tf.random.uniform(
+                    [batch, 1], seed=None if self.seed is None else self.seed + level
+                )
+                x = tf.where(coin < p, true_e, e_hat)
+            else:
+                x = e_hat
+        level_values = tf.stack(level_values, axis=1)
+        return {
+            "prediction": tf.reduce_sum(level_values, axis=1),
+            "level_values": level_values,
+            "logits": tf.stack(logits_all, axis=1),
+            "expected_embeddings": tf.concat(expected, axis=1),
+            "codes": tf.stack(codes, axis=1),
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "codebook_sizes": list(self.codebook_sizes),
+                "units": self.units,
+                "embedding_dim": self.embedding_dim,
+                "cell": self.cell,
+                "predictor_units": self.predictor_units,
+                "regressor_units": self.regressor_units,
+                "use_regressor": self.use_regressor,
+                "centroids": self.centroids,
+                "sampling_probability": self.initial_sampling_probability,
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,184 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from rq_keras.layers.decoder import RQDecoder
+
+SIZES = [3, 2, 4]  # L = 3, V = 1 + 9
+
+
+def _decoder(**kw):
+    kw = {
+        "units": 8,
+        "embedding_dim": 6,
+        "predictor_units": 5,
+        "regressor_units": 4,
+        "seed": 1,
+        **kw,
+    }
+    return RQDecoder(SIZES, **kw)
+
+
+def _inputs(batch=5, state=16, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens = np.stack(
+        [
+            1 + rng.integers(0, 3, batch),
+            4 + rng.integers(0, 2, batch),
+            6 + rng.integers(0, 4, batch),
+        ],
+        axis=1,
+    )
+    return {
+        "state": tf.constant(rng.normal(size=(batch, state)), tf.float32),
+        "tokens": tf.constant(tokens, tf.int32),
+    }
+
+
+@pytest.mark.parametrize("cell,state", [("lstm", 16), ("gru", 8), ("rnn", 8)])
+def test_shapes(cell, state):
+    dec = _decoder(cell=cell)
+    assert dec.state_size == state
+    out = dec(_inputs(state=state), training=True)
+    assert out["prediction"].shape == (5,) and out["level_values"].shape == (5, 3)
+    assert out["logits"].shape == (5, 3, 10) and out["expected_embeddings"].shape == (5, 18)
+    assert out["codes"].dtype == tf.int32
+    codes = out["codes"].numpy()
+    assert (codes >= 0).all() and (codes < np.array(SIZES)).all()
+    np.testing.assert_allclose(
+        out["prediction"].numpy(), out["level_values"].numpy().sum(1), rtol=1e-6
+    )
+
+
+def test_golden_values_with_constant_weights():
+    """One level, all weights constant: every quantity by hand."""
+    dec = RQDecoder([2], units=2, embedding_dim=2, cell="rnn", predictor_units=1, regressor_units=1)
+    dec.build(None)
+    for w in dec.weights:
+        if w.trainable:
+            w.assign(tf.fill(w.shape, 0.1))
+    out = dec({"state": tf.constant([[1.0, 1.0]])})
+    # SimpleRNN: h = tanh(W x + U h0 + b) with x = e(<start>) = [.1, .1]
+    h = np.tanh(0.1 * 0.1 * 2 + 0.1 * 2 + 0.1)
+    z_hidden = max(0.0, 0.1 * h * 2 + 0.1)
+    z = 0.1 * z_hidden + 0.1  # every one of the 3 logits
+    y = 0.1 * max(0.0, 0.1 * z * 3 + 0.1) + 0.1
+    np.testing.assert_allclose(out["logits"].numpy(), np.full((1, 1, 3), z), rtol=1e-6)
+    np.testing.assert_allclose(out["prediction"].numpy(), [y], rtol=1e-6)
+    np.testing.assert_allclose(out["expected_embeddings"].numpy(), [[0.1, 0.1]], rtol=1e-6)
+
+
+def _outputs(dec, inputs, p, training=True):
+    if not dec.built:
+        dec(inputs)
+    dec.sampling_probability.assign(p)
+    return dec(inputs, training=training)
+
+
+def test_teacher_forcing_and_free_running_are_exact():
+    dec = _decoder()
+    inputs = _inputs()
+    dec(inputs)
+    teacher = _outputs(dec, inputs, 1.0)
+    free = _outputs(dec, inputs, 0.0)
+    infer = dec(inputs, training=False)
+    # p = 0 in training is exactly inference (which never reads the tokens)
+    np.testing.assert_allclose(free["logits"].numpy(), infer["logits"].numpy(), rtol=1e-6)
+    assert not np.allclose(teacher["logits"].numpy()[:, 1:], infer["logits"].numpy()[:, 1:])
+    # teacher forcing equals feeding e(q_{l-1}) by hand: change a token, the
+    # first level is untouched and the second level moves
+    other = dict(inputs, tokens=tf.where(inputs["tokens"] == 1, 2, inputs["tokens"]))
+    moved = _outputs(dec, other, 1.0)
+    np.testing.assert_array_equal(moved["logits"][:, 0].numpy(), teacher["logits"][:, 0].numpy())
+    changed = inputs["tokens"][:, 0].numpy() == 1
+    assert changed.any()
+    diff = np.abs(moved["logits"][:, 1].numpy() - teacher["logits"][:, 1].numpy()).max(axis=1)
+    assert (diff[changed] > 0).all() and (diff[~changed] == 0).all()
+
+
+def test_inference_never_reads_tokens():
+    dec = _decoder()
+    inputs = _inputs()
+    a = dec(inputs, training=False)
+    b = dec({"state": inputs["state"]}, training=False)
+    c = dec(dict(inputs, tokens=inputs["tokens"] * 0 + 9), training=False)
+    for key in ("prediction", "logits"):
+        np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
+        np.testing.assert_array_equal(a[key].numpy(), c[key].numpy())
+
+
+def test_per_example_mix_at_half():
+    """At p = 0.5, about half the examples take the true embedding at a step."""
+    dec = _decoder()
+    inputs = _inputs(batch=4000, seed=3)
+    dec(inputs)  # builds the variables
+    teacher = _outputs(dec, inputs, 1.0)["logits"][:, 1].numpy()
+    free = _outputs(dec, inputs, 0.0)["logits"][:, 1].numpy()
+    mixed = _outputs(dec, inputs, 0.5)["logits"][:, 1].numpy()
+    # rows whose hidden ReLUs are all off give the same logits either way
+    distinct = np.abs(teacher - free).max(axis=1) > 1e-4
+    assert distinct.mean() > 0.5
+    took_true = np.all(np.isclose(mixed, teacher, atol=1e-6), axis=1)[distinct]
+    took_own = np.all(np.isclose(mixed, free, atol=1e-6), axis=1)[distinct]
+    assert (took_true ^ took_own).all()  # each example took one of the two, whole
+    assert 0.45 < took_true.mean() < 0.55
+
+
+def test_without_regressor_uses_expected_centroids():
+    centroids = [[1.0, 2.0, 3.0], [0.1, 0.2], [0.0, 0.01, 0.02, 0.03]]
+    dec = _decoder(use_regressor=False, centroids=centroids)
+    out = dec(_inputs(), training=False)
+    logits = out["logits"].numpy()
+    offsets = [1, 4, 6]
+    for level, (c, o) in enumerate(zip(centroids, offsets)):
+        z = logits[:, level, o : o + len(c)]
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        np.testing.assert_allclose(
+            out["level_values"][:, level].numpy(), p @ np.array(c), rtol=1e-5
+        )
+    with pytest.raises(ValueError, match="needs `centroids`"):
+        _decoder(use_regressor=False)
+
+
+def test_config_round_trip_and_validation():
+    dec = _decoder(cell="gru", sampling_probability=0.0)
+    again = RQDecoder.from_config(dec.get_config())
+    assert again.get_config() == dec.get_config()
+    assert again.initial_sampling_probability == 0.0
+    for kwargs, message in (
+        ({"codebook_sizes": []}, "codebook_sizes"),
+        ({"codebook_sizes": SIZES, "units": 0}, "`units` must be >= 1, got 0"),
+        ({"codebook_sizes": SIZES, "cell": "transformer"}, "`cell` must be one of"),
+        ({"codebook_sizes": SIZES, "sampling_probability": 2}, "sampling_probability"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            RQDecoder(**kwargs)
+    with pytest.raises(ValueError, match="`state` must have 16 columns"):
+        _decoder()({"state": tf.zeros((2, 5))})
+
+
+def test_save_load(tmp_path):
+    dec = _decoder()
+    state = keras.Input((16,))
+    model = keras.Model(state, dec({"state": state})["prediction"])
+    x = _inputs()["state"]
+    expected = model(x).numpy()
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(again(x).numpy(), expected, rtol=1e-6)
+    tf.saved_model.save(model, str(tmp_path / "sm"))
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    np.testing.assert_allclose(loaded(x).numpy(), expected, rtol=1e-6)
+
+
+def test_gradients_flow_to_every_trainable_weight():
+    dec = _decoder()
+    inputs = _inputs()
+    with tf.GradientTape() as tape:
+        out = _outputs(dec, inputs, 0.5)
+        loss = tf.reduce_sum(out["prediction"]) + tf.reduce_sum(out["expected_embeddings"])
+    grads = tape.gradient(loss, dec.trainable_weights)
+    assert all(g is not None for g in grads)
+    assert "sampling_probability" not in [w.name.split("/")[-1][:-2] for w in dec.trainable_weights]
