@@ -1,0 +1,244 @@
+"""RQRegModel: features -> encoder -> RQ decoder, with the RQ-Reg objective.
+
+`build_model(spec, preprocessor, quantizer, config)` assembles the model from
+an adapted `FeaturePreprocessor` (raw feature values in), a fitted
+`ResidualQuantizer` (its codebook becomes the in-graph label encoder) and a
+`ModelConfig`. Labels are passed raw: the model encodes them into codes in the
+graph, so `fit` takes the `(features, label)` batches of
+`rq_keras.data.make_dataset` as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import tensorflow as tf
+import tf_keras as keras
+
+import rq_keras.layers  # noqa: F401  (registers every layer for `from_config`)
+from rq_keras.layers.decoder import CELLS, RQDecoder
+from rq_keras.layers.encoder import MLPEncoder
+from rq_keras.losses import RQRegLoss
+
+__all__ = ["ModelConfig", "RQRegModel", "build_model"]
+
+LOSS_TERMS = ("loss", "gen", "reg", "rnc")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hyperparameters of the RQ-Reg model (defaults: the paper's, 4.1.2).
+
+    Attributes:
+        units: recurrent cell units (512).
+        code_embedding_dim: D, code embedding size (512).
+        cell: `"lstm"`, `"gru"` or `"rnn"` (Table 4).
+        encoder_units: hidden units of `f_enc`.
+        num_cross_layers: DCN-v2 cross layers before `f_enc` (0: the paper).
+        predictor_units: hidden units of `f_pred`.
+        regressor_units: hidden units of `f_reg`.
+        use_regressor: False: the "w/o f_reg" ablation.
+        gen_weight: weight of L_gen (0: "w/o L_gen").
+        reg_weight: lambda_1 (1.0).
+        rnc_weight: lambda_2 (0.1; 0: "w/o L_rnc").
+        temperature: tau of Rank-N-Contrast (2.0).
+        delta: Huber threshold (2.0; 0.1 Criteo-SSC, 10.0 CIKM16).
+        sampling_probability: initial scheduled-sampling `p` (1.0; the
+            `ScheduledSampling` callback lowers it; 0.0 for "SS with p=0").
+        seed: seeds initializers and sampling coins.
+    """
+
+    units: int = 512
+    code_embedding_dim: int = 512
+    cell: str = "lstm"
+    encoder_units: int = 512
+    num_cross_layers: int = 0
+    predictor_units: int = 512
+    regressor_units: int = 128
+    use_regressor: bool = True
+    gen_weight: float = 1.0
+    reg_weight: float = 1.0
+    rnc_weight: float = 0.1
+    temperature: float = 2.0
+    delta: float = 2.0
+    sampling_probability: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"`cell` must be one of {CELLS}, got {self.cell!r}")
+
+
+@keras.utils.register_keras_serializable(package="rq_keras")
+class RQRegModel(keras.Model):
+    """The RQ-Reg model: feature embedding, `f_enc`, RQ decoder, Eq. 16.
+
+    Args:
+        features: Keras model, raw feature dict -> `(batch, F)` (from
+            `FeaturePreprocessor.build_model`).
+        label_encoder: `ResidualCodeEncoder` of the fitted codebook.
+        encoder: `MLPEncoder` with the decoder's `state_size`.
+        decoder: `RQDecoder` over the codebook's sizes.
+        label_name: the label's name in the input dict during training.
+        loss_config: `RQRegLoss` config (weights, temperature, delta).
+
+    Call args:
+        inputs: dict of raw features; in training it may also hold the raw
+            label under `label_name` (the decoder's teacher inputs). The
+            label is never read at inference.
+        training: Keras' flag.
+
+    Returns:
+        the decoder's dict (`prediction`, `level_values`, `logits`,
+        `expected_embeddings`, `codes`).
+    """
+
+    def __init__(
+        self,
+        features,
+        label_encoder,
+        encoder,
+        decoder,
+        label_name: str = "label",
+        loss_config: dict[str, Any] | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.features = features
+        self.label_encoder = label_encoder
+        self.encoder = encoder
+        self.decoder = decoder
+        self.label_name = label_name
+        self.loss_config = dict(loss_config or {})
+        self.rq_loss = RQRegLoss(**{**self.loss_config, "reduction": "none"})
+        self.trackers = {k: keras.metrics.Mean(name=k) for k in LOSS_TERMS}
+        self.mae = keras.metrics.MeanAbsoluteError(name="mae")
+
+    @property
+    def metrics(self):
+        return [*self.trackers.values(), self.mae]
+
+    def _features(self, inputs):
+        return {k: v for k, v in inputs.items() if k != self.label_name}
+
+    def call(self, inputs, training=None):
+        x = self.features(self._features(inputs), training=training)
+        state = self.encoder(x, training=training)
+        decoder_inputs = {"state": state}
+        if training and self.label_name in inputs:
+            decoder_inputs["tokens"] = self.label_encoder(inputs[self.label_name])["tokens"]
+        return self.decoder(decoder_inputs, training=training)
+
+    def _targets(self, y):
+        coded = self.label_encoder(y)
+        label = tf.cast(tf.reshape(y, [-1]), tf.float32)
+        enc = self.label_encoder
+        if enc.clip_min is not None or enc.clip_max is not None:
+            label = tf.clip_by_value(
+                label,
+                -float("inf") if enc.clip_min is None else enc.clip_min,
+                float("inf") if enc.clip_max is None else enc.clip_max,
+            )
+        return {"label": label, "tokens": coded["tokens"], "level_values": coded["level_values"]}
+
+    def _step(self, data, training):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        targets = self._targets(y)
+        inputs = {**x, self.label_name: y} if training else x
+        with tf.GradientTape() as tape:
+            outputs = self(inputs, training=training)
+            terms = self.rq_loss(outputs, targets, sample_weight)
+            # Scaled by the global batch exactly once (per-replica sums add up).
+            loss = tf.nn.compute_average_loss(terms["loss"])
+            if self.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
+        if training:
+            self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+        for key, tracker in self.trackers.items():
+            tracker.update_state(terms[key], sample_weight=sample_weight)
+        self.mae.update_state(targets["label"], outputs["prediction"], sample_weight)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        return self._step(data, training=True)
+
+    def test_step(self, data):
+        return self._step(data, training=False)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(self._features(x), training=False)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "features": keras.layers.serialize(self.features),
+            "label_encoder": keras.layers.serialize(self.label_encoder),
+            "encoder": keras.layers.serialize(self.encoder),
+            "decoder": keras.layers.serialize(self.decoder),
+            "label_name": self.label_name,
+            "loss_config": self.loss_config,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("features", "label_encoder", "encoder", "decoder"):
+            config[key] = keras.layers.deserialize(config[key], custom_objects=custom_objects)
+        return cls(**config)
+
+
+def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None) -> RQRegModel:
+    """Assembles an `RQRegModel` and builds its weights.
+
+    Args:
+        spec: the `FeatureSpec`.
+        preprocessor: an adapted `FeaturePreprocessor` of `spec`.
+        quantizer: a fitted `ResidualQuantizer` of the training labels.
+        config: a `ModelConfig` (the paper's defaults if None).
+
+    Returns:
+        the model, built (call `compile(optimizer=...)` before `fit`).
+    """
+    config = config or ModelConfig()
+    seed = config.seed
+    decoder = RQDecoder(
+        quantizer.fitted_codebook_sizes,
+        units=config.units,
+        embedding_dim=config.code_embedding_dim,
+        cell=config.cell,
+        predictor_units=config.predictor_units,
+        regressor_units=config.regressor_units,
+        use_regressor=config.use_regressor,
+        centroids=None if config.use_regressor else [c.tolist() for c in quantizer.centroids],
+        sampling_probability=config.sampling_probability,
+        seed=seed + 1000,
+        name="decoder",
+    )
+    model = RQRegModel(
+        features=preprocessor.build_model(seed=seed),
+        label_encoder=quantizer.keras_layer(name="label_encoder"),
+        encoder=MLPEncoder(
+            decoder.state_size,
+            hidden_units=config.encoder_units,
+            num_cross_layers=config.num_cross_layers,
+            seed=seed + 2000,
+            name="encoder",
+        ),
+        decoder=decoder,
+        label_name=spec.label.name,
+        loss_config={
+            "gen_weight": config.gen_weight,
+            "reg_weight": config.reg_weight,
+            "rnc_weight": config.rnc_weight,
+            "temperature": config.temperature,
+            "delta": config.delta,
+        },
+        name="rq_reg",
+    )
+    model(
+        {k: tf.zeros([1, *v.shape[1:]], v.dtype) for k, v in spec.input_signature().items()},
+        training=False,
+    )
+    return model
