@@ -139,6 +139,18 @@ class RQDecoder(keras.layers.Layer):
         self.num_levels = len(sizes)
         self.vocabulary_size = 1 + sum(sizes)
         self.token_offsets = token_offsets_for(sizes).tolist()
+        # Made here, not in `build`: it does not depend on the input shape, and
+        # the `ScheduledSampling` callback sets it before the first training
+        # step builds a subclassed model's layers.
+        self.sampling_probability = self.add_weight(
+            name="sampling_probability",
+            shape=(),
+            dtype=tf.float32,
+            initializer=keras.initializers.Constant(self.initial_sampling_probability),
+            trainable=False,
+            synchronization=tf.VariableSynchronization.ON_WRITE,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
 
     @property
     def state_size(self) -> int:
@@ -151,15 +163,6 @@ class RQDecoder(keras.layers.Layer):
             name="code_embeddings",
             shape=(self.vocabulary_size, self.embedding_dim),
             initializer=keras.initializers.RandomNormal(stddev=0.05, seed=seed),
-        )
-        self.sampling_probability = self.add_weight(
-            name="sampling_probability",
-            shape=(),
-            dtype=tf.float32,
-            initializer=keras.initializers.Constant(self.initial_sampling_probability),
-            trainable=False,
-            synchronization=tf.VariableSynchronization.ON_WRITE,
-            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
         )
         step = None if seed is None else seed + 10
         self.recurrent_cell = _cell(self.cell, self.units, step)
