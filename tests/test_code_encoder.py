@@ -199,3 +199,16 @@ def test_first_call_inside_tf_function_then_eager():
     np.testing.assert_array_equal(encode(tf.constant([0.0, 11.0])).numpy(), [[1, 3], [2, 4]])
     eager = layer(tf.constant([0.0, 11.0]))["tokens"].numpy()
     np.testing.assert_array_equal(eager, [[1, 3], [2, 4]])
+
+
+def test_codes_are_exact_under_mixed_precision():
+    y = np.random.default_rng(5).lognormal(2.0, 1.5, 5000)
+    q = ResidualQuantizer(num_levels=3, codebook_size=16).fit(y)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        layer = q.keras_layer()
+        out = layer(tf.constant(y))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert layer.compute_dtype == "float64"
+    np.testing.assert_array_equal(out["codes"].numpy(), q.encode(y))

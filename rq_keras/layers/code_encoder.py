@@ -63,8 +63,10 @@ class ResidualCodeEncoder(keras.layers.Layer):
         check_finite: bool = True,
         **kwargs,
     ):
-        # Labels are compared in float64: no casting to the compute dtype.
+        # Labels are compared in float64 whatever the global policy: under
+        # mixed precision the boundaries must not be cast to (b)float16.
         kwargs.setdefault("autocast", False)
+        kwargs.setdefault("dtype", "float64")
         super().__init__(**kwargs)
         self.centroids = _validated_centroids(centroids)
         if clip_min is not None and clip_max is not None and clip_min > clip_max:
