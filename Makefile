@@ -9,7 +9,7 @@ OUT    ?= out/demo
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test lint demo bench-setup bench-quantizer clean
+.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics specs clean
 
 setup: $(STAMP)
 
@@ -30,8 +30,10 @@ test: lint
 	$(PY) -m pytest -q
 
 demo: setup
-	$(PY) -m rq_keras.quantize --input data/cdnow/CDNOW_master.txt \
-	  --column dollar_value --levels 3 --codebook-size 48 --output $(OUT)/codebook.json
+	$(PY) -m rq_keras.datasets cdnow --raw-dir data/cdnow --out-dir $(OUT)/cdnow --seed 0 >/dev/null
+	@echo "CDNOW customers: splits, feature spec and summary.json in $(OUT)/cdnow/"
+	$(PY) -m rq_keras.quantize --input $(OUT)/cdnow/train.parquet \
+	  --column holdout_spend --clip-min 0 --levels 3 --codebook-size 48 --output $(OUT)/codebook.json
 
 bench-setup: setup
 	@$(PY) -m pip install -r benchmarks/requirements.txt > $(VENV)/bench-install.log 2>&1 \
@@ -39,6 +41,16 @@ bench-setup: setup
 
 bench-quantizer: bench-setup
 	$(PY) benchmarks/quantizer.py
+
+bench-input: setup
+	$(PY) benchmarks/input_pipeline.py
+
+bench-metrics: setup
+	$(PY) benchmarks/metrics.py
+
+# Regenerates feature_specs/ from the dataset modules (a test checks they agree).
+specs: setup
+	$(PY) -m rq_keras.datasets --write-specs feature_specs
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache
