@@ -47,6 +47,7 @@ __all__ = [
     "expected_level_values",
     "huber_terms",
     "rank_n_contrast",
+    "rank_n_contrast_factored",
 ]
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "none")
@@ -178,6 +179,49 @@ def rank_n_contrast(embeddings, labels, temperature: float = 2.0, epsilon: float
     e = e - tf.reduce_mean(e, axis=0, keepdims=True)
     norms = tf.reduce_sum(tf.square(e), axis=1)
     sq = norms[:, None] + norms[None, :] - 2.0 * _gram(e)
+    return _rank_n_contrast_from_squared_distances(sq, labels, temperature, epsilon)
+
+
+def rank_n_contrast_factored(
+    probabilities, table, labels, temperature: float = 2.0, epsilon: float = 1e-12
+):
+    """`rank_n_contrast` of `[P_1 E; ...; P_L E]`, computed through `E E^T`.
+
+    The expected embeddings of Eq. 14 are `e_l = P_l E` (`P_l` the code
+    probabilities of step l, `E` the code embedding table), so their Gram
+    matrix is `sum_l P_l (E E^T) P_l^T`: with a vocabulary V smaller than the
+    embedding size D (the paper: V = 145, D = 512) that is about D / V times
+    fewer multiply-adds than forming the `(batch, L * D)` embeddings, and the
+    same loss (up to float rounding; tested against `rank_n_contrast`).
+
+    Args:
+        probabilities: float `(batch, levels, vocabulary)`, each row a
+            distribution (softmax of the decoder's logits).
+        table: float `(vocabulary, dim)`, the code embedding table `E`.
+        labels, temperature, epsilon: as `rank_n_contrast`.
+
+    Returns:
+        float32 `(batch,)`, as `rank_n_contrast`.
+    """
+    temperature = _check_positive("temperature", temperature)
+    epsilon = _check_positive("epsilon", epsilon)
+    p = tf.cast(probabilities, tf.float32)
+    batch = tf.shape(p)[0]
+    # Centring P centres every e_l = P_l E (it is linear), as above.
+    p = p - tf.reduce_mean(p, axis=0, keepdims=True)
+    e = tf.cast(table, tf.float32)
+    metric = tf.matmul(e, e, transpose_b=True)  # (V, V)
+    pg = tf.reshape(tf.einsum("blv,vw->blw", p, metric), [batch, -1])
+    flat = tf.reshape(p, [batch, -1])
+    gram = tf.matmul(pg, flat, transpose_b=True)
+    norms = tf.reduce_sum(pg * flat, axis=1)
+    sq = norms[:, None] + norms[None, :] - (gram + tf.transpose(gram))
+    return _rank_n_contrast_from_squared_distances(sq, labels, temperature, epsilon)
+
+
+def _rank_n_contrast_from_squared_distances(sq, labels, temperature, epsilon):
+    """Eq. 15 from the `(batch, batch)` squared distances of the embeddings."""
+    batch = tf.shape(sq)[0]
     sq = tf.linalg.set_diag(sq, tf.zeros([batch], tf.float32))
     sim = -tf.sqrt(tf.maximum(sq, epsilon)) / temperature
 
@@ -204,6 +248,14 @@ def rank_n_contrast(embeddings, labels, temperature: float = 2.0, epsilon: float
     # Drop the last column: the anchor itself.
     log_prob = tf.cast(shifted - log_denominator, tf.float32)[:, :-1]
     return -tf.reduce_sum(log_prob, axis=1) / tf.cast(pairs, tf.float32)
+
+
+def _factored_is_cheaper(table) -> bool:
+    """True for a table `(V, D)` with V < D: `P E E^T P^T` beats forming `P E`."""
+    if table is None:
+        return False
+    vocabulary, dim = table.shape
+    return vocabulary is not None and dim is not None and vocabulary < dim
 
 
 def expected_level_values(logits, centroids, token_offsets: Sequence[int] | None = None):
@@ -298,6 +350,8 @@ class RQRegLoss:
         targets: dict: `label` `(batch,)`, `tokens` int `(batch, levels)`,
             `level_values` `(batch, levels)` (q_l).
         sample_weight: optional `(batch,)` or `(batch, 1)` weights.
+        code_embeddings: optional decoder table `E` `(vocabulary, dim)`; with
+            it L_rnc is computed from the logits (see `per_example`).
 
     Returns:
         dict `{"loss", "gen", "reg", "rnc"}` of float32 scalars, or `(batch,)`
@@ -330,8 +384,14 @@ class RQRegLoss:
             raise ValueError(f"`{where}` has no {key!r} entry (keys: {sorted(inputs)})")
         return inputs[key]
 
-    def per_example(self, outputs, targets) -> dict[str, tf.Tensor]:
-        """Unweighted per-example terms, each float32 `(batch,)`."""
+    def per_example(self, outputs, targets, code_embeddings=None) -> dict[str, tf.Tensor]:
+        """Unweighted per-example terms, each float32 `(batch,)`.
+
+        With `code_embeddings` (the decoder's table `E`, `(vocabulary, dim)`)
+        and a vocabulary smaller than `dim`, L_rnc is computed from the
+        `logits` through `rank_n_contrast_factored` (the same loss, fewer
+        operations) instead of from `expected_embeddings`.
+        """
         label = _flat(self._get(targets, "label", "targets"))
         zeros = tf.zeros_like(label)
         terms = {"gen": zeros, "reg": zeros, "rnc": zeros}
@@ -347,7 +407,14 @@ class RQRegLoss:
                 self._get(outputs, "level_values", "outputs"),
                 self.delta,
             )
-        if self.rnc_weight > 0:
+        if self.rnc_weight > 0 and _factored_is_cheaper(code_embeddings):
+            probabilities = tf.nn.softmax(
+                tf.cast(self._get(outputs, "logits", "outputs"), tf.float32), axis=-1
+            )
+            terms["rnc"] = rank_n_contrast_factored(
+                probabilities, code_embeddings, label, self.temperature
+            )
+        elif self.rnc_weight > 0:
             terms["rnc"] = rank_n_contrast(
                 self._get(outputs, "expected_embeddings", "outputs"), label, self.temperature
             )
@@ -358,9 +425,11 @@ class RQRegLoss:
         )
         return terms
 
-    def __call__(self, outputs, targets, sample_weight=None) -> dict[str, tf.Tensor]:
+    def __call__(
+        self, outputs, targets, sample_weight=None, code_embeddings=None
+    ) -> dict[str, tf.Tensor]:
         with tf.name_scope(self.name):
-            terms = self.per_example(outputs, targets)
+            terms = self.per_example(outputs, targets, code_embeddings)
             if sample_weight is not None:
                 weight = _flat(sample_weight)
                 terms = {k: v * weight for k, v in terms.items()}

@@ -148,7 +148,9 @@ class RQRegModel(keras.Model):
         inputs = {**x, self.label_name: y} if training else x
         with tf.GradientTape() as tape:
             outputs = self(inputs, training=training)
-            terms = self.rq_loss(outputs, targets, sample_weight)
+            terms = self.rq_loss(
+                outputs, targets, sample_weight, code_embeddings=self.decoder.code_embeddings
+            )
             # Scaled by the global batch exactly once (per-replica sums add up).
             loss = tf.nn.compute_average_loss(terms["loss"])
             if self.losses:

@@ -160,7 +160,9 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             high = float("inf") if enc.clip_max is None else enc.clip_max
             label = tf.clip_by_value(label, low, high)
         targets = {"label": label, "tokens": coded["tokens"], "level_values": coded["level_values"]}
-        terms = self.rq_loss(outputs, targets, sample_weight)
+        terms = self.rq_loss(
+            outputs, targets, sample_weight, code_embeddings=self.decoder.code_embeddings
+        )
         if compute_metrics:
             self.mae.update_state(label, outputs["prediction"], sample_weight)
         return tf.nn.compute_average_loss(terms["loss"])

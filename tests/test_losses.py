@@ -427,3 +427,49 @@ def test_get_config_round_trip():
 def test_validation_messages(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         RQRegLoss(**kwargs)
+
+
+def test_factored_rnc_equals_rnc_of_the_expected_embeddings():
+    from rq_keras.losses import rank_n_contrast_factored
+
+    rng = np.random.default_rng(11)
+    batch, levels, vocab, dim = 33, 3, 10, 24
+    logits = tf.Variable(rng.normal(size=(batch, levels, vocab)).astype(np.float32))
+    table = tf.Variable(rng.normal(size=(vocab, dim)).astype(np.float32))
+    labels = tf.constant(rng.integers(0, 6, batch).astype(np.float64))  # with ties
+    with tf.GradientTape(persistent=True) as tape:
+        probs = tf.nn.softmax(logits, axis=-1)
+        direct = rank_n_contrast(tf.einsum("blv,vd->bld", probs, table), labels, 2.0)
+        factored = rank_n_contrast_factored(probs, table, labels, 2.0)
+    np.testing.assert_allclose(factored.numpy(), direct.numpy(), rtol=1e-4, atol=1e-5)
+    for var in (logits, table):
+        np.testing.assert_allclose(
+            tape.gradient(factored, var).numpy(),
+            tape.gradient(direct, var).numpy(),
+            rtol=1e-3,
+            atol=1e-5,
+        )
+
+
+def test_loss_uses_the_factored_form_only_when_cheaper():
+    from rq_keras.losses import rank_n_contrast_factored
+
+    rng = np.random.default_rng(12)
+    batch, levels, vocab = 16, 2, 5
+    logits = tf.constant(rng.normal(size=(batch, levels, vocab)).astype(np.float32))
+    probs = tf.nn.softmax(logits, axis=-1)
+    labels = tf.constant(rng.normal(size=batch))
+    loss = RQRegLoss(gen_weight=0.0, reg_weight=0.0, rnc_weight=1.0, reduction="none")
+    # `expected_embeddings` deliberately unrelated to the logits, so the two
+    # paths give different values and show which one ran.
+    other = tf.constant(rng.normal(size=(batch, 7)).astype(np.float32))
+    outputs = {"logits": logits, "expected_embeddings": other}
+    direct = rank_n_contrast(other, labels).numpy()
+    for dim, factored in ((3, False), (8, True)):  # V=5 > D=3, V=5 < D=8
+        table = tf.constant(rng.normal(size=(vocab, dim)).astype(np.float32))
+        got = loss(outputs, {"label": labels}, code_embeddings=table)["rnc"].numpy()
+        want = rank_n_contrast_factored(probs, table, labels).numpy() if factored else direct
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        if factored:
+            assert not np.allclose(got, direct)
+    np.testing.assert_allclose(loss(outputs, {"label": labels})["rnc"].numpy(), direct, rtol=1e-6)

@@ -13,9 +13,10 @@ class Ranker(tfrs.Model):
 
     def __init__(self, quantizer):
         super().__init__()
-        self.embed = keras.layers.Embedding(50, 8)
-        self.cross = tfrs.layers.dcn.Cross()
-        self.dense = keras.layers.Dense(16, activation="relu")
+        init = keras.initializers.GlorotUniform
+        self.embed = keras.layers.Embedding(50, 8, embeddings_initializer=init(seed=1))
+        self.cross = tfrs.layers.dcn.Cross(kernel_initializer=init(seed=2))
+        self.dense = keras.layers.Dense(16, activation="relu", kernel_initializer=init(seed=3))
         self.task = RQRegTask.from_quantizer(
             quantizer,
             units=16,
