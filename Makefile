@@ -9,7 +9,7 @@ OUT    ?= out/demo
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics specs clean
+.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step specs clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,9 @@ bench-input: setup
 
 bench-metrics: setup
 	$(PY) benchmarks/metrics.py
+
+bench-train-step: setup
+	$(PY) benchmarks/train_step.py
 
 # Regenerates feature_specs/ from the dataset modules (a test checks they agree).
 specs: setup
