@@ -52,6 +52,8 @@ import subprocess
 import sys
 import time
 
+from _machine import cpu_model
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 STAGES = ("raw", "read+parse", "full", "preprocess only")
@@ -71,17 +73,6 @@ def peak_rss_mib() -> float:
 def cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def shown(path: str) -> str:

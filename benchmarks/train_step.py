@@ -23,12 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+
+from _machine import cpu_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -125,17 +126,6 @@ def child(batch: int, steps: int, warmup: int, repeats: int, threads: int, preci
     }
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run_child(args, batch: int, precision: str) -> dict:
     cmd = [
         sys.executable,
@@ -190,7 +180,7 @@ def main(argv=None) -> int:
         "# Training step throughput",
         "",
         f"Command: `{command.strip()}` (`make bench-train-step`).",
-        f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), " "no GPU.",
+        f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), no GPU.",
         "",
         "Paper configuration (LSTM 512, L=3, K=48, D=512, feature embedding 64, Adam 5e-4, "
         "L_gen + L_reg + 0.1 L_rnc, scheduled sampling at p=0.5) on CIKM16-shaped input "
