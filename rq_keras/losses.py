@@ -101,12 +101,19 @@ def _huber(error: tf.Tensor, delta: float) -> tf.Tensor:
     return 0.5 * tf.square(quadratic) + delta * (abs_error - quadratic)
 
 
-def huber_terms(y, y_hat, level_values, level_predictions, delta: float = 2.0) -> tf.Tensor:
+def huber_terms(
+    y, y_hat, level_values, level_predictions, delta: float = 2.0, cumulative: bool = False
+) -> tf.Tensor:
     """Per-example regression loss of Eq. 13 with the Huber loss of Eq. 12.
 
     `huber(y, y_hat) + sum_l huber(q_l, y_hat_l)`, where
     `huber(u, v) = (u - v)^2 / 2` if `|u - v| <= delta`, else
     `delta * |u - v| - delta^2 / 2`.
+
+    With `cumulative=True` (the authors' released code) the level terms
+    compare running sums instead, each level correcting what the earlier ones
+    left, whose predictions are held fixed (no gradient):
+    `sum_l huber(q_1 + ... + q_l, stop_gradient(y_hat_1 + ... + y_hat_{l-1}) + y_hat_l)`.
 
     Args:
         y: `(batch,)` or `(batch, 1)` labels.
@@ -115,15 +122,21 @@ def huber_terms(y, y_hat, level_values, level_predictions, delta: float = 2.0) -
             (`ResidualCodeEncoder` output `level_values`).
         level_predictions: `(batch, levels)`, the per-level predictions y_hat_l.
         delta: the Huber threshold, > 0.
+        cumulative: compare running sums (see above) instead of levels.
 
     Returns:
         float32 `(batch,)`.
     """
     delta = _check_positive("delta", delta)
     total = _huber(_flat(y) - _flat(y_hat), delta)
-    level_error = tf.cast(level_values, tf.float32) - tf.cast(level_predictions, tf.float32)
-    levels = _huber(level_error, delta)
-    return total + tf.reduce_sum(levels, axis=-1)
+    q = tf.cast(level_values, tf.float32)
+    pred = tf.cast(level_predictions, tf.float32)
+    if cumulative:
+        earlier = tf.stop_gradient(tf.math.cumsum(pred, axis=-1, exclusive=True))
+        level_error = tf.math.cumsum(q, axis=-1) - (earlier + pred)
+    else:
+        level_error = q - pred
+    return total + tf.reduce_sum(_huber(level_error, delta), axis=-1)
 
 
 @tf.custom_gradient
@@ -341,6 +354,9 @@ class RQRegLoss:
             (per-example `(batch,)` tensors, for `tf.nn.compute_average_loss`
             under a distribution strategy; see the module docstring).
         name: a name for the loss.
+        cumulative_huber: the level terms of L_reg on running sums with the
+            earlier levels' predictions detached (`huber_terms(cumulative=True)`;
+            the authors' released code).
 
     Call args:
         outputs: dict of decoder outputs: `prediction` `(batch,)` or
@@ -367,6 +383,7 @@ class RQRegLoss:
         delta: float = 2.0,
         reduction: str = "sum_over_batch_size",
         name: str = "rq_reg_loss",
+        cumulative_huber: bool = False,
     ):
         self.gen_weight = _check_weight("gen_weight", gen_weight)
         self.reg_weight = _check_weight("reg_weight", reg_weight)
@@ -377,6 +394,7 @@ class RQRegLoss:
             raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
         self.name = str(name)
+        self.cumulative_huber = bool(cumulative_huber)
 
     @staticmethod
     def _get(inputs: Mapping[str, Any], key: str, where: str):
@@ -406,6 +424,7 @@ class RQRegLoss:
                 self._get(targets, "level_values", "targets"),
                 self._get(outputs, "level_values", "outputs"),
                 self.delta,
+                cumulative=self.cumulative_huber,
             )
         if self.rnc_weight > 0 and _factored_is_cheaper(code_embeddings):
             probabilities = tf.nn.softmax(
@@ -450,6 +469,7 @@ class RQRegLoss:
             "delta": self.delta,
             "reduction": self.reduction,
             "name": self.name,
+            "cumulative_huber": self.cumulative_huber,
         }
 
     @classmethod

@@ -44,6 +44,8 @@ class ModelConfig:
         rnc_weight: lambda_2 (0.1; 0: "w/o L_rnc").
         temperature: tau of Rank-N-Contrast (2.0).
         delta: Huber threshold (2.0; 0.1 Criteo-SSC, 10.0 CIKM16).
+        cumulative_huber: L_reg's level terms on running sums, earlier levels
+            detached (the authors' released code; False: the paper's Eq. 13).
         sampling_probability: initial scheduled-sampling `p` (1.0; the
             `ScheduledSampling` callback lowers it; 0.0 for "SS with p=0").
         seed: seeds initializers and sampling coins.
@@ -62,6 +64,7 @@ class ModelConfig:
     rnc_weight: float = 0.1
     temperature: float = 2.0
     delta: float = 2.0
+    cumulative_huber: bool = False
     sampling_probability: float = 1.0
     seed: int = 0
 
@@ -236,6 +239,7 @@ def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None
             "rnc_weight": config.rnc_weight,
             "temperature": config.temperature,
             "delta": config.delta,
+            "cumulative_huber": config.cumulative_huber,
         },
         name="rq_reg",
     )

@@ -48,8 +48,8 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
         units, code_embedding_dim, cell, predictor_units, regressor_units,
             use_regressor, sampling_probability: the `RQDecoder`'s.
         encoder_units, num_cross_layers: the `MLPEncoder`'s.
-        gen_weight, reg_weight, rnc_weight, temperature, delta: the
-            `RQRegLoss`'s (Eq. 16).
+        gen_weight, reg_weight, rnc_weight, temperature, delta,
+            cumulative_huber: the `RQRegLoss`'s (Eq. 16).
         seed: seeds the initializers and sampling coins.
 
     Call args:
@@ -81,6 +81,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
         rnc_weight: float = 0.1,
         temperature: float = 2.0,
         delta: float = 2.0,
+        cumulative_huber: bool = False,
         sampling_probability: float = 1.0,
         seed: int | None = None,
         **kwargs,
@@ -116,6 +117,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             temperature=temperature,
             delta=delta,
             reduction="none",
+            cumulative_huber=cumulative_huber,
         )
         self.mae = keras.metrics.MeanAbsoluteError(name="mae")
         self._config = {
@@ -135,6 +137,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             "rnc_weight": rnc_weight,
             "temperature": temperature,
             "delta": delta,
+            "cumulative_huber": cumulative_huber,
             "sampling_probability": sampling_probability,
             "seed": seed,
         }

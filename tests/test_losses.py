@@ -395,6 +395,7 @@ def test_get_config_round_trip():
         delta=10.0,
         reduction="none",
         name="ablation",
+        cumulative_huber=True,
     )
     config = loss_fn.get_config()
     assert config == {
@@ -405,6 +406,7 @@ def test_get_config_round_trip():
         "delta": 10.0,
         "reduction": "none",
         "name": "ablation",
+        "cumulative_huber": True,
     }
     assert RQRegLoss.from_config(config).get_config() == config
     serialized = keras.utils.serialize_keras_object(loss_fn)
@@ -473,3 +475,20 @@ def test_loss_uses_the_factored_form_only_when_cheaper():
         if factored:
             assert not np.allclose(got, direct)
     np.testing.assert_allclose(loss(outputs, {"label": labels})["rnc"].numpy(), direct, rtol=1e-6)
+
+
+def test_cumulative_huber_golden_values_and_detached_earlier_levels():
+    y = tf.constant([10.0])
+    q = tf.constant([[8.0, 1.5, 0.25]])
+    pred = tf.Variable([[7.0, 1.0, 0.5]])
+    with tf.GradientTape() as tape:
+        loss = huber_terms(y, tf.reduce_sum(pred, axis=1), q, pred, delta=1.0, cumulative=True)
+    # total: |10 - 8.5| = 1.5 -> 1.0; running sums 8 / 9.5 / 9.75 against
+    # 7 / 8 / 8.5: errors 1, 1.5, 1.25 -> 0.5 + 1.0 + 0.75
+    np.testing.assert_allclose(loss.numpy(), [1.0 + 0.5 + 1.0 + 0.75], rtol=1e-6)
+    # d/d pred_l = -1 (total term, clipped at delta) - 1 (level l's own term):
+    # the earlier levels inside later running sums are detached (else -2, -3)
+    np.testing.assert_allclose(tape.gradient(loss, pred).numpy(), [[-2.0, -2.0, -2.0]])
+    plain = huber_terms(y, tf.reduce_sum(pred, axis=1), q, pred, delta=1.0)
+    # Eq. 13: level errors 1, 0.5, -0.25 -> 0.5 + 0.125 + 0.03125
+    np.testing.assert_allclose(plain.numpy(), [1.0 + 0.5 + 0.125 + 0.03125], rtol=1e-6)

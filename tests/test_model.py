@@ -127,6 +127,9 @@ def test_ablation_switches(data):
     no_reg = _model(data, ModelConfig(**{**SMALL.__dict__, "use_regressor": False}))
     assert not any("regressor" in w.name for w in no_reg.weights)
     assert np.isfinite(no_reg.train_on_batch(x, y, return_dict=True)["loss"])
+    cumulative = _model(data, ModelConfig(**{**SMALL.__dict__, "cumulative_huber": True}))
+    assert cumulative.rq_loss.cumulative_huber and not no_gen.rq_loss.cumulative_huber
+    assert np.isfinite(cumulative.train_on_batch(x, y, return_dict=True)["reg"])
     with pytest.raises(ValueError, match="`cell` must be one of"):
         ModelConfig(cell="lstm2")
 
