@@ -364,7 +364,9 @@ class RQRegLoss:
             `logits` `(batch, levels, vocabulary)`, `expected_embeddings`
             `(batch, levels, dim)` or `(batch, levels * dim)`.
         targets: dict: `label` `(batch,)`, `tokens` int `(batch, levels)`,
-            `level_values` `(batch, levels)` (q_l).
+            `level_values` `(batch, levels)` (q_l); with a `residual` output,
+            also `residual` `(batch,)` (`label - sum_l q_l`), whose Huber term
+            joins L_reg.
         sample_weight: optional `(batch,)` or `(batch, 1)` weights.
         code_embeddings: optional decoder table `E` `(vocabulary, dim)`; with
             it L_rnc is computed from the logits (see `per_example`).
@@ -426,6 +428,10 @@ class RQRegLoss:
                 self.delta,
                 cumulative=self.cumulative_huber,
             )
+            if "residual" in outputs:
+                # The residual regressor's target: what the L codes leave over.
+                residual = _flat(self._get(targets, "residual", "targets"))
+                terms["reg"] += _huber(residual - _flat(outputs["residual"]), self.delta)
         if self.rnc_weight > 0 and _factored_is_cheaper(code_embeddings):
             probabilities = tf.nn.softmax(
                 tf.cast(self._get(outputs, "logits", "outputs"), tf.float32), axis=-1

@@ -46,6 +46,9 @@ class ModelConfig:
         delta: Huber threshold (2.0; 0.1 Criteo-SSC, 10.0 CIKM16).
         cumulative_huber: L_reg's level terms on running sums, earlier levels
             detached (the authors' released code; False: the paper's Eq. 13).
+        residual_regressor: a head for what the L codes leave over, added to
+            the prediction and trained with a Huber term in L_reg (the
+            authors' released code; False: the paper).
         sampling_probability: initial scheduled-sampling `p` (1.0; the
             `ScheduledSampling` callback lowers it; 0.0 for "SS with p=0").
         seed: seeds initializers and sampling coins.
@@ -65,6 +68,7 @@ class ModelConfig:
     temperature: float = 2.0
     delta: float = 2.0
     cumulative_huber: bool = False
+    residual_regressor: bool = False
     sampling_probability: float = 1.0
     seed: int = 0
 
@@ -143,7 +147,10 @@ class RQRegModel(keras.Model):
                 -float("inf") if enc.clip_min is None else enc.clip_min,
                 float("inf") if enc.clip_max is None else enc.clip_max,
             )
-        return {"label": label, "tokens": coded["tokens"], "level_values": coded["level_values"]}
+        targets = {"label": label, "tokens": coded["tokens"], "level_values": coded["level_values"]}
+        if self.decoder.residual_regressor:
+            targets["residual"] = label - tf.reduce_sum(coded["level_values"], axis=1)
+        return targets
 
     def _step(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -218,6 +225,7 @@ def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None
         use_regressor=config.use_regressor,
         centroids=None if config.use_regressor else [c.tolist() for c in quantizer.centroids],
         sampling_probability=config.sampling_probability,
+        residual_regressor=config.residual_regressor,
         seed=seed + 1000,
         name="decoder",
     )

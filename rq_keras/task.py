@@ -46,7 +46,8 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             `from_quantizer`).
         clip_min, clip_max: the codebook's label clipping.
         units, code_embedding_dim, cell, predictor_units, regressor_units,
-            use_regressor, sampling_probability: the `RQDecoder`'s.
+            use_regressor, residual_regressor, sampling_probability: the
+            `RQDecoder`'s.
         encoder_units, num_cross_layers: the `MLPEncoder`'s.
         gen_weight, reg_weight, rnc_weight, temperature, delta,
             cumulative_huber: the `RQRegLoss`'s (Eq. 16).
@@ -82,6 +83,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
         temperature: float = 2.0,
         delta: float = 2.0,
         cumulative_huber: bool = False,
+        residual_regressor: bool = False,
         sampling_probability: float = 1.0,
         seed: int | None = None,
         **kwargs,
@@ -100,6 +102,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             use_regressor=use_regressor,
             centroids=None if use_regressor else self.label_encoder.centroids,
             sampling_probability=sampling_probability,
+            residual_regressor=residual_regressor,
             seed=None if seed is None else seed + 1000,
             name="decoder",
         )
@@ -138,6 +141,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             "temperature": temperature,
             "delta": delta,
             "cumulative_huber": cumulative_huber,
+            "residual_regressor": residual_regressor,
             "sampling_probability": sampling_probability,
             "seed": seed,
         }
@@ -163,6 +167,8 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             high = float("inf") if enc.clip_max is None else enc.clip_max
             label = tf.clip_by_value(label, low, high)
         targets = {"label": label, "tokens": coded["tokens"], "level_values": coded["level_values"]}
+        if self.decoder.residual_regressor:
+            targets["residual"] = label - tf.reduce_sum(coded["level_values"], axis=1)
         terms = self.rq_loss(
             outputs, targets, sample_weight, code_embeddings=self.decoder.code_embeddings
         )

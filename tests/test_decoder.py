@@ -182,3 +182,16 @@ def test_gradients_flow_to_every_trainable_weight():
     grads = tape.gradient(loss, dec.trainable_weights)
     assert all(g is not None for g in grads)
     assert "sampling_probability" not in [w.name.split("/")[-1][:-2] for w in dec.trainable_weights]
+
+
+def test_residual_regressor_adds_to_the_prediction():
+    dec = _decoder(residual_regressor=True)
+    out = dec(_inputs(), training=False)
+    assert out["residual"].shape == (5,)
+    np.testing.assert_allclose(
+        out["prediction"].numpy(),
+        out["level_values"].numpy().sum(1) + out["residual"].numpy(),
+        rtol=1e-6,
+    )
+    assert "residual" not in _decoder()(_inputs(), training=False)
+    assert RQDecoder.from_config(dec.get_config()).residual_regressor

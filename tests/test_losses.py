@@ -492,3 +492,15 @@ def test_cumulative_huber_golden_values_and_detached_earlier_levels():
     plain = huber_terms(y, tf.reduce_sum(pred, axis=1), q, pred, delta=1.0)
     # Eq. 13: level errors 1, 0.5, -0.25 -> 0.5 + 0.125 + 0.03125
     np.testing.assert_allclose(plain.numpy(), [1.0 + 0.5 + 0.125 + 0.03125], rtol=1e-6)
+
+
+def test_residual_output_adds_its_huber_term_to_l_reg():
+    loss = RQRegLoss(gen_weight=0.0, rnc_weight=0.0, delta=1.0, reduction="none")
+    outputs = {"prediction": tf.constant([3.0]), "level_values": tf.constant([[2.0, 1.0]])}
+    targets = {"label": tf.constant([3.0]), "level_values": tf.constant([[2.0, 1.0]])}
+    assert loss(outputs, targets)["reg"].numpy().tolist() == [0.0]
+    with_residual = {**outputs, "residual": tf.constant([0.5])}
+    got = loss(with_residual, {**targets, "residual": tf.constant([-1.5])})["reg"].numpy()
+    np.testing.assert_allclose(got, [1.0 * 2.0 - 0.5])  # huber(-2, delta 1) = 1.5
+    with pytest.raises(ValueError, match="no 'residual' entry"):
+        loss(with_residual, targets)

@@ -130,6 +130,14 @@ def test_ablation_switches(data):
     cumulative = _model(data, ModelConfig(**{**SMALL.__dict__, "cumulative_huber": True}))
     assert cumulative.rq_loss.cumulative_huber and not no_gen.rq_loss.cumulative_huber
     assert np.isfinite(cumulative.train_on_batch(x, y, return_dict=True)["reg"])
+    residual = _model(data, ModelConfig(**{**SMALL.__dict__, "residual_regressor": True}))
+    out = residual(x, training=False)
+    np.testing.assert_allclose(
+        out["prediction"].numpy(),
+        out["level_values"].numpy().sum(1) + out["residual"].numpy(),
+        rtol=1e-5,
+    )
+    assert np.isfinite(residual.train_on_batch(x, y, return_dict=True)["reg"])
     with pytest.raises(ValueError, match="`cell` must be one of"):
         ModelConfig(cell="lstm2")
 

@@ -73,6 +73,10 @@ class RQDecoder(keras.layers.Layer):
         sampling_probability: initial `p` (1.0: teacher forcing until a
             `ScheduledSampling` callback lowers it; 0.0 for the "SS with
             p = 0" ablation).
+        residual_regressor: add a two-layer MLP on the last step's logits
+            that predicts what the L codes leave over (`y - sum_l q_l`), and
+            add it to the prediction (the authors' released code); its output
+            is `residual`.
         seed: seeds the initializers and the sampling coins (None: random).
 
     Call args:
@@ -85,7 +89,7 @@ class RQDecoder(keras.layers.Layer):
         dict: `prediction` `(batch,)`, `level_values` `(batch, L)`, `logits`
         `(batch, L, V)`, `expected_embeddings` `(batch, L * D)` and `codes`
         `(batch, L)` int32 (argmax over each level's own codes), all float32
-        except `codes`.
+        except `codes`; with `residual_regressor`, also `residual` `(batch,)`.
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class RQDecoder(keras.layers.Layer):
         use_regressor: bool = True,
         centroids: Sequence[Sequence[float]] | None = None,
         sampling_probability: float = 1.0,
+        residual_regressor: bool = False,
         seed: int | None = None,
         **kwargs,
     ):
@@ -135,6 +140,7 @@ class RQDecoder(keras.layers.Layer):
         self.use_regressor = bool(use_regressor)
         self.centroids = None if centroids is None else [[float(v) for v in c] for c in centroids]
         self.initial_sampling_probability = float(sampling_probability)
+        self.residual_regressor = bool(residual_regressor)
         self.seed = seed
         self.num_levels = len(sizes)
         self.vocabulary_size = 1 + sum(sizes)
@@ -179,7 +185,12 @@ class RQDecoder(keras.layers.Layer):
                 self.regressor_units, 1, "regressor", None if seed is None else seed + 30
             )
             self.regressor.build((None, self.vocabulary_size))
-        else:
+        if self.residual_regressor:
+            self.residual_head = _mlp(
+                self.regressor_units, 1, "residual_regressor", None if seed is None else seed + 40
+            )
+            self.residual_head.build((None, self.vocabulary_size))
+        if not self.use_regressor:
             width = max(self.codebook_sizes)
             padded = [c + [0.0] * (width - len(c)) for c in self.centroids]
             self.level_centroids = self.add_weight(
@@ -243,13 +254,17 @@ class RQDecoder(keras.layers.Layer):
             else:
                 x = e_hat
         level_values = tf.stack(level_values, axis=1)
-        return {
-            "prediction": tf.reduce_sum(level_values, axis=1),
+        prediction = tf.reduce_sum(level_values, axis=1)
+        outputs = {
             "level_values": level_values,
             "logits": tf.stack(logits_all, axis=1),
             "expected_embeddings": tf.concat(expected, axis=1),
             "codes": tf.stack(codes, axis=1),
         }
+        if self.residual_regressor:
+            outputs["residual"] = tf.cast(self.residual_head(logits)[:, 0], tf.float32)
+            prediction = prediction + outputs["residual"]
+        return {"prediction": prediction, **outputs}
 
     def get_config(self):
         config = super().get_config()
@@ -264,6 +279,7 @@ class RQDecoder(keras.layers.Layer):
                 "use_regressor": self.use_regressor,
                 "centroids": self.centroids,
                 "sampling_probability": self.initial_sampling_probability,
+                "residual_regressor": self.residual_regressor,
                 "seed": self.seed,
             }
         )
