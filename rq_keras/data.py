@@ -50,6 +50,7 @@ __all__ = [
     "check_files",
     "delimiter_for",
     "file_format",
+    "iter_files",
     "make_dataset",
     "read_chunks",
     "read_column",
@@ -574,6 +575,29 @@ def read_chunks(
         yield from _read_tfrecord(path, spec, on_bad_rows, chunk_rows, with_label, report)
 
 
+def iter_files(
+    files: str | os.PathLike | Sequence,
+    spec: FeatureSpec,
+    *,
+    report: DataReport,
+    on_bad_rows: str = "fail",
+    with_label: bool = True,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[dict[str, np.ndarray]]:
+    """`read_chunks` over several files, one `FileReport` each in `report`."""
+    for path in _as_paths(files):
+        file_report = FileReport(path)
+        report.files.append(file_report)
+        yield from read_chunks(
+            path,
+            spec,
+            on_bad_rows=on_bad_rows,
+            chunk_rows=chunk_rows,
+            with_label=with_label,
+            report=file_report,
+        )
+
+
 def check_files(
     files: str | os.PathLike | Sequence,
     spec: FeatureSpec,
@@ -588,18 +612,15 @@ def check_files(
     file or (under `"fail"`) the first bad row, naming the file and row.
     """
     report = DataReport()
-    for path in _as_paths(files):
-        file_report = FileReport(path)
-        report.files.append(file_report)
-        for _ in read_chunks(
-            path,
-            spec,
-            on_bad_rows=on_bad_rows,
-            chunk_rows=chunk_rows,
-            with_label=with_label,
-            report=file_report,
-        ):
-            pass
+    for _ in iter_files(
+        files,
+        spec,
+        report=report,
+        on_bad_rows=on_bad_rows,
+        with_label=with_label,
+        chunk_rows=chunk_rows,
+    ):
+        pass
     return report
 
 
@@ -645,12 +666,9 @@ def _element_signature(spec: FeatureSpec, with_label: bool):
     return sig
 
 
-def _parquet_has_nulls(path: str, spec: FeatureSpec, with_label: bool) -> bool:
-    pf = _parquet_file(path)
-    _check_parquet_schema(path, pf.schema_arrow, spec, with_label)
-    needed = set(spec.columns if with_label else spec.feature_names)
+def _parquet_has_nulls(pf, needed: set[str]) -> bool:
+    """True unless every row group's statistics show no nulls in `needed`."""
     meta = pf.metadata
-    names = pf.schema_arrow.names
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
         for c in range(group.num_columns):
@@ -660,7 +678,7 @@ def _parquet_has_nulls(path: str, spec: FeatureSpec, with_label: bool) -> bool:
             stats = column.statistics
             if stats is None or not stats.has_null_count or stats.null_count > 0:
                 return True
-    return not needed.issubset(names)
+    return False
 
 
 def _finite_label_filter(spec, on_bad_rows):
@@ -696,9 +714,11 @@ def _tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
     import pyarrow as pa
     import tensorflow as tf
 
-    if _parquet_has_nulls(path, spec, with_label):
+    pf = _parquet_file(path)
+    schema = pf.schema_arrow
+    _check_parquet_schema(path, schema, spec, with_label)
+    if _parquet_has_nulls(pf, set(spec.columns if with_label else spec.feature_names)):
         return None
-    schema = _parquet_file(path).schema_arrow
     types = {
         pa.int32(): tf.int32,
         pa.int64(): tf.int64,

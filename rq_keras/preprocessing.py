@@ -121,23 +121,15 @@ class FeaturePreprocessor:
         if isinstance(data, (str, os.PathLike)) or (
             isinstance(data, (list, tuple)) and data and isinstance(data[0], (str, os.PathLike))
         ):
-            paths = data_lib._as_paths(data)
             self.report = data_lib.DataReport()
-
-            def chunks():
-                for path in paths:
-                    file_report = data_lib.FileReport(path)
-                    self.report.files.append(file_report)
-                    yield from data_lib.read_chunks(
-                        path,
-                        self.spec,
-                        on_bad_rows=on_bad_rows,
-                        chunk_rows=chunk_rows,
-                        with_label=False,
-                        report=file_report,
-                    )
-
-            data = chunks()
+            data = data_lib.iter_files(
+                data,
+                self.spec,
+                report=self.report,
+                on_bad_rows=on_bad_rows,
+                with_label=False,
+                chunk_rows=chunk_rows,
+            )
         self.statistics = self._statistics(data)
         return self
 
