@@ -21,7 +21,7 @@ from rq_keras.layers.decoder import CELLS, RQDecoder
 from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.losses import RQRegLoss
 
-__all__ = ["ModelConfig", "RQRegModel", "build_model"]
+__all__ = ["ModelConfig", "RQRegModel", "build_model", "regression_targets"]
 
 LOSS_TERMS = ("loss", "gen", "reg", "rnc")
 
@@ -130,34 +130,24 @@ class RQRegModel(keras.Model):
         return {k: v for k, v in inputs.items() if k != self.label_name}
 
     def call(self, inputs, training=None):
-        x = self.features(self._features(inputs), training=training)
-        state = self.encoder(x, training=training)
-        decoder_inputs = {"state": state}
+        tokens = None
         if training and self.label_name in inputs:
-            decoder_inputs["tokens"] = self.label_encoder(inputs[self.label_name])["tokens"]
-        return self.decoder(decoder_inputs, training=training)
+            tokens = self.label_encoder(inputs[self.label_name])["tokens"]
+        return self._forward(inputs, tokens, training)
 
-    def _targets(self, y):
-        coded = self.label_encoder(y)
-        label = tf.cast(tf.reshape(y, [-1]), tf.float32)
-        enc = self.label_encoder
-        if enc.clip_min is not None or enc.clip_max is not None:
-            label = tf.clip_by_value(
-                label,
-                -float("inf") if enc.clip_min is None else enc.clip_min,
-                float("inf") if enc.clip_max is None else enc.clip_max,
-            )
-        targets = {"label": label, "tokens": coded["tokens"], "level_values": coded["level_values"]}
-        if self.decoder.residual_regressor:
-            targets["residual"] = label - tf.reduce_sum(coded["level_values"], axis=1)
-        return targets
+    def _forward(self, inputs, tokens, training):
+        x = self.features(self._features(inputs), training=training)
+        decoder_inputs = {"state": self.encoder(x, training=training)}
+        if tokens is not None:
+            decoder_inputs["tokens"] = tokens
+        return self.decoder(decoder_inputs, training=training)
 
     def _step(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        targets = self._targets(y)
-        inputs = {**x, self.label_name: y} if training else x
+        targets = regression_targets(self.label_encoder, y, self.decoder.residual_regressor)
+        tokens = targets["tokens"] if training else None
         with tf.GradientTape() as tape:
-            outputs = self(inputs, training=training)
+            outputs = self._forward(x, tokens, training)
             terms = self.rq_loss(
                 outputs, targets, sample_weight, code_embeddings=self.decoder.code_embeddings
             )
@@ -199,6 +189,34 @@ class RQRegModel(keras.Model):
         for key in ("features", "label_encoder", "encoder", "decoder"):
             config[key] = keras.layers.deserialize(config[key], custom_objects=custom_objects)
         return cls(**config)
+
+
+def regression_targets(label_encoder, labels, residual: bool = False) -> dict[str, tf.Tensor]:
+    """The targets of `RQRegLoss` for raw labels, encoded in the graph.
+
+    Args:
+        label_encoder: the codebook's `ResidualCodeEncoder`.
+        labels: raw labels `(batch,)` or `(batch, 1)`.
+        residual: also return `residual`, what the codes leave over (for a
+            decoder with `residual_regressor`).
+
+    Returns:
+        dict: `label` float32 `(batch,)` clipped like the codebook, `tokens`
+        and `level_values` from the encoder, and optionally `residual`.
+    """
+    coded = label_encoder(labels)
+    label = tf.cast(tf.reshape(labels, [-1]), tf.float32)
+    low, high = label_encoder.clip_min, label_encoder.clip_max
+    if low is not None or high is not None:
+        label = tf.clip_by_value(
+            label,
+            -float("inf") if low is None else low,
+            float("inf") if high is None else high,
+        )
+    targets = {"label": label, "tokens": coded["tokens"], "level_values": coded["level_values"]}
+    if residual:
+        targets["residual"] = label - tf.reduce_sum(coded["level_values"], axis=1)
+    return targets
 
 
 def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None) -> RQRegModel:

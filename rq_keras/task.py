@@ -12,6 +12,7 @@ from rq_keras.layers.code_encoder import ResidualCodeEncoder
 from rq_keras.layers.decoder import RQDecoder
 from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.losses import RQRegLoss
+from rq_keras.model import regression_targets
 
 __all__ = ["RQRegTask"]
 
@@ -157,23 +158,14 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
         return self.decoder({"state": self.encoder(predictions)}, training=False)
 
     def call(self, labels, predictions, sample_weight=None, training=False, compute_metrics=True):
-        coded = self.label_encoder(labels)
+        targets = regression_targets(self.label_encoder, labels, self.decoder.residual_regressor)
         state = self.encoder(predictions, training=training)
-        outputs = self.decoder({"state": state, "tokens": coded["tokens"]}, training=training)
-        label = tf.cast(tf.reshape(labels, [-1]), tf.float32)
-        enc = self.label_encoder
-        if enc.clip_min is not None or enc.clip_max is not None:
-            low = -float("inf") if enc.clip_min is None else enc.clip_min
-            high = float("inf") if enc.clip_max is None else enc.clip_max
-            label = tf.clip_by_value(label, low, high)
-        targets = {"label": label, "tokens": coded["tokens"], "level_values": coded["level_values"]}
-        if self.decoder.residual_regressor:
-            targets["residual"] = label - tf.reduce_sum(coded["level_values"], axis=1)
+        outputs = self.decoder({"state": state, "tokens": targets["tokens"]}, training=training)
         terms = self.rq_loss(
             outputs, targets, sample_weight, code_embeddings=self.decoder.code_embeddings
         )
         if compute_metrics:
-            self.mae.update_state(label, outputs["prediction"], sample_weight)
+            self.mae.update_state(targets["label"], outputs["prediction"], sample_weight)
         return tf.nn.compute_average_loss(terms["loss"])
 
     def get_config(self):
