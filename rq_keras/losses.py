@@ -14,20 +14,24 @@ The functions return per-example losses `(batch,)`; `RQRegLoss` reduces them.
 Everything is computed in float32 whatever the inputs' dtype (mixed
 precision), label distances for Rank-N-Contrast in float64.
 
-Distribution (MirroredStrategy, custom `train_step`). L_gen and L_reg are
-means over examples; L_rnc is a mean over anchors, each anchor contrasted with
-the other examples of its replica's local batch (a per-replica RnC, as a
-single-device run with the local batch size would compute it). Build the loss
-with `reduction="none"` and scale by the global batch exactly once::
+Distribution (MirroredStrategy, MultiWorkerMirroredStrategy, custom
+`train_step`). L_gen and L_reg are means over examples. L_rnc is a mean over
+anchors, and by default (`cross_replica=True`) each replica's anchors are
+contrasted with the whole global batch, gathered from every replica with
+`all_gather` (whose gradient flows back to the replica that owns each row): the
+loss and its gradients are those of one device on the global batch, whatever
+the number of replicas. `cross_replica=False` contrasts each anchor with its
+replica's local batch only (no collective, a different loss: a single-device
+RnC at the local batch size). Build the loss with `reduction="none"` and scale
+by the global batch exactly once::
 
     terms = loss_fn(outputs, targets, sample_weight)        # each (local_batch,)
-    loss = tf.nn.compute_average_loss(terms["loss"], global_batch_size=global_batch)
+    loss = global_batch_mean(terms["loss"])
 
-The per-replica sums divided by the global batch add up, over replicas, to the
-global mean of L_gen and L_reg and, for equal local batches, to the average
-over replicas of each replica's RnC loss. With the default
-`reduction="sum_over_batch_size"` (means over the local batch), divide the
-result by `tf.distribute.get_strategy().num_replicas_in_sync` instead.
+`global_batch_mean` divides this replica's sum by the global batch, summed
+over the replicas' actual local batches, so the per-replica results add up to
+the global mean also for a last, uneven batch (`tf.nn.compute_average_loss`
+assumes every replica holds as many rows as this one).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ __all__ = [
     "RQRegLoss",
     "code_nll",
     "expected_level_values",
+    "global_batch_mean",
     "huber_terms",
     "rank_n_contrast",
     "rank_n_contrast_factored",
@@ -149,7 +154,45 @@ def _gram(e):
     return tf.matmul(e, e, transpose_b=True), grad
 
 
-def rank_n_contrast(embeddings, labels, temperature: float = 2.0, epsilon: float = 1e-12):
+def global_batch_mean(per_example):
+    """This replica's share of the global-batch mean of `per_example` `(batch,)`.
+
+    Outside a multi-replica strategy: the mean (0 for an empty batch). Under
+    one: this replica's sum over the global batch size (all-reduced from the
+    local sizes); summed over replicas, the mean over the global batch.
+    """
+    per_example = tf.convert_to_tensor(per_example)
+    count = tf.cast(tf.size(per_example), per_example.dtype)
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    return tf.math.divide_no_nan(tf.reduce_sum(per_example), count)
+
+
+def _global_batch(tensors, cross_replica: bool):
+    """Every replica's rows of `tensors`, and where this replica's rows start.
+
+    Returns `(tensors, None)` unchanged outside a multi-replica strategy or
+    with `cross_replica=False`; otherwise the tensors all-gathered along axis
+    0 in replica order (local batches may differ in size) and the offset of
+    this replica's first row in them.
+    """
+    context = tf.distribute.get_replica_context()
+    if not cross_replica or context is None or context.num_replicas_in_sync == 1:
+        return tensors, None
+    sizes = context.all_gather(tf.shape(tensors[0])[:1], axis=0)
+    offset = tf.reduce_sum(sizes[: context.replica_id_in_sync_group])
+    # One gather per tensor: a gather of a nest packs its dtypes into one.
+    return [context.all_gather(t, axis=0) for t in tensors], offset
+
+
+def rank_n_contrast(
+    embeddings,
+    labels,
+    temperature: float = 2.0,
+    epsilon: float = 1e-12,
+    cross_replica: bool = True,
+):
     """Per-anchor Rank-N-Contrast loss (Eq. 15) over one batch.
 
     For anchor i, with similarity `s_ij = -||e_i - e_j||_2 / temperature` and
@@ -179,6 +222,9 @@ def rank_n_contrast(embeddings, labels, temperature: float = 2.0, epsilon: float
             compared in float64, so equal distances are found exactly.
         temperature: tau, > 0.
         epsilon: floor of the squared distance, > 0.
+        cross_replica: under a multi-replica strategy, contrast this
+            replica's anchors with the global batch (see the module
+            docstring); no effect on one device.
 
     Returns:
         float32 `(batch,)`, the loss l_i of each anchor; zeros for a batch of
@@ -187,16 +233,31 @@ def rank_n_contrast(embeddings, labels, temperature: float = 2.0, epsilon: float
     temperature = _check_positive("temperature", temperature)
     epsilon = _check_positive("epsilon", epsilon)
     e = tf.cast(embeddings, tf.float32)
-    batch = tf.shape(e)[0]
-    e = tf.reshape(e, [batch, -1])
-    e = e - tf.reduce_mean(e, axis=0, keepdims=True)
-    norms = tf.reduce_sum(tf.square(e), axis=1)
-    sq = norms[:, None] + norms[None, :] - 2.0 * _gram(e)
-    return _rank_n_contrast_from_squared_distances(sq, labels, temperature, epsilon)
+    e = tf.reshape(e, [tf.shape(e)[0], -1])
+    y = tf.reshape(tf.cast(labels, tf.float64), [-1])
+    (e_all, y_all), offset = _global_batch((e, y), cross_replica)
+    centre = tf.reduce_mean(e_all, axis=0, keepdims=True)
+    if offset is None:
+        e = e - centre
+        norms = tf.reduce_sum(tf.square(e), axis=1)
+        sq = norms[:, None] + norms[None, :] - 2.0 * _gram(e)
+    else:
+        e, e_all = e - centre, e_all - centre
+        sq = (
+            tf.reduce_sum(tf.square(e), axis=1)[:, None]
+            + tf.reduce_sum(tf.square(e_all), axis=1)[None, :]
+            - 2.0 * tf.matmul(e, e_all, transpose_b=True)
+        )
+    return _rank_n_contrast_from_squared_distances(sq, y, temperature, epsilon, y_all, offset)
 
 
 def rank_n_contrast_factored(
-    probabilities, table, labels, temperature: float = 2.0, epsilon: float = 1e-12
+    probabilities,
+    table,
+    labels,
+    temperature: float = 2.0,
+    epsilon: float = 1e-12,
+    cross_replica: bool = True,
 ):
     """`rank_n_contrast` of `[P_1 E; ...; P_L E]`, computed through `E E^T`.
 
@@ -211,7 +272,7 @@ def rank_n_contrast_factored(
         probabilities: float `(batch, levels, vocabulary)`, each row a
             distribution (softmax of the decoder's logits).
         table: float `(vocabulary, dim)`, the code embedding table `E`.
-        labels, temperature, epsilon: as `rank_n_contrast`.
+        labels, temperature, epsilon, cross_replica: as `rank_n_contrast`.
 
     Returns:
         float32 `(batch,)`, as `rank_n_contrast`.
@@ -219,29 +280,57 @@ def rank_n_contrast_factored(
     temperature = _check_positive("temperature", temperature)
     epsilon = _check_positive("epsilon", epsilon)
     p = tf.cast(probabilities, tf.float32)
-    batch = tf.shape(p)[0]
-    # Centring P centres every e_l = P_l E (it is linear), as above.
-    p = p - tf.reduce_mean(p, axis=0, keepdims=True)
+    y = tf.reshape(tf.cast(labels, tf.float64), [-1])
+    (p_all, y_all), offset = _global_batch((p, y), cross_replica)
     e = tf.cast(table, tf.float32)
     metric = tf.matmul(e, e, transpose_b=True)  # (V, V)
-    pg = tf.reshape(tf.einsum("blv,vw->blw", p, metric), [batch, -1])
-    flat = tf.reshape(p, [batch, -1])
-    gram = tf.matmul(pg, flat, transpose_b=True)
+
+    def centred(q):
+        # Centring P centres every e_l = P_l E (it is linear), as above.
+        q = q - tf.reduce_mean(p_all, axis=0, keepdims=True)
+        rows = tf.shape(q)[0]
+        return tf.reshape(tf.einsum("blv,vw->blw", q, metric), [rows, -1]), tf.reshape(
+            q, [rows, -1]
+        )
+
+    pg, flat = centred(p)
     norms = tf.reduce_sum(pg * flat, axis=1)
-    sq = norms[:, None] + norms[None, :] - (gram + tf.transpose(gram))
-    return _rank_n_contrast_from_squared_distances(sq, labels, temperature, epsilon)
+    if offset is None:
+        gram = tf.matmul(pg, flat, transpose_b=True)
+        sq = norms[:, None] + norms[None, :] - (gram + tf.transpose(gram))
+    else:
+        pg_all, flat_all = centred(p_all)
+        norms_all = tf.reduce_sum(pg_all * flat_all, axis=1)
+        cross = tf.matmul(pg, flat_all, transpose_b=True) + tf.matmul(
+            flat, pg_all, transpose_b=True
+        )
+        sq = norms[:, None] + norms_all[None, :] - cross
+    return _rank_n_contrast_from_squared_distances(sq, y, temperature, epsilon, y_all, offset)
 
 
-def _rank_n_contrast_from_squared_distances(sq, labels, temperature, epsilon):
-    """Eq. 15 from the `(batch, batch)` squared distances of the embeddings."""
-    batch = tf.shape(sq)[0]
-    sq = tf.linalg.set_diag(sq, tf.zeros([batch], tf.float32))
+def _rank_n_contrast_from_squared_distances(
+    sq, labels, temperature, epsilon, all_labels=None, offset=None
+):
+    """Eq. 15 from the squared distances of the embeddings.
+
+    `sq` is `(batch, batch)`, or with `offset` `(batch, global_batch)`: the
+    anchors' rows against the global batch `all_labels`, anchor i being
+    column `offset + i`.
+    """
+    y = tf.reshape(tf.cast(labels, tf.float64), [-1])
+    if offset is None:
+        all_labels = y
+        batch = tf.shape(sq)[0]
+        is_self = tf.cast(tf.eye(batch), tf.bool)
+    else:
+        batch = tf.shape(sq)[1]
+        is_self = tf.one_hot(offset + tf.range(tf.shape(sq)[0]), batch, True, False, dtype=tf.bool)
+    sq = tf.where(is_self, tf.zeros_like(sq), sq)
     sim = -tf.sqrt(tf.maximum(sq, epsilon)) / temperature
 
-    y = tf.reshape(tf.cast(labels, tf.float64), [-1])
     # Label distance, the anchor itself at -1: last in decreasing order.
-    dist = tf.linalg.set_diag(
-        tf.abs(y[:, None] - y[None, :]), tf.fill([batch], tf.constant(-1.0, tf.float64))
+    dist = tf.where(
+        is_self, tf.constant(-1.0, tf.float64), tf.abs(y[:, None] - all_labels[None, :])
     )
     order = tf.argsort(dist, axis=1, direction="DESCENDING")
     neg_dist = -tf.gather(dist, order, batch_dims=1)  # increasing along each row
@@ -357,6 +446,10 @@ class RQRegLoss:
         cumulative_huber: the level terms of L_reg on running sums with the
             earlier levels' predictions detached (`huber_terms(cumulative=True)`;
             the authors' released code).
+        rnc_cross_replica: under a multi-replica strategy, L_rnc contrasts
+            each anchor with the global batch (True: the single-device loss)
+            or with its replica's local batch only (False); see the module
+            docstring.
 
     Call args:
         outputs: dict of decoder outputs: `prediction` `(batch,)` or
@@ -386,6 +479,7 @@ class RQRegLoss:
         reduction: str = "sum_over_batch_size",
         name: str = "rq_reg_loss",
         cumulative_huber: bool = False,
+        rnc_cross_replica: bool = True,
     ):
         self.gen_weight = _check_weight("gen_weight", gen_weight)
         self.reg_weight = _check_weight("reg_weight", reg_weight)
@@ -397,6 +491,7 @@ class RQRegLoss:
         self.reduction = reduction
         self.name = str(name)
         self.cumulative_huber = bool(cumulative_huber)
+        self.rnc_cross_replica = bool(rnc_cross_replica)
 
     @staticmethod
     def _get(inputs: Mapping[str, Any], key: str, where: str):
@@ -437,11 +532,18 @@ class RQRegLoss:
                 tf.cast(self._get(outputs, "logits", "outputs"), tf.float32), axis=-1
             )
             terms["rnc"] = rank_n_contrast_factored(
-                probabilities, code_embeddings, label, self.temperature
+                probabilities,
+                code_embeddings,
+                label,
+                self.temperature,
+                cross_replica=self.rnc_cross_replica,
             )
         elif self.rnc_weight > 0:
             terms["rnc"] = rank_n_contrast(
-                self._get(outputs, "expected_embeddings", "outputs"), label, self.temperature
+                self._get(outputs, "expected_embeddings", "outputs"),
+                label,
+                self.temperature,
+                cross_replica=self.rnc_cross_replica,
             )
         terms["loss"] = (
             self.gen_weight * terms["gen"]
@@ -476,6 +578,7 @@ class RQRegLoss:
             "reduction": self.reduction,
             "name": self.name,
             "cumulative_huber": self.cumulative_huber,
+            "rnc_cross_replica": self.rnc_cross_replica,
         }
 
     @classmethod

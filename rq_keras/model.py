@@ -19,7 +19,7 @@ import tf_keras as keras
 import rq_keras.layers  # noqa: F401  (registers every layer for `from_config`)
 from rq_keras.layers.decoder import CELLS, RQDecoder
 from rq_keras.layers.encoder import MLPEncoder
-from rq_keras.losses import RQRegLoss
+from rq_keras.losses import RQRegLoss, global_batch_mean
 
 __all__ = ["ModelConfig", "RQRegModel", "build_model", "regression_targets"]
 
@@ -49,6 +49,9 @@ class ModelConfig:
         residual_regressor: a head for what the L codes leave over, added to
             the prediction and trained with a Huber term in L_reg (the
             authors' released code; False: the paper).
+        rnc_cross_replica: under a distribution strategy, L_rnc contrasts
+            each anchor with the global batch (True: the loss and gradients
+            of one device) or with its replica's local batch (False).
         sampling_probability: initial scheduled-sampling `p` (1.0; the
             `ScheduledSampling` callback lowers it; 0.0 for "SS with p=0").
         seed: seeds initializers and sampling coins.
@@ -69,6 +72,7 @@ class ModelConfig:
     delta: float = 2.0
     cumulative_huber: bool = False
     residual_regressor: bool = False
+    rnc_cross_replica: bool = True
     sampling_probability: float = 1.0
     seed: int = 0
 
@@ -151,8 +155,8 @@ class RQRegModel(keras.Model):
             terms = self.rq_loss(
                 outputs, targets, sample_weight, code_embeddings=self.decoder.code_embeddings
             )
-            # Scaled by the global batch exactly once (per-replica sums add up).
-            loss = tf.nn.compute_average_loss(terms["loss"])
+            # Scaled by the global batch exactly once (per-replica shares add up).
+            loss = global_batch_mean(terms["loss"])
             if self.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
         if training:
@@ -266,6 +270,7 @@ def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None
             "temperature": config.temperature,
             "delta": config.delta,
             "cumulative_huber": config.cumulative_huber,
+            "rnc_cross_replica": config.rnc_cross_replica,
         },
         name="rq_reg",
     )

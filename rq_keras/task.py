@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
 from rq_keras.layers.code_encoder import ResidualCodeEncoder
 from rq_keras.layers.decoder import RQDecoder
 from rq_keras.layers.encoder import MLPEncoder
-from rq_keras.losses import RQRegLoss
+from rq_keras.losses import RQRegLoss, global_batch_mean
 from rq_keras.model import regression_targets
 
 __all__ = ["RQRegTask"]
@@ -25,7 +24,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
     In `compute_loss`, `task(labels=raw_labels, predictions=tower_output)`
     encodes the labels into codes in the graph, runs the decoder (scheduled
     sampling) and returns Eq. 16, scaled by the global batch
-    (`tf.nn.compute_average_loss`), so it is right under `MirroredStrategy`
+    (`global_batch_mean`), so it is right under `MirroredStrategy`
     too. `task.predict(tower_output)` is the inference path (the prediction and
     the per-level outputs). Lower the sampling probability with the
     `ScheduledSampling` callback (it finds the task's decoder).
@@ -166,7 +165,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
         )
         if compute_metrics:
             self.mae.update_state(targets["label"], outputs["prediction"], sample_weight)
-        return tf.nn.compute_average_loss(terms["loss"])
+        return global_batch_mean(terms["loss"])
 
     def get_config(self):
         config = super().get_config()

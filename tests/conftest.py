@@ -30,3 +30,18 @@ def pytest_configure(config):
     tf.config.set_logical_device_configuration(
         cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
     )
+
+
+@pytest.fixture(scope="session")
+def mirrored():
+    """One MirroredStrategy over the two logical CPUs for the whole session.
+
+    Strategies created one after another in a process can reuse collective
+    instance keys, and a later all-gather of another shape then fails with a
+    shape mismatch; the tests share this one.
+    """
+    import tensorflow as tf
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(devices) == 2
+    return tf.distribute.MirroredStrategy(devices)

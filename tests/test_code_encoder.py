@@ -166,10 +166,8 @@ def test_saved_model_round_trip(tmp_path, quantizer):
     np.testing.assert_array_equal(out["codes"].numpy(), quantizer.encode(values.astype(np.float64)))
 
 
-def test_under_mirrored_strategy(quantizer):
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    assert len(devices) == 2, "conftest configures two logical CPUs"
-    strategy = tf.distribute.MirroredStrategy(devices)
+def test_under_mirrored_strategy(quantizer, mirrored):
+    strategy = mirrored
     with strategy.scope():
         layer = quantizer.keras_layer()
         layer.build((None,))

@@ -9,8 +9,10 @@ from rq_keras.losses import (
     RQRegLoss,
     code_nll,
     expected_level_values,
+    global_batch_mean,
     huber_terms,
     rank_n_contrast,
+    rank_n_contrast_factored,
 )
 
 
@@ -349,31 +351,87 @@ def test_rq_reg_loss_under_tf_function():
         np.testing.assert_allclose(graph[key].numpy(), eager[key].numpy(), rtol=1e-6)
 
 
-def test_mirrored_strategy_scaling():
-    devices = tf.config.list_logical_devices("CPU")
-    assert len(devices) == 2
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
-    outputs, targets = decoder_batch(batch=8, seed=5)
-    dataset = tf.data.Dataset.from_tensor_slices((outputs, targets)).batch(8)
+def _mirrored_terms(strategy, outputs, targets, batch, **loss_kwargs):
+    """Per-replica scaled terms and expected-embedding gradients of a global batch."""
+    dataset = tf.data.Dataset.from_tensor_slices((outputs, targets)).batch(batch)
     local_outputs, local_targets = next(iter(strategy.experimental_distribute_dataset(dataset)))
-    loss_fn = RQRegLoss(reduction="none")
+    loss_fn = RQRegLoss(reduction="none", **loss_kwargs)
 
     def replica_step(out, tgt):
         embeddings = out["expected_embeddings"]
         with tf.GradientTape() as tape:
             tape.watch(embeddings)
             terms = loss_fn({**out, "expected_embeddings": embeddings}, tgt)
-            scaled = {
-                k: tf.nn.compute_average_loss(v, global_batch_size=8) for k, v in terms.items()
-            }
+            scaled = {k: global_batch_mean(v) for k, v in terms.items()}
         return scaled, tape.gradient(scaled["loss"], embeddings)
 
     scaled, grads = strategy.run(replica_step, args=(local_outputs, local_targets))
     totals = {k: strategy.reduce("SUM", v, axis=None).numpy() for k, v in scaled.items()}
+    grads = np.concatenate([g.numpy() for g in strategy.experimental_local_results(grads)])
+    return totals, grads, local_outputs, local_targets
+
+
+@pytest.mark.parametrize("batch", [8, 7])
+def test_mirrored_strategy_matches_one_device(batch, mirrored):
+    """Cross-replica RnC: every term and gradient equals one device's on the global batch."""
+    strategy = mirrored
+    outputs, targets = decoder_batch(batch=batch, seed=5)
+    totals, grads, _, local_targets = _mirrored_terms(strategy, outputs, targets, batch)
+    sizes = [len(y) for y in strategy.experimental_local_results(local_targets["label"])]
+    assert sum(sizes) == batch and len(sizes) == 2  # 7 rows: uneven local batches
+
+    embeddings = tf.convert_to_tensor(outputs["expected_embeddings"])
+    with tf.GradientTape() as tape:
+        tape.watch(embeddings)
+        full = RQRegLoss()({**outputs, "expected_embeddings": embeddings}, targets)
+    full_grads = tape.gradient(full["loss"], embeddings).numpy()
+    for key in ("loss", "gen", "reg", "rnc"):
+        np.testing.assert_allclose(totals[key], full[key].numpy(), rtol=1e-5, err_msg=key)
+    np.testing.assert_allclose(
+        totals["rnc"],
+        slow_rnc(outputs["expected_embeddings"], targets["label"], 2.0).mean(),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(grads, full_grads, rtol=1e-4, atol=1e-7)
+
+
+def test_mirrored_strategy_factored_rnc_matches_one_device(mirrored):
+    """The factored RnC (vocabulary < dim) gathers the code distributions."""
+    strategy = mirrored
+    rng = np.random.default_rng(9)
+    probabilities = tf.nn.softmax(rng.normal(size=(7, 3, 5)).astype(np.float32)).numpy()
+    table = rng.normal(size=(5, 16)).astype(np.float32)
+    labels = rng.integers(0, 4, 7).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((probabilities, labels)).batch(7)
+
+    def replica_step(p, y):
+        with tf.GradientTape() as tape:
+            tape.watch(p)
+            loss = global_batch_mean(rank_n_contrast_factored(p, table, y))
+        return loss, tape.gradient(loss, p)
+
+    loss, grads = strategy.run(
+        replica_step, args=next(iter(strategy.experimental_distribute_dataset(dataset)))
+    )
+    p = tf.convert_to_tensor(probabilities)
+    with tf.GradientTape() as tape:
+        tape.watch(p)
+        full = tf.reduce_mean(rank_n_contrast_factored(p, table, labels))
+    np.testing.assert_allclose(strategy.reduce("SUM", loss, axis=None), full.numpy(), rtol=1e-5)
+    got = np.concatenate([g.numpy() for g in strategy.experimental_local_results(grads)])
+    np.testing.assert_allclose(got, tape.gradient(full, p).numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_mirrored_strategy_per_replica_rnc(mirrored):
+    """`rnc_cross_replica=False`: each replica contrasts its local batch only."""
+    strategy = mirrored
+    outputs, targets = decoder_batch(batch=8, seed=5)
+    totals, grads, local_outputs, local_targets = _mirrored_terms(
+        strategy, outputs, targets, 8, rnc_cross_replica=False
+    )
     full = RQRegLoss()(outputs, targets)
     np.testing.assert_allclose(totals["gen"], full["gen"].numpy(), rtol=1e-6)
     np.testing.assert_allclose(totals["reg"], full["reg"].numpy(), rtol=1e-6)
-    # RnC: each replica's loss over its local batch, averaged over the replicas.
     per_replica = [
         slow_rnc(e.numpy(), y.numpy(), 2.0).mean()
         for e, y in zip(
@@ -383,7 +441,8 @@ def test_mirrored_strategy_scaling():
     ]
     assert [len(y) for y in strategy.experimental_local_results(local_targets["label"])] == [4, 4]
     np.testing.assert_allclose(totals["rnc"], np.mean(per_replica), rtol=1e-5)
-    assert all(np.isfinite(g.numpy()).all() for g in strategy.experimental_local_results(grads))
+    assert not np.isclose(totals["rnc"], full["rnc"].numpy(), rtol=1e-3)
+    assert np.isfinite(grads).all()
 
 
 def test_get_config_round_trip():
@@ -396,6 +455,7 @@ def test_get_config_round_trip():
         reduction="none",
         name="ablation",
         cumulative_huber=True,
+        rnc_cross_replica=False,
     )
     config = loss_fn.get_config()
     assert config == {
@@ -407,6 +467,7 @@ def test_get_config_round_trip():
         "reduction": "none",
         "name": "ablation",
         "cumulative_huber": True,
+        "rnc_cross_replica": False,
     }
     assert RQRegLoss.from_config(config).get_config() == config
     serialized = keras.utils.serialize_keras_object(loss_fn)

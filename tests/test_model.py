@@ -1,7 +1,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 import tf_keras as keras
 
 from rq_keras import ResidualQuantizer
@@ -153,9 +152,9 @@ def test_save_and_load(data, tmp_path):
     np.testing.assert_allclose(again(x, training=False)["prediction"].numpy(), expected, rtol=1e-6)
 
 
-def test_trains_under_mirrored_strategy(data):
+def test_trains_under_mirrored_strategy(data, mirrored):
     paths, pre, quantizer, _ = data
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored
     with strategy.scope():
         model = build_model(SPEC, pre, quantizer, SMALL)
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
