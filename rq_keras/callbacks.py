@@ -1,12 +1,23 @@
-"""Training callbacks."""
+"""Training callbacks: scheduled sampling, NaN stop, resumable early stopping and history."""
 
 from __future__ import annotations
 
+import csv
+import json
 import math
+import os
 
 import tf_keras as keras
 
-__all__ = ["ScheduledSampling", "sampling_probability"]
+__all__ = [
+    "EarlyStoppingCheckpoint",
+    "EpochHistory",
+    "NonFiniteLossError",
+    "ScheduledSampling",
+    "StopOnNonFiniteLoss",
+    "read_history",
+    "sampling_probability",
+]
 
 
 def sampling_probability(epoch: float, k: float = 0.1, t0: float = 10.0) -> float:
@@ -78,3 +89,161 @@ class ScheduledSampling(keras.callbacks.Callback):
 
     def get_config(self):
         return {"k": self.k, "t0": self.t0, "per_batch": self.per_batch}
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first NaN or infinite loss, naming epoch and step.
+
+    It raises `NonFiniteLossError` from the batch's end, so the epoch-end
+    callbacks never run: no checkpoint or backup of the bad weights is written
+    and the last good ones stay. Epochs and steps in the message count from 1.
+
+    Args:
+        keep: a sentence appended to the message (where the good weights are).
+    """
+
+    def __init__(self, keep: str = ""):
+        super().__init__()
+        self.keep = keep
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLossError(
+                f"the training loss became {float(loss)} at epoch {self._epoch + 1}, "
+                f"step {batch + 1}; training stopped. {self.keep}".strip()
+            )
+
+
+class EarlyStoppingCheckpoint(keras.callbacks.Callback):
+    """Early stopping with the best weights on disk, resumable.
+
+    After each epoch it compares `monitor` with the best value so far; an
+    improvement (by more than `min_delta`) saves the weights to
+    `weights_path` (TF checkpoint); `patience` epochs without one stop
+    training. At the end of training the best weights are loaded back. Its
+    state (best value and epoch, epochs waited) is a JSON file written after
+    every epoch and read at the start of training, so a run resumed by
+    `BackupAndRestore` keeps counting where it stopped.
+
+    Args:
+        weights_path: checkpoint prefix of the best weights.
+        state_path: the JSON state file.
+        monitor: a `logs` key, such as `"val_mae"` (lower is better).
+        patience: epochs without improvement before stopping, >= 1; None
+            never stops (the best weights are still kept and restored).
+        min_delta: the smallest decrease that counts as an improvement.
+    """
+
+    def __init__(
+        self,
+        weights_path: str,
+        state_path: str,
+        monitor: str = "val_mae",
+        patience: int | None = 5,
+        min_delta: float = 0.0,
+    ):
+        super().__init__()
+        if patience is not None and patience < 1:
+            raise ValueError(f"`patience` must be >= 1 or None, got {patience}")
+        if min_delta < 0:
+            raise ValueError(f"`min_delta` must be >= 0, got {min_delta}")
+        self.weights_path = weights_path
+        self.state_path = state_path
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        self.state = {"best": None, "best_epoch": None, "wait": 0, "stopped_epoch": None}
+
+    def on_train_begin(self, logs=None):
+        if os.path.exists(self.state_path):
+            with open(self.state_path, encoding="utf-8") as f:
+                self.state.update(json.load(f))
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise ValueError(
+                f"EarlyStoppingCheckpoint: `{self.monitor}` is not in the epoch's logs "
+                f"(keys: {sorted(logs or {})}); is there validation data?"
+            )
+        value = float(value)
+        best = self.state["best"]
+        if math.isfinite(value) and (best is None or value < best - self.min_delta):
+            self.model.save_weights(self.weights_path)
+            self.state.update(best=value, best_epoch=epoch + 1, wait=0)
+        else:
+            self.state["wait"] += 1
+            if self.patience is not None and self.state["wait"] >= self.patience:
+                self.state["stopped_epoch"] = epoch + 1
+                self.model.stop_training = True
+        _write_json(self.state_path, self.state)
+
+    def on_train_end(self, logs=None):
+        if self.state["best_epoch"] is not None:
+            self.model.load_weights(self.weights_path).expect_partial()
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """Writes the per-epoch logs to a CSV file keyed by epoch, resumable.
+
+    An epoch run again after a resume replaces its row, so the file holds one
+    row per epoch whatever was interrupted.
+
+    Args:
+        path: the CSV file (read at the start of training if it exists).
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self.rows: dict[int, dict[str, float]] = {}
+
+    def on_train_begin(self, logs=None):
+        self.rows = read_history(self.path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows[epoch + 1] = {k: float(v) for k, v in (logs or {}).items()}
+        keys = sorted({k for row in self.rows.values() for k in row})
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["epoch", *keys])
+            for e in sorted(self.rows):
+                writer.writerow([e, *(repr(self.rows[e].get(k, math.nan)) for k in keys)])
+        os.replace(tmp, self.path)
+
+    def history(self) -> dict[str, list[float]]:
+        """Metric name -> values of epochs 1..n (as Keras `History.history`)."""
+        return rows_to_history(self.rows)
+
+
+def read_history(path: str) -> dict[int, dict[str, float]]:
+    """The rows of an `EpochHistory` CSV file ({} if there is none)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        return {
+            int(row.pop("epoch")): {k: float(v) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        }
+
+
+def rows_to_history(rows: dict[int, dict[str, float]]) -> dict[str, list[float]]:
+    keys = sorted({k for row in rows.values() for k in row})
+    return {k: [rows[e].get(k, math.nan) for e in sorted(rows)] for k in keys}
+
+
+def _write_json(path: str, doc) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2)
+    os.replace(tmp, path)

@@ -278,4 +278,6 @@ def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None
         {k: tf.zeros([1, *v.shape[1:]], v.dtype) for k, v in spec.input_signature().items()},
         training=False,
     )
+    # The label encoder's weights too, so every built model has the same weights.
+    model.label_encoder(tf.zeros([1], tf.float64))
     return model

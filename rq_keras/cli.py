@@ -1,0 +1,175 @@
+"""The `train.py` command line: flags -> `TrainConfig` -> `training.train`.
+
+Exit status: 0 done; 1 the loss became NaN (the message names epoch and
+step); 2 a bad flag, config or input file (named on stderr, before training
+starts); 3 the output directory holds a finished run (use `--overwrite`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import yaml
+
+__all__ = ["build_train_parser", "format_metrics", "train_main"]
+
+# Flag -> TrainConfig key, for the flags that set one key each.
+_FLAGS = {
+    "dataset": "dataset",
+    "raw_dir": "raw_dir",
+    "train": "train_files",
+    "validation": "validation_files",
+    "test": "test_files",
+    "feature_spec": "feature_spec",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "learning_rate": "learning_rate",
+    "steps_per_epoch": "steps_per_epoch",
+    "monitor": "monitor",
+    "patience": "patience",
+    "strategy": "strategy",
+    "devices": "devices",
+    "on_bad_rows": "on_bad_rows",
+}
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"{key}: the value is not YAML: {err}") from None
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    from rq_keras.datasets import DATASETS
+    from rq_keras.training import MONITORS, STRATEGIES
+
+    p = argparse.ArgumentParser(
+        prog="python train.py",
+        description=(
+            "Train an RQ-Reg model: fit the codebook on the training labels, adapt the "
+            "features, train, evaluate on the test split; outputs in --output-dir."
+        ),
+    )
+    data = p.add_argument_group("data (a registered dataset, or your files)")
+    data.add_argument("--dataset", choices=sorted(DATASETS), help="build this dataset's splits")
+    data.add_argument("--raw-dir", help="the dataset's raw files (cdnow: data/cdnow by default)")
+    data.add_argument("--train", nargs="+", metavar="FILE", help="training files")
+    data.add_argument("--validation", nargs="+", metavar="FILE", help="validation files")
+    data.add_argument("--test", nargs="+", metavar="FILE", help="test files")
+    data.add_argument("--feature-spec", metavar="YAML", help="the files' feature spec")
+    data.add_argument("--on-bad-rows", choices=("fail", "skip"))
+    p.add_argument("--output-dir", required=True, help="where the run's outputs go")
+    p.add_argument("--config", metavar="YAML", help="TrainConfig keys; flags override them")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--monitor", choices=MONITORS, help="early-stopping metric")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    p.add_argument("--strategy", choices=STRATEGIES)
+    p.add_argument("--devices", nargs="+", help="devices for mirrored / one_device")
+    p.add_argument("--seed", type=int, help="sets the run's, the model's and the codebook's seed")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="any config key, dotted for sections: --set model.units=128 --set "
+        "quantizer.num_levels=2 (values are YAML)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run")
+    p.add_argument(
+        "--verbose",
+        choices=("auto", "0", "1", "2"),
+        default="auto",
+        help="Keras progress output (auto: bars on a terminal, a line per epoch otherwise)",
+    )
+    return p
+
+
+def format_metrics(metrics: dict) -> str:
+    """The test metrics as an aligned two-column table."""
+    test = metrics.get("test") or {}
+    names = [
+        ("rows", "test rows"),
+        ("positive_rows", "rows with y > 0"),
+        ("mae", "MAE"),
+        ("xauc", "XAUC (Eq. 18)"),
+        ("xauc_tie_aware", "XAUC, tie-aware"),
+        ("normalized_gini", "Norm-Gini"),
+        ("spearman", "Spearman"),
+        ("normalized_gini_positive", "Norm-Gini(+)"),
+        ("spearman_positive", "Spearman(+)"),
+    ]
+    lines = []
+    for key, label in names:
+        if key not in test:
+            continue
+        value = test[key]
+        text = (
+            "n/a" if value is None else (f"{value:,}" if key.endswith("rows") else f"{value:.4f}")
+        )
+        lines.append(f"  {label:<17} {text:>12}")
+    return "\n".join(lines)
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    parser = build_train_parser()
+    args = parser.parse_args(argv)
+    from rq_keras.callbacks import NonFiniteLossError
+    from rq_keras.training import RunExistsError, load_config, train
+
+    overrides = {}
+    for flag, key in _FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = list(value) if isinstance(value, list) else value
+    if args.seed is not None:
+        overrides.update({"seed": args.seed, "model.seed": args.seed, "quantizer.seed": args.seed})
+    overrides.update(dict(args.set))
+    try:
+        config = load_config(args.config, overrides)
+        result = train(
+            config,
+            args.output_dir,
+            overwrite=args.overwrite,
+            verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
+        )
+    except RunExistsError as err:
+        print(f"train.py: {err}", file=sys.stderr)
+        return 3
+    except NonFiniteLossError as err:
+        print(f"train.py: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    if result.model is None:  # a non-chief worker
+        print(json.dumps({"chief": False, "weights_digest": result.weights_digest}))
+        return 0
+    metrics = result.metrics
+    print(f"\nrun: {result.output_dir}  (epochs {result.epochs_run}, best {result.best_epoch})")
+    if metrics.get("test"):
+        print("test metrics:")
+        print(format_metrics(metrics))
+    for name, path in result.plots.items():
+        print(f"plot {name}: {path}")
+    summary = {
+        "chief": True,
+        "output_dir": result.output_dir,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "resumed": result.resumed,
+        "weights_digest": result.weights_digest,
+        "test": {k: v for k, v in (metrics.get("test") or {}).items() if k != "decile_calibration"},
+    }
+    print(json.dumps(summary))
+    return 0

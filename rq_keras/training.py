@@ -1,0 +1,791 @@
+"""Training runs: `TrainConfig`, distribution strategies, the run and its report.
+
+`train(config, output_dir)` is what `python train.py` runs:
+
+1. checks the input files (a missing, unreadable or malformed file fails
+   here, naming it, before anything is trained) while adapting the feature
+   preprocessing and collecting the training labels in one pass;
+2. fits the residual quantizer on the training labels;
+3. builds the model, its optimizer and metrics inside the strategy's scope
+   and trains it with scheduled sampling, early stopping on a validation
+   metric (best weights restored), `BackupAndRestore` (a killed run started
+   again with the same command resumes from its last finished epoch),
+   TensorBoard logs and a stop at the first NaN loss;
+4. evaluates on the test split and writes `metrics.json`, the test
+   predictions and the plots.
+
+Output directory::
+
+    config.yaml            the resolved TrainConfig
+    feature_spec.yaml      the spec the model was built from
+    preprocessing.json     the adapted statistics (vocabularies, moments)
+    codebook.json          the fitted quantizer
+    data_report.json       rows read and dropped per input file
+    history.csv            one row per epoch (losses, validation metrics, p)
+    checkpoints/           best weights and the early-stopping state
+    backup/                BackupAndRestore state (removed when training ends)
+    logs/                  TensorBoard
+    model.keras            the trained model (best weights)
+    predictions.parquet    test labels, predictions and codes
+    metrics.json           test metrics; its presence marks a finished run
+    plots/                 distribution, calibration, gain, loss curves
+
+Under `MultiWorkerMirroredStrategy` only the chief writes these; the other
+workers write their checkpoints to temporary directories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rq_keras.model import ModelConfig
+
+__all__ = [
+    "QuantizerConfig",
+    "RunExistsError",
+    "STRATEGIES",
+    "TrainConfig",
+    "TrainResult",
+    "config_from_dict",
+    "is_chief",
+    "load_config",
+    "make_strategy",
+    "train",
+]
+
+STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
+MONITORS = ("val_loss", "val_gen", "val_reg", "val_rnc", "val_mae")
+REPO_DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
+# Datasets whose raw files ship in `data/` (others need `raw_dir`).
+DEFAULT_RAW_DIRS = {"cdnow": REPO_DATA / "cdnow"}
+# What a run writes; `--overwrite` removes exactly these.
+ARTIFACTS = (
+    "config.yaml",
+    "feature_spec.yaml",
+    "preprocessing.json",
+    "codebook.json",
+    "data_report.json",
+    "history.csv",
+    "checkpoints",
+    "backup",
+    "logs",
+    "model.keras",
+    "predictions.parquet",
+    "metrics.json",
+    "plots",
+    "data",
+)
+
+
+class RunExistsError(FileExistsError):
+    """The output directory holds a finished run (or another unfinished one)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizerConfig:
+    """The residual quantizer fitted on the training labels (Algorithm 1).
+
+    Attributes:
+        num_levels: L, codes per label (3).
+        codebook_size: K per level: one int or one per level (48).
+        method: `"kmeans"` or `"kmedians"`.
+        init: `"optimal"` or `"kmeans++"`.
+        seed: seed of the `"kmeans++"` start.
+    """
+
+    num_levels: int = 3
+    codebook_size: int | tuple[int, ...] = 48
+    method: str = "kmeans"
+    init: str = "optimal"
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A training run: data, optimisation, distribution, quantizer and model.
+
+    Attributes:
+        dataset: a registered dataset name (`rq_keras.datasets`) whose splits
+            are built from `raw_dir` into the output directory; or None and
+            the three file lists below.
+        raw_dir: raw files of `dataset` (default: the copy in `data/` for
+            datasets that ship one).
+        train_files: training files (text, Parquet or TFRecord).
+        validation_files: validation files (early stopping); may be empty.
+        test_files: test files (the reported metrics); may be empty.
+        feature_spec: the feature spec YAML of the files.
+        epochs: maximum epochs (the paper: 50).
+        batch_size: global batch size, split over replicas (1,024).
+        learning_rate: Adam's learning rate (5e-4).
+        steps_per_epoch: training steps per epoch; None: one pass over the
+            training files (multi-worker runs compute it from the row count).
+        shuffle_buffer: rows in the shuffle buffer.
+        on_bad_rows: `"fail"` (stop at the first bad row, naming it) or
+            `"skip"` (drop bad rows, counted in `data_report.json`).
+        monitor: the validation metric of early stopping (lower is better).
+        patience: epochs without improvement before stopping; None: never.
+        min_delta: the smallest improvement of `monitor` that counts.
+        sampling_k: k of the scheduled-sampling decay (Eq. 17).
+        sampling_t0: t0 of the decay (the epoch where p = 0.5).
+        sampling_per_batch: update p every batch from the fractional epoch.
+        strategy: `"auto"`, `"mirrored"`, `"multi_worker"` or `"one_device"`.
+        devices: devices for `mirrored` (all local GPUs, or the CPU, if
+            empty) or `one_device` (its first entry).
+        seed: seeds the global TF seed, shuffling and the dataset split.
+        quantizer: the `QuantizerConfig`.
+        model: the `ModelConfig` (the paper's defaults).
+    """
+
+    dataset: str | None = None
+    raw_dir: str | None = None
+    train_files: tuple[str, ...] = ()
+    validation_files: tuple[str, ...] = ()
+    test_files: tuple[str, ...] = ()
+    feature_spec: str | None = None
+    epochs: int = 50
+    batch_size: int = 1024
+    learning_rate: float = 5e-4
+    steps_per_epoch: int | None = None
+    shuffle_buffer: int = 65_536
+    on_bad_rows: str = "fail"
+    monitor: str = "val_mae"
+    patience: int | None = 5
+    min_delta: float = 0.0
+    sampling_k: float = 0.1
+    sampling_t0: float = 10.0
+    sampling_per_batch: bool = False
+    strategy: str = "auto"
+    devices: tuple[str, ...] = ()
+    seed: int = 0
+    quantizer: QuantizerConfig = QuantizerConfig()
+    model: ModelConfig = ModelConfig()
+
+    def __post_init__(self):
+        def bad(field, value, want):
+            raise ValueError(f"config: `{field}` must be {want}, got {value!r}")
+
+        if self.dataset is None and not self.train_files:
+            raise ValueError("config: give `dataset`, or `train_files` and `feature_spec`")
+        if self.dataset is not None and (self.train_files or self.feature_spec):
+            raise ValueError("config: give `dataset` or `train_files`/`feature_spec`, not both")
+        if self.train_files and not self.feature_spec:
+            raise ValueError("config: `train_files` need a `feature_spec`")
+        for name in ("epochs", "batch_size", "shuffle_buffer"):
+            if getattr(self, name) < 1:
+                bad(name, getattr(self, name), ">= 1")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            bad("steps_per_epoch", self.steps_per_epoch, ">= 1 or null")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            bad("learning_rate", self.learning_rate, "a finite number > 0")
+        if self.on_bad_rows not in ("fail", "skip"):
+            bad("on_bad_rows", self.on_bad_rows, "'fail' or 'skip'")
+        if self.monitor not in MONITORS:
+            bad("monitor", self.monitor, f"one of {MONITORS}")
+        if self.patience is not None and self.patience < 1:
+            bad("patience", self.patience, ">= 1 or null")
+        if self.min_delta < 0:
+            bad("min_delta", self.min_delta, ">= 0")
+        if not self.sampling_k > 0:
+            bad("sampling_k", self.sampling_k, "> 0")
+        if self.strategy not in STRATEGIES:
+            bad("strategy", self.strategy, f"one of {STRATEGIES}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types (lists for tuples), as written to `config.yaml`."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------ config parsing
+def _check_type(value, annotation, where: str):
+    """`value` converted to `annotation` (a resolved type hint), or ValueError."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(annotation):
+            try:
+                return _check_type(value, option, where)
+            except ValueError as err:
+                errors.append(str(err))
+        raise ValueError(f"config: `{where}` got {value!r}, which is none of {annotation}")
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise ValueError(f"config: `{where}` must be null, got {value!r}")
+    if origin is tuple:
+        item = typing.get_args(annotation)[0]
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ValueError(f"config: `{where}` must be a list, got {value!r}")
+        return tuple(_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    name = getattr(annotation, "__name__", str(annotation))
+    raise ValueError(f"config: `{where}` must be {name}, got {value!r}")
+
+
+def _dataclass_from(cls, values: Mapping[str, Any], where: str):
+    if not isinstance(values, Mapping):
+        raise ValueError(f"config: `{where or 'the config'}` must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(
+            f"config: unknown key(s) {unknown} in `{where or 'the top level'}`; "
+            f"known: {sorted(fields)}"
+        )
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = _dataclass_from(hints[key], value or {}, path)
+        else:
+            kwargs[key] = _check_type(value, hints[key], path)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        message = str(err)
+        raise ValueError(
+            message if message.startswith("config:") else f"config: {message}"
+        ) from None
+
+
+def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
+    """A `TrainConfig` from nested plain values (YAML), every key checked.
+
+    Raises:
+        ValueError: an unknown key, a wrong type or an invalid value, naming
+            the key path (`model.units`).
+    """
+    return _dataclass_from(TrainConfig, values, "")
+
+
+def load_config(path: str | os.PathLike | None, overrides: Mapping[str, Any] = ()) -> TrainConfig:
+    """A `TrainConfig` from a YAML file (or defaults) and dotted-key overrides.
+
+    Args:
+        path: a YAML file of `TrainConfig` keys (nested `quantizer:` and
+            `model:` sections), or None.
+        overrides: `{"model.units": 64, "epochs": 3}`, applied on top.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        with open(path, encoding="utf-8") as f:
+            try:
+                values = yaml.safe_load(f) or {}
+            except yaml.YAMLError as err:
+                raise ValueError(f"config: {path} is not valid YAML: {err}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"config: {path} must hold a mapping, got {type(values).__name__}")
+    for key, value in dict(overrides).items():
+        *parents, last = key.split(".")
+        node = values
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"config: cannot set `{key}`: `{part}` is not a section")
+        node[last] = value
+    return config_from_dict(values)
+
+
+# ----------------------------------------------------------------- strategy
+def _tf_config() -> dict[str, Any]:
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return {}
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {err}") from None
+    if not isinstance(doc, dict) or "cluster" not in doc or "task" not in doc:
+        raise ValueError("TF_CONFIG must have `cluster` and `task` entries")
+    return doc
+
+
+def make_strategy(name: str = "auto", devices: Sequence[str] = ()):
+    """The `tf.distribute` strategy of a run; create it before any other TF op.
+
+    Args:
+        name: `"auto"` (multi_worker when `TF_CONFIG` names more than one
+            task, mirrored with several local GPUs or `devices`, else
+            one_device), `"mirrored"`, `"multi_worker"` (needs `TF_CONFIG`)
+            or `"one_device"`.
+        devices: device names for mirrored/one_device.
+
+    `one_device` is TF's default strategy (its device placement), or a
+    MirroredStrategy over `devices[0]` when one is named: Keras'
+    `BackupAndRestore` does not accept `OneDeviceStrategy`.
+    """
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {name!r}")
+    tf_config = _tf_config()
+    tasks = sum(len(v) for v in tf_config.get("cluster", {}).values() if isinstance(v, list))
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        if tasks > 1:
+            name = "multi_worker"
+        elif len(gpus) > 1 or len(devices) > 1:
+            name = "mirrored"
+        else:
+            name = "one_device"
+    if name == "multi_worker":
+        if not tf_config:
+            raise ValueError(
+                "strategy multi_worker needs TF_CONFIG (the cluster and this task) in the "
+                "environment"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(list(devices) or None)
+    if devices:
+        return tf.distribute.MirroredStrategy([devices[0]])
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy) -> bool:
+    """True where this process writes the run's outputs (always, off multi-worker)."""
+    return bool(strategy.extended.should_checkpoint)
+
+
+def _in_multi_worker(strategy) -> bool:
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    cluster = strategy.cluster_resolver.cluster_spec()
+    return sum(cluster.num_tasks(job) for job in cluster.jobs) > 1
+
+
+# -------------------------------------------------------------------- result
+@dataclasses.dataclass
+class TrainResult:
+    """What `train` returns.
+
+    Attributes:
+        output_dir: the run's directory.
+        metrics: the test metrics (empty without test files).
+        history: metric name -> per-epoch values.
+        best_epoch: the epoch whose weights the model holds (None: the last).
+        epochs_run: epochs in the history (resumed runs included).
+        resumed: the run continued a killed one.
+        plots: plot name -> path.
+        model: the trained model (None on non-chief workers).
+        weights_digest: sha256 of the final weights (equal on every worker).
+    """
+
+    output_dir: str
+    metrics: dict[str, Any]
+    history: dict[str, list[float]]
+    best_epoch: int | None
+    epochs_run: int
+    resumed: bool
+    plots: dict[str, str]
+    model: Any
+    weights_digest: str
+
+
+# ---------------------------------------------------------------- the run
+def _prepare_output(out: pathlib.Path, config: TrainConfig, overwrite: bool, chief: bool) -> bool:
+    """Checks the directory against an existing run; True when resuming."""
+    if (out / "metrics.json").exists() and not overwrite:
+        raise RunExistsError(
+            f"{out} holds a finished run (metrics.json); pass --overwrite to replace it, "
+            "or choose another --output-dir"
+        )
+    backup = out / "backup"
+    resuming = (
+        not overwrite
+        and (out / "config.yaml").exists()
+        and backup.is_dir()
+        and any(p.is_file() for p in backup.rglob("*"))
+    )
+    if not resuming:
+        # Nothing to resume: clear what an earlier, unfinished attempt left.
+        if chief:
+            for name in ARTIFACTS:
+                path = out / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        return False
+    with open(out / "config.yaml", encoding="utf-8") as f:
+        saved = yaml.safe_load(f)
+    current = config.to_dict()
+    if saved != current:
+        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        raise RunExistsError(
+            f"{out} holds an unfinished run with another config (differs in {diff}); "
+            "run the same command to resume it, or pass --overwrite"
+        )
+    return True
+
+
+def _files(value) -> list[str]:
+    return [os.fspath(v) for v in value]
+
+
+def _resolve_data(config: TrainConfig, out: pathlib.Path, chief: bool, scratch: str):
+    """(spec, train, validation, test files); builds a registered dataset."""
+    from rq_keras import datasets
+    from rq_keras.features import FeatureSpec
+
+    if config.dataset is None:
+        spec = FeatureSpec.load(config.feature_spec)
+        return (
+            spec,
+            _files(config.train_files),
+            _files(config.validation_files),
+            _files(config.test_files),
+        )
+    raw = config.raw_dir or DEFAULT_RAW_DIRS.get(config.dataset)
+    if raw is None:
+        raise ValueError(f"dataset {config.dataset!r} needs `raw_dir` (its raw files)")
+    # Every worker builds the (seeded, identical) splits; only the chief keeps them.
+    data_dir = out / "data" if chief else pathlib.Path(scratch) / "data"
+    summary = datasets.make(config.dataset, raw, data_dir, seed=config.seed)
+    ext = {"parquet": ".parquet", "csv": ".csv", "tfrecord": ".tfrecord"}[summary["format"]]
+    spec = FeatureSpec.load(data_dir / "feature_spec.yaml")
+    files = [[os.fspath(data_dir / f"{split}{ext}")] for split in ("train", "validation", "test")]
+    return spec, *files
+
+
+def _adapt(spec, train_files, config):
+    """One checked pass over the training files: statistics and labels."""
+    from rq_keras.data import DataReport, iter_files
+    from rq_keras.preprocessing import FeaturePreprocessor
+
+    report = DataReport()
+    labels = []
+
+    def chunks():
+        for chunk in iter_files(train_files, spec, report=report, on_bad_rows=config.on_bad_rows):
+            labels.append(chunk[spec.label.name])
+            yield chunk
+
+    preprocessor = FeaturePreprocessor(spec).adapt(chunks())
+    y = np.concatenate(labels) if labels else np.zeros(0)
+    if y.size == 0:
+        raise ValueError(f"the training files {train_files} hold no usable rows")
+    return preprocessor, y, report
+
+
+def _write_json(path: pathlib.Path, doc) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2, default=float)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _weights_digest(model) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for w in model.weights:
+        digest.update(w.name.encode())
+        digest.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def _verbose(verbose) -> int:
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)
+
+
+def train(
+    config: TrainConfig,
+    output_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    strategy=None,
+    verbose: int | str = "auto",
+) -> TrainResult:
+    """Runs training end to end (see the module docstring).
+
+    Args:
+        config: the run's `TrainConfig`.
+        output_dir: where everything is written (created if missing).
+        overwrite: replace a finished run in `output_dir`.
+        strategy: a `tf.distribute` strategy to use instead of
+            `make_strategy(config.strategy, config.devices)`.
+        verbose: Keras' verbosity; `"auto"`: progress bars on a terminal,
+            one line per epoch otherwise.
+
+    Returns:
+        a `TrainResult`.
+
+    Raises:
+        RunExistsError: `output_dir` holds a finished run and not `overwrite`,
+            or an unfinished run of another config.
+        ValueError / FileNotFoundError / MalformedDataError: bad config or
+            input files, before training starts.
+        NonFiniteLossError: the loss became NaN or infinite.
+    """
+    # The strategy first: MultiWorkerMirroredStrategy must exist before any op.
+    strategy = strategy or make_strategy(config.strategy, config.devices)
+
+    import tf_keras as keras
+
+    from rq_keras import callbacks as cb
+    from rq_keras.data import check_files, make_dataset
+    from rq_keras.model import build_model
+    from rq_keras.quantization import ResidualQuantizer
+
+    out = pathlib.Path(output_dir)
+    chief = is_chief(strategy)
+    multi_worker = _in_multi_worker(strategy)
+    resuming = _prepare_output(out, config, overwrite, chief)
+    scratch = tempfile.mkdtemp(prefix="rq_keras_worker_") if not chief else None
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "config.yaml.tmp", "w", encoding="utf-8") as f:
+            yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+        os.replace(out / "config.yaml.tmp", out / "config.yaml")
+    try:
+        spec, train_files, validation_files, test_files = _resolve_data(config, out, chief, scratch)
+        # Every input is read and checked before the first step.
+        preprocessor, y_train, train_report = _adapt(spec, train_files, config)
+        reports = {"train": train_report}
+        for split, files in (("validation", validation_files), ("test", test_files)):
+            if files:
+                reports[split] = check_files(files, spec, on_bad_rows=config.on_bad_rows)
+        quantizer = ResidualQuantizer(
+            num_levels=config.quantizer.num_levels,
+            codebook_size=list(config.quantizer.codebook_size)
+            if isinstance(config.quantizer.codebook_size, tuple)
+            else config.quantizer.codebook_size,
+            method=config.quantizer.method,
+            clip_min=spec.label.clip_min,
+            clip_max=spec.label.clip_max,
+            init=config.quantizer.init,
+            seed=config.quantizer.seed,
+        ).fit(y_train)
+        if resuming and (out / "codebook.json").exists():
+            saved = ResidualQuantizer.load(out / "codebook.json")
+            if saved.get_config() != quantizer.get_config() or any(
+                not np.array_equal(a, b) for a, b in zip(saved.centroids, quantizer.centroids)
+            ):
+                raise RunExistsError(
+                    f"{out} holds an unfinished run whose codebook differs from the one fitted "
+                    "now (did the training data change?); pass --overwrite to start over"
+                )
+        if chief:
+            spec.save(out / "feature_spec.yaml")
+            preprocessor.save(out / "preprocessing.json")
+            quantizer.save(out / "codebook.json")
+            _write_json(out / "data_report.json", {k: r.to_dict() for k, r in reports.items()})
+
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            model = build_model(spec, preprocessor, quantizer, config.model)
+            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+
+        rows = {split: r.rows_kept for split, r in reports.items()}
+        fit_kwargs: dict[str, Any] = {}
+        steps = config.steps_per_epoch
+
+        def pipeline(files, shuffle):
+            return make_dataset(
+                files,
+                spec,
+                batch_size=config.batch_size,
+                shuffle=shuffle,
+                shuffle_buffer=config.shuffle_buffer,
+                seed=config.seed,
+                on_bad_rows=config.on_bad_rows,
+                repeat=steps is not None and shuffle,
+            )
+
+        if multi_worker:
+            # Each worker reads its shard; a distributed dataset needs fixed steps.
+            steps = steps or max(1, math.ceil(rows["train"] / config.batch_size))
+
+            def distributed(files, shuffle):
+                return strategy.distribute_datasets_from_function(
+                    lambda context: make_dataset(
+                        files,
+                        spec,
+                        batch_size=config.batch_size,
+                        shuffle=shuffle,
+                        shuffle_buffer=config.shuffle_buffer,
+                        seed=config.seed,
+                        on_bad_rows=config.on_bad_rows,
+                        repeat=True,
+                        input_context=context,
+                    )
+                )
+
+            train_data = distributed(train_files, True)
+            if validation_files:
+                fit_kwargs["validation_data"] = distributed(validation_files, False)
+                fit_kwargs["validation_steps"] = max(
+                    1, math.ceil(rows["validation"] / config.batch_size)
+                )
+        else:
+            train_data = pipeline(train_files, True)
+            if validation_files:
+                fit_kwargs["validation_data"] = pipeline(validation_files, False)
+
+        checkpoint_dir = out / "checkpoints" if chief else pathlib.Path(scratch) / "checkpoints"
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        backup_dir = os.fspath(out / "backup")
+        callbacks: list[keras.callbacks.Callback] = [
+            cb.ScheduledSampling(
+                config.sampling_k, config.sampling_t0, per_batch=config.sampling_per_batch
+            ),
+            cb.StopOnNonFiniteLoss(
+                keep=f"The last good weights are in {backup_dir} (last finished epoch) and "
+                f"{out / 'checkpoints'} (best epoch); lower the learning rate or check the "
+                "labels."
+            ),
+        ]
+        early = None
+        if validation_files:
+            early = cb.EarlyStoppingCheckpoint(
+                os.fspath(checkpoint_dir / "best"),
+                os.fspath(checkpoint_dir / "early_stopping.json"),
+                monitor=config.monitor,
+                patience=config.patience,
+                min_delta=config.min_delta,
+            )
+            callbacks.append(early)
+        history_cb = cb.EpochHistory(os.fspath(out / "history.csv")) if chief else None
+        if history_cb is not None:
+            callbacks.append(history_cb)
+        callbacks += [
+            keras.callbacks.TensorBoard(os.fspath(out / "logs"), profile_batch=0),
+            # Last, so an epoch's backup follows its history and early-stopping state.
+            keras.callbacks.BackupAndRestore(backup_dir),
+        ]
+        started = time.perf_counter()
+        keras_history = model.fit(
+            train_data,
+            epochs=config.epochs,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=_verbose(verbose),
+            **fit_kwargs,
+        )
+        train_seconds = time.perf_counter() - started
+        if chief and os.path.isdir(backup_dir) and not os.listdir(backup_dir):
+            os.rmdir(backup_dir)  # BackupAndRestore empties it when training ends
+        history = history_cb.history() if history_cb is not None else keras_history.history
+        digest = _weights_digest(model)
+        result = TrainResult(
+            output_dir=os.fspath(out),
+            metrics={},
+            history=history,
+            best_epoch=early.state["best_epoch"] if early is not None else None,
+            epochs_run=len(next(iter(history.values()), [])),
+            resumed=resuming,
+            plots={},
+            model=None,
+            weights_digest=digest,
+        )
+        if not chief:
+            return result
+
+        # A plain (strategy-free) copy for evaluation and saving.
+        final = build_model(spec, preprocessor, quantizer, config.model)
+        final.set_weights(model.get_weights())
+        final.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        final.save(out / "model.keras.tmp.keras")
+        os.replace(out / "model.keras.tmp.keras", out / "model.keras")
+        result.model = final
+
+        metrics: dict[str, Any] = {
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "monitor": config.monitor if early is not None else None,
+            "resumed": resuming,
+            "train_seconds_this_process": round(train_seconds, 3),
+            "train_rows": rows["train"],
+            "replicas": strategy.num_replicas_in_sync,
+        }
+        if test_files:
+            from rq_keras import report as report_lib
+            from rq_keras.metrics import evaluate
+
+            y_true, y_pred, codes = _predict(final, make_dataset(test_files, spec, batch_size=4096))
+            metrics["test"] = evaluate(y_true, y_pred)
+            metrics["test"]["decile_calibration"] = report_lib.decile_calibration(y_true, y_pred)
+            _write_predictions(out / "predictions.parquet", y_true, y_pred, codes)
+            result.plots = report_lib.write_plots(
+                y_true, y_pred, history, out / "plots", title=config.dataset or spec.name
+            )
+        metrics["weights_digest"] = digest
+        _write_json(out / "metrics.json", metrics)
+        result.metrics = metrics
+        return result
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _predict(model, dataset):
+    """(labels, predictions, codes) of a dataset, batch by batch, in order."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def step(features):
+        out = model(features, training=False)
+        return out["prediction"], out["codes"]
+
+    labels, predictions, codes = [], [], []
+    for features, label in dataset:
+        p, c = step(features)
+        labels.append(label.numpy())
+        predictions.append(p.numpy())
+        codes.append(c.numpy())
+    return (
+        np.concatenate(labels).astype(np.float64),
+        np.concatenate(predictions).astype(np.float64),
+        np.concatenate(codes),
+    )
+
+
+def _write_predictions(path: pathlib.Path, y_true, y_pred, codes) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"label": y_true, "prediction": y_pred})
+    for level in range(codes.shape[1]):
+        frame[f"code_{level + 1}"] = codes[:, level]
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
