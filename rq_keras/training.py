@@ -277,9 +277,9 @@ def _dataclass_from(cls, values: Mapping[str, Any], where: str):
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
         message = str(err)
-        raise ValueError(
-            message if message.startswith("config:") else f"config: {message}"
-        ) from None
+        if not message.startswith("config:"):
+            message = f"config: `{where}`: {message}" if where else f"config: {message}"
+        raise ValueError(message) from None
 
 
 def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
@@ -512,13 +512,13 @@ def _write_json(path: pathlib.Path, doc) -> None:
     os.replace(tmp, path)
 
 
-def _weights_digest(model) -> str:
+def _weights_digest(weights: Sequence[np.ndarray]) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for w in model.weights:
-        digest.update(w.name.encode())
-        digest.update(np.ascontiguousarray(w.numpy()).tobytes())
+    for w in weights:
+        digest.update(str(w.shape).encode())
+        digest.update(np.ascontiguousarray(w).tobytes())
     return digest.hexdigest()
 
 
@@ -706,7 +706,10 @@ def train(
         if chief and os.path.isdir(backup_dir) and not os.listdir(backup_dir):
             os.rmdir(backup_dir)  # BackupAndRestore empties it when training ends
         history = history_cb.history() if history_cb is not None else keras_history.history
-        digest = _weights_digest(model)
+        # Every worker reads the weights (reads can be collective under
+        # MultiWorkerMirroredStrategy); after this only the chief works.
+        weights = model.get_weights()
+        digest = _weights_digest(weights)
         result = TrainResult(
             output_dir=os.fspath(out),
             metrics={},
@@ -723,7 +726,7 @@ def train(
 
         # A plain (strategy-free) copy for evaluation and saving.
         final = build_model(spec, preprocessor, quantizer, config.model)
-        final.set_weights(model.get_weights())
+        final.set_weights(weights)
         final.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         final.save(out / "model.keras.tmp.keras")
         os.replace(out / "model.keras.tmp.keras", out / "model.keras")

@@ -1,0 +1,516 @@
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+import yaml
+
+from rq_keras.callbacks import (
+    EarlyStoppingCheckpoint,
+    EpochHistory,
+    NonFiniteLossError,
+    StopOnNonFiniteLoss,
+    read_history,
+)
+from rq_keras.cli import train_main
+from rq_keras.data import write_table
+from rq_keras.features import FeatureSpec
+from rq_keras.model import ModelConfig, build_model
+from rq_keras.preprocessing import FeaturePreprocessor
+from rq_keras.quantization import ResidualQuantizer
+from rq_keras.training import (
+    RunExistsError,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+    make_strategy,
+    train,
+)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SPEC = FeatureSpec.from_dict(
+    {
+        "name": "toy",
+        "label": {"name": "y", "clip_min": 0},
+        "embedding_dim": 8,
+        "features": [
+            {"name": "group", "kind": "categorical", "dtype": "string"},
+            {"name": "x", "kind": "numeric"},
+            {"name": "tags", "kind": "list", "dtype": "int64", "max_length": 3},
+        ],
+    }
+)
+TINY = {
+    "units": 16,
+    "code_embedding_dim": 8,
+    "encoder_units": 16,
+    "predictor_units": 16,
+    "regressor_units": 8,
+    "delta": 1.0,
+}
+
+
+def _frame(n, seed):
+    """Zero-inflated, long-tailed label that depends on every feature."""
+    rng = np.random.default_rng(seed)
+    group = rng.integers(0, 4, n)
+    x = rng.normal(size=n)
+    tags = rng.integers(0, 5, (n, 2))
+    scale = np.exp(0.8 * group + 0.5 * x + 0.3 * (tags == 3).sum(1))
+    y = np.where(rng.random(n) < 0.2, 0.0, scale * rng.lognormal(0, 0.3, n))
+    return pd.DataFrame(
+        {
+            "group": [f"g{g}" for g in group],
+            "x": x,
+            "tags": ["|".join(map(str, t)) for t in tags],
+            "y": y,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """Train/validation/test Parquet files and their spec."""
+    root = tmp_path_factory.mktemp("toy")
+    files = {}
+    for split, n, seed in (("train", 3000, 0), ("validation", 500, 1), ("test", 800, 2)):
+        files[split] = root / f"{split}.parquet"
+        write_table(_frame(n, seed), SPEC, files[split])
+    SPEC.save(root / "spec.yaml")
+    files["spec"] = root / "spec.yaml"
+    return files
+
+
+def _config(toy, **overrides):
+    values = {
+        "train_files": [str(toy["train"])],
+        "validation_files": [str(toy["validation"])],
+        "test_files": [str(toy["test"])],
+        "feature_spec": str(toy["spec"]),
+        "epochs": 2,
+        "batch_size": 256,
+        "learning_rate": 3e-3,
+        "quantizer": {"num_levels": 3, "codebook_size": 8},
+        "model": dict(TINY),
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            values[key] = {**values.get(key, {}), **value}
+        else:
+            values[key] = value
+    return config_from_dict(values)
+
+
+def _cli_args(toy, out, *extra):
+    args = [
+        "--train", str(toy["train"]),
+        "--validation", str(toy["validation"]),
+        "--test", str(toy["test"]),
+        "--feature-spec", str(toy["spec"]),
+        "--output-dir", str(out),
+        "--batch-size", "128",
+        "--set", "quantizer.codebook_size=8",
+        "--verbose", "2",
+    ]  # fmt: skip
+    for key, value in TINY.items():
+        args += ["--set", f"model.{key}={value}"]
+    return [*args, *extra]
+
+
+def _run_cli(args, env=None, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
+
+
+def _summary(stdout):
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------ config
+def test_config_defaults_are_the_papers():
+    config = TrainConfig(dataset="cdnow")
+    assert (config.epochs, config.batch_size, config.learning_rate) == (50, 1024, 5e-4)
+    assert (config.sampling_k, config.sampling_t0) == (0.1, 10.0)
+    assert (config.quantizer.num_levels, config.quantizer.codebook_size) == (3, 48)
+    assert config.model == ModelConfig()
+
+
+def test_load_config_yaml_and_overrides_round_trip(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "dataset: cdnow\nepochs: 7\nmodel:\n  units: 64\n  cell: gru\n"
+        "quantizer:\n  codebook_size: [16, 8]\n  num_levels: 2\n"
+    )
+    config = load_config(path, {"model.units": 32, "learning_rate": 1e-3, "devices": ["/cpu:0"]})
+    assert config.epochs == 7 and config.learning_rate == 1e-3
+    assert config.model.units == 32 and config.model.cell == "gru"
+    assert config.quantizer.codebook_size == (16, 8) and config.devices == ("/cpu:0",)
+    again = config_from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict())))
+    assert again == config
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"dataset": "cdnow", "epoch": 3}, r"unknown key\(s\) \['epoch'\] in `the top level`"),
+        ({"dataset": "cdnow", "model": {"unit": 3}}, r"unknown key\(s\) \['unit'\] in `model`"),
+        ({"dataset": "cdnow", "epochs": "3"}, r"`epochs` must be int, got '3'"),
+        ({"dataset": "cdnow", "epochs": True}, r"`epochs` must be int, got True"),
+        ({"dataset": "cdnow", "epochs": 0}, r"`epochs` must be >= 1, got 0"),
+        ({"dataset": "cdnow", "learning_rate": -1.0}, r"`learning_rate` must be a finite"),
+        ({"dataset": "cdnow", "monitor": "val_auc"}, r"`monitor` must be one of"),
+        ({"dataset": "cdnow", "strategy": "tpu"}, r"`strategy` must be one of"),
+        ({"dataset": "cdnow", "model": {"cell": "lstmx"}}, r"`model`: `cell` must be one of"),
+        ({"dataset": "cdnow", "train_files": "a.csv"}, r"`train_files` must be a list"),
+        ({"dataset": "cdnow", "model": 3}, r"`model` must be a mapping"),
+        ({}, r"give `dataset`, or `train_files` and `feature_spec`"),
+        ({"train_files": ["a.csv"]}, r"`train_files` need a `feature_spec`"),
+        ({"dataset": "cdnow", "feature_spec": "s.yaml"}, r"not both"),
+    ],
+)
+def test_bad_config_is_named(values, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(values)
+
+
+def test_load_config_bad_yaml(tmp_path):
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("epochs: [1\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+
+
+def test_make_strategy_choices(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert make_strategy("auto") is tf.distribute.get_strategy()
+    assert make_strategy("one_device") is tf.distribute.get_strategy()
+    with pytest.raises(ValueError, match="needs TF_CONFIG"):
+        make_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
+        make_strategy("auto")
+    with pytest.raises(ValueError, match="`strategy` must be one of"):
+        make_strategy("tpu")
+
+
+# --------------------------------------------------------------- callbacks
+class _Holder(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable(1.0)
+
+
+def test_stop_on_non_finite_loss_names_epoch_and_step():
+    callback = StopOnNonFiniteLoss(keep="Weights kept in X.")
+    callback.on_epoch_begin(2)
+    callback.on_train_batch_end(4, {"loss": 1.5})
+    with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 3, step 6.*kept in X"):
+        callback.on_train_batch_end(5, {"loss": float("nan")})
+    with pytest.raises(NonFiniteLossError, match="became inf"):
+        callback.on_train_batch_end(0, {"loss": np.float32("inf")})
+
+
+def test_early_stopping_checkpoint_keeps_best_and_resumes(tmp_path):
+    model = _Holder()
+    weights, state = str(tmp_path / "best"), str(tmp_path / "state.json")
+    callback = EarlyStoppingCheckpoint(weights, state, monitor="val_mae", patience=2)
+    callback.set_model(model)
+    callback.on_train_begin()
+    for epoch, (w, value) in enumerate([(1.0, 5.0), (2.0, 3.0), (3.0, 4.0)]):
+        model.w.assign(w)
+        callback.on_epoch_end(epoch, {"val_mae": value})
+    assert callback.state == {"best": 3.0, "best_epoch": 2, "wait": 1, "stopped_epoch": None}
+    # A new callback (a resumed process) continues the count from the file.
+    resumed = EarlyStoppingCheckpoint(weights, state, monitor="val_mae", patience=2)
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    model.w.assign(9.0)
+    resumed.on_epoch_end(3, {"val_mae": 3.5})
+    assert model.stop_training and resumed.state["stopped_epoch"] == 4
+    resumed.on_train_end()
+    assert model.w.numpy() == 2.0  # the best epoch's weights
+    with pytest.raises(ValueError, match="`val_loss` is not in the epoch's logs"):
+        EarlyStoppingCheckpoint(weights, state, monitor="val_loss").on_epoch_end(0, {"loss": 1})
+    with pytest.raises(ValueError, match="`patience` must be >= 1"):
+        EarlyStoppingCheckpoint(weights, state, patience=0)
+
+
+def test_epoch_history_replaces_a_rerun_epoch(tmp_path):
+    path = str(tmp_path / "history.csv")
+    first = EpochHistory(path)
+    first.on_train_begin()
+    first.on_epoch_end(0, {"loss": 3.0, "val_mae": 2.0})
+    first.on_epoch_end(1, {"loss": 2.0, "val_mae": 1.5})
+    second = EpochHistory(path)
+    second.on_train_begin()
+    second.on_epoch_end(1, {"loss": 1.9, "val_mae": 1.4, "rnc": 0.5})
+    rows = read_history(path)
+    assert sorted(rows) == [1, 2] and rows[2]["loss"] == 1.9
+    history = second.history()
+    assert history["loss"] == [3.0, 1.9]
+    assert np.isnan(history["rnc"][0]) and history["rnc"][1] == 0.5
+
+
+# ---------------------------------------------------------- training runs
+@pytest.mark.parametrize("strategy_name", ["default", "mirrored"])
+def test_train_writes_a_complete_run(toy, tmp_path, strategy_name, request):
+    strategy = request.getfixturevalue("mirrored") if strategy_name == "mirrored" else None
+    out = tmp_path / "run"
+    result = train(_config(toy), out, strategy=strategy, verbose=0)
+    for name in (
+        "config.yaml",
+        "feature_spec.yaml",
+        "preprocessing.json",
+        "codebook.json",
+        "data_report.json",
+        "history.csv",
+        "model.keras",
+        "predictions.parquet",
+        "metrics.json",
+        "checkpoints/best.index",
+    ):
+        assert (out / name).exists(), name
+    assert not (out / "backup").exists()
+    assert any((out / "logs" / "train").iterdir())
+    assert sorted(result.plots) == ["calibration", "distribution", "gain", "loss_curves"]
+    assert all(pathlib.Path(p).stat().st_size > 1000 for p in result.plots.values())
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["rows"] == 800 and metrics["train_rows"] == 3000
+    assert metrics["replicas"] == (2 if strategy_name == "mirrored" else 1)
+    assert len(metrics["test"]["decile_calibration"]) == 10
+    assert metrics["epochs_run"] == 2 and result.best_epoch in (1, 2)
+    history = read_history(str(out / "history.csv"))
+    assert sorted(history) == [1, 2]
+    assert {"loss", "gen", "reg", "rnc", "mae", "val_mae", "sampling_probability"} <= set(
+        history[1]
+    )
+    assert history[1]["sampling_probability"] == pytest.approx(1 / (1 + np.exp(-1.0)))
+    config = config_from_dict(yaml.safe_load((out / "config.yaml").read_text()))
+    assert config == _config(toy)
+
+    # The saved model, predictions and metrics agree with each other.
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    assert list(predictions.columns) == ["label", "prediction", "code_1", "code_2", "code_3"]
+    np.testing.assert_allclose(
+        predictions["label"].to_numpy(), _frame(800, 2)["y"].to_numpy(), rtol=1e-12
+    )
+    mae = np.mean(np.abs(predictions["label"] - predictions["prediction"]))
+    assert metrics["test"]["mae"] == pytest.approx(mae, rel=1e-9)
+    loaded = keras.models.load_model(out / "model.keras")
+    batch = {
+        "group": tf.constant([["g1"], ["g3"]]),
+        "x": tf.constant([[0.5], [-1.0]]),
+        "tags": tf.constant([[1, 3, 0], [2, 0, 0]], tf.int64),
+    }
+    np.testing.assert_allclose(
+        loaded(batch, training=False)["prediction"].numpy(),
+        result.model(batch, training=False)["prediction"].numpy(),
+        rtol=1e-6,
+    )
+    codebook = ResidualQuantizer.load(out / "codebook.json")
+    assert codebook.fitted_codebook_sizes == [8, 8, 8]
+
+
+def test_finished_run_needs_overwrite_and_the_model_beats_the_mean(toy, tmp_path):
+    out = tmp_path / "run"
+    config = _config(toy, epochs=6, patience=None)
+    first = train(config, out, verbose=0)
+    (out / "user_notes.txt").write_text("keep me")
+    with pytest.raises(RunExistsError, match="holds a finished run"):
+        train(config, out, verbose=0)
+    # The mean of the training labels as a constant prediction.
+    y_train = _frame(3000, 0)["y"].to_numpy()
+    y_test = _frame(800, 2)["y"].to_numpy()
+    assert first.metrics["test"]["mae"] < np.mean(np.abs(y_test - y_train.mean()))
+    assert first.metrics["test"]["spearman"] > 0.5
+    second = train(config, out, overwrite=True, verbose=0)
+    assert (out / "user_notes.txt").read_text() == "keep me"  # only run artifacts go
+    assert second.epochs_run == 6 and not second.resumed
+
+
+def test_unfinished_run_of_another_config_is_refused(toy, tmp_path):
+    out = tmp_path / "run"
+    (out / "backup" / "chief").mkdir(parents=True)
+    (out / "backup" / "chief" / "checkpoint").write_text("x")
+    (out / "config.yaml").write_text(yaml.safe_dump(_config(toy, epochs=9).to_dict()))
+    with pytest.raises(RunExistsError, match=r"another config \(differs in \['epochs'\]\)"):
+        train(_config(toy), out, verbose=0)
+
+
+def test_no_validation_trains_all_epochs_without_early_stopping(toy, tmp_path):
+    config = _config(toy, validation_files=[], test_files=[], epochs=1)
+    result = train(config, tmp_path / "run", verbose=0)
+    assert result.best_epoch is None and result.epochs_run == 1
+    assert "test" not in result.metrics and result.plots == {}
+
+
+def test_mirrored_step_equals_one_device(toy, mirrored):
+    """One SGD step on the same global batch: same loss terms and same update."""
+    pre = FeaturePreprocessor(SPEC).adapt(toy["train"])
+    quantizer = ResidualQuantizer(num_levels=3, codebook_size=8, clip_min=0)
+    quantizer.fit(_frame(3000, 0)["y"].to_numpy())
+    frame = _frame(3000, 0).iloc[:64]
+    features = {
+        "group": tf.constant(frame["group"].to_numpy()[:, None]),
+        "x": tf.constant(frame["x"].to_numpy(np.float32)[:, None]),
+        "tags": tf.constant(
+            [[int(t) for t in s.split("|")] + [0] for s in frame["tags"]], tf.int64
+        ),
+    }
+    batch = tf.data.Dataset.from_tensors((features, tf.constant(frame["y"].to_numpy())))
+    config = ModelConfig(**TINY, seed=3)
+    results = {}
+    for name, strategy in (("one", tf.distribute.get_strategy()), ("mirrored", mirrored)):
+        with strategy.scope():
+            model = build_model(SPEC, pre, quantizer, config)
+            model.compile(optimizer=keras.optimizers.SGD(0.5))
+        before = [w.numpy().copy() for w in model.trainable_weights]
+        logs = model.fit(batch, epochs=1, verbose=0).history
+        after = [w.numpy() for w in model.trainable_weights]
+        results[name] = ({k: v[0] for k, v in logs.items()}, before, after)
+    (one_logs, one_before, one_after), (m_logs, m_before, m_after) = results.values()
+    for key in ("loss", "gen", "reg", "rnc", "mae"):
+        assert m_logs[key] == pytest.approx(one_logs[key], rel=1e-5), key
+    for b1, b2 in zip(one_before, m_before):
+        np.testing.assert_array_equal(b1, b2)
+    moved = 0
+    for b, a1, a2 in zip(one_before, one_after, m_after):
+        np.testing.assert_allclose(a2 - b, a1 - b, rtol=1e-3, atol=1e-6)
+        moved += int(np.abs(a1 - b).max() > 1e-6)
+    assert moved >= len(one_before) - 2  # the step changed (almost) every weight
+
+
+# ------------------------------------------------------------- command line
+def test_cli_malformed_input_fails_before_training(toy, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    frame = _frame(50, 5)
+    frame.to_csv(bad, index=False)
+    lines = bad.read_text().splitlines()
+    lines[8] = lines[8].split(",", 1)[0] + ",not-a-number," + lines[8].split(",", 2)[2]
+    bad.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    args = _cli_args(toy, out)
+    args[args.index("--test") + 1] = str(bad)
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "row 8" in err
+    assert not (out / "history.csv").exists()
+    missing = _cli_args(toy, tmp_path / "run2")
+    missing[missing.index("--validation") + 1] = str(tmp_path / "nope.parquet")
+    assert train_main(missing) == 2
+    assert "nope.parquet" in capsys.readouterr().err
+
+
+def test_cli_nan_loss_stops_with_epoch_and_step(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = train_main(_cli_args(toy, out, "--learning-rate", "1e30", "--epochs", "3"))
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "the training loss became nan at epoch 1, step" in err
+    assert not (out / "metrics.json").exists() and not (out / "model.keras").exists()
+
+
+def test_cli_resumes_after_sigkill(toy, tmp_path):
+    """A run killed mid-training resumes from its last finished epoch."""
+    out = tmp_path / "killed"
+    args = _cli_args(toy, out, "--epochs", "4", "--batch-size", "32", "--seed", "1")
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            # The backup's index file is written last: an epoch is safe.
+            if any(p.name == "checkpoint" for p in (out / "backup").rglob("*")):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done_before = len(read_history(str(out / "history.csv")))
+    assert 1 <= done_before < 4 and not (out / "metrics.json").exists()
+
+    resumed = _run_cli(args)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = _summary(resumed.stdout)
+    assert summary["resumed"] is True and summary["epochs_run"] == 4
+    assert f"Epoch {done_before + 1}/4" in resumed.stdout
+    assert "Epoch 1/4" not in resumed.stdout
+    assert sorted(read_history(str(out / "history.csv"))) == [1, 2, 3, 4]
+
+    reference = _run_cli(
+        _cli_args(toy, tmp_path / "whole", "--epochs", "4", "--batch-size", "32", "--seed", "1")
+    )
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    expected = _summary(reference.stdout)["test"]
+    got = summary["test"]
+    assert got["mae"] == pytest.approx(expected["mae"], rel=0.15)
+    assert got["spearman"] == pytest.approx(expected["spearman"], abs=0.05)
+
+
+def test_cli_multi_worker_two_processes(toy, tmp_path):
+    """Two workers on 127.0.0.1 train in lockstep; only the chief writes."""
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    out = tmp_path / "mw"
+    args = _cli_args(toy, out, "--epochs", "2", "--strategy", "multi_worker")
+    procs = []
+    for index in range(2):
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(REPO / "train.py"), *args],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=400) for p in procs]
+    for proc, (_, stderr) in zip(procs, outputs):
+        assert proc.returncode == 0, stderr[-3000:]
+    chief, worker = (_summary(stdout) for stdout, _ in outputs)
+    assert chief["chief"] is True and worker["chief"] is False
+    assert chief["weights_digest"] == worker["weights_digest"]
+    assert chief["epochs_run"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["replicas"] == 2 and metrics["test"]["rows"] == 800
+    assert not [p for p in out.rglob("*") if "workertemp" in p.name]
