@@ -6,10 +6,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUT    ?= out/demo
+DEMO_EPOCHS ?= 20
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step specs clean
+.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling specs clean
 
 setup: $(STAMP)
 
@@ -29,11 +30,10 @@ lint: setup
 test: lint
 	$(PY) -m pytest -q
 
+# Trains on the bundled CDNOW data (splits, codebook, features, model), evaluates
+# on the test split, prints the metrics and the plots' paths.
 demo: setup
-	$(PY) -m rq_keras.datasets cdnow --raw-dir data/cdnow --out-dir $(OUT)/cdnow --seed 0 >/dev/null
-	@echo "CDNOW customers: splits, feature spec and summary.json in $(OUT)/cdnow/"
-	$(PY) -m rq_keras.quantize --input $(OUT)/cdnow/train.parquet \
-	  --column holdout_spend --clip-min 0 --levels 3 --codebook-size 48 --output $(OUT)/codebook.json
+	$(PY) train.py --dataset cdnow --output-dir $(OUT)/cdnow --epochs $(DEMO_EPOCHS) --overwrite --verbose 2
 
 bench-setup: setup
 	@$(PY) -m pip install -r benchmarks/requirements.txt > $(VENV)/bench-install.log 2>&1 \
@@ -50,6 +50,9 @@ bench-metrics: setup
 
 bench-train-step: setup
 	$(PY) benchmarks/train_step.py
+
+bench-train-scaling: setup
+	$(PY) benchmarks/train_scaling.py
 
 # Regenerates feature_specs/ from the dataset modules (a test checks they agree).
 specs: setup

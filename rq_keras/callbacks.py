@@ -6,12 +6,14 @@ import csv
 import json
 import math
 import os
+import time
 
 import tf_keras as keras
 
 __all__ = [
     "EarlyStoppingCheckpoint",
     "EpochHistory",
+    "EpochTimer",
     "NonFiniteLossError",
     "ScheduledSampling",
     "StopOnNonFiniteLoss",
@@ -224,6 +226,34 @@ class EpochHistory(keras.callbacks.Callback):
     def history(self) -> dict[str, list[float]]:
         """Metric name -> values of epochs 1..n (as Keras `History.history`)."""
         return rows_to_history(self.rows)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall-clock seconds of each epoch's training part (validation excluded).
+
+    `seconds[i]` runs from epoch i's start to its validation's start (or its
+    end without validation data): the input pipeline and the training steps.
+    The first epoch includes tracing the training function.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def _stop(self):
+        if self._start is not None:
+            self.seconds.append(time.perf_counter() - self._start)
+            self._start = None
+
+    def on_test_begin(self, logs=None):
+        self._stop()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._stop()
 
 
 def read_history(path: str) -> dict[int, dict[str, float]]:

@@ -405,6 +405,9 @@ class TrainResult:
         plots: plot name -> path.
         model: the trained model (None on non-chief workers).
         weights_digest: sha256 of the final weights (equal on every worker).
+        epoch_seconds: seconds of each epoch's training part in this process
+            (input pipeline and steps; validation excluded; the first epoch
+            includes tracing).
     """
 
     output_dir: str
@@ -416,6 +419,7 @@ class TrainResult:
     plots: dict[str, str]
     model: Any
     weights_digest: str
+    epoch_seconds: list[float] = dataclasses.field(default_factory=list)
 
 
 # ---------------------------------------------------------------- the run
@@ -688,7 +692,9 @@ def train(
         history_cb = cb.EpochHistory(os.fspath(out / "history.csv")) if chief else None
         if history_cb is not None:
             callbacks.append(history_cb)
+        timer = cb.EpochTimer()
         callbacks += [
+            timer,
             keras.callbacks.TensorBoard(os.fspath(out / "logs"), profile_batch=0),
             # Last, so an epoch's backup follows its history and early-stopping state.
             keras.callbacks.BackupAndRestore(backup_dir),
@@ -720,6 +726,7 @@ def train(
             plots={},
             model=None,
             weights_digest=digest,
+            epoch_seconds=list(timer.seconds),
         )
         if not chief:
             return result
@@ -738,6 +745,8 @@ def train(
             "monitor": config.monitor if early is not None else None,
             "resumed": resuming,
             "train_seconds_this_process": round(train_seconds, 3),
+            "epoch_train_seconds": [round(t, 3) for t in timer.seconds],
+            "batch_size": config.batch_size,
             "train_rows": rows["train"],
             "replicas": strategy.num_replicas_in_sync,
         }
@@ -765,7 +774,7 @@ def _predict(model, dataset):
     """(labels, predictions, codes) of a dataset, batch by batch, in order."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def step(features):
         out = model(features, training=False)
         return out["prediction"], out["codes"]
