@@ -133,7 +133,8 @@ class TrainConfig:
         batch_size: global batch size, split over replicas (1,024).
         learning_rate: Adam's learning rate (5e-4).
         steps_per_epoch: training steps per epoch; None: one pass over the
-            training files (multi-worker runs compute it from the row count).
+            training files (multi-worker runs and `sampling_per_batch`, which
+            need a known epoch length, compute it from the row count).
         shuffle_buffer: rows in the shuffle buffer.
         on_bad_rows: `"fail"` (stop at the first bad row, naming it) or
             `"skip"` (drop bad rows, counted in `data_report.json`).
@@ -589,6 +590,8 @@ def train(
         for split, files in (("validation", validation_files), ("test", test_files)):
             if files:
                 reports[split] = check_files(files, spec, on_bad_rows=config.on_bad_rows)
+                if reports[split].rows_kept == 0:
+                    raise ValueError(f"the {split} files {files} hold no usable rows")
         quantizer = ResidualQuantizer(
             num_levels=config.quantizer.num_levels,
             codebook_size=list(config.quantizer.codebook_size)
@@ -623,6 +626,9 @@ def train(
         rows = {split: r.rows_kept for split, r in reports.items()}
         fit_kwargs: dict[str, Any] = {}
         steps = config.steps_per_epoch
+        if steps is None and (multi_worker or config.sampling_per_batch):
+            # A distributed dataset, and p per batch, need a known epoch length.
+            steps = max(1, math.ceil(rows["train"] / config.batch_size))
 
         def pipeline(files, shuffle):
             return make_dataset(
@@ -637,9 +643,7 @@ def train(
             )
 
         if multi_worker:
-            # Each worker reads its shard; a distributed dataset needs fixed steps.
-            steps = steps or max(1, math.ceil(rows["train"] / config.batch_size))
-
+            # Each worker reads its shard of the (repeated) files.
             def distributed(files, shuffle):
                 return strategy.distribute_datasets_from_function(
                     lambda context: make_dataset(

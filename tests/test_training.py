@@ -19,6 +19,7 @@ from rq_keras.callbacks import (
     NonFiniteLossError,
     StopOnNonFiniteLoss,
     read_history,
+    sampling_probability,
 )
 from rq_keras.cli import train_main
 from rq_keras.data import write_table
@@ -355,11 +356,22 @@ def test_unfinished_run_of_another_config_is_refused(toy, tmp_path):
         train(_config(toy), out, verbose=0)
 
 
-def test_no_validation_trains_all_epochs_without_early_stopping(toy, tmp_path):
-    config = _config(toy, validation_files=[], test_files=[], epochs=1)
+def test_no_validation_trains_all_epochs_with_per_batch_sampling(toy, tmp_path):
+    config = _config(toy, validation_files=[], test_files=[], epochs=1, sampling_per_batch=True)
     result = train(config, tmp_path / "run", verbose=0)
     assert result.best_epoch is None and result.epochs_run == 1
     assert "test" not in result.metrics and result.plots == {}
+    # p follows the fractional epoch: at the last of ceil(3000 / 256) = 12 steps, t = 11/12.
+    p = result.history["sampling_probability"][0]
+    assert p == pytest.approx(sampling_probability(11 / 12))
+
+
+def test_empty_validation_split_fails_before_training(toy, tmp_path):
+    empty = tmp_path / "empty.parquet"
+    write_table(_frame(0, 0), SPEC, empty)
+    with pytest.raises(ValueError, match=r"the validation files .* hold no usable rows"):
+        train(_config(toy, validation_files=[str(empty)]), tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run" / "history.csv").exists()
 
 
 def test_mirrored_step_equals_one_device(toy, mirrored):
