@@ -367,8 +367,8 @@ def test_no_validation_trains_all_epochs_with_per_batch_sampling(toy, tmp_path):
 
 
 def test_empty_validation_split_fails_before_training(toy, tmp_path):
-    empty = tmp_path / "empty.parquet"
-    write_table(_frame(0, 0), SPEC, empty)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("group,x,tags,y\n")
     with pytest.raises(ValueError, match=r"the validation files .* hold no usable rows"):
         train(_config(toy, validation_files=[str(empty)]), tmp_path / "run", verbose=0)
     assert not (tmp_path / "run" / "history.csv").exists()
