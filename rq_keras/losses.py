@@ -43,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from rq_keras.quantization import token_offsets_for
+from rq_keras.quantization import ZERO_TOKEN, token_offsets_for
 
 __all__ = [
     "RQRegLoss",
@@ -360,7 +360,12 @@ def _factored_is_cheaper(table) -> bool:
     return vocabulary is not None and dim is not None and vocabulary < dim
 
 
-def expected_level_values(logits, centroids, token_offsets: Sequence[int] | None = None):
+def expected_level_values(
+    logits,
+    centroids,
+    token_offsets: Sequence[int] | None = None,
+    zero_token: bool = False,
+):
     """Per-level expected code value: the "w/o f_reg" ablation of Table 3.
 
     Replaces the regressor (Eq. 10) by `y_hat_l = E_{p(q | x, q_<l)} q`. The
@@ -379,7 +384,11 @@ def expected_level_values(logits, centroids, token_offsets: Sequence[int] | None
         logits: float `(batch, levels, vocabulary)`.
         centroids: per level its centroids (L sequences; sizes may differ).
         token_offsets: the global token id of each level's code 0; default the
-            package's layout, `1 + sum(K[:l])` (`<start>` is token 0).
+            package's layout, `1 + sum(K[:l])` (`<start>` is token 0), or
+            `2 + sum(K[:l])` with `zero_token`.
+        zero_token: the vocabulary has `<zero>` (token 1): each level's
+            softmax runs over `<zero>` and the level's codes, and `<zero>`
+            has the value 0.
 
     Returns:
         float32 `(batch, levels)`.
@@ -392,7 +401,7 @@ def expected_level_values(logits, centroids, token_offsets: Sequence[int] | None
             raise ValueError(f"`centroids` level {level} is empty")
     sizes = [t.size for t in tables]
     if token_offsets is None:
-        token_offsets = token_offsets_for(sizes)
+        token_offsets = token_offsets_for(sizes, zero_token)
     token_offsets = [int(o) for o in token_offsets]
     if len(token_offsets) != len(tables):
         raise ValueError(
@@ -411,7 +420,11 @@ def expected_level_values(logits, centroids, token_offsets: Sequence[int] | None
         raise ValueError(f"`logits` vocabulary is {vocabulary}, the codes need {needed} tokens")
     values = []
     for level, (offset, table) in enumerate(zip(token_offsets, tables)):
-        probs = tf.nn.softmax(logits[:, level, offset : offset + table.size], axis=-1)
+        own = logits[:, level, offset : offset + table.size]
+        if zero_token:
+            own = tf.concat([logits[:, level, ZERO_TOKEN : ZERO_TOKEN + 1], own], axis=1)
+            table = np.concatenate([[0.0], table]).astype(np.float32)
+        probs = tf.nn.softmax(own, axis=-1)
         values.append(tf.linalg.matvec(probs, tf.constant(table)))
     return tf.stack(values, axis=1)
 

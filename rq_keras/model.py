@@ -249,6 +249,7 @@ def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None
         sampling_probability=config.sampling_probability,
         residual_regressor=config.residual_regressor,
         seed=seed + 1000,
+        zero_token=quantizer.zero_token,
         name="decoder",
     )
     model = RQRegModel(

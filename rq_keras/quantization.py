@@ -27,6 +27,16 @@ float64 boundaries, so their codes are bit-identical.
 
 Vocabulary (ARCHITECTURE.md section 2): token 0 is ``<start>``; level ``l``'s
 code ``k`` is token ``1 + sum(K[:l]) + k`` (levels are 0-based in the API).
+
+Zero code (optional, ``zero_threshold``; the authors' released code uses
+5e-3). Once a residual is smaller than the threshold in absolute value, the
+level and every later level get the code ``-1``, which stands for the value 0
+and is the token ``<zero>``. A label below the threshold (a zero of a
+zero-inflated target) is ``<zero>`` at every level, so level 1 says "zero or
+not" outright. Rows coded ``<zero>`` at a level are left out of that level's
+K-means, which spends the centroids on the non-zero residuals. With the zero
+code the vocabulary is ``<start>`` = 0, ``<zero>`` = 1, and level ``l``'s code
+``k`` is token ``2 + sum(K[:l]) + k``; without it, the layout above.
 """
 
 from __future__ import annotations
@@ -49,6 +59,8 @@ FORMAT_VERSION = 1
 METHODS = ("kmeans", "kmedians")
 INITS = ("optimal", "kmeans++")
 START_TOKEN = 0
+ZERO_TOKEN = 1  # only in a vocabulary with the zero code
+ZERO_CODE = -1
 
 # How many bad rows an error message lists.
 _MAX_LISTED = 5
@@ -215,9 +227,19 @@ class _Sorted1D:
         return np.concatenate([[0], inner, [self.n]])
 
 
-def token_offsets_for(codebook_sizes: Sequence[int]) -> np.ndarray:
-    """Global token id of code 0 of each level: `<start>` is 0, levels follow."""
-    return 1 + np.concatenate([[0], np.cumsum(codebook_sizes)[:-1]]).astype(np.int64)
+def special_tokens(zero_token: bool = False) -> int:
+    """How many tokens precede the codes: `<start>`, and `<zero>` if used."""
+    return 2 if zero_token else 1
+
+
+def token_offsets_for(codebook_sizes: Sequence[int], zero_token: bool = False) -> np.ndarray:
+    """Global token id of code 0 of each level.
+
+    `<start>` is 0 and, with `zero_token`, `<zero>` is 1; the levels' codes
+    follow, level-major.
+    """
+    first = special_tokens(zero_token)
+    return first + np.concatenate([[0], np.cumsum(codebook_sizes)[:-1]]).astype(np.int64)
 
 
 def decision_boundaries(centroids: np.ndarray) -> np.ndarray:
@@ -337,11 +359,18 @@ class ResidualQuantizer:
         seed: seed of the `"kmeans++"` initialisation.
         max_iter: maximum Lloyd iterations per level.
         num_candidates: size of the boundary grid of the `"optimal"` init.
+        zero_threshold: None (default, the paper) or a positive number (the
+            authors' released code: 5e-3): a residual with absolute value
+            below it gets the zero code (-1, value 0, token `<zero>`) at its
+            level and every later one, and is left out of those levels'
+            K-means. A level left with no non-zero residual gets the single
+            centroid 0 and a `UserWarning`.
 
     Attributes (after `fit` or `load`):
         centroids: list of L sorted float64 arrays, level l of shape `(K_l,)`.
         fitted_codebook_sizes: list of the K_l actually fitted.
-        vocabulary_size: 1 + sum(K_l): `<start>` plus every code.
+        vocabulary_size: `<start>`, `<zero>` if `zero_threshold` is set, and
+            every level's codes: `1 + sum(K_l)` or `2 + sum(K_l)`.
         fit_info: dict with sizes, per-level cost and iterations, seconds.
     """
 
@@ -356,6 +385,7 @@ class ResidualQuantizer:
         seed: int = 0,
         max_iter: int = 300,
         num_candidates: int = 1024,
+        zero_threshold: float | None = None,
     ):
         if isinstance(num_levels, bool) or not isinstance(num_levels, (int, np.integer)):
             raise TypeError(f"`num_levels` must be an int, got {num_levels!r}")
@@ -380,6 +410,17 @@ class ResidualQuantizer:
             raise ValueError(f"`max_iter` must be >= 0, got {max_iter}")
         if num_candidates < 2:
             raise ValueError(f"`num_candidates` must be >= 2, got {num_candidates}")
+        if zero_threshold is not None:
+            if isinstance(zero_threshold, bool) or not isinstance(
+                zero_threshold, (int, float, np.integer, np.floating)
+            ):
+                raise TypeError(
+                    f"`zero_threshold` must be a number or None, got {zero_threshold!r}"
+                )
+            if not (math.isfinite(zero_threshold) and zero_threshold > 0):
+                raise ValueError(
+                    f"`zero_threshold` must be a finite number > 0 or None, got {zero_threshold!r}"
+                )
         self.num_levels = int(num_levels)
         self.codebook_size = [int(s) for s in sizes]
         self.method = list(methods)
@@ -389,6 +430,7 @@ class ResidualQuantizer:
         self.seed = int(seed)
         self.max_iter = int(max_iter)
         self.num_candidates = int(num_candidates)
+        self.zero_threshold = None if zero_threshold is None else float(zero_threshold)
         self.centroids: list[np.ndarray] | None = None
         self.fit_info: dict[str, Any] = {}
 
@@ -405,6 +447,7 @@ class ResidualQuantizer:
             "seed": self.seed,
             "max_iter": self.max_iter,
             "num_candidates": self.num_candidates,
+            "zero_threshold": self.zero_threshold,
         }
 
     @classmethod
@@ -438,9 +481,35 @@ class ResidualQuantizer:
         data = _Sorted1D.from_sorted(values, weights)
         rng = np.random.default_rng(self.seed)
         centroids, levels = [], []
+        zero_weight = 0.0  # weight of the rows coded zero so far (they stay zero)
         for level in range(self.num_levels):
             k = self.codebook_size[level]
             method = self.method[level]
+            if self.zero_threshold is not None and data is not None:
+                keep = np.abs(data.xs) >= self.zero_threshold
+                if not keep.all():
+                    zero_weight += float(data.ws[~keep].sum())
+                    data = _Sorted1D(data.xs[keep], data.ws[keep]) if keep.any() else None
+            if data is None:
+                warnings.warn(
+                    f"level {level}: every residual is below zero_threshold="
+                    f"{self.zero_threshold}; the level gets the single centroid 0",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                levels.append(
+                    {
+                        "level": level,
+                        "method": method,
+                        "distinct_values": 0,
+                        "codebook_size": 1,
+                        "lloyd_iterations": 0,
+                        "cost": 0.0,
+                        "zero_weight": zero_weight,
+                    }
+                )
+                centroids.append(np.zeros(1))
+                continue
             if data.n <= k:
                 if data.n < k:
                     warnings.warn(
@@ -467,6 +536,7 @@ class ResidualQuantizer:
                     "codebook_size": int(c.size),
                     "lloyd_iterations": int(iterations),
                     "cost": cost,
+                    "zero_weight": zero_weight,
                 }
             )
             centroids.append(c)
@@ -495,13 +565,18 @@ class ResidualQuantizer:
         return [int(c.size) for c in self._require_fitted()]
 
     @property
+    def zero_token(self) -> bool:
+        """True when the vocabulary has the `<zero>` token (`zero_threshold`)."""
+        return self.zero_threshold is not None
+
+    @property
     def token_offsets(self) -> np.ndarray:
         """Global token id of code 0 of each level, shape `(L,)`."""
-        return token_offsets_for(self.fitted_codebook_sizes)
+        return token_offsets_for(self.fitted_codebook_sizes, self.zero_token)
 
     @property
     def vocabulary_size(self) -> int:
-        return 1 + sum(self.fitted_codebook_sizes)
+        return special_tokens(self.zero_token) + sum(self.fitted_codebook_sizes)
 
     @property
     def boundaries(self) -> list[np.ndarray]:
@@ -509,33 +584,56 @@ class ResidualQuantizer:
         return [decision_boundaries(c) for c in self._require_fitted()]
 
     def token_id(self, level: int, code: int) -> int:
-        """Global token id of `code` at 0-based `level`."""
+        """Global token id of `code` at 0-based `level` (-1 is `<zero>`)."""
         sizes = self.fitted_codebook_sizes
         if not 0 <= level < len(sizes):
             raise ValueError(f"`level` must be in [0, {len(sizes)}), got {level}")
-        if not 0 <= code < sizes[level]:
-            raise ValueError(f"`code` must be in [0, {sizes[level]}) at level {level}, got {code}")
+        if code == ZERO_CODE and self.zero_token:
+            return ZERO_TOKEN
+        low = ZERO_CODE if self.zero_token else 0
+        if not low <= code < sizes[level]:
+            raise ValueError(
+                f"`code` must be in [{low}, {sizes[level]}) at level {level}, got {code}"
+            )
         return int(self.token_offsets[level] + code)
 
     def level_and_code(self, token: int) -> tuple[int, int]:
-        """Inverse of `token_id`; the start token has no level and is rejected."""
-        if not 1 <= token < self.vocabulary_size:
+        """Inverse of `token_id` for a level's code token.
+
+        The special tokens (`<start>`, and `<zero>`, which every level shares)
+        have no level and are rejected.
+        """
+        first = special_tokens(self.zero_token)
+        if not first <= token < self.vocabulary_size:
+            named = "0 is <start>, 1 is <zero>" if self.zero_token else "0 is <start>"
             raise ValueError(
-                f"`token` must be in [1, {self.vocabulary_size}) (0 is <start>), got {token}"
+                f"`token` must be in [{first}, {self.vocabulary_size}) ({named}), got {token}"
             )
         offsets = self.token_offsets
         level = int(np.searchsorted(offsets, token, side="right") - 1)
         return level, int(token - offsets[level])
 
     def codes_to_tokens(self, codes: Any) -> np.ndarray:
-        """Codes `(n, L)` -> global token ids `(n, L)`."""
+        """Codes `(n, L)` -> global token ids `(n, L)` (code -1 -> `<zero>`)."""
         codes = self._check_codes(codes)
-        return codes + self.token_offsets[None, :]
+        tokens = codes + self.token_offsets[None, :]
+        if self.zero_token:
+            tokens[codes == ZERO_CODE] = ZERO_TOKEN
+        return tokens
 
     def tokens_to_codes(self, tokens: Any) -> np.ndarray:
         """Global token ids `(n, L)` (level l in column l) -> codes `(n, L)`."""
-        tokens = np.asarray(tokens, dtype=np.int64)
+        tokens = np.asarray(tokens)
+        if tokens.dtype.kind not in "iu":
+            raise ValueError(f"`tokens` must be integers, got dtype {tokens.dtype}")
+        tokens = tokens.astype(np.int64)
+        if tokens.ndim != 2 or tokens.shape[1] != self.num_levels:
+            raise ValueError(f"`tokens` must have shape (n, {self.num_levels}), got {tokens.shape}")
         codes = tokens - self.token_offsets[None, :]
+        if self.zero_token:
+            # <zero> would otherwise land below the level's range; marking it as
+            # the zero code keeps the range check for every other token.
+            codes[tokens == ZERO_TOKEN] = ZERO_CODE
         return self._check_codes(codes, what="tokens")
 
     def _check_codes(self, codes: Any, what: str = "codes") -> np.ndarray:
@@ -546,7 +644,8 @@ class ResidualQuantizer:
         sizes = np.asarray(self.fitted_codebook_sizes)
         if codes.ndim != 2 or codes.shape[1] != sizes.size:
             raise ValueError(f"`{what}` must have shape (n, {sizes.size}), got {codes.shape}")
-        bad = (codes < 0) | (codes >= sizes[None, :])
+        low = ZERO_CODE if self.zero_token else 0
+        bad = (codes < low) | (codes >= sizes[None, :])
         if bad.any():
             raise ValueError(f"`{what}` out of range: {_first_rows(bad.any(axis=1))}")
         return codes
@@ -567,17 +666,26 @@ class ResidualQuantizer:
         values = np.empty((r.size, self.num_levels), dtype=np.float64)
         for level, c in enumerate(centroids):
             code = np.searchsorted(decision_boundaries(c), r, side="left")
+            value = c[code]
+            if self.zero_token:
+                zero = np.abs(r) < self.zero_threshold
+                code[zero] = ZERO_CODE
+                value[zero] = 0.0
             codes[:, level] = code
-            values[:, level] = c[code]
-            r = r - values[:, level]
+            values[:, level] = value
+            r = r - value
         return codes, values
 
     def decode(self, codes: Any) -> np.ndarray:
-        """Reconstructed values sum_l c[l, code_l]: float64 `(n,)` (Eq. 5)."""
+        """Reconstructed values sum_l c[l, code_l]: float64 `(n,)` (Eq. 5).
+
+        The zero code (-1) contributes 0.
+        """
         codes = self._check_codes(codes)
         out = np.zeros(codes.shape[0], dtype=np.float64)
         for level, c in enumerate(self._require_fitted()):
-            out += c[codes[:, level]]
+            code = codes[:, level]
+            out += np.where(code == ZERO_CODE, 0.0, c[np.maximum(code, 0)])
         return out
 
     def keras_layer(self, **kwargs):
@@ -588,6 +696,7 @@ class ResidualQuantizer:
             centroids=[c.tolist() for c in self._require_fitted()],
             clip_min=self.clip_min,
             clip_max=self.clip_max,
+            zero_threshold=self.zero_threshold,
             **kwargs,
         )
 
@@ -684,8 +793,10 @@ class ResidualQuantizer:
             dict with `n`, `reconstruction_mae` (mean |y - y~| after all L
             levels, against the unclipped labels), `max_abs_error`,
             `relative_error` (MAE / mean |y|), `clipped_rows`, and `levels`: per
-            level the fitted size, `codes_used` (distinct codes taken by `y`),
-            and the MAE and max error of the reconstruction up to that level.
+            level the fitted size, `codes_used` (distinct codes taken by `y`,
+            the zero code not counted), `zero_rows` (rows with the zero code
+            there; 0 without `zero_threshold`), and the MAE and max error of
+            the reconstruction up to that level.
         """
         y = as_label_array(y)
         codes, values = self._encode(y)
@@ -700,7 +811,8 @@ class ResidualQuantizer:
                     "level": level,
                     "method": self.method[level],
                     "codebook_size": int(c.size),
-                    "codes_used": int(np.unique(codes[:, level]).size),
+                    "codes_used": int(np.unique(codes[:, level][codes[:, level] >= 0]).size),
+                    "zero_rows": int(np.count_nonzero(codes[:, level] == ZERO_CODE)),
                     "mae": float(err[:, level].mean()),
                     "max_abs_error": float(err[:, level].max()),
                 }

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--clip-min", type=float, default=None)
     p.add_argument("--clip-max", type=float, default=None)
+    p.add_argument(
+        "--zero-threshold",
+        type=float,
+        default=None,
+        help="give residuals below this in absolute value the zero code (authors' code: 0.005)",
+    )
     p.add_argument("--init", choices=INITS, default="optimal")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", required=True, help="codebook JSON path")
@@ -86,6 +92,7 @@ def run(args: argparse.Namespace) -> dict:
         method=methods[0] if len(methods) == 1 else methods,
         clip_min=args.clip_min,
         clip_max=args.clip_max,
+        zero_threshold=args.zero_threshold,
         init=args.init,
         seed=args.seed,
     )
@@ -128,11 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     levels = summary.pop("_levels")
-    print(f"{'level':>5} {'method':>9} {'K':>4} {'codes used':>10} {'MAE':>12} {'max |err|':>12}")
+    zero = args.zero_threshold is not None
+    print(
+        f"{'level':>5} {'method':>9} {'K':>4} {'codes used':>10}"
+        + (f" {'zero rows':>10}" if zero else "")
+        + f" {'MAE':>12} {'max |err|':>12}"
+    )
     for entry in levels:
         print(
             f"{entry['level'] + 1:>5} {entry['method']:>9} {entry['codebook_size']:>4} "
-            f"{entry['codes_used']:>10} {entry['mae']:>12.6g} {entry['max_abs_error']:>12.6g}"
+            f"{entry['codes_used']:>10}"
+            + (f" {entry['zero_rows']:>10}" if zero else "")
+            + f" {entry['mae']:>12.6g} {entry['max_abs_error']:>12.6g}"
         )
     print(json.dumps(summary))
     return 0

@@ -45,6 +45,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
         centroids: per level the codebook's sorted centroids (see
             `from_quantizer`).
         clip_min, clip_max: the codebook's label clipping.
+        zero_threshold: the codebook's zero code threshold (None: none).
         units, code_embedding_dim, cell, predictor_units, regressor_units,
             use_regressor, residual_regressor, sampling_probability: the
             `RQDecoder`'s.
@@ -69,6 +70,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
         centroids: Sequence[Sequence[float]],
         clip_min: float | None = None,
         clip_max: float | None = None,
+        zero_threshold: float | None = None,
         units: int = 512,
         code_embedding_dim: int = 512,
         cell: str = "lstm",
@@ -90,7 +92,11 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
     ):
         super().__init__(**kwargs)
         self.label_encoder = ResidualCodeEncoder(
-            centroids, clip_min=clip_min, clip_max=clip_max, name="label_encoder"
+            centroids,
+            clip_min=clip_min,
+            clip_max=clip_max,
+            zero_threshold=zero_threshold,
+            name="label_encoder",
         )
         self.decoder = RQDecoder(
             self.label_encoder.codebook_sizes,
@@ -104,6 +110,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             sampling_probability=sampling_probability,
             residual_regressor=residual_regressor,
             seed=None if seed is None else seed + 1000,
+            zero_token=self.label_encoder.zero_token,
             name="decoder",
         )
         self.encoder = MLPEncoder(
@@ -127,6 +134,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             "centroids": [list(map(float, c)) for c in self.label_encoder.centroids],
             "clip_min": clip_min,
             "clip_max": clip_max,
+            "zero_threshold": zero_threshold,
             "units": units,
             "code_embedding_dim": code_embedding_dim,
             "cell": cell,
@@ -150,7 +158,13 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
     def from_quantizer(cls, quantizer, **kwargs) -> RQRegTask:
         """A task over a fitted `ResidualQuantizer`'s codebook."""
         centroids = [c.tolist() for c in quantizer._require_fitted()]
-        return cls(centroids, clip_min=quantizer.clip_min, clip_max=quantizer.clip_max, **kwargs)
+        return cls(
+            centroids,
+            clip_min=quantizer.clip_min,
+            clip_max=quantizer.clip_max,
+            zero_threshold=quantizer.zero_threshold,
+            **kwargs,
+        )
 
     def predict(self, predictions):
         """Inference: the decoder's outputs for a tower output (no labels)."""

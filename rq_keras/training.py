@@ -54,6 +54,7 @@ import numpy as np
 import yaml
 
 from rq_keras.model import ModelConfig
+from rq_keras.quantization import ResidualQuantizer
 
 __all__ = [
     "QuantizerConfig",
@@ -106,6 +107,8 @@ class QuantizerConfig:
         method: `"kmeans"` or `"kmedians"`.
         init: `"optimal"` or `"kmeans++"`.
         seed: seed of the `"kmeans++"` start.
+        zero_threshold: None (the paper) or the zero code threshold (the
+            authors' released code: 0.005); see `ResidualQuantizer`.
     """
 
     num_levels: int = 3
@@ -113,6 +116,28 @@ class QuantizerConfig:
     method: str = "kmeans"
     init: str = "optimal"
     seed: int = 0
+    zero_threshold: float | None = None
+
+    def __post_init__(self):
+        try:
+            self.build()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"config: quantizer: {err}") from None
+
+    def build(self, clip_min: float | None = None, clip_max: float | None = None):
+        """The (unfitted) `ResidualQuantizer` this config describes."""
+        return ResidualQuantizer(
+            num_levels=self.num_levels,
+            codebook_size=list(self.codebook_size)
+            if isinstance(self.codebook_size, tuple)
+            else self.codebook_size,
+            method=self.method,
+            clip_min=clip_min,
+            clip_max=clip_max,
+            init=self.init,
+            seed=self.seed,
+            zero_threshold=self.zero_threshold,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -570,7 +595,6 @@ def train(
     from rq_keras import callbacks as cb
     from rq_keras.data import check_files, make_dataset
     from rq_keras.model import build_model
-    from rq_keras.quantization import ResidualQuantizer
 
     out = pathlib.Path(output_dir)
     chief = is_chief(strategy)
@@ -592,17 +616,7 @@ def train(
                 reports[split] = check_files(files, spec, on_bad_rows=config.on_bad_rows)
                 if reports[split].rows_kept == 0:
                     raise ValueError(f"the {split} files {files} hold no usable rows")
-        quantizer = ResidualQuantizer(
-            num_levels=config.quantizer.num_levels,
-            codebook_size=list(config.quantizer.codebook_size)
-            if isinstance(config.quantizer.codebook_size, tuple)
-            else config.quantizer.codebook_size,
-            method=config.quantizer.method,
-            clip_min=spec.label.clip_min,
-            clip_max=spec.label.clip_max,
-            init=config.quantizer.init,
-            seed=config.quantizer.seed,
-        ).fit(y_train)
+        quantizer = config.quantizer.build(spec.label.clip_min, spec.label.clip_max).fit(y_train)
         if resuming and (out / "codebook.json").exists():
             saved = ResidualQuantizer.load(out / "codebook.json")
             if saved.get_config() != quantizer.get_config() or any(

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 import tf_keras as keras
 
 from rq_keras import ResidualQuantizer
@@ -161,3 +162,37 @@ def test_trains_under_mirrored_strategy(data, mirrored):
     ds = make_dataset(paths["train"], SPEC, batch_size=256).take(4)
     history = model.fit(ds, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_zero_code_model_trains_saves_and_predicts_zero_codes(data, tmp_path):
+    paths, pre, _, y_train = data
+    quantizer = ResidualQuantizer(
+        num_levels=3, codebook_size=8, clip_min=0, zero_threshold=5e-3
+    ).fit(y_train)
+    model = build_model(SPEC, pre, quantizer, SMALL)
+    assert model.decoder.zero_token and model.label_encoder.zero_token
+    assert model.decoder.vocabulary_size == 2 + 3 * 8
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    train = make_dataset(paths["train"], SPEC, batch_size=128, shuffle=True, seed=0)
+    model.fit(train, epochs=6, verbose=0)
+    x, labels = next(iter(make_dataset(paths["test"], SPEC, batch_size=1000)))
+    out = model(x, training=False)
+    preds, labels = out["prediction"].numpy(), labels.numpy()
+    mae = np.abs(preds - labels).mean()
+    mean_mae = np.abs(y_train.mean() - labels).mean()
+    # The label is zero for a random 20% of rows whatever the features: level
+    # 1's softmax should give <zero> about that probability on average, and
+    # its argmax should rarely be <zero>.
+    p_zero = tf.nn.softmax(out["logits"][:, 0, :], axis=-1)[:, 1].numpy().mean()
+    zero_first = (out["codes"].numpy()[:, 0] == -1).mean()
+    print(
+        f"zero code: MAE {mae:.3f} vs mean {mean_mae:.3f}, p(<zero>) {p_zero:.3f}, "
+        f"argmax <zero> share {zero_first:.3f}"
+    )
+    assert mae < 0.75 * mean_mae, (mae, mean_mae)
+    assert 0.12 < p_zero < 0.3, p_zero
+    assert zero_first < 0.2
+    model.save(tmp_path / "zero.keras")
+    again = keras.models.load_model(tmp_path / "zero.keras")
+    assert again.decoder.zero_token and again.label_encoder.zero_threshold == 5e-3
+    np.testing.assert_allclose(again(x, training=False)["prediction"].numpy(), preds, rtol=1e-5)

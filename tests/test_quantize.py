@@ -46,6 +46,24 @@ def test_cli_on_cdnow(tmp_path, cdnow_values):
     assert proc.stdout.splitlines()[0].split()[:3] == ["level", "method", "K"]
 
 
+def test_cli_zero_threshold(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = np.where(rng.random(3000) < 0.7, 0.0, rng.lognormal(3, 1, 3000))
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "zero.json"
+    args = ["--input", str(tmp_path / "y.npy"), "--levels", "2", "--codebook-size", "8"]
+    assert main([*args, "--zero-threshold", "0.005", "--no-plot", "--output", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "zero rows" in lines[0]
+    zeros = int(np.count_nonzero(y == 0))
+    assert lines[1].split()[4] == str(zeros)  # level 1: the zero labels
+    q = ResidualQuantizer.load(out)
+    assert q.zero_threshold == 0.005
+    assert (q.encode(y)[y == 0] == -1).all()
+    assert main([*args, "--zero-threshold", "-1", "--output", str(out)]) == 2
+    assert "zero_threshold" in capsys.readouterr().err
+
+
 def test_cli_parquet_and_npy(tmp_path, capsys):
     y = np.random.default_rng(0).lognormal(1, 1, 2000)
     pd.DataFrame({"gmv": y, "w": np.ones_like(y)}).to_parquet(tmp_path / "t.parquet")

@@ -66,3 +66,19 @@ def test_config_round_trip():
     again = RQRegTask.from_config(task.get_config())
     assert again.get_config() == task.get_config()
     assert isinstance(task, tfrs.tasks.Task)
+
+
+def test_zero_code_task_trains_in_a_tfrs_model():
+    features, y = _data()
+    quantizer = ResidualQuantizer(
+        num_levels=2, codebook_size=8, clip_min=0, zero_threshold=5e-3
+    ).fit(y)
+    model = Ranker(quantizer)
+    assert model.task.decoder.zero_token
+    assert RQRegTask.from_config(model.task.get_config()).label_encoder.zero_threshold == 5e-3
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(256)
+    losses = model.fit(ds, epochs=5, verbose=0).history["loss"]
+    assert losses[-1] < 0.7 * losses[0], losses
+    codes = model.task.predict(model.tower(features))["codes"].numpy()
+    assert codes.min() >= -1 and codes.max() < 8

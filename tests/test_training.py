@@ -157,8 +157,18 @@ def test_load_config_yaml_and_overrides_round_trip(tmp_path):
         "dataset: cdnow\nepochs: 7\nmodel:\n  units: 64\n  cell: gru\n"
         "quantizer:\n  codebook_size: [16, 8]\n  num_levels: 2\n"
     )
-    config = load_config(path, {"model.units": 32, "learning_rate": 1e-3, "devices": ["/cpu:0"]})
+    config = load_config(
+        path,
+        {
+            "model.units": 32,
+            "learning_rate": 1e-3,
+            "devices": ["/cpu:0"],
+            "quantizer.zero_threshold": 0.005,
+        },
+    )
     assert config.epochs == 7 and config.learning_rate == 1e-3
+    assert config.quantizer.zero_threshold == 0.005
+    assert config.quantizer.build().zero_token
     assert config.model.units == 32 and config.model.cell == "gru"
     assert config.quantizer.codebook_size == (16, 8) and config.devices == ("/cpu:0",)
     again = config_from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict())))
@@ -182,6 +192,14 @@ def test_load_config_yaml_and_overrides_round_trip(tmp_path):
         ({}, r"give `dataset`, or `train_files` and `feature_spec`"),
         ({"train_files": ["a.csv"]}, r"`train_files` need a `feature_spec`"),
         ({"dataset": "cdnow", "feature_spec": "s.yaml"}, r"not both"),
+        (
+            {"dataset": "cdnow", "quantizer": {"zero_threshold": 0.0}},
+            r"config: quantizer: `zero_threshold` must be a finite number > 0",
+        ),
+        (
+            {"dataset": "cdnow", "quantizer": {"method": "kmodes"}},
+            r"config: quantizer: `method` must be one of",
+        ),
     ],
 )
 def test_bad_config_is_named(values, message):

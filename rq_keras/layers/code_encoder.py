@@ -9,7 +9,13 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
-from rq_keras.quantization import decision_boundaries, token_offsets_for
+from rq_keras.quantization import (
+    ZERO_CODE,
+    ZERO_TOKEN,
+    decision_boundaries,
+    special_tokens,
+    token_offsets_for,
+)
 
 
 def _validated_centroids(centroids: Any) -> list[list[float]]:
@@ -45,13 +51,17 @@ class ResidualCodeEncoder(keras.layers.Layer):
         clip_max: labels above are clipped to it first (the quantizer's).
         check_finite: if True, a NaN or infinite label fails the step with an
             `InvalidArgumentError` naming this layer instead of yielding codes.
+        zero_threshold: the quantizer's zero code threshold (None: no zero
+            code): a residual with absolute value below it gets code -1,
+            value 0 and the token `<zero>` at its level and every later one.
 
     Call args:
         labels: `(batch,)` or `(batch, 1)` numeric tensor of raw labels.
 
     Returns:
-        dict with `codes` int32 `(batch, L)` (per-level code), `tokens` int32
-        `(batch, L)` (global vocabulary ids, 0 is `<start>`) and `level_values`
+        dict with `codes` int32 `(batch, L)` (per-level code, -1 for the zero
+        code), `tokens` int32 `(batch, L)` (global vocabulary ids, 0 is
+        `<start>`, 1 is `<zero>` when there is a zero code) and `level_values`
         float32 `(batch, L)` (the quantized value q_l of each level).
     """
 
@@ -61,6 +71,7 @@ class ResidualCodeEncoder(keras.layers.Layer):
         clip_min: float | None = None,
         clip_max: float | None = None,
         check_finite: bool = True,
+        zero_threshold: float | None = None,
         **kwargs,
     ):
         # Labels are compared in float64 whatever the global policy: under
@@ -74,10 +85,18 @@ class ResidualCodeEncoder(keras.layers.Layer):
         self.clip_min = None if clip_min is None else float(clip_min)
         self.clip_max = None if clip_max is None else float(clip_max)
         self.check_finite = bool(check_finite)
+        if zero_threshold is not None and not (
+            math.isfinite(float(zero_threshold)) and float(zero_threshold) > 0
+        ):
+            raise ValueError(
+                f"`zero_threshold` must be a finite number > 0 or None, got {zero_threshold!r}"
+            )
+        self.zero_threshold = None if zero_threshold is None else float(zero_threshold)
+        self.zero_token = self.zero_threshold is not None
         self.num_levels = len(self.centroids)
         self.codebook_sizes = [len(c) for c in self.centroids]
-        self.vocabulary_size = 1 + sum(self.codebook_sizes)
-        self.token_offsets = token_offsets_for(self.codebook_sizes).tolist()
+        self.vocabulary_size = special_tokens(self.zero_token) + sum(self.codebook_sizes)
+        self.token_offsets = token_offsets_for(self.codebook_sizes, self.zero_token).tolist()
 
     def build(self, input_shape):
         width = max(self.codebook_sizes)
@@ -123,13 +142,20 @@ class ResidualCodeEncoder(keras.layers.Layer):
                 out_type=tf.int32,
             )[0]
             value = tf.gather(self.level_centroids[level], code)
+            if self.zero_token:
+                zero = tf.abs(r) < tf.constant(self.zero_threshold, tf.float64)
+                code = tf.where(zero, tf.constant(ZERO_CODE, tf.int32), code)
+                value = tf.where(zero, tf.zeros_like(value), value)
             r = r - value
             codes.append(code)
             values.append(value)
         codes = tf.stack(codes, axis=1)
+        tokens = codes + tf.constant([self.token_offsets], dtype=tf.int32)
+        if self.zero_token:
+            tokens = tf.where(codes == ZERO_CODE, tf.constant(ZERO_TOKEN, tf.int32), tokens)
         return {
             "codes": codes,
-            "tokens": codes + tf.constant([self.token_offsets], dtype=tf.int32),
+            "tokens": tokens,
             "level_values": tf.cast(tf.stack(values, axis=1), tf.float32),
         }
 
@@ -141,6 +167,7 @@ class ResidualCodeEncoder(keras.layers.Layer):
                 "clip_min": self.clip_min,
                 "clip_max": self.clip_max,
                 "check_finite": self.check_finite,
+                "zero_threshold": self.zero_threshold,
             }
         )
         return config

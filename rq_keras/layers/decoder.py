@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 import tf_keras as keras
 
-from rq_keras.quantization import START_TOKEN, token_offsets_for
+from rq_keras.quantization import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
 
 CELLS = ("lstm", "gru", "rnn")
 
@@ -39,8 +39,9 @@ def _mlp(hidden: int, out: int, name: str, seed: int | None):
 class RQDecoder(keras.layers.Layer):
     """Recurrent decoder of RQ codes with scheduled sampling (Eq. 8-10, 14, 17).
 
-    One shared embedding table `E` over the vocabulary (`<start>` then every
-    level's codes, level-major, as `ResidualQuantizer` numbers them). For
+    One shared embedding table `E` over the vocabulary (`<start>`, `<zero>`
+    when the codebook has a zero code, then every level's codes, level-major,
+    as `ResidualQuantizer` numbers them). For
     l = 1..L: the cell (Eq. 8) consumes an input embedding, `f_pred` (a
     two-layer MLP) gives logits `z_l` over the whole vocabulary (Eq. 9),
     `f_reg` (a two-layer MLP) maps `z_l` to `y_l` (Eq. 10), and
@@ -77,6 +78,11 @@ class RQDecoder(keras.layers.Layer):
             that predicts what the L codes leave over (`y - sum_l q_l`), and
             add it to the prediction (the authors' released code); its output
             is `residual`.
+        zero_token: the codebook has the zero code (`ResidualQuantizer`'s
+            `zero_threshold`): the vocabulary gets `<zero>` (token 1), a
+            level's code is the argmax over `<zero>` and the level's codes
+            (-1 for `<zero>`), and without `f_reg` `<zero>` counts as value 0
+            in the expectation.
         seed: seeds the initializers and the sampling coins (None: random).
 
     Call args:
@@ -88,7 +94,8 @@ class RQDecoder(keras.layers.Layer):
     Returns:
         dict: `prediction` `(batch,)`, `level_values` `(batch, L)`, `logits`
         `(batch, L, V)`, `expected_embeddings` `(batch, L * D)` and `codes`
-        `(batch, L)` int32 (argmax over each level's own codes), all float32
+        `(batch, L)` int32 (argmax over each level's own codes, and `<zero>`
+        as -1 when `zero_token`), all float32
         except `codes`; with `residual_regressor`, also `residual` `(batch,)`.
     """
 
@@ -105,6 +112,7 @@ class RQDecoder(keras.layers.Layer):
         sampling_probability: float = 1.0,
         residual_regressor: bool = False,
         seed: int | None = None,
+        zero_token: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -142,9 +150,10 @@ class RQDecoder(keras.layers.Layer):
         self.initial_sampling_probability = float(sampling_probability)
         self.residual_regressor = bool(residual_regressor)
         self.seed = seed
+        self.zero_token = bool(zero_token)
         self.num_levels = len(sizes)
-        self.vocabulary_size = 1 + sum(sizes)
-        self.token_offsets = token_offsets_for(sizes).tolist()
+        self.vocabulary_size = special_tokens(self.zero_token) + sum(sizes)
+        self.token_offsets = token_offsets_for(sizes, self.zero_token).tolist()
         # Made here, not in `build`: it does not depend on the input shape, and
         # the `ScheduledSampling` callback sets it before the first training
         # step builds a subclassed model's layers.
@@ -207,12 +216,22 @@ class RQDecoder(keras.layers.Layer):
             return [h0, c0]
         return [state]
 
+    def _level_logits(self, level: int, logits):
+        """Logits of what level `level` may emit: `[<zero>,] codes`."""
+        start, size = self.token_offsets[level], self.codebook_sizes[level]
+        own = logits[:, start : start + size]
+        if self.zero_token:
+            own = tf.concat([logits[:, ZERO_TOKEN : ZERO_TOKEN + 1], own], axis=1)
+        return own
+
     def _level_value(self, level: int, logits):
         if self.use_regressor:
             return self.regressor(logits)[:, 0]
-        start, size = self.token_offsets[level], self.codebook_sizes[level]
-        probs = tf.nn.softmax(logits[:, start : start + size], axis=-1)
+        size = self.codebook_sizes[level]
+        probs = tf.nn.softmax(self._level_logits(level, logits), axis=-1)
         centroids = tf.cast(self.level_centroids[level, :size], probs.dtype)
+        if self.zero_token:
+            centroids = tf.concat([tf.zeros([1], probs.dtype), centroids], axis=0)
         return tf.linalg.matvec(probs, centroids)
 
     def call(self, inputs, training=None):
@@ -241,8 +260,8 @@ class RQDecoder(keras.layers.Layer):
             level_values.append(tf.cast(self._level_value(level, logits), tf.float32))
             logits_all.append(tf.cast(logits, tf.float32))
             expected.append(tf.cast(e_hat, tf.float32))
-            start, size = self.token_offsets[level], self.codebook_sizes[level]
-            codes.append(tf.argmax(logits[:, start : start + size], axis=-1, output_type=tf.int32))
+            code = tf.argmax(self._level_logits(level, logits), axis=-1, output_type=tf.int32)
+            codes.append(code - 1 if self.zero_token else code)
             if level + 1 == self.num_levels:
                 break
             if teacher:
@@ -281,6 +300,7 @@ class RQDecoder(keras.layers.Layer):
                 "sampling_probability": self.initial_sampling_probability,
                 "residual_regressor": self.residual_regressor,
                 "seed": self.seed,
+                "zero_token": self.zero_token,
             }
         )
         return config
