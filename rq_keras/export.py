@@ -1,0 +1,531 @@
+"""SavedModel export for TF Serving (`python export.py`).
+
+`export_model` writes a trained `RQRegModel` as a SavedModel under
+`BASE/N/`, the layout TF Serving watches, with two signatures:
+
+* `serving_default`: one named input per feature of the spec (the raw values,
+  with the spec's dtypes and shapes: scalars `(batch,)`, lists
+  `(batch, max_length)` padded with the spec's pad value);
+* `examples`: `examples`, a `(batch,)` string tensor of serialized
+  `tf.Example`s, parsed with the spec (a missing feature takes the spec
+  default, a missing list is empty).
+
+Both return `prediction` float32 `(batch,)`, `level_values` float32
+`(batch, L)` and `codes` int32 `(batch, L)` (-1 is the zero code when the
+codebook has one). Preprocessing (vocabulary lookups, normalization, hashing)
+and the codebook are inside the graph; no `py_function`, so TF Serving and a
+Python without rq_keras load it.
+
+The version is written to a hidden temporary directory beside `BASE/N`
+(TF Serving ignores names that are not integers), checked, and renamed into
+place, so a watching server never sees a half-written or unchecked version.
+The checks reload it in a fresh Python process that cannot import rq_keras,
+run both signatures on held-out rows and compare with the in-memory model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ExportCheckError",
+    "ExportError",
+    "ExportResult",
+    "OUTPUTS",
+    "build_serving_module",
+    "export_model",
+    "load_run",
+    "next_version",
+    "serialize_examples",
+]
+
+OUTPUTS = ("prediction", "level_values", "codes")
+WARMUP_FILE = "tf_serving_warmup_requests"
+# Ops that call back into Python: a graph with one cannot be served.
+PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
+TOLERANCE = 1e-5
+
+
+class ExportError(RuntimeError):
+    """The export cannot start: an existing version, a bad version, no rows."""
+
+
+class ExportCheckError(ExportError):
+    """The written SavedModel failed a check; nothing was left in place."""
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """What `export_model` wrote.
+
+    Attributes:
+        export_dir: `BASE/N`.
+        version: N.
+        size_bytes: the SavedModel's size on disk (all files).
+        checks: the check figures (rows, largest differences per output and
+            signature), empty when checks were skipped.
+        seconds: wall time of the export, checks included.
+    """
+
+    export_dir: str
+    version: int
+    size_bytes: int
+    checks: dict[str, Any]
+    seconds: float
+
+
+# ------------------------------------------------------------ the graph
+def build_serving_module(model, spec):
+    """A `tf.Module` holding `model` with the two serving functions.
+
+    Args:
+        model: an `RQRegModel` (or any Keras model taking the spec's feature
+            dict and returning a dict with `prediction`, `level_values` and
+            `codes`).
+        spec: its `FeatureSpec`.
+
+    Returns:
+        `(module, signatures)`: pass both to `tf.saved_model.save`.
+    """
+    import tensorflow as tf
+
+    from rq_keras.data import to_model_inputs
+
+    features = spec.features
+    input_signature = spec.input_signature()
+
+    def outputs_of(inputs):
+        out = model(inputs, training=False)
+        return {
+            "prediction": tf.cast(tf.reshape(out["prediction"], [-1]), tf.float32),
+            "level_values": tf.cast(out["level_values"], tf.float32),
+            "codes": tf.cast(out["codes"], tf.int32),
+        }
+
+    def checked(inputs):
+        """Shape checks that run in the graph and name the feature.
+
+        Python callers meet the signature's own checks first; a C++ or TF
+        Serving client can feed any shape, and without these the graph would
+        compute on it (the optimizer trusts the declared static shapes).
+        `tf.ensure_shape` checks rank and list length at run time; an
+        assertion checks that all inputs have the same batch.
+        """
+        out = {
+            f.name: tf.ensure_shape(inputs[f.name], (None, *f.shape), name=f"check_{f.name}")
+            for f in features
+        }
+        first = features[0].name
+        batch = tf.shape(out[first])[0]
+        checks = [
+            tf.debugging.Assert(
+                tf.equal(tf.shape(out[f.name])[0], batch),
+                [
+                    f"serving input {f.name}: batch size differs from {first}'s:",
+                    tf.shape(out[f.name])[0],
+                    batch,
+                ],
+                name=f"check_batch_{f.name}",
+            )
+            for f in features[1:]
+        ]
+        with tf.control_dependencies(checks):
+            return {k: tf.identity(v) for k, v in out.items()}
+
+    @tf.function(input_signature=[input_signature])
+    def serve_features(inputs):
+        return outputs_of(checked(inputs))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(examples):
+        rank_ok = tf.debugging.assert_rank(
+            examples, 1, message="input 'examples' must be a (batch,) string tensor"
+        )
+        with tf.control_dependencies([rank_ok]):
+            parsed = tf.io.parse_example(examples, spec.parse_spec(with_label=False))
+        return outputs_of(to_model_inputs(parsed, spec))
+
+    module = tf.Module()
+    module.model = model
+    module.serve_features = serve_features
+    module.serve_examples = serve_examples
+    signatures = {
+        "serving_default": serve_features.get_concrete_function(),
+        "examples": serve_examples.get_concrete_function(),
+    }
+    return module, signatures
+
+
+# ---------------------------------------------------------- input rows
+def serialize_examples(spec, inputs: Mapping[str, np.ndarray]) -> list[bytes]:
+    """Model-input rows (lists padded) -> serialized `tf.Example`s.
+
+    The inverse of what the `examples` signature parses: a list's pad values
+    are dropped, every scalar is written (so nothing falls back to a default).
+    """
+    import tensorflow as tf
+
+    train = tf.train
+    n = len(next(iter(inputs.values()))) if inputs else 0
+    out = []
+    for i in range(n):
+        feature = {}
+        for f in spec.features:
+            v = np.asarray(inputs[f.name])[i]
+            if f.is_list:
+                values = [t for t in v.tolist() if t != f.pad_value and t != b""]
+            else:
+                values = [v.item() if hasattr(v, "item") else v]
+            if f.dtype == "string":
+                data = [t if isinstance(t, bytes) else str(t).encode() for t in values]
+                feature[f.name] = train.Feature(bytes_list=train.BytesList(value=data))
+            elif f.dtype == "int64":
+                feature[f.name] = train.Feature(
+                    int64_list=train.Int64List(value=[int(t) for t in values])
+                )
+            else:
+                feature[f.name] = train.Feature(
+                    float_list=train.FloatList(value=[float(t) for t in values])
+                )
+        out.append(train.Example(features=train.Features(feature=feature)).SerializeToString())
+    return out
+
+
+def read_rows(files: Sequence[str], spec, rows: int) -> dict[str, np.ndarray]:
+    """The first `rows` rows of `files` in the model's input form (no label)."""
+    from rq_keras.data import read_chunks
+
+    parts: dict[str, list[np.ndarray]] = {f.name: [] for f in spec.features}
+    have = 0
+    for path in files:
+        for chunk in read_chunks(path, spec, with_label=False, chunk_rows=rows):
+            take = min(rows - have, len(chunk[spec.features[0].name]))
+            for f in spec.features:
+                parts[f.name].append(chunk[f.name][:take])
+            have += take
+            if have >= rows:
+                break
+        if have >= rows:
+            break
+    if have == 0:
+        raise ExportError(f"no rows for the export checks in {list(files)}")
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def feature_tensors(spec, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """numpy model-input rows -> tensors of the spec's dtypes."""
+    import tensorflow as tf
+
+    out = {}
+    for f in spec.features:
+        v = np.asarray(inputs[f.name])
+        if f.dtype == "string":
+            v = v.astype(object)
+        out[f.name] = tf.constant(v, dtype=tf.as_dtype(f.tf_dtype_name))
+    return out
+
+
+# ---------------------------------------------------------------- runs
+def load_run(model_dir: str | os.PathLike):
+    """(model, spec, held-out files) of a `train.py` output directory."""
+    import tf_keras as keras
+    import yaml
+
+    import rq_keras.layers  # noqa: F401  (registers the custom layers)
+    from rq_keras.features import FeatureSpec
+    from rq_keras.model import RQRegModel  # noqa: F401
+
+    run = pathlib.Path(model_dir)
+    for name in ("model.keras", "feature_spec.yaml"):
+        if not (run / name).is_file():
+            raise FileNotFoundError(
+                f"{run / name} is missing: --model-dir must be a finished train.py run"
+            )
+    spec = FeatureSpec.load(run / "feature_spec.yaml")
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    held_out: list[str] = []
+    config_path = run / "config.yaml"
+    if config_path.is_file():
+        config = yaml.safe_load(config_path.read_text()) or {}
+        held_out = list(config.get("test_files") or config.get("validation_files") or [])
+        if config.get("dataset"):
+            held_out = sorted(str(p) for p in (run / "data").glob("test.*"))
+            held_out = [p for p in held_out if not p.endswith(".json")]
+    return model, spec, held_out
+
+
+def next_version(base: str | os.PathLike) -> int:
+    """One more than the largest integer directory name in `base` (1 if none)."""
+    base = pathlib.Path(base)
+    if not base.is_dir():
+        return 1
+    versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _dir_size(path: pathlib.Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _python_ops(export_dir: pathlib.Path) -> list[str]:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((export_dir / "saved_model.pb").read_bytes())
+    found = set()
+    for meta in saved.meta_graphs:
+        nodes = list(meta.graph_def.node)
+        for fn in meta.graph_def.library.function:
+            nodes.extend(fn.node_def)
+        found.update(n.op for n in nodes if n.op in PYTHON_OPS)
+    return sorted(found)
+
+
+def _write_warmup(export_dir: pathlib.Path, spec, rows: Mapping[str, np.ndarray], examples):
+    """`assets.extra/tf_serving_warmup_requests`: PredictionLogs for both signatures."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    extra = export_dir / "assets.extra"
+    extra.mkdir(parents=True, exist_ok=True)
+    n = len(examples)
+    records = 0
+    with tf.io.TFRecordWriter(str(extra / WARMUP_FILE)) as writer:
+        for size in sorted({1, min(n, 64)}):
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(signature_name="examples")
+            )
+            request.inputs["examples"].CopyFrom(
+                tf.make_tensor_proto(examples[:size], dtype=tf.string)
+            )
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(signature_name="serving_default")
+            )
+            for f in spec.features:
+                value = np.asarray(rows[f.name])[:size]
+                if f.dtype == "string":
+                    value = value.astype(object)
+                request.inputs[f.name].CopyFrom(
+                    tf.make_tensor_proto(value, dtype=tf.as_dtype(f.tf_dtype_name))
+                )
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+            records += 2
+    return records
+
+
+# The fresh process of the checks: rq_keras is made unimportable first.
+_CHECK_SCRIPT = r"""
+import sys
+sys.modules["rq_keras"] = None
+import json, os
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+import tensorflow as tf
+try:
+    import rq_keras  # noqa: F401
+    raise SystemExit("rq_keras is importable in the check process")
+except ImportError:
+    pass
+export_dir, work = sys.argv[1], sys.argv[2]
+loaded = tf.saved_model.load(export_dir)
+rows = np.load(os.path.join(work, "rows.npz"), allow_pickle=True)
+with open(os.path.join(work, "dtypes.json")) as f:
+    dtypes = json.load(f)
+inputs = {k: tf.constant(rows[k], dtype=tf.as_dtype(dtypes[k])) for k in rows.files}
+examples = tf.constant(list(np.load(os.path.join(work, "examples.npy"), allow_pickle=True)))
+results = {}
+for name, kwargs in (("serving_default", inputs), ("examples", {"examples": examples})):
+    out = loaded.signatures[name](**kwargs)
+    for key, value in out.items():
+        results[f"{name}/{key}"] = value.numpy()
+np.savez(os.path.join(work, "outputs.npz"), **results)
+print(json.dumps({"signatures": sorted(loaded.signatures.keys())}))
+"""
+
+
+def _check_in_fresh_process(export_dir: pathlib.Path, spec, model, rows, examples):
+    """Reloads `export_dir` without rq_keras and compares with `model`."""
+    expected = model(feature_tensors(spec, rows), training=False)
+    expected = {k: np.asarray(expected[k]) for k in OUTPUTS}
+    with tempfile.TemporaryDirectory(prefix="rq_keras_export_check_") as work:
+        saved_rows = {
+            f.name: np.asarray(rows[f.name]).astype(object)
+            if f.dtype == "string"
+            else np.asarray(rows[f.name])
+            for f in spec.features
+        }
+        np.savez(os.path.join(work, "rows.npz"), **saved_rows)
+        with open(os.path.join(work, "dtypes.json"), "w") as f:
+            json.dump({f.name: f.tf_dtype_name for f in spec.features}, f)
+        np.save(os.path.join(work, "examples.npy"), np.array(examples, dtype=object))
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHECK_SCRIPT, str(export_dir), work],
+            cwd=work,  # not the repository: nothing of rq_keras on sys.path
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise ExportCheckError(
+                f"the SavedModel did not run in a fresh process without rq_keras:\n"
+                f"{proc.stderr.strip()[-3000:]}"
+            )
+        signatures = json.loads(proc.stdout.strip().splitlines()[-1])["signatures"]
+        got = dict(np.load(os.path.join(work, "outputs.npz")))
+    checks: dict[str, Any] = {"rows": int(len(examples)), "signatures": signatures}
+    problems = []
+    for signature in ("serving_default", "examples"):
+        for key in OUTPUTS:
+            value = got.get(f"{signature}/{key}")
+            if value is None:
+                problems.append(f"{signature}: no output {key!r}")
+                continue
+            want = expected[key]
+            if value.shape != want.shape:
+                problems.append(f"{signature}/{key}: shape {value.shape}, expected {want.shape}")
+                continue
+            if key == "codes":
+                mismatched = int(np.count_nonzero(value != want))
+                checks[f"{signature}/codes_mismatched"] = mismatched
+                if mismatched:
+                    problems.append(f"{signature}/codes: {mismatched} codes differ")
+            else:
+                diff = float(np.max(np.abs(value - want), initial=0.0))
+                checks[f"{signature}/{key}_max_abs_diff"] = diff
+                if not np.allclose(value, want, rtol=TOLERANCE, atol=TOLERANCE):
+                    problems.append(f"{signature}/{key}: largest difference {diff:.3g}")
+    if problems:
+        raise ExportCheckError(
+            "the SavedModel does not reproduce the model: " + "; ".join(problems)
+        )
+    return checks
+
+
+# ---------------------------------------------------------------- export
+def export_model(
+    model,
+    spec,
+    export_base: str | os.PathLike,
+    *,
+    version: int | None = None,
+    check_rows: Mapping[str, np.ndarray] | None = None,
+    check: bool = True,
+) -> ExportResult:
+    """Writes `model` as `export_base/N/` for TF Serving (atomically, checked).
+
+    Args:
+        model: a trained `RQRegModel` (see `build_serving_module`).
+        spec: its `FeatureSpec`.
+        export_base: the directory TF Serving watches (`--model_base_path`).
+        version: N; default one more than the largest existing version.
+        check_rows: held-out rows in the model's input form (`read_rows`):
+            the warm-up requests and the checks use them. Required when
+            `check` is True.
+        check: reload in a fresh process without rq_keras and compare both
+            signatures with `model` on `check_rows` (to 1e-5; codes exactly)
+            before the version is renamed into place.
+
+    Returns:
+        an `ExportResult`.
+
+    Raises:
+        ExportError: the version exists or is not an integer >= 1, or there
+            are no rows to check with.
+        ExportCheckError: the graph has a Python op or a check failed;
+            nothing is left under `export_base`.
+    """
+    import tensorflow as tf
+
+    start = time.perf_counter()
+    base = pathlib.Path(export_base)
+    if version is None:
+        version = next_version(base)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ExportError(f"version must be an integer >= 1, got {version!r}")
+    final = base / str(version)
+    if final.exists():
+        raise ExportError(
+            f"{final} exists: TF Serving versions are immutable; pick another --version"
+        )
+    if check and not check_rows:
+        raise ExportError("the export checks need held-out rows (`check_rows`)")
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = base / f".tmp-{version}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        module, signatures = build_serving_module(model, spec)
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
+        python_ops = _python_ops(tmp)
+        if python_ops:
+            raise ExportCheckError(
+                f"the graph calls back into Python ({python_ops}); it cannot serve"
+            )
+        checks: dict[str, Any] = {}
+        if check_rows:
+            rows = {f.name: np.asarray(check_rows[f.name]) for f in spec.features}
+            examples = serialize_examples(spec, rows)
+            checks["warmup_records"] = _write_warmup(tmp, spec, rows, examples)
+            if check:
+                checks.update(_check_in_fresh_process(tmp, spec, model, rows, examples))
+        try:
+            os.rename(tmp, final)
+        except OSError as err:
+            raise ExportError(f"could not move the export into {final}: {err}") from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(
+        export_dir=str(final),
+        version=version,
+        size_bytes=_dir_size(final),
+        checks=checks,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def export_run(
+    model_dir: str | os.PathLike,
+    export_base: str | os.PathLike,
+    *,
+    version: int | None = None,
+    check_files: Sequence[str] | None = None,
+    check_rows: int = 256,
+) -> ExportResult:
+    """`export_model` for a `train.py` output directory.
+
+    The held-out rows come from `check_files`, or else the run's test split
+    (its validation split when it has no test split).
+    """
+    model, spec, held_out = load_run(model_dir)
+    files = list(check_files) if check_files else held_out
+    if not files:
+        raise ExportError(
+            f"{model_dir}: the run has no test or validation files for the export checks; "
+            "pass --check-files"
+        )
+    for path in files:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"check file {path} does not exist")
+    rows = read_rows(files, spec, check_rows)
+    return export_model(model, spec, export_base, version=version, check_rows=rows)

@@ -1,0 +1,375 @@
+"""SavedModel export: layout, signatures, warm-up, checks, bad input at serving time."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+import yaml
+
+from conftest import REPO
+from rq_keras import ResidualQuantizer
+from rq_keras import export as export_module
+from rq_keras.data import write_table
+from rq_keras.export import (
+    ExportCheckError,
+    ExportError,
+    export_model,
+    export_run,
+    feature_tensors,
+    next_version,
+    read_rows,
+    serialize_examples,
+)
+from rq_keras.features import FeatureSpec
+from rq_keras.model import ModelConfig, build_model
+from rq_keras.preprocessing import FeaturePreprocessor
+
+SPEC = FeatureSpec.from_dict(
+    {
+        "name": "toy",
+        "label": {"name": "y", "clip_min": 0},
+        "embedding_dim": 4,
+        "features": [
+            {"name": "group", "kind": "categorical", "dtype": "string"},
+            {"name": "store", "kind": "categorical", "dtype": "int64"},
+            {"name": "x", "kind": "numeric", "default": 0.5},
+            {"name": "tags", "kind": "list", "dtype": "int64", "max_length": 3},
+        ],
+    }
+)
+SMALL = ModelConfig(
+    units=16,
+    code_embedding_dim=8,
+    encoder_units=16,
+    predictor_units=16,
+    regressor_units=8,
+    seed=0,
+)
+
+
+def _frame(n, seed):
+    rng = np.random.default_rng(seed)
+    group = rng.integers(0, 4, n)
+    x = rng.normal(size=n)
+    y = np.where(rng.random(n) < 0.3, 0.0, np.exp(group + 0.5 * x))
+    return pd.DataFrame(
+        {
+            "group": [f"g{g}" for g in group],
+            "store": rng.integers(100, 110, n),
+            "x": x,
+            "tags": ["|".join(map(str, rng.integers(0, 5, rng.integers(0, 4)))) for _ in range(n)],
+            "y": y,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run directory as `train.py` leaves it (model, spec, config), untrained
+    weights: the export must reproduce whatever the model computes."""
+    root = tmp_path_factory.mktemp("run")
+    train, test = root / "train.parquet", root / "test.parquet"
+    write_table(_frame(2000, 0), SPEC, train)
+    write_table(_frame(300, 1), SPEC, test)
+    pre = FeaturePreprocessor(SPEC).adapt(train)
+    y = _frame(2000, 0)["y"].to_numpy()
+    quantizer = ResidualQuantizer(3, 8, clip_min=0, zero_threshold=5e-3).fit(y)
+    model = build_model(SPEC, pre, quantizer, SMALL)
+    model.save(root / "model.keras")
+    SPEC.save(root / "feature_spec.yaml")
+    (root / "config.yaml").write_text(yaml.safe_dump({"test_files": [str(test)]}))
+    return root, model
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory):
+    root, _ = run
+    base = tmp_path_factory.mktemp("serving")
+    result = export_run(root, base, check_rows=200)
+    return base, result
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    return tf.saved_model.load(exported[1].export_dir)
+
+
+def _rows(run, n=40):
+    root, _ = run
+    return read_rows([str(root / "test.parquet")], SPEC, n)
+
+
+def test_layout_version_warmup_and_checks(exported):
+    base, result = exported
+    assert result.version == 1 and result.export_dir == str(base / "1")
+    assert sorted(os.listdir(base)) == ["1"]  # no temporary directory left
+    assert (base / "1" / "saved_model.pb").is_file() and result.size_bytes > 10_000
+    assert next_version(base) == 2
+    checks = result.checks
+    assert checks["rows"] == 200
+    assert set(checks["signatures"]) == {"serving_default", "examples"}
+    for signature in ("serving_default", "examples"):
+        assert checks[f"{signature}/codes_mismatched"] == 0
+        assert checks[f"{signature}/prediction_max_abs_diff"] <= 1e-5
+        assert checks[f"{signature}/level_values_max_abs_diff"] <= 1e-5
+
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    warmup = base / "1" / "assets.extra" / "tf_serving_warmup_requests"
+    logs = []
+    for record in tf.data.TFRecordDataset(str(warmup)):
+        log = prediction_log_pb2.PredictionLog()
+        log.ParseFromString(record.numpy())
+        logs.append(log.predict_log.request)
+    assert checks["warmup_records"] == len(logs) == 4
+    assert sorted(r.model_spec.signature_name for r in logs) == [
+        "examples", "examples", "serving_default", "serving_default",
+    ]  # fmt: skip
+    sizes = sorted(
+        r.inputs["examples"].tensor_shape.dim[0].size
+        for r in logs
+        if r.model_spec.signature_name == "examples"
+    )
+    assert sizes == [1, 64]
+    default = [r for r in logs if r.model_spec.signature_name == "serving_default"][0]
+    assert set(default.inputs) == {"group", "store", "x", "tags"}
+
+
+def test_no_python_ops_and_signature_shapes(exported, loaded):
+    assert export_module._python_ops(exported[0] / "1") == []
+    inputs = loaded.signatures["serving_default"].structured_input_signature[1]
+    assert {k: (v.dtype, tuple(v.shape)) for k, v in inputs.items()} == {
+        "group": (tf.string, (None,)),
+        "store": (tf.int64, (None,)),
+        "x": (tf.float32, (None,)),
+        "tags": (tf.int64, (None, 3)),
+    }
+    outputs = loaded.signatures["examples"].structured_outputs
+    assert {k: (v.dtype, tuple(v.shape)) for k, v in outputs.items()} == {
+        "prediction": (tf.float32, (None,)),
+        "level_values": (tf.float32, (None, 3)),
+        "codes": (tf.int32, (None, 3)),
+    }
+
+
+def test_both_signatures_reproduce_the_model(run, loaded):
+    _, model = run
+    rows = _rows(run)
+    want = model(feature_tensors(SPEC, rows), training=False)
+    by_features = loaded.signatures["serving_default"](**feature_tensors(SPEC, rows))
+    by_examples = loaded.signatures["examples"](
+        examples=tf.constant(serialize_examples(SPEC, rows))
+    )
+    for out in (by_features, by_examples):
+        for key in ("prediction", "level_values"):
+            np.testing.assert_allclose(out[key].numpy(), want[key].numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(out["codes"].numpy(), want["codes"].numpy())
+
+
+def test_unknown_values_missing_features_and_empty_batch(loaded):
+    serve = loaded.signatures["serving_default"]
+    examples = loaded.signatures["examples"]
+    unseen = serve(
+        group=tf.constant(["never-seen", "g1"]),
+        store=tf.constant([999_999, 100], tf.int64),
+        x=tf.constant([0.1, 0.1]),
+        tags=tf.constant([[77, -1, -1], [1, 2, -1]], tf.int64),
+    )
+    assert np.all(np.isfinite(unseen["prediction"].numpy()))
+    # An example with no features takes the spec defaults: OOV ids, x = 0.5,
+    # an empty list; the same as passing those values by name.
+    empty_example = tf.train.Example().SerializeToString()
+    by_default = examples(examples=tf.constant([empty_example]))
+    by_name = serve(
+        group=tf.constant([""]),
+        store=tf.constant([-1], tf.int64),
+        x=tf.constant([0.5]),
+        tags=tf.constant([[-1, -1, -1]], tf.int64),
+    )
+    np.testing.assert_allclose(
+        by_default["prediction"].numpy(), by_name["prediction"].numpy(), rtol=1e-6
+    )
+    none = examples(examples=tf.constant([], tf.string))
+    assert none["prediction"].shape == (0,) and none["codes"].shape == (0, 3)
+    none = serve(
+        group=tf.constant([], tf.string),
+        store=tf.constant([], tf.int64),
+        x=tf.constant([], tf.float32),
+        tags=tf.zeros([0, 3], tf.int64),
+    )
+    assert none["level_values"].shape == (0, 3)
+
+
+def test_bad_input_gives_clear_errors(loaded):
+    serve = loaded.signatures["serving_default"]
+    good = {
+        "group": tf.constant(["g1"]),
+        "store": tf.constant([100], tf.int64),
+        "x": tf.constant([0.1]),
+        "tags": tf.constant([[1, -1, -1]], tf.int64),
+    }
+    # A wrong dtype is refused at the signature's boundary; the message counts
+    # the inputs in name order (group, store, tags, x: x is #3).
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"input #3\(zero-based\) was expected to be a float tensor but is a int64",
+    ):
+        serve(**{**good, "x": tf.constant([1], tf.int64)})
+    # Shapes are checked in the graph, so a C++ or TF Serving client gets the
+    # same message: the feature, the expected and the fed shape.
+    wrong_shapes = [
+        (
+            "tags",
+            tf.constant([[1, 2]], tf.int64),
+            # The fed tensor's name is the graph's (_arg_serving_default_tags_...).
+            r"tags\S* \[1,2\] is not compatible with expected shape \[\?,3\]",
+        ),
+        (
+            "x",
+            tf.constant([[0.1]]),
+            r"tensor x \[1,1\] is not compatible with expected shape \[\?\]",
+        ),
+        ("store", tf.constant([100, 101], tf.int64), r"store: batch size differs from group"),
+    ]
+    for name, value, message in wrong_shapes:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            serve(**{**good, name: value})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="parse"):
+        loaded.signatures["examples"](examples=tf.constant([b"not a tf.Example"]))
+
+
+def test_version_clash_and_failed_checks_leave_nothing(run, exported, tmp_path, monkeypatch):
+    _, model = run
+    base = exported[0]
+    with pytest.raises(ExportError, match="exists"):
+        export_model(model, SPEC, base, version=1, check_rows=_rows(run, 4))
+    with pytest.raises(ExportError, match="integer >= 1"):
+        export_model(model, SPEC, tmp_path / "b", version=0, check_rows=_rows(run, 4))
+    with pytest.raises(ExportError, match="held-out rows"):
+        export_model(model, SPEC, tmp_path / "b")
+    monkeypatch.setattr(export_module, "_CHECK_SCRIPT", "raise SystemExit('broken on purpose')")
+    with pytest.raises(ExportCheckError, match="broken on purpose"):
+        export_model(model, SPEC, tmp_path / "c", check_rows=_rows(run, 4))
+    assert os.listdir(tmp_path / "c") == []
+
+
+def test_fresh_process_cannot_import_rq_keras(exported, tmp_path):
+    script = (
+        "import sys; sys.modules['rq_keras'] = None\n"
+        "import tensorflow as tf\n"
+        f"m = tf.saved_model.load({str(exported[1].export_dir)!r})\n"
+        "out = m.signatures['examples'](examples=tf.constant([b'']))\n"
+        "print(float(out['prediction'][0]))\n"
+        "import rq_keras\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert "import of rq_keras halted" in proc.stderr or "ModuleNotFoundError" in proc.stderr
+    assert np.isfinite(float(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_export_command(run, tmp_path):
+    root, _ = run
+    command = [sys.executable, str(REPO / "export.py"), "--model-dir", str(root)]
+    base = tmp_path / "models"
+    proc = subprocess.run(
+        [*command, "--export-base", str(base), "--version", "7", "--check-rows", "16"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["version"] == 7 and summary["check_rows"] == 16
+    assert (base / "7" / "saved_model.pb").is_file()
+    again = subprocess.run(
+        [*command, "--export-base", str(base), "--version", "7"], capture_output=True, text=True
+    )
+    assert again.returncode == 2 and "exists" in again.stderr
+    missing = subprocess.run(
+        [sys.executable, str(REPO / "export.py"), "--model-dir", str(tmp_path / "nope"),
+         "--export-base", str(base)],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "model.keras is missing" in missing.stderr
+    assert sorted(os.listdir(base)) == ["7"]
+
+
+# ------------------------------------------------ the C++ loader (TF Serving's)
+@pytest.fixture(scope="module")
+def binary():
+    from rq_keras import serving_check
+
+    return serving_check.build()
+
+
+def test_cpp_loader_serves_both_signatures_like_python(run, exported, loaded, binary):
+    from rq_keras import serving_check
+
+    export_dir = exported[1].export_dir
+    rows = _rows(run, 64)
+    examples = np.array(serialize_examples(SPEC, rows), dtype=object)
+    want = loaded.signatures["examples"](examples=tf.constant(list(examples)))
+    by_examples = serving_check.run(export_dir, "examples", {"examples": examples}, binary=binary)
+    by_features = serving_check.run(
+        export_dir, "serving_default", feature_tensors(SPEC, rows), binary=binary
+    )
+    for got in (by_examples.outputs, by_features.outputs):
+        assert set(got) == {"prediction", "level_values", "codes"}
+        for key in ("prediction", "level_values"):
+            np.testing.assert_allclose(got[key], want[key].numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(got["codes"], want["codes"].numpy())
+        assert got["codes"].dtype == np.int32
+
+
+def test_cpp_loader_bad_input(exported, loaded, binary):
+    from rq_keras import serving_check
+
+    export_dir = exported[1].export_dir
+
+    def serve(signature, inputs):
+        return serving_check.run(export_dir, signature, inputs, binary=binary, feed_as_is=True)
+
+    # Unknown values and an example without features: finite, as in Python.
+    unseen = {
+        "group": tf.constant(["never-seen"]),
+        "store": tf.constant([999_999], tf.int64),
+        "x": tf.constant([0.1]),
+        "tags": tf.constant([[77, -1, -1]], tf.int64),
+    }
+    got = serve("serving_default", unseen).outputs["prediction"]
+    np.testing.assert_allclose(
+        got, loaded.signatures["serving_default"](**unseen)["prediction"].numpy(), rtol=1e-5
+    )
+    empty_example = tf.train.Example().SerializeToString()
+    got = serve("examples", {"examples": np.array([empty_example], dtype=object)}).outputs
+    assert np.isfinite(got["prediction"]).all()
+    # An empty batch gives empty outputs.
+    got = serve("examples", {"examples": np.array([], dtype=object)}).outputs
+    assert got["prediction"].shape == (0,) and got["codes"].shape == (0, 3)
+    # Not a tf.Example, a wrong shape, a wrong dtype: TensorFlow's error, no crash.
+    failures = [
+        ("examples", {"examples": np.array([b"not a tf.Example"], dtype=object)}, "parse"),
+        (
+            "serving_default",
+            {**unseen, "tags": tf.constant([[1, 2]], tf.int64)},
+            # The fed tensor's name is the graph's (_arg_serving_default_tags_...).
+            r"tags\S* \[1,2\] is not compatible with expected shape \[\?,3\]",
+        ),
+        (
+            "serving_default",
+            {**unseen, "store": tf.constant([1, 2], tf.int64)},
+            "store: batch size differs from group",
+        ),
+        ("serving_default", {**unseen, "x": tf.constant([1], tf.int64)}, "float but int64"),
+    ]
+    for signature, inputs, message in failures:
+        with pytest.raises(serving_check.ServingCheckError, match=message) as err:
+            serve(signature, inputs)
+        assert err.value.returncode == 1
