@@ -8,9 +8,10 @@ STAMP  := $(VENV)/.installed
 OUT    ?= out/demo
 DEMO_EPOCHS ?= 20
 
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+# TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling specs clean
+.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving specs clean
 
 setup: $(STAMP)
 
@@ -31,9 +32,13 @@ test: lint
 	$(PY) -m pytest -q
 
 # Trains on the bundled CDNOW data (splits, codebook, features, model), evaluates
-# on the test split, prints the metrics and the plots' paths.
+# on the test split, prints the metrics and the plots' paths; exports the model
+# for TF Serving (checked) and serves one test row through the C++ loader.
 demo: setup
 	$(PY) train.py --dataset cdnow --output-dir $(OUT)/cdnow --epochs $(DEMO_EPOCHS) --overwrite --verbose 2
+	$(PY) export.py --model-dir $(OUT)/cdnow --export-base $(OUT)/serving/cdnow
+	$(PY) -m rq_keras.serving_check --export-base $(OUT)/serving/cdnow \
+	    --rows-from $(OUT)/cdnow/data/test.parquet --rows 1
 
 bench-setup: setup
 	@$(PY) -m pip install -r benchmarks/requirements.txt > $(VENV)/bench-install.log 2>&1 \
@@ -53,6 +58,9 @@ bench-train-step: setup
 
 bench-train-scaling: setup
 	$(PY) benchmarks/train_scaling.py
+
+bench-serving: setup
+	$(PY) benchmarks/serving.py
 
 # Regenerates feature_specs/ from the dataset modules (a test checks they agree).
 specs: setup

@@ -16,6 +16,8 @@ codebook has one). Preprocessing (vocabulary lookups, normalization, hashing)
 and the codebook are inside the graph; no `py_function`, so TF Serving and a
 Python without rq_keras load it.
 
+`assets.extra/` holds TF Serving's warm-up requests and the feature spec.
+
 The version is written to a hidden temporary directory beside `BASE/N`
 (TF Serving ignores names that are not integers), checked, and renamed into
 place, so a watching server never sees a half-written or unchecked version.
@@ -53,6 +55,9 @@ __all__ = [
 
 OUTPUTS = ("prediction", "level_values", "codes")
 WARMUP_FILE = "tf_serving_warmup_requests"
+# The spec beside the warm-up file: clients and `python -m rq_keras.serving_check`
+# read the features from it. TF Serving ignores other files in assets.extra.
+SPEC_FILE = "feature_spec.yaml"
 # Ops that call back into Python: a graph with one cannot be served.
 PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 TOLERANCE = 1e-5
@@ -379,7 +384,7 @@ def _check_in_fresh_process(export_dir: pathlib.Path, spec, model, rows, example
         np.save(os.path.join(work, "examples.npy"), np.array(examples, dtype=object))
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         proc = subprocess.run(
-            [sys.executable, "-c", _CHECK_SCRIPT, str(export_dir), work],
+            [sys.executable, "-c", _CHECK_SCRIPT, str(export_dir.resolve()), work],
             cwd=work,  # not the repository: nothing of rq_keras on sys.path
             env=env,
             capture_output=True,
@@ -476,6 +481,8 @@ def export_model(
     try:
         module, signatures = build_serving_module(model, spec)
         tf.saved_model.save(module, str(tmp), signatures=signatures)
+        (tmp / "assets.extra").mkdir(exist_ok=True)
+        spec.save(tmp / "assets.extra" / SPEC_FILE)
         python_ops = _python_ops(tmp)
         if python_ops:
             raise ExportCheckError(

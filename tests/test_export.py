@@ -278,10 +278,11 @@ def test_export_command(run, tmp_path):
     root, _ = run
     command = [sys.executable, str(REPO / "export.py"), "--model-dir", str(root)]
     base = tmp_path / "models"
-    proc = subprocess.run(
-        [*command, "--export-base", str(base), "--version", "7", "--check-rows", "16"],
+    proc = subprocess.run(  # a relative --export-base, as `make demo` passes
+        [*command, "--export-base", "models", "--version", "7", "--check-rows", "16"],
         capture_output=True,
         text=True,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -373,3 +374,30 @@ def test_cpp_loader_bad_input(exported, loaded, binary):
         with pytest.raises(serving_check.ServingCheckError, match=message) as err:
             serve(signature, inputs)
         assert err.value.returncode == 1
+
+
+def test_serve_rows_command(run, exported):
+    root, _ = run
+    proc = subprocess.run(
+        [sys.executable, "-m", "rq_keras.serving_check", "--export-base", str(exported[0]),
+         "--rows-from", str(root / "test.parquet"), "--rows", "3"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["rows"] == 3 and summary["export_dir"].endswith("/1")
+    assert summary["labels"] == pytest.approx(_frame(300, 1)["y"].to_numpy()[:3])
+    loaded = tf.saved_model.load(summary["export_dir"])
+    rows = read_rows([str(root / "test.parquet")], SPEC, 3)
+    want = loaded.signatures["serving_default"](**feature_tensors(SPEC, rows))["prediction"]
+    np.testing.assert_allclose(summary["predictions"], want.numpy(), rtol=1e-5)
+    assert "served by the C++ SavedModel loader" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "rq_keras.serving_check", "--export-base", str(root),
+         "--rows-from", str(root / "test.parquet")],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "no exported version" in bad.stderr
