@@ -1,0 +1,225 @@
+"""Benchmark: serving latency of the exported SavedModel, C++ loader and Python.
+
+    python benchmarks/serving.py            # or: make bench-serving
+
+Two models, each exported with `rq_keras.export.export_model`:
+
+* `cdnow`: the CDNOW model of `make demo` (the paper's model on CDNOW's 11
+  features), trained for `--cdnow-epochs` epochs by `rq_keras.training.train`
+  (latency does not depend on how well it is trained);
+* `paper_cikm16`: the paper's model on CIKM16-shaped input (2 categorical
+  features, 2 lists of 10 ids from vocabularies of 9,778 and 116,883, as
+  `benchmarks/train_step.py` builds it), untrained.
+
+For batch 1, 64 and 1,024, the `examples` signature (serialized `tf.Example`
+in, so the parse is timed too) runs in `tools/serving_check` (TensorFlow's C++
+`LoadSavedModel` + `Session::Run`, TF Serving's path, `--warmup` untimed runs
+first) and in Python (`tf.saved_model.load(...).signatures["examples"]`, the
+outputs read back with `.numpy()`). Each round times C++ then Python at one
+batch size, one round after another; the figures are medians over the
+`--rounds` rounds of each round's p50 and p99. Prints a Markdown table and
+writes it to `benchmarks/results/serving.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from _machine import cpu_model
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+NOTES_MARKER = (
+    "<!-- Hand-written notes below this line are kept when the benchmark rewrites the file. -->"
+)
+BATCHES = (1, 64, 1024)
+
+
+def cdnow_model(work: str, epochs: int):
+    """(model, spec, rows) of a CDNOW run trained with the paper's config."""
+    from rq_keras.export import read_rows
+    from rq_keras.features import FeatureSpec
+    from rq_keras.training import TrainConfig, train
+
+    run = os.path.join(work, "cdnow_run")
+    result = train(TrainConfig(dataset="cdnow", epochs=epochs, patience=None), run, verbose=0)
+    spec = FeatureSpec.load(os.path.join(run, "feature_spec.yaml"))
+    rows = read_rows([os.path.join(run, "data", "test.parquet")], spec, max(BATCHES))
+    return result.model, spec, rows
+
+
+def cikm16_model():
+    """(model, spec, rows): the paper's model on CIKM16-shaped input, untrained."""
+    import numpy as np
+    from train_step import ITEMS, TOKENS, spec_dict
+
+    from rq_keras.features import FeatureSpec
+    from rq_keras.model import ModelConfig, build_model
+    from rq_keras.preprocessing import FeaturePreprocessor
+    from rq_keras.quantization import ResidualQuantizer
+
+    spec = FeatureSpec.from_dict(spec_dict())
+    stats = {
+        "format": "rq_keras.feature_statistics",
+        "format_version": 1,
+        "rows": 0,
+        "features": {
+            "category": {"vocabulary": list(range(1, 1001))},
+            "hour": {"vocabulary": list(range(24))},
+            "tokens": {"vocabulary": list(range(TOKENS))},
+            "items": {"vocabulary": list(range(ITEMS))},
+        },
+    }
+    rng = np.random.default_rng(0)
+    y = rng.lognormal(3.0, 1.2, 10_000) * (rng.random(10_000) > 0.1)
+    quantizer = ResidualQuantizer(num_levels=3, codebook_size=48, clip_min=0).fit(y)
+    model = build_model(spec, FeaturePreprocessor(spec, stats), quantizer, ModelConfig())
+    n = max(BATCHES)
+
+    def lists(vocab):
+        ids = rng.integers(0, vocab, (n, 10))
+        ids[np.arange(10)[None, :] >= rng.integers(1, 11, n)[:, None]] = -1
+        return ids
+
+    rows = {
+        "category": rng.integers(1, 1001, n),
+        "hour": rng.integers(0, 24, n),
+        "tokens": lists(TOKENS),
+        "items": lists(ITEMS),
+    }
+    return model, spec, rows
+
+
+def python_latency(fn, examples, runs: int, warmup: int) -> list[float]:
+    import tensorflow as tf
+
+    batch = tf.constant(examples)
+    for _ in range(warmup):
+        fn(examples=batch)["prediction"].numpy()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = fn(examples=batch)
+        out["prediction"].numpy()
+        out["codes"].numpy()
+        out["level_values"].numpy()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+def measure(name, model, spec, rows, base, args) -> list[dict]:
+    import numpy as np
+    import tensorflow as tf
+
+    from rq_keras import serving_check
+    from rq_keras.export import export_model, serialize_examples
+
+    check = {k: np.asarray(v)[:256] for k, v in rows.items()}
+    result = export_model(model, spec, os.path.join(base, name), check_rows=check)
+    examples = serialize_examples(spec, rows)
+    loaded = tf.saved_model.load(result.export_dir)
+    fn = loaded.signatures["examples"]
+    binary = serving_check.build()
+    out = []
+    for batch in BATCHES:
+        runs = args.runs if batch < 1024 else max(10, args.runs // 10)
+        per_round = {"cpp_p50": [], "cpp_p99": [], "py_p50": [], "py_p99": []}
+        for _ in range(args.rounds):
+            cpp = serving_check.run(
+                result.export_dir,
+                "examples",
+                {"examples": np.array(examples[:batch], dtype=object)},
+                repeat=runs,
+                warmup=args.warmup,
+                binary=binary,
+            ).latency_ms
+            per_round["cpp_p50"].append(cpp["p50"])
+            per_round["cpp_p99"].append(cpp["p99"])
+            py = python_latency(fn, examples[:batch], runs, args.warmup)
+            per_round["py_p50"].append(float(np.percentile(py, 50)))
+            per_round["py_p99"].append(float(np.percentile(py, 99)))
+        row = {k: statistics.median(v) for k, v in per_round.items()}
+        row["rounds_cpp_p50"] = per_round["cpp_p50"]
+        row.update(
+            model=name,
+            batch=batch,
+            runs=runs,
+            size_mib=result.size_bytes / 2**20,
+            cpp_ex_s=batch / row["cpp_p50"] * 1000.0,
+            py_ex_s=batch / row["py_p50"] * 1000.0,
+        )
+        print(
+            f"{name} batch {batch}: C++ p50 {row['cpp_p50']:.2f} ms, "
+            f"Python p50 {row['py_p50']:.2f} ms",
+            flush=True,
+        )
+        out.append(row)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=200, help="timed calls per round (batch 1,024: /10)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed calls first")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cdnow-epochs", type=int, default=1)
+    p.add_argument("--output", default=os.path.join(HERE, "results", "serving.md"))
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, REPO)
+    import rq_keras  # noqa: F401  (the Keras 2 switch before TensorFlow loads)
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rq_keras_bench_serving_") as work:
+        model, spec, data = cdnow_model(work, args.cdnow_epochs)
+        rows += measure("cdnow", model, spec, data, os.path.join(work, "serving"), args)
+        model, spec, data = cikm16_model()
+        rows += measure("paper_cikm16", model, spec, data, os.path.join(work, "serving"), args)
+    command = "python benchmarks/serving.py " + " ".join(argv or sys.argv[1:])
+    lines = [
+        "# Serving latency",
+        "",
+        f"Command: `{command.strip()}` (`make bench-serving`).",
+        f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), no GPU; TensorFlow's default "
+        "thread pools on both sides.",
+        "",
+        "The `examples` signature (serialized `tf.Example` in: parsing, preprocessing, encoder, "
+        "3 decoder steps). C++ = `tools/serving_check` (`LoadSavedModel` + `Session::Run`, TF "
+        "Serving's path, without its RPC layer); Python = `tf.saved_model.load` signatures. "
+        f"{args.warmup} warm-up calls, then {args.runs} timed calls per round "
+        f"({max(10, args.runs // 10)} at batch 1,024); medians over {args.rounds} rounds of each "
+        "round's p50 / p99; examples/s = batch / p50. Models: `cdnow` = the paper's model on "
+        f"CDNOW's features ({args.cdnow_epochs} epoch(s) of training); `paper_cikm16` = the "
+        "paper's model on CIKM16-shaped input (vocabularies of 9,778 and 116,883 ids), untrained.",
+        "",
+        "| model | SavedModel MiB | batch | C++ p50 ms | C++ p99 ms | C++ examples/s "
+        "| Python p50 ms | Python p99 ms | Python examples/s | C++ p50 per round |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['size_mib']:.1f} | {r['batch']:,} | {r['cpp_p50']:.2f} "
+            f"| {r['cpp_p99']:.2f} | {r['cpp_ex_s']:,.0f} | {r['py_p50']:.2f} "
+            f"| {r['py_p99']:.2f} | {r['py_ex_s']:,.0f} "
+            f"| {', '.join(f'{v:.2f}' for v in r['rounds_cpp_p50'])} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if os.path.isfile(args.output):  # hand-written notes survive a re-run
+        with open(args.output, encoding="utf-8") as fh:
+            old = fh.read()
+        if NOTES_MARKER in old:
+            text += "\n" + NOTES_MARKER + old.split(NOTES_MARKER, 1)[1]
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
