@@ -53,7 +53,11 @@ def spec_dict() -> dict:
     }
 
 
-def child(batch: int, steps: int, warmup: int, repeats: int, threads: int, precision: str) -> dict:
+def paper_model(batch: int, precision: str = "float32", threads: int = 0):
+    """(compiled model, repeating in-memory dataset) of the benchmark's step.
+
+    Sets the dtype policy and thread pools, so call it first in a process.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["TF_USE_LEGACY_KERAS"] = "1"  # as `import rq_keras` does, before TF loads
     sys.path.insert(0, REPO)
@@ -105,6 +109,13 @@ def child(batch: int, steps: int, warmup: int, repeats: int, threads: int, preci
     ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(batch).cache().repeat()
     model = build_model(spec, pre, quantizer, ModelConfig(sampling_probability=0.5))
     model.compile(optimizer=keras.optimizers.Adam(5e-4))
+    return model, ds
+
+
+def child(batch: int, steps: int, warmup: int, repeats: int, threads: int, precision: str) -> dict:
+    import numpy as np
+
+    model, ds = paper_model(batch, precision, threads)
     params = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     start = time.perf_counter()
     model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0)

@@ -10,9 +10,10 @@
   `tf.Example`s, parsed with the spec (a missing feature takes the spec
   default, a missing list is empty).
 
-Both return `prediction` float32 `(batch,)`, `level_values` float32
-`(batch, L)` and `codes` int32 `(batch, L)` (-1 is the zero code when the
-codebook has one). Preprocessing (vocabulary lookups, normalization, hashing)
+Both return `prediction` float32 `(batch,)`, and for RQ-Reg `level_values`
+float32 `(batch, L)` and `codes` int32 `(batch, L)` (-1 is the zero code when
+the codebook has one); a baseline head (`rq_keras.heads`) returns
+`prediction` only. Preprocessing (vocabulary lookups, normalization, hashing)
 and the codebook are inside the graph; no `py_function`, so TF Serving and a
 Python without rq_keras load it.
 
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 OUTPUTS = ("prediction", "level_values", "codes")
+# Output dtypes; a model without codes (a baseline head) exports `prediction` only.
+_OUTPUT_DTYPES = {"prediction": "float32", "level_values": "float32", "codes": "int32"}
 WARMUP_FILE = "tf_serving_warmup_requests"
 # The spec beside the warm-up file: clients and `python -m rq_keras.serving_check`
 # read the features from it. TF Serving ignores other files in assets.extra.
@@ -113,11 +116,13 @@ def build_serving_module(model, spec):
 
     def outputs_of(inputs):
         out = model(inputs, training=False)
-        return {
-            "prediction": tf.cast(tf.reshape(out["prediction"], [-1]), tf.float32),
-            "level_values": tf.cast(out["level_values"], tf.float32),
-            "codes": tf.cast(out["codes"], tf.int32),
-        }
+        if "prediction" not in out:
+            raise ExportError("the model's outputs have no `prediction`")
+        result = {"prediction": tf.cast(tf.reshape(out["prediction"], [-1]), tf.float32)}
+        for key in ("level_values", "codes"):
+            if key in out:
+                result[key] = tf.cast(out[key], _OUTPUT_DTYPES[key])
+        return result
 
     def checked(inputs):
         """Shape checks that run in the graph and name the feature.
@@ -370,7 +375,7 @@ print(json.dumps({"signatures": sorted(loaded.signatures.keys())}))
 def _check_in_fresh_process(export_dir: pathlib.Path, spec, model, rows, examples):
     """Reloads `export_dir` without rq_keras and compares with `model`."""
     expected = model(feature_tensors(spec, rows), training=False)
-    expected = {k: np.asarray(expected[k]) for k in OUTPUTS}
+    expected = {k: np.asarray(expected[k]) for k in OUTPUTS if k in expected}
     with tempfile.TemporaryDirectory(prefix="rq_keras_export_check_") as work:
         saved_rows = {
             f.name: np.asarray(rows[f.name]).astype(object)
@@ -400,7 +405,7 @@ def _check_in_fresh_process(export_dir: pathlib.Path, spec, model, rows, example
     checks: dict[str, Any] = {"rows": int(len(examples)), "signatures": signatures}
     problems = []
     for signature in ("serving_default", "examples"):
-        for key in OUTPUTS:
+        for key in expected:
             value = got.get(f"{signature}/{key}")
             if value is None:
                 problems.append(f"{signature}: no output {key!r}")
