@@ -11,7 +11,7 @@ DEMO_EPOCHS ?= 20
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile specs clean
+.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile bench-quality specs clean
 
 setup: $(STAMP)
 
@@ -64,6 +64,9 @@ bench-serving: setup
 
 bench-profile: setup
 	$(PY) benchmarks/profile_train_step.py
+
+bench-quality: setup
+	$(PY) benchmarks/quality.py
 
 # Regenerates feature_specs/ from the dataset modules (a test checks they agree).
 specs: setup

@@ -44,6 +44,7 @@ _FLAGS = {
     "strategy": "strategy",
     "devices": "devices",
     "on_bad_rows": "on_bad_rows",
+    "head": "head",
 }
 
 
@@ -59,7 +60,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def build_train_parser() -> argparse.ArgumentParser:
     from rq_keras.datasets import DATASETS
-    from rq_keras.training import MONITORS, STRATEGIES
+    from rq_keras.training import HEAD_CHOICES, MONITORS, STRATEGIES
 
     p = argparse.ArgumentParser(
         prog="python train.py",
@@ -78,6 +79,12 @@ def build_train_parser() -> argparse.ArgumentParser:
     data.add_argument("--on-bad-rows", choices=("fail", "skip"))
     p.add_argument("--output-dir", required=True, help="where the run's outputs go")
     p.add_argument("--config", metavar="YAML", help="TrainConfig keys; flags override them")
+    p.add_argument(
+        "--head",
+        choices=HEAD_CHOICES,
+        help="rq_reg (default: the paper's model), kmeans (RQ-Reg with one level), or a "
+        "baseline head on the same features and encoder: mse, log_mse, huber, ziln",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="global batch size")
     p.add_argument("--learning-rate", type=float)
@@ -145,6 +152,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             overrides[key] = list(value) if isinstance(value, list) else value
     if args.seed is not None:
         overrides.update({"seed": args.seed, "model.seed": args.seed, "quantizer.seed": args.seed})
+    if args.head == "kmeans":
+        overrides["quantizer.num_levels"] = 1  # K-means classification is RQ-Reg with L = 1
     overrides.update(dict(args.set))
     try:
         config = load_config(args.config, overrides)

@@ -99,9 +99,9 @@ def build_serving_module(model, spec):
     """A `tf.Module` holding `model` with the two serving functions.
 
     Args:
-        model: an `RQRegModel` (or any Keras model taking the spec's feature
-            dict and returning a dict with `prediction`, `level_values` and
-            `codes`).
+        model: an `RQRegModel`, a `rq_keras.heads.HeadModel`, or any Keras
+            model taking the spec's feature dict and returning a dict with
+            `prediction` (and optionally `level_values` and `codes`).
         spec: its `FeatureSpec`.
 
     Returns:
@@ -253,6 +253,7 @@ def load_run(model_dir: str | os.PathLike):
     import tf_keras as keras
     import yaml
 
+    import rq_keras.heads  # noqa: F401  (registers HeadModel)
     import rq_keras.layers  # noqa: F401  (registers the custom layers)
     from rq_keras.features import FeatureSpec
     from rq_keras.model import RQRegModel  # noqa: F401
@@ -444,7 +445,7 @@ def export_model(
     """Writes `model` as `export_base/N/` for TF Serving (atomically, checked).
 
     Args:
-        model: a trained `RQRegModel` (see `build_serving_module`).
+        model: a trained `RQRegModel` or `HeadModel` (see `build_serving_module`).
         spec: its `FeatureSpec`.
         export_base: the directory TF Serving watches (`--model_base_path`).
         version: N; default one more than the largest existing version.

@@ -161,9 +161,15 @@ class RQRegModel(keras.Model):
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
         if training:
             self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+        # The terms are already weighted per example (RQRegLoss), so their plain
+        # mean is the loss; a weight here would count twice.
         for key, tracker in self.trackers.items():
-            tracker.update_state(terms[key], sample_weight=sample_weight)
-        self.mae.update_state(targets["label"], outputs["prediction"], sample_weight)
+            tracker.update_state(terms[key])
+        # (batch, 1): MeanAbsoluteError averages over the last axis, so a
+        # (batch,) pair would count each batch's mean once, whatever its size.
+        self.mae.update_state(
+            targets["label"][:, None], outputs["prediction"][:, None], sample_weight
+        )
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):

@@ -178,7 +178,10 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             outputs, targets, sample_weight, code_embeddings=self.decoder.code_embeddings
         )
         if compute_metrics:
-            self.mae.update_state(targets["label"], outputs["prediction"], sample_weight)
+            # (batch, 1): the metric averages over the last axis (see RQRegModel).
+            self.mae.update_state(
+                targets["label"][:, None], outputs["prediction"][:, None], sample_weight
+            )
         return global_batch_mean(terms["loss"])
 
     def get_config(self):

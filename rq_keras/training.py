@@ -71,6 +71,11 @@ __all__ = [
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 MONITORS = ("val_loss", "val_gen", "val_reg", "val_rnc", "val_mae")
+# "rq_reg": the paper's model; "kmeans": RQ-Reg with one level (plain K-means
+# classification, Table 5); the rest are the baseline heads of `rq_keras.heads`.
+HEAD_CHOICES = ("rq_reg", "kmeans", "mse", "log_mse", "huber", "ziln")
+# Heads without an RQ decoder report only these terms.
+_HEAD_MONITORS = ("val_loss", "val_mae")
 REPO_DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 # Datasets whose raw files ship in `data/` (others need `raw_dir`).
 DEFAULT_RAW_DIRS = {"cdnow": REPO_DATA / "cdnow"}
@@ -173,6 +178,11 @@ class TrainConfig:
         devices: devices for `mirrored` (all local GPUs, or the CPU, if
             empty) or `one_device` (its first entry).
         seed: seeds the global TF seed, shuffling and the dataset split.
+        head: `"rq_reg"` (the paper's model), `"kmeans"` (RQ-Reg with
+            `quantizer.num_levels = 1`), or a baseline head of
+            `rq_keras.heads`: `"mse"`, `"log_mse"`, `"huber"`, `"ziln"` (on
+            the same features and `f_enc`; `model.encoder_units`,
+            `model.delta` and `model.seed` apply).
         quantizer: the `QuantizerConfig`.
         model: the `ModelConfig` (the paper's defaults).
     """
@@ -198,6 +208,7 @@ class TrainConfig:
     strategy: str = "auto"
     devices: tuple[str, ...] = ()
     seed: int = 0
+    head: str = "rq_reg"
     quantizer: QuantizerConfig = QuantizerConfig()
     model: ModelConfig = ModelConfig()
 
@@ -230,6 +241,12 @@ class TrainConfig:
             bad("sampling_k", self.sampling_k, "> 0")
         if self.strategy not in STRATEGIES:
             bad("strategy", self.strategy, f"one of {STRATEGIES}")
+        if self.head not in HEAD_CHOICES:
+            bad("head", self.head, f"one of {HEAD_CHOICES}")
+        if self.head == "kmeans" and self.quantizer.num_levels != 1:
+            bad("quantizer.num_levels", self.quantizer.num_levels, "1 for head 'kmeans'")
+        if self.head not in ("rq_reg", "kmeans") and self.monitor not in _HEAD_MONITORS:
+            bad("monitor", self.monitor, f"one of {_HEAD_MONITORS} for head {self.head!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types (lists for tuples), as written to `config.yaml`."""
@@ -594,7 +611,6 @@ def train(
 
     from rq_keras import callbacks as cb
     from rq_keras.data import check_files, make_dataset
-    from rq_keras.model import build_model
 
     out = pathlib.Path(output_dir)
     chief = is_chief(strategy)
@@ -634,7 +650,7 @@ def train(
 
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
-            model = build_model(spec, preprocessor, quantizer, config.model)
+            model = _build(spec, preprocessor, quantizer, config)
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
 
         rows = {split: r.rows_kept for split, r in reports.items()}
@@ -687,10 +703,14 @@ def train(
         checkpoint_dir = out / "checkpoints" if chief else pathlib.Path(scratch) / "checkpoints"
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         backup_dir = os.fspath(out / "backup")
-        callbacks: list[keras.callbacks.Callback] = [
-            cb.ScheduledSampling(
-                config.sampling_k, config.sampling_t0, per_batch=config.sampling_per_batch
-            ),
+        callbacks: list[keras.callbacks.Callback] = []
+        if config.head in ("rq_reg", "kmeans"):
+            callbacks.append(
+                cb.ScheduledSampling(
+                    config.sampling_k, config.sampling_t0, per_batch=config.sampling_per_batch
+                )
+            )
+        callbacks += [
             cb.StopOnNonFiniteLoss(
                 keep=f"The last good weights are in {backup_dir} (last finished epoch) and "
                 f"{out / 'checkpoints'} (best epoch); lower the learning rate or check the "
@@ -750,7 +770,7 @@ def train(
             return result
 
         # A plain (strategy-free) copy for evaluation and saving.
-        final = build_model(spec, preprocessor, quantizer, config.model)
+        final = _build(spec, preprocessor, quantizer, config)
         final.set_weights(weights)
         final.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         final.save(out / "model.keras.tmp.keras")
@@ -767,6 +787,7 @@ def train(
             "batch_size": config.batch_size,
             "train_rows": rows["train"],
             "replicas": strategy.num_replicas_in_sync,
+            "head": config.head,
         }
         if test_files:
             from rq_keras import report as report_lib
@@ -788,25 +809,37 @@ def train(
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _build(spec, preprocessor, quantizer, config: TrainConfig):
+    """The model of `config.head`, built (weights made), not compiled."""
+    from rq_keras.model import build_model
+
+    if config.head in ("rq_reg", "kmeans"):
+        return build_model(spec, preprocessor, quantizer, config.model)
+    from rq_keras.heads import build_head_model
+
+    return build_head_model(spec, preprocessor, config.head, config.model)
+
+
 def _predict(model, dataset):
-    """(labels, predictions, codes) of a dataset, batch by batch, in order."""
+    """(labels, predictions, codes or None) of a dataset, batch by batch, in order."""
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True, autograph=False)
     def step(features):
         out = model(features, training=False)
-        return out["prediction"], out["codes"]
+        return {k: out[k] for k in ("prediction", "codes") if k in out}
 
     labels, predictions, codes = [], [], []
     for features, label in dataset:
-        p, c = step(features)
+        out = step(features)
         labels.append(label.numpy())
-        predictions.append(p.numpy())
-        codes.append(c.numpy())
+        predictions.append(out["prediction"].numpy())
+        if "codes" in out:
+            codes.append(out["codes"].numpy())
     return (
         np.concatenate(labels).astype(np.float64),
         np.concatenate(predictions).astype(np.float64),
-        np.concatenate(codes),
+        np.concatenate(codes) if codes else None,
     )
 
 
@@ -814,7 +847,7 @@ def _write_predictions(path: pathlib.Path, y_true, y_pred, codes) -> None:
     import pandas as pd
 
     frame = pd.DataFrame({"label": y_true, "prediction": y_pred})
-    for level in range(codes.shape[1]):
+    for level in range(0 if codes is None else codes.shape[1]):
         frame[f"code_{level + 1}"] = codes[:, level]
     tmp = path.with_name(path.name + ".tmp")
     frame.to_parquet(tmp, index=False)

@@ -544,3 +544,50 @@ def test_cli_multi_worker_two_processes(toy, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["test"]["rows"] == 800
     assert not [p for p in out.rglob("*") if "workertemp" in p.name]
+
+
+def test_baseline_head_run_and_its_export(toy, tmp_path):
+    from rq_keras.export import export_run
+
+    out = tmp_path / "ziln"
+    result = train(_config(toy, head="ziln", epochs=3), out, verbose=0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["head"] == "ziln" and metrics["test"]["rows"] == 800
+    history = read_history(str(out / "history.csv"))
+    assert {"loss", "mae", "val_loss", "val_mae"} <= set(history[1])
+    assert "sampling_probability" not in history[1]  # no decoder, no scheduled sampling
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    assert list(predictions.columns) == ["label", "prediction"]
+    assert (predictions["prediction"] >= 0).all()  # p * exp(mu + sigma^2 / 2)
+    # The mean of the training labels as a constant prediction.
+    train_mean = _frame(3000, 0)["y"].mean()
+    assert metrics["test"]["mae"] < np.mean(np.abs(predictions["label"] - train_mean))
+    assert result.model is not None
+    exported = export_run(out, tmp_path / "serving", check_rows=32)
+    assert exported.checks["examples/prediction_max_abs_diff"] <= 1e-5
+    assert "examples/codes_mismatched" not in exported.checks
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"head": "mae"}, r"`head` must be one of"),
+        ({"head": "kmeans"}, r"`quantizer.num_levels` must be 1 for head 'kmeans'"),
+        ({"head": "mse", "monitor": "val_rnc"}, r"`monitor` must be one of .* for head 'mse'"),
+    ],
+)
+def test_bad_head_config_is_named(values, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict({"dataset": "cdnow", **values})
+
+
+def test_cli_head_kmeans_is_one_level(toy, tmp_path):
+    out = tmp_path / "kmeans"
+    proc = _run_cli(_cli_args(toy, out, "--head", "kmeans", "--epochs", "1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["head"] == "kmeans" and config["quantizer"]["num_levels"] == 1
+    assert ResidualQuantizer.load(out / "codebook.json").num_levels == 1
+    assert list(pd.read_parquet(out / "predictions.parquet").columns) == [
+        "label", "prediction", "code_1",
+    ]  # fmt: skip

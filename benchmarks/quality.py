@@ -1,0 +1,313 @@
+"""Benchmark: RQ-Reg against the baseline heads on real data (paper Tables 1, 3, 5-6).
+
+    python benchmarks/quality.py            # or: make bench-quality
+
+For each dataset (`cdnow`: real LTV; `complete_journey`: GMV-style, which its
+packager describes as simulated from real data), the splits are built once
+(seed 0) and every head trains on the same splits and features through
+`rq_keras.training.train` for each seed, with early stopping on the
+validation MAE; the test split is evaluated once per run. Heads: RQ-Reg, the
+baselines of `rq_keras.heads` (MSE, MSE on log1p, Huber, ZILN) and K-means
+classification (RQ-Reg with L = 1); on the first dataset also the RQ-Reg
+ablations of Table 3. The quantizer table (reconstruction error by L) comes
+from the codebook alone.
+
+No hyperparameter is tuned: every head runs with the same settings (written
+into the results file), a smaller model than the paper's (`--units`) and
+fewer epochs, so the benchmark fits the time budget of this 2-core machine.
+Writes `benchmarks/results/quality.md` and one cumulative-gain PNG per
+dataset next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from _machine import cpu_model
+from train_step import NOTES_MARKER
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+METRICS = (
+    ("mae", "MAE"),
+    ("xauc", "XAUC"),
+    ("xauc_tie_aware", "XAUC (tie-aware)"),
+    ("normalized_gini", "Norm-Gini"),
+    ("spearman", "Spearman"),
+    ("normalized_gini_positive", "Norm-Gini(+)"),
+    ("spearman_positive", "Spearman(+)"),
+)
+HEADS = ("rq_reg", "ziln", "mse", "log_mse", "huber", "kmeans")
+# Table 3: name -> TrainConfig overrides on top of RQ-Reg.
+ABLATIONS = {
+    "w/o L_gen": {"model": {"gen_weight": 0.0}},
+    "w/o L_rnc": {"model": {"rnc_weight": 0.0}},
+    "w/o f_reg": {"model": {"use_regressor": False}},
+    # p(t) = sigmoid(-k (t - t0)): t0 far in the future keeps p at 1 (teacher
+    # forcing), far in the past at 0 (free running).
+    "SS with p = 1": {"sampling_t0": 1e9},
+    "SS with p = 0": {"sampling_t0": -1e9},
+}
+
+
+def splits(name: str, work: str, max_train_rows: int | None) -> dict:
+    """Builds the dataset's splits (seed 0); row-subsampled when asked."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from rq_keras import datasets
+    from rq_keras.training import DEFAULT_RAW_DIRS
+
+    out = os.path.join(work, name)
+    raw = DEFAULT_RAW_DIRS.get(name)
+    datasets.make(name, None if raw is None else str(raw), out, seed=0)
+    files = {s: os.path.join(out, f"{s}.parquet") for s in ("train", "validation", "test")}
+    rows = {s: pq.ParquetFile(f).metadata.num_rows for s, f in files.items()}
+    if max_train_rows and rows["train"] > max_train_rows:
+        # The same share of every split, rows drawn with a fixed seed: a split
+        # by household stays one (no household crosses splits).
+        share = max_train_rows / rows["train"]
+        rng = np.random.default_rng(0)
+        for split, path in files.items():
+            frame = pd.read_parquet(path)
+            keep = np.sort(rng.choice(len(frame), int(round(len(frame) * share)), replace=False))
+            frame.iloc[keep].to_parquet(path, index=False)
+            rows[split] = len(keep)
+    return {"files": files, "spec": os.path.join(out, "feature_spec.yaml"), "rows": rows}
+
+
+def base_config(data: dict, args, seed: int, head: str, extra: dict | None = None):
+    from rq_keras.training import config_from_dict
+
+    units = args.units
+    values = {
+        "train_files": [data["files"]["train"]],
+        "validation_files": [data["files"]["validation"]],
+        "test_files": [data["files"]["test"]],
+        "feature_spec": data["spec"],
+        "epochs": args.epochs,
+        "patience": args.patience,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "seed": seed,
+        "head": head,
+        "quantizer": {"num_levels": 1 if head == "kmeans" else 3, "codebook_size": 48},
+        "model": {
+            "units": units,
+            "code_embedding_dim": units,
+            "encoder_units": units,
+            "predictor_units": units,
+            "regressor_units": max(16, units // 4),
+            "seed": seed,
+        },
+    }
+    for key, value in (extra or {}).items():
+        values[key] = {**values[key], **value} if isinstance(value, dict) else value
+    return config_from_dict(values)
+
+
+def run_one(config, out: str) -> dict:
+    from rq_keras.training import train
+
+    start = time.perf_counter()
+    result = train(config, out, verbose=0)
+    test = dict(result.metrics["test"])
+    test["seconds"] = time.perf_counter() - start
+    test["epochs"] = result.epochs_run
+    return test
+
+
+def brief(run: dict) -> str:
+    keys = [key for key, _ in METRICS] + ["seconds", "epochs"]
+    return ", ".join(f"{k} {run[k]:.4g}" for k in keys if run.get(k) is not None)
+
+
+def mean_std(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def table(results: dict[str, list[dict]]) -> list[str]:
+    head = "| head | " + " | ".join(label for _, label in METRICS) + " | train s | epochs |"
+    lines = [head, "|---|" + "---:|" * (len(METRICS) + 2)]
+    for name, runs in results.items():
+        cells = [mean_std([r.get(key) for r in runs]) for key, _ in METRICS]
+        seconds = statistics.mean(r["seconds"] for r in runs)
+        epochs = "/".join(str(r["epochs"]) for r in runs)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {seconds:.0f} | {epochs} |")
+    return lines
+
+
+def gain_plot(curves: dict[str, tuple], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rq_keras.report import cumulative_gain
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    perfect = None
+    for name, (y, p) in curves.items():
+        gain = cumulative_gain(y, p)
+        perfect = gain
+        ax.plot(
+            gain["share_of_rows"], gain["model"], label=f"{name} ({gain['normalized_gini']:.3f})"
+        )
+    if perfect is not None:
+        ax.plot(perfect["share_of_rows"], perfect["perfect"], "k:", label="perfect")
+        ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, label="random")
+    ax.set_xlabel("share of customers, highest prediction first")
+    ax.set_ylabel("share of the total label")
+    ax.set_title(f"{title}: cumulative gain (seed 0; Norm-Gini)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", default="cdnow,complete_journey")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--heads", default=",".join(HEADS))
+    p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--ablation-seeds", default="0,1", help="seeds of the Table 3 runs")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--units", type=int, default=128, help="every head's hidden width")
+    p.add_argument("--max-train-rows", type=int, default=30_000, help="subsample larger sets")
+    p.add_argument("--output", default=os.path.join(HERE, "results", "quality.md"))
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, REPO)
+    import numpy as np
+    import pandas as pd
+
+    from rq_keras.features import FeatureSpec
+    from rq_keras.quantization import ResidualQuantizer
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    heads = args.heads.split(",")
+    started = time.perf_counter()
+    sections = []
+    with tempfile.TemporaryDirectory(prefix="rq_keras_bench_quality_") as work:
+        for index, name in enumerate(args.datasets.split(",")):
+            data = splits(name, work, args.max_train_rows)
+            results: dict[str, list[dict]] = {}
+            curves = {}
+            for head in heads:
+                for seed in seeds:
+                    out = os.path.join(work, "runs", name, head, str(seed))
+                    results.setdefault(head, []).append(
+                        run_one(base_config(data, args, seed, head), out)
+                    )
+                    if seed == seeds[0]:
+                        frame = pd.read_parquet(os.path.join(out, "predictions.parquet"))
+                        curves[head] = (frame["label"].to_numpy(), frame["prediction"].to_numpy())
+                    print(f"{name} {head} seed {seed}: {brief(results[head][-1])}", flush=True)
+            ablations: dict[str, list[dict]] = {}
+            if args.ablations and index == 0:
+                ablation_seeds = [int(x) for x in args.ablation_seeds.split(",")]
+                ablations["RQ-Reg"] = [
+                    r for r, s in zip(results.get("rq_reg", []), seeds) if s in ablation_seeds
+                ]
+                for label, extra in ABLATIONS.items():
+                    for seed in ablation_seeds:
+                        out = os.path.join(work, "runs", name, label.replace(" ", "_"), str(seed))
+                        ablations.setdefault(label, []).append(
+                            run_one(base_config(data, args, seed, "rq_reg", extra), out)
+                        )
+                        print(
+                            f"{name} {label} seed {seed}: {brief(ablations[label][-1])}",
+                            flush=True,
+                        )
+            spec = FeatureSpec.load(data["spec"])
+            train_frame = pd.read_parquet(data["files"]["train"], columns=[spec.label.name])
+            y = train_frame[spec.label.name].to_numpy(dtype=np.float64)
+            quant_rows = []
+            for levels in (1, 2, 3):
+                q = ResidualQuantizer(num_levels=levels, codebook_size=48, clip_min=0).fit(y)
+                rep = q.report(y)
+                quant_rows.append(
+                    f"| {levels} | {rep['reconstruction_mae']:.4g} | {rep['max_abs_error']:.4g} "
+                    f"| {rep['relative_error']:.3%} |"
+                )
+            png = os.path.splitext(args.output)[0] + f"_{name}_gain.png"
+            gain_plot(curves, png, name)
+            rows = data["rows"]
+            section = [
+                f"## {name}",
+                "",
+                f"Rows: {rows['train']:,} train / {rows['validation']:,} validation / "
+                f"{rows['test']:,} test; label `{spec.label.name}`, zero share of the "
+                f"training labels {np.mean(y == 0):.1%}. Seeds {args.seeds}: mean ± std.",
+                "",
+                *table(results),
+                "",
+                f"Cumulative gain of every head (seed {seeds[0]}): "
+                f"[`{os.path.basename(png)}`]({os.path.basename(png)}).",
+                "",
+            ]
+            if ablations:
+                section += [
+                    f"### {name}: RQ-Reg ablations (Table 3; seeds {args.ablation_seeds})",
+                    "",
+                    *table(ablations),
+                    "",
+                ]
+            section += [
+                f"### {name}: quantizer reconstruction by L (Tables 5-6; K = 48, training labels)",
+                "",
+                "| L | MAE | max abs error | MAE / mean abs label |",
+                "|---:|---:|---:|---:|",
+                *quant_rows,
+                "",
+            ]
+            sections += section
+    minutes = (time.perf_counter() - started) / 60
+    command = "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:])
+    lines = [
+        "# Quality: RQ-Reg against the baseline heads",
+        "",
+        f"Command: `{command.strip()}` (`make bench-quality`); {minutes:.0f} minutes.",
+        f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), no GPU.",
+        "",
+        "Settings, the same for every head and not tuned: "
+        f"hidden width {args.units} (encoder; RQ-Reg's LSTM, code embedding and f_pred too; "
+        "the paper uses 512), "
+        f"Adam {args.learning_rate:g}, batch {args.batch_size:,}, at most {args.epochs} epochs "
+        f"with early stopping on the validation MAE (patience {args.patience}, best weights), "
+        "L = 3, K = 48 (K-means: L = 1), the paper's loss weights, Huber delta 2, scheduled "
+        f"sampling k = 0.1, t0 = 10. Datasets larger than {args.max_train_rows:,} training rows "
+        "are subsampled (the same share of each split, fixed seed).",
+        "",
+        *sections,
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if os.path.isfile(args.output):  # hand-written notes survive a re-run
+        with open(args.output, encoding="utf-8") as fh:
+            old = fh.read()
+        if NOTES_MARKER in old:
+            text += "\n" + NOTES_MARKER + old.split(NOTES_MARKER, 1)[1]
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
