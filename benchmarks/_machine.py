@@ -15,3 +15,26 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+NOTES_MARKER = (
+    "<!-- Hand-written notes below this line are kept when the benchmark rewrites the file. -->"
+)
+
+
+def write_results(path: str, text: str) -> None:
+    """Writes a benchmark's Markdown results, keeping the notes of the old file.
+
+    Everything below `NOTES_MARKER` in an existing file is hand-written and
+    survives a re-run; the table above it is replaced by `text`.
+    """
+    import os
+
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fh:
+            old = fh.read()
+        if NOTES_MARKER in old:
+            text += "\n" + NOTES_MARKER + old.split(NOTES_MARKER, 1)[1]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)

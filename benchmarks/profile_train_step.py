@@ -25,8 +25,8 @@ import os
 import sys
 import time
 
-from _machine import cpu_model
-from train_step import NOTES_MARKER, paper_model
+from _machine import cpu_model, write_results
+from train_step import paper_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -139,14 +139,7 @@ def main(argv=None) -> int:
         lines.append(f"| {op_type} | {ms / args.steps:,.1f} | {ms / total:.1%} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    if os.path.isfile(args.output):  # hand-written notes survive a re-run
-        with open(args.output, encoding="utf-8") as fh:
-            old = fh.read()
-        if NOTES_MARKER in old:
-            text += "\n" + NOTES_MARKER + old.split(NOTES_MARKER, 1)[1]
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    write_results(args.output, text)  # hand-written notes survive a re-run
     return 0
 
 

@@ -28,8 +28,7 @@ import sys
 import tempfile
 import time
 
-from _machine import cpu_model
-from train_step import NOTES_MARKER
+from _machine import cpu_model, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -298,14 +297,7 @@ def main(argv=None) -> int:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    if os.path.isfile(args.output):  # hand-written notes survive a re-run
-        with open(args.output, encoding="utf-8") as fh:
-            old = fh.read()
-        if NOTES_MARKER in old:
-            text += "\n" + NOTES_MARKER + old.split(NOTES_MARKER, 1)[1]
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    write_results(args.output, text)  # hand-written notes survive a re-run
     return 0
 
 

@@ -29,14 +29,11 @@ import subprocess
 import sys
 import time
 
-from _machine import cpu_model
+from _machine import cpu_model, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 TOKENS, ITEMS = 9_778, 116_883
-NOTES_MARKER = (
-    "<!-- Hand-written notes below this line are kept when the benchmark rewrites the file. -->"
-)
 
 
 def spec_dict() -> dict:
@@ -211,14 +208,7 @@ def main(argv=None) -> int:
         )
     text = "\n".join(lines) + "\n"
     print(text)
-    if os.path.isfile(args.output):  # hand-written notes survive a re-run
-        with open(args.output, encoding="utf-8") as fh:
-            old = fh.read()
-        if NOTES_MARKER in old:
-            text += "\n" + NOTES_MARKER + old.split(NOTES_MARKER, 1)[1]
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    write_results(args.output, text)  # hand-written notes survive a re-run
     return 0
 
 
