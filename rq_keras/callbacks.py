@@ -23,8 +23,16 @@ __all__ = [
 
 
 def sampling_probability(epoch: float, k: float = 0.1, t0: float = 10.0) -> float:
-    """Inverse sigmoid decay `p(t) = sigmoid(-k (t - t0))` (Eq. 17)."""
-    return 1.0 / (1.0 + math.exp(k * (epoch - t0)))
+    """Inverse sigmoid decay `p(t) = sigmoid(-k (t - t0))` (Eq. 17).
+
+    Computed without overflow for any `t0`, so a `t0` far in the future or the
+    past pins p at 1 or 0 (the "SS with p = 1 / p = 0" ablations).
+    """
+    z = k * (epoch - t0)
+    if z > 0:
+        e = math.exp(-z)  # <= 1
+        return e / (1.0 + e)
+    return 1.0 / (1.0 + math.exp(z))
 
 
 @keras.utils.register_keras_serializable(package="rq_keras")

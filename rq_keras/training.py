@@ -291,6 +291,13 @@ def _check_type(value, annotation, where: str):
     elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 (PyYAML) reads `1e-3` and `1.0e9` as strings; they are
+            # numbers to anyone writing a config or a --set value.
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif annotation is str:
         if isinstance(value, str):
             return value

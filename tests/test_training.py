@@ -207,6 +207,16 @@ def test_bad_config_is_named(values, message):
         config_from_dict(values)
 
 
+def test_exponent_numbers_that_yaml_reads_as_strings(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: cdnow\nlearning_rate: 1e-3\nsampling_t0: -1.0e9\n")
+    config = load_config(path, {"model.delta": "2e1"})
+    assert config.learning_rate == 1e-3 and config.sampling_t0 == -1e9
+    assert config.model.delta == 20.0
+    with pytest.raises(ValueError, match=r"`learning_rate` must be float, got 'fast'"):
+        load_config(path, {"learning_rate": "fast"})
+
+
 def test_load_config_bad_yaml(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="must hold a mapping"):
