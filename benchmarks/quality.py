@@ -88,7 +88,8 @@ def base_config(data: dict, args, seed: int, head: str, extra: dict | None = Non
     values = {
         "train_files": [data["files"]["train"]],
         "validation_files": [data["files"]["validation"]],
-        "test_files": [data["files"]["test"]],
+        # Tuning runs (--evaluate-on validation) score the validation split.
+        "test_files": [data["files"][args.evaluate_on]],
         "feature_spec": data["spec"],
         "epochs": args.epochs,
         "patience": args.patience,
@@ -108,6 +109,12 @@ def base_config(data: dict, args, seed: int, head: str, extra: dict | None = Non
     }
     for key, value in (extra or {}).items():
         values[key] = {**values[key], **value} if isinstance(value, dict) else value
+    for dotted, value in args.set:
+        *sections, key = dotted.split(".")
+        target = values
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = value
     return config_from_dict(values)
 
 
@@ -188,10 +195,29 @@ def main(argv=None) -> int:
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--units", type=int, default=128, help="every head's hidden width")
     p.add_argument("--max-train-rows", type=int, default=30_000, help="subsample larger sets")
+    p.add_argument(
+        "--evaluate-on",
+        choices=("test", "validation"),
+        default="test",
+        help="validation: score the validation split (for tuning; the test split stays unseen)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig override for every run, dotted, YAML value (model.delta=20)",
+    )
     p.add_argument("--output", default=os.path.join(HERE, "results", "quality.md"))
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, REPO)
+    import yaml
+
+    args.set = [
+        (key.strip(), yaml.safe_load(value))
+        for key, _, value in (item.partition("=") for item in args.set)
+    ]
     import numpy as np
     import pandas as pd
 
@@ -291,7 +317,13 @@ def main(argv=None) -> int:
         f"with early stopping on the validation MAE (patience {args.patience}, best weights), "
         "L = 3, K = 48 (K-means: L = 1), the paper's loss weights, Huber delta 2, scheduled "
         f"sampling k = 0.1, t0 = 10. Datasets larger than {args.max_train_rows:,} training rows "
-        "are subsampled (the same share of each split, fixed seed).",
+        "are subsampled (the same share of each split, fixed seed)."
+        + (f" Overrides: {', '.join(f'{k}={v}' for k, v in args.set)}." if args.set else "")
+        + (
+            " **Scored on the validation split** (a tuning run; the test split is not used)."
+            if args.evaluate_on == "validation"
+            else ""
+        ),
         "",
         *sections,
     ]
