@@ -44,9 +44,9 @@ METRICS = (
 HEADS = ("rq_reg", "ziln", "mse", "log_mse", "huber", "kmeans")
 # Table 3: name -> TrainConfig overrides on top of RQ-Reg.
 ABLATIONS = {
-    "w/o L_gen": {"model": {"gen_weight": 0.0}},
-    "w/o L_rnc": {"model": {"rnc_weight": 0.0}},
-    "w/o f_reg": {"model": {"use_regressor": False}},
+    "w/o L_gen": {"model.gen_weight": 0.0},
+    "w/o L_rnc": {"model.rnc_weight": 0.0},
+    "w/o f_reg": {"model.use_regressor": False},
     # p(t) = sigmoid(-k (t - t0)): t0 far in the future keeps p at 1 (teacher
     # forcing), far in the past at 0 (free running).
     "SS with p = 1": {"sampling_t0": 1e9},
@@ -82,7 +82,7 @@ def splits(name: str, work: str, max_train_rows: int | None) -> dict:
 
 
 def base_config(data: dict, args, seed: int, head: str, extra: dict | None = None):
-    from rq_keras.training import config_from_dict
+    from rq_keras.training import apply_overrides, config_from_dict
 
     units = args.units
     values = {
@@ -107,15 +107,8 @@ def base_config(data: dict, args, seed: int, head: str, extra: dict | None = Non
             "seed": seed,
         },
     }
-    for key, value in (extra or {}).items():
-        values[key] = {**values[key], **value} if isinstance(value, dict) else value
-    for dotted, value in args.set:
-        *sections, key = dotted.split(".")
-        target = values
-        for section in sections:
-            target = target.setdefault(section, {})
-        target[key] = value
-    return config_from_dict(values)
+    apply_overrides(values, extra or {})
+    return config_from_dict(apply_overrides(values, dict(args.set)))
 
 
 def run_one(config, out: str) -> dict:
@@ -212,12 +205,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, REPO)
-    import yaml
+    from rq_keras.cli import parse_key_value
 
-    args.set = [
-        (key.strip(), yaml.safe_load(value))
-        for key, _, value in (item.partition("=") for item in args.set)
-    ]
+    try:
+        args.set = [parse_key_value(item) for item in args.set]
+    except argparse.ArgumentTypeError as err:
+        p.error(f"--set: {err}")
     import numpy as np
     import pandas as pd
 

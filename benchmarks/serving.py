@@ -52,43 +52,11 @@ def cdnow_model(work: str, epochs: int):
 
 def cikm16_model():
     """(model, spec, rows): the paper's model on CIKM16-shaped input, untrained."""
-    import numpy as np
-    from train_step import ITEMS, TOKENS, spec_dict
+    from train_step import cikm16_model as build
 
-    from rq_keras.features import FeatureSpec
-    from rq_keras.model import ModelConfig, build_model
-    from rq_keras.preprocessing import FeaturePreprocessor
-    from rq_keras.quantization import ResidualQuantizer
+    from rq_keras.model import ModelConfig
 
-    spec = FeatureSpec.from_dict(spec_dict())
-    stats = {
-        "format": "rq_keras.feature_statistics",
-        "format_version": 1,
-        "rows": 0,
-        "features": {
-            "category": {"vocabulary": list(range(1, 1001))},
-            "hour": {"vocabulary": list(range(24))},
-            "tokens": {"vocabulary": list(range(TOKENS))},
-            "items": {"vocabulary": list(range(ITEMS))},
-        },
-    }
-    rng = np.random.default_rng(0)
-    y = rng.lognormal(3.0, 1.2, 10_000) * (rng.random(10_000) > 0.1)
-    quantizer = ResidualQuantizer(num_levels=3, codebook_size=48, clip_min=0).fit(y)
-    model = build_model(spec, FeaturePreprocessor(spec, stats), quantizer, ModelConfig())
-    n = max(BATCHES)
-
-    def lists(vocab):
-        ids = rng.integers(0, vocab, (n, 10))
-        ids[np.arange(10)[None, :] >= rng.integers(1, 11, n)[:, None]] = -1
-        return ids
-
-    rows = {
-        "category": rng.integers(1, 1001, n),
-        "hour": rng.integers(0, 24, n),
-        "tokens": lists(TOKENS),
-        "items": lists(ITEMS),
-    }
+    spec, model, rows, _ = build(max(BATCHES), ModelConfig())
     return model, spec, rows
 
 

@@ -58,7 +58,6 @@ def paper_model(batch: int, precision: str = "float32", threads: int = 0):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["TF_USE_LEGACY_KERAS"] = "1"  # as `import rq_keras` does, before TF loads
     sys.path.insert(0, REPO)
-    import numpy as np
     import tensorflow as tf
     import tf_keras as keras
 
@@ -67,8 +66,22 @@ def paper_model(batch: int, precision: str = "float32", threads: int = 0):
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
+    from rq_keras.model import ModelConfig
+
+    _, model, features, y = cikm16_model(batch * 8, ModelConfig(sampling_probability=0.5))
+    ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(batch).cache().repeat()
+    model.compile(optimizer=keras.optimizers.Adam(5e-4))
+    return model, ds
+
+
+def cikm16_model(n: int, config):
+    """(spec, built model, `n` seeded raw feature rows, their labels): the
+    paper's model (`config`) on CIKM16-shaped input, vocabularies of the
+    CIKM16 sizes, the codebook fitted on the `n` synthetic labels."""
+    import numpy as np
+
     from rq_keras.features import FeatureSpec
-    from rq_keras.model import ModelConfig, build_model
+    from rq_keras.model import build_model
     from rq_keras.preprocessing import FeaturePreprocessor
     from rq_keras.quantization import ResidualQuantizer
 
@@ -87,7 +100,6 @@ def paper_model(batch: int, precision: str = "float32", threads: int = 0):
         },
     }
     pre = FeaturePreprocessor(spec, stats)
-    n = batch * 8
     y = rng.lognormal(3.0, 1.2, n) * (rng.random(n) > 0.1)
     quantizer = ResidualQuantizer(num_levels=3, codebook_size=48, clip_min=0).fit(y)
 
@@ -103,10 +115,7 @@ def paper_model(batch: int, precision: str = "float32", threads: int = 0):
         "tokens": lists(TOKENS),
         "items": lists(ITEMS),
     }
-    ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(batch).cache().repeat()
-    model = build_model(spec, pre, quantizer, ModelConfig(sampling_probability=0.5))
-    model.compile(optimizer=keras.optimizers.Adam(5e-4))
-    return model, ds
+    return spec, build_model(spec, pre, quantizer, config), features, y
 
 
 def child(batch: int, steps: int, warmup: int, repeats: int, threads: int, precision: str) -> dict:

@@ -24,6 +24,7 @@ __all__ = [
     "build_train_parser",
     "export_main",
     "format_metrics",
+    "parse_key_value",
     "train_main",
 ]
 
@@ -48,7 +49,8 @@ _FLAGS = {
 }
 
 
-def _key_value(text: str) -> tuple[str, object]:
+def parse_key_value(text: str) -> tuple[str, object]:
+    """`KEY=VALUE` -> `(key, YAML value)`, as `--set` takes it."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -98,7 +100,7 @@ def build_train_parser() -> argparse.ArgumentParser:
         "--set",
         action="append",
         default=[],
-        type=_key_value,
+        type=parse_key_value,
         metavar="KEY=VALUE",
         help="any config key, dotted for sections: --set model.units=128 --set "
         "quantizer.num_levels=2 (values are YAML)",

@@ -49,6 +49,7 @@ __all__ = [
     "OUTPUTS",
     "build_serving_module",
     "export_model",
+    "latest_version",
     "load_run",
     "next_version",
     "serialize_examples",
@@ -277,13 +278,18 @@ def load_run(model_dir: str | os.PathLike):
     return model, spec, held_out
 
 
-def next_version(base: str | os.PathLike) -> int:
-    """One more than the largest integer directory name in `base` (1 if none)."""
+def latest_version(base: str | os.PathLike) -> int | None:
+    """The largest integer directory name in `base` (TF Serving's versions), or None."""
     base = pathlib.Path(base)
     if not base.is_dir():
-        return 1
+        return None
     versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
+    return max(versions, default=None)
+
+
+def next_version(base: str | os.PathLike) -> int:
+    """One more than the largest version in `base` (1 if none)."""
+    return (latest_version(base) or 0) + 1
 
 
 def _dir_size(path: pathlib.Path) -> int:

@@ -203,13 +203,6 @@ def _to_array(output: Mapping[str, Any]) -> np.ndarray:
     return array.reshape(shape)
 
 
-def _latest_version(base: pathlib.Path) -> pathlib.Path:
-    versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
-    if not versions:
-        raise FileNotFoundError(f"{base} holds no exported version (no integer directory)")
-    return base / str(max(versions))
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m rq_keras.serving_check`: serve rows of a file from C++.
 
@@ -232,14 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=1, help="how many rows to serve")
     args = p.parse_args(argv)
     from rq_keras.data import read_chunks
-    from rq_keras.export import SPEC_FILE, serialize_examples
+    from rq_keras.export import SPEC_FILE, latest_version, serialize_examples
     from rq_keras.features import FeatureSpec
 
     try:
         if args.rows < 1:
             raise ValueError("--rows must be >= 1")
         base = pathlib.Path(args.export_base)
-        export_dir = base / str(args.version) if args.version else _latest_version(base)
+        version = args.version or latest_version(base)
+        if version is None:
+            raise FileNotFoundError(f"{base} holds no exported version (no integer directory)")
+        export_dir = base / str(version)
         spec_path = export_dir / "assets.extra" / SPEC_FILE
         if not spec_path.is_file():
             raise FileNotFoundError(f"{spec_path} is missing: not an rq_keras export")

@@ -359,6 +359,15 @@ def load_config(path: str | os.PathLike | None, overrides: Mapping[str, Any] = (
                 raise ValueError(f"config: {path} is not valid YAML: {err}") from None
         if not isinstance(values, dict):
             raise ValueError(f"config: {path} must hold a mapping, got {type(values).__name__}")
+    return config_from_dict(apply_overrides(values, overrides))
+
+
+def apply_overrides(values: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Sets dotted keys (`{"model.units": 64}`) in a config mapping, in place.
+
+    Returns:
+        `values`, for chaining into `config_from_dict`.
+    """
     for key, value in dict(overrides).items():
         *parents, last = key.split(".")
         node = values
@@ -367,7 +376,7 @@ def load_config(path: str | os.PathLike | None, overrides: Mapping[str, Any] = (
             if not isinstance(node, dict):
                 raise ValueError(f"config: cannot set `{key}`: `{part}` is not a section")
         node[last] = value
-    return config_from_dict(values)
+    return values
 
 
 # ----------------------------------------------------------------- strategy
@@ -667,7 +676,7 @@ def train(
             # A distributed dataset, and p per batch, need a known epoch length.
             steps = max(1, math.ceil(rows["train"] / config.batch_size))
 
-        def pipeline(files, shuffle):
+        def pipeline(files, shuffle, repeat, input_context=None):
             return make_dataset(
                 files,
                 spec,
@@ -676,24 +685,15 @@ def train(
                 shuffle_buffer=config.shuffle_buffer,
                 seed=config.seed,
                 on_bad_rows=config.on_bad_rows,
-                repeat=steps is not None and shuffle,
+                repeat=repeat,
+                input_context=input_context,
             )
 
         if multi_worker:
             # Each worker reads its shard of the (repeated) files.
             def distributed(files, shuffle):
                 return strategy.distribute_datasets_from_function(
-                    lambda context: make_dataset(
-                        files,
-                        spec,
-                        batch_size=config.batch_size,
-                        shuffle=shuffle,
-                        shuffle_buffer=config.shuffle_buffer,
-                        seed=config.seed,
-                        on_bad_rows=config.on_bad_rows,
-                        repeat=True,
-                        input_context=context,
-                    )
+                    lambda context: pipeline(files, shuffle, True, context)
                 )
 
             train_data = distributed(train_files, True)
@@ -703,9 +703,9 @@ def train(
                     1, math.ceil(rows["validation"] / config.batch_size)
                 )
         else:
-            train_data = pipeline(train_files, True)
+            train_data = pipeline(train_files, True, repeat=steps is not None)
             if validation_files:
-                fit_kwargs["validation_data"] = pipeline(validation_files, False)
+                fit_kwargs["validation_data"] = pipeline(validation_files, False, repeat=False)
 
         checkpoint_dir = out / "checkpoints" if chief else pathlib.Path(scratch) / "checkpoints"
         checkpoint_dir.mkdir(parents=True, exist_ok=True)

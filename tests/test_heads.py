@@ -2,10 +2,11 @@ import dataclasses
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from toy_data import SPEC, SPEC_DICT
+from toy_data import frame as _frame
 
 from rq_keras.data import make_dataset, write_table
 from rq_keras.export import export_model, read_rows
@@ -20,36 +21,7 @@ from rq_keras.heads import (
 from rq_keras.model import ModelConfig
 from rq_keras.preprocessing import FeaturePreprocessor
 
-SPEC_DICT = {
-    "name": "toy",
-    "label": {"name": "y", "clip_min": 0},
-    "embedding_dim": 8,
-    "features": [
-        {"name": "group", "kind": "categorical", "dtype": "string"},
-        {"name": "x", "kind": "numeric"},
-        {"name": "tags", "kind": "list", "dtype": "int64", "max_length": 3},
-    ],
-}
-SPEC = FeatureSpec.from_dict(SPEC_DICT)
 SMALL = ModelConfig(encoder_units=32, delta=1.0, seed=0)
-
-
-def _frame(n, seed):
-    """Zero-inflated, long-tailed label that depends on every feature."""
-    rng = np.random.default_rng(seed)
-    group = rng.integers(0, 4, n)
-    x = rng.normal(size=n)
-    tags = rng.integers(0, 5, (n, 2))
-    scale = np.exp(0.8 * group + 0.5 * x + 0.3 * (tags == 3).sum(1))
-    y = np.where(rng.random(n) < 0.2, 0.0, scale * rng.lognormal(0, 0.3, n))
-    return pd.DataFrame(
-        {
-            "group": [f"g{g}" for g in group],
-            "x": x,
-            "tags": ["|".join(map(str, t)) for t in tags],
-            "y": y,
-        }
-    )
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,10 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 import yaml
+from toy_data import SPEC
+from toy_data import frame as _frame
 
+from conftest import REPO
 from rq_keras.callbacks import (
     EarlyStoppingCheckpoint,
     EpochHistory,
@@ -23,7 +26,6 @@ from rq_keras.callbacks import (
 )
 from rq_keras.cli import train_main
 from rq_keras.data import write_table
-from rq_keras.features import FeatureSpec
 from rq_keras.model import ModelConfig, build_model
 from rq_keras.preprocessing import FeaturePreprocessor
 from rq_keras.quantization import ResidualQuantizer
@@ -36,19 +38,6 @@ from rq_keras.training import (
     train,
 )
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SPEC = FeatureSpec.from_dict(
-    {
-        "name": "toy",
-        "label": {"name": "y", "clip_min": 0},
-        "embedding_dim": 8,
-        "features": [
-            {"name": "group", "kind": "categorical", "dtype": "string"},
-            {"name": "x", "kind": "numeric"},
-            {"name": "tags", "kind": "list", "dtype": "int64", "max_length": 3},
-        ],
-    }
-)
 TINY = {
     "units": 16,
     "code_embedding_dim": 8,
@@ -57,24 +46,6 @@ TINY = {
     "regressor_units": 8,
     "delta": 1.0,
 }
-
-
-def _frame(n, seed):
-    """Zero-inflated, long-tailed label that depends on every feature."""
-    rng = np.random.default_rng(seed)
-    group = rng.integers(0, 4, n)
-    x = rng.normal(size=n)
-    tags = rng.integers(0, 5, (n, 2))
-    scale = np.exp(0.8 * group + 0.5 * x + 0.3 * (tags == 3).sum(1))
-    y = np.where(rng.random(n) < 0.2, 0.0, scale * rng.lognormal(0, 0.3, n))
-    return pd.DataFrame(
-        {
-            "group": [f"g{g}" for g in group],
-            "x": x,
-            "tags": ["|".join(map(str, t)) for t in tags],
-            "y": y,
-        }
-    )
 
 
 @pytest.fixture(scope="module")
