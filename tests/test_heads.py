@@ -140,8 +140,12 @@ def test_steps_clip_weight_and_never_read_the_label(data):
     out = model(x, training=False)
     assert set(out) == {"prediction"} and out["prediction"].shape == (32,)
     again = model({**x, "y": y * 0 + 1e6}, training=False)["prediction"]
-    np.testing.assert_array_equal(again.numpy(), out["prediction"].numpy())
-    np.testing.assert_array_equal(model.predict_on_batch(x)["prediction"], out["prediction"])
+    np.testing.assert_array_equal(again.numpy(), out["prediction"].numpy())  # same eager call
+    # Graph (predict_on_batch) against eager: kernels and summation orders may
+    # differ by CPU, so a float32 tolerance rather than bit equality.
+    np.testing.assert_allclose(
+        model.predict_on_batch(x)["prediction"], out["prediction"], rtol=1e-6, atol=1e-7
+    )
 
     label = np.clip(y.numpy(), 0, 5)
     per_example = head_per_example_loss("huber", label, model._outputs(x, False), 1.0).numpy()

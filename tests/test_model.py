@@ -62,8 +62,11 @@ def test_inference_never_reads_the_label(data):
     x, y = next(iter(make_dataset(paths["test"], SPEC, batch_size=32)))
     a = model(x, training=False)["prediction"].numpy()
     b = model({**x, "y": y * 0 + 1e6}, training=False)["prediction"].numpy()
-    np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(model.predict_on_batch(x)["prediction"], a)
+    np.testing.assert_array_equal(a, b)  # the same eager call twice: bit for bit
+    # predict_on_batch runs a traced graph, which may pick other kernels and
+    # summation orders than eager execution (3e-8 apart seen on AMD EPYC): a
+    # float32 tolerance that still catches any change in what is computed.
+    np.testing.assert_allclose(model.predict_on_batch(x)["prediction"], a, rtol=1e-6, atol=1e-7)
 
 
 def test_trains_until_it_beats_the_training_mean(data):
@@ -120,7 +123,9 @@ def test_save_and_load(data, tmp_path):
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras")
     assert isinstance(again, RQRegModel)
-    np.testing.assert_allclose(again(x, training=False)["prediction"].numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        again(x, training=False)["prediction"].numpy(), expected, rtol=1e-6, atol=1e-7
+    )
 
 
 def test_trains_under_mirrored_strategy(data, mirrored):

@@ -341,9 +341,11 @@ def test_finished_run_needs_overwrite_and_the_model_beats_the_mean(toy, tmp_path
     y_test = _frame(800, 2)["y"].to_numpy()
     assert first.metrics["test"]["mae"] < np.mean(np.abs(y_test - y_train.mean()))
     assert first.metrics["test"]["spearman"] > 0.5
-    second = train(config, out, overwrite=True, verbose=0)
+    # --overwrite replaces the finished run (with any config: one epoch here).
+    second = train(_config(toy, epochs=1), out, overwrite=True, verbose=0)
     assert (out / "user_notes.txt").read_text() == "keep me"  # only run artifacts go
-    assert second.epochs_run == 6 and not second.resumed
+    assert second.epochs_run == 1 and not second.resumed
+    assert sorted(read_history(str(out / "history.csv"))) == [1]
 
 
 def test_unfinished_run_of_another_config_is_refused(toy, tmp_path):
@@ -439,7 +441,7 @@ def test_cli_nan_loss_stops_with_epoch_and_step(toy, tmp_path, capsys):
     assert not (out / "metrics.json").exists() and not (out / "model.keras").exists()
 
 
-def test_cli_resumes_after_sigkill(toy, tmp_path):
+def test_cli_resumes_after_sigkill(toy, tmp_path, capsys):
     """A run killed mid-training resumes from its last finished epoch."""
     out = tmp_path / "killed"
     args = _cli_args(toy, out, "--epochs", "4", "--batch-size", "32", "--seed", "1")
@@ -466,19 +468,20 @@ def test_cli_resumes_after_sigkill(toy, tmp_path):
     done_before = len(read_history(str(out / "history.csv")))
     assert 1 <= done_before < 4 and not (out / "metrics.json").exists()
 
-    resumed = _run_cli(args)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    summary = _summary(resumed.stdout)
+    # The same command again (in this process: a new process all the same for
+    # the killed run, without paying for another TensorFlow start).
+    capsys.readouterr()
+    assert train_main(args) == 0, capsys.readouterr().err[-2000:]
+    resumed = capsys.readouterr().out
+    summary = _summary(resumed)
     assert summary["resumed"] is True and summary["epochs_run"] == 4
-    assert f"Epoch {done_before + 1}/4" in resumed.stdout
-    assert "Epoch 1/4" not in resumed.stdout
+    assert f"Epoch {done_before + 1}/4" in resumed
+    assert "Epoch 1/4" not in resumed
     assert sorted(read_history(str(out / "history.csv"))) == [1, 2, 3, 4]
 
-    reference = _run_cli(
-        _cli_args(toy, tmp_path / "whole", "--epochs", "4", "--batch-size", "32", "--seed", "1")
-    )
-    assert reference.returncode == 0, reference.stderr[-2000:]
-    expected = _summary(reference.stdout)["test"]
+    whole = _cli_args(toy, tmp_path / "whole", "--epochs", "4", "--batch-size", "32", "--seed", "1")
+    assert train_main(whole) == 0
+    expected = _summary(capsys.readouterr().out)["test"]
     got = summary["test"]
     assert got["mae"] == pytest.approx(expected["mae"], rel=0.15)
     assert got["spearman"] == pytest.approx(expected["spearman"], abs=0.05)
@@ -562,10 +565,10 @@ def test_bad_head_config_is_named(values, message):
         config_from_dict({"dataset": "cdnow", **values})
 
 
-def test_cli_head_kmeans_is_one_level(toy, tmp_path):
+def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys):
     out = tmp_path / "kmeans"
-    proc = _run_cli(_cli_args(toy, out, "--head", "kmeans", "--epochs", "1"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code = train_main(_cli_args(toy, out, "--head", "kmeans", "--epochs", "1"))
+    assert code == 0, capsys.readouterr().err[-3000:]
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["head"] == "kmeans" and config["quantizer"]["num_levels"] == 1
     assert ResidualQuantizer.load(out / "codebook.json").num_levels == 1
