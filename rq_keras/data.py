@@ -15,14 +15,18 @@ List features are one text cell with the ids joined by the feature's
 `separator` in text and Parquet files, and a repeated feature in `tf.Example`.
 Every reader yields the model's input form: scalars `(batch,)`, lists padded
 or cut to `(batch, max_length)` with the pad value (`""` or `-1`), labels
-float64 `(batch,)`.
+float64 `(batch,)`. Integer ids stay int64 from the file to the model (never
+through float64, which rounds ids above 2**53). A table with two columns of
+one name is refused (`MalformedDataError`).
 
 Bad rows. A row is bad when its column count is wrong (text), a number or an
-integer id does not parse, a numeric feature is infinite, or its label is
-missing, NaN or infinite; a `tf.Example` record that does not parse with the
-spec is bad too. Empty cells, nulls and the tokens `nan`, `na`, `n/a`,
-`null`, `none` (lower, upper or capitalized) in a feature are missing values
-and take the spec default. `on_bad_rows` says
+integer id does not parse (or is outside int64), a numeric feature value is
+NaN, infinite or beyond the float32 range (`1e39`; the model reads float32),
+or its label is missing, NaN or infinite; a `tf.Example` record that does not
+parse with the spec is bad too. Empty cells, nulls and the tokens `nan`,
+`na`, `n/a`, `null`, `none` (lower, upper or capitalized) in a feature are
+missing values and take the spec default; an absent `tf.Example` feature is
+missing too. `on_bad_rows` says
 what happens to bad rows: `"fail"` raises `MalformedDataError` naming the
 file, the row (1-based, the header not counted) and the reason; `"skip"` drops
 them and counts them, with the first row numbers, in a `DataReport`. Nothing
@@ -199,13 +203,17 @@ class _Chunk:
         self.on_bad_rows = on_bad_rows
         self.first_failure: tuple[int, str] | None = None
 
-    def flag(self, mask: np.ndarray, reason: str) -> None:
+    def flag(self, mask: np.ndarray, reason: str, values: np.ndarray | None = None) -> None:
+        """Marks rows bad for `reason`; `values` (one per row) go into the error."""
         mask = mask & ~self.bad
         if not mask.any():
             return
         self.bad |= mask
         if self.on_bad_rows == "fail":
-            row = int(self.rows[np.flatnonzero(mask)[0]])
+            first = np.flatnonzero(mask)[0]
+            row = int(self.rows[first])
+            if values is not None:
+                reason = f"{reason}: {_show(values[first])}"
             if self.first_failure is None or row < self.first_failure[0]:
                 self.first_failure = (row, reason)
             return
@@ -216,6 +224,25 @@ class _Chunk:
         if self.first_failure is not None:
             row, reason = self.first_failure
             raise MalformedDataError(f"{self.report.path}: row {row}: {reason}")
+
+
+def _show(value: Any) -> str:
+    """A cell or value for an error message: text quoted, numbers plain."""
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, np.integer):
+        return repr(int(value))
+    return repr(value)
+
+
+def _check_unique_columns(path: str, names: Sequence[str]) -> None:
+    """Refuses two columns of one name: which one the reader took would be a guess."""
+    names = list(names)
+    repeated = sorted({n for n in names if names.count(n) > 1}, key=names.index)
+    if repeated:
+        raise MalformedDataError(
+            f"{path}: duplicate column name(s) {repeated}; every column needs its own name"
+        )
 
 
 def _is_missing(values: np.ndarray) -> np.ndarray:
@@ -273,16 +300,30 @@ def _scalar_column(feature: Feature, raw: np.ndarray, chunk: _Chunk) -> np.ndarr
         out[present] = parsed
         where = np.zeros(raw.size, bool)
         where[present] = bad
-        chunk.flag(where, f"column {feature.name!r}: not an integer id")
+        chunk.flag(where, f"column {feature.name!r}: not an integer id", raw)
         return out
     out = np.full(raw.size, feature.default, dtype=np.float64)
     parsed, bad = _parse_floats(raw[present])
     out[present] = parsed
     where = np.zeros(raw.size, bool)
     where[present] = bad
-    chunk.flag(where, f"column {feature.name!r}: not a number")
-    chunk.flag(np.isinf(out), f"column {feature.name!r}: infinite value")
-    return np.where(np.isfinite(out), out, feature.default).astype(np.float32)
+    chunk.flag(where, f"column {feature.name!r}: not a number", raw)
+    return _float32_column(feature, out, chunk, raw)
+
+
+def _float32_column(feature: Feature, values: np.ndarray, chunk: _Chunk, shown) -> np.ndarray:
+    """Numeric values (missing ones already the default) -> float32.
+
+    A value that is NaN or infinite, or finite in float64 but beyond the
+    float32 range, is a bad value: the row is bad. `shown` holds the values
+    as read, for the error message.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(values).astype(np.float32)
+    finite = np.isfinite(out)
+    chunk.flag(~finite, f"column {feature.name!r}: not a finite float32 value", shown)
+    out[~finite] = feature.default
+    return out
 
 
 def _list_column(feature: Feature, raw: np.ndarray, chunk: _Chunk) -> np.ndarray:
@@ -304,7 +345,7 @@ def _list_column(feature: Feature, raw: np.ndarray, chunk: _Chunk) -> np.ndarray
         except (ValueError, OverflowError):
             mask = np.zeros(n, bool)
             mask[i] = True
-            chunk.flag(mask, f"column {feature.name!r}: a list id is not an integer")
+            chunk.flag(mask, f"column {feature.name!r}: a list id is not an integer", raw)
     return out
 
 
@@ -318,7 +359,7 @@ def _label_column(spec: FeatureSpec, raw: np.ndarray, chunk: _Chunk) -> np.ndarr
         chunk.flag(missing, f"label {name!r}: missing or NaN")
         y, bad = _parse_floats(np.where(missing, "0", raw))
         chunk.flag(bad, f"label {name!r}: not a number")
-    chunk.flag(np.isinf(y), f"label {name!r}: infinite")
+    chunk.flag(np.isinf(y), f"label {name!r}: infinite", raw)
     return y
 
 
@@ -354,6 +395,7 @@ def _read_text(path, spec, on_bad_rows, chunk_rows, with_label, report, delimite
         raise ValueError(f"{path}: empty file (no header line)") from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{path}: not a readable text table ({e})") from e
+    _check_unique_columns(path, header)
     needed = list(spec.columns if with_label else spec.feature_names)
     missing = [c for c in needed if c not in header]
     if missing:
@@ -408,6 +450,7 @@ def _parquet_file(path):
 def _check_parquet_schema(path, schema, spec, with_label) -> None:
     import pyarrow as pa
 
+    _check_unique_columns(path, schema.names)
     needed = list(spec.columns if with_label else spec.feature_names)
     missing = [c for c in needed if c not in schema.names]
     if missing:
@@ -450,18 +493,14 @@ def _read_parquet(path, spec, on_bad_rows, chunk_rows, with_label, report):
                 fn = _list_column if f.is_list else _scalar_column
                 columns[f.name] = fn(f, raw, chunk)
                 continue
-            values = col.to_numpy(zero_copy_only=False)
             nulls = np.asarray(col.is_null())
-            values = values.astype(np.float64)
             if f.dtype == "int64":
-                nonint = ~nulls & (np.floor(values) != values)
-                chunk.flag(nonint, f"column {f.name!r}: not an integer id")
-                out = np.where(nulls | nonint, f.default, values)
-                columns[f.name] = out.astype(np.int64)
-            else:
-                chunk.flag(np.isinf(values), f"column {f.name!r}: infinite value")
-                out = np.where(nulls | ~np.isfinite(values), f.default, values)
-                columns[f.name] = out.astype(np.float32)
+                columns[f.name] = _parquet_ids(f, col, nulls, chunk)
+                continue
+            # a null is missing (the default); a NaN value is a bad value
+            values = col.to_numpy(zero_copy_only=False).astype(np.float64)
+            values[nulls] = f.default
+            columns[f.name] = _float32_column(f, values, chunk, values)
         if with_label:
             col = batch.column(spec.label.name)
             y = col.to_numpy(zero_copy_only=False).astype(np.float64)
@@ -470,6 +509,30 @@ def _read_parquet(path, spec, on_bad_rows, chunk_rows, with_label, report):
         out = _finish_chunk(columns, chunk)
         if out is not None:
             yield out
+
+
+def _parquet_ids(feature: Feature, col, nulls: np.ndarray, chunk: _Chunk) -> np.ndarray:
+    """A Parquet integer or float column -> int64 ids, exactly; nulls -> default.
+
+    Integer columns never pass through float64 (which rounds ids above
+    2**53); a float value is an id only if it is integral and inside int64.
+    """
+    import pyarrow as pa
+
+    reason = f"column {feature.name!r}: not an integer id"
+    if pa.types.is_integer(col.type):
+        values = col.fill_null(0).to_numpy(zero_copy_only=False)
+        if values.dtype == np.uint64:
+            chunk.flag(values > np.uint64(np.iinfo(np.int64).max), reason, values)
+        ids = values.astype(np.int64)
+    else:
+        values = col.to_numpy(zero_copy_only=False).astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            ok = (np.floor(values) == values) & (values >= -(2.0**63)) & (values < 2.0**63)
+        chunk.flag(~nulls & ~ok, reason, values)
+        ids = np.where(ok, values, 0.0).astype(np.int64)
+    ids[nulls] = feature.default
+    return ids
 
 
 def _tfrecord_compression(path: str) -> str:
@@ -498,6 +561,9 @@ def _read_tfrecord(path, spec, on_bad_rows, chunk_rows, with_label, report):
         except tf.errors.InvalidArgumentError:
             parsed = _parse_records_one_by_one(serialized, parse_spec, spec, chunk)
         columns = {k: v.numpy() for k, v in to_model_inputs(parsed, spec).items()}
+        for f in spec.features:
+            if f.is_numeric:
+                columns[f.name] = _float32_column(f, columns[f.name], chunk, columns[f.name])
         if with_label:
             y = parsed[spec.label.name].numpy().astype(np.float64)
             y[chunk.bad] = 0.0
@@ -681,28 +747,52 @@ def _parquet_has_nulls(pf, needed: set[str]) -> bool:
     return False
 
 
-def _finite_label_filter(spec, on_bad_rows):
-    """Graph-side policy for non-finite labels in tf.Example / Parquet batches."""
-    import tensorflow as tf
+class _FiniteFilter:
+    """Graph-side bad-value policy for tf.Example and tensorflow-io batches.
 
-    name = spec.label.name
+    The checked readers' policy: a numeric feature not finite in float32 (the
+    batch is already float32) or a missing, NaN or infinite label is a bad
+    row. Under `"fail"` the step fails naming the column (and `source`, the
+    file, when known); under `"skip"` the rows are dropped.
+    """
 
-    def apply(batch):
-        y = batch[name]
-        finite = tf.math.is_finite(y)
-        if on_bad_rows == "fail":
-            check = tf.debugging.Assert(
-                tf.reduce_all(finite),
-                [
-                    f"label {name!r} is missing, NaN or infinite in some row; "
-                    "rq_keras.data.check_files names the file and row"
-                ],
-            )
-            with tf.control_dependencies([check]):
-                return {k: tf.identity(v) for k, v in batch.items()}
-        return {k: tf.boolean_mask(v, finite) for k, v in batch.items()}
+    def __init__(self, spec: FeatureSpec, on_bad_rows: str, with_label: bool, source=None):
+        self.on_bad_rows = on_bad_rows
+        self.where = f"{source}: " if source else ""
+        self.columns = [f.name for f in spec.features if f.is_numeric]
+        self.label = spec.label.name if with_label else None
+        if self.label is not None:
+            self.columns.append(self.label)
 
-    return apply
+    def mask(self, batch):
+        """True where every checked column is finite: `(batch,)`, or a scalar for one row."""
+        import tensorflow as tf
+
+        if not self.columns:
+            return tf.constant(True)
+        finite = [tf.math.is_finite(batch[c]) for c in self.columns]
+        return tf.reduce_all(tf.stack(finite), axis=0)
+
+    def _message(self, column: str) -> str:
+        what = (
+            f"label {column!r} is missing, NaN or infinite"
+            if column == self.label
+            else f"column {column!r} is not a finite float32 value"
+        )
+        return f"{self.where}{what} in some row; rq_keras.data.check_files names the file and row"
+
+    def __call__(self, batch):
+        import tensorflow as tf
+
+        if self.on_bad_rows == "fail":
+            out = dict(batch)
+            for c in self.columns:
+                out[c] = tf.debugging.check_numerics(batch[c], self._message(c))
+            return out
+        if not self.columns:
+            return batch
+        keep = self.mask(batch)
+        return {k: tf.boolean_mask(v, keep) for k, v in batch.items()}
 
 
 def _tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
@@ -719,6 +809,9 @@ def _tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
     _check_parquet_schema(path, schema, spec, with_label)
     if _parquet_has_nulls(pf, set(spec.columns if with_label else spec.feature_names)):
         return None
+    for f in spec.features:
+        if f.dtype == "int64" and not f.is_list and pa.types.is_floating(schema.field(f.name).type):
+            return None  # float ids: the checked reader refuses non-integral ones
     types = {
         pa.int32(): tf.int32,
         pa.int64(): tf.int64,
@@ -757,7 +850,7 @@ def _file_dataset(path, spec, fmt, on_bad_rows, with_label, batch_size, chunk_ro
             return out
 
         ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.map(_finite_label_filter(spec, on_bad_rows)) if with_label else ds
+        return ds.map(_FiniteFilter(spec, on_bad_rows, with_label, source=path))
     signature = _element_signature(spec, with_label)
 
     def generate():
@@ -800,9 +893,10 @@ def make_dataset(
         deterministic: keep element order fixed across runs (with a seed);
             False lets parallel stages run out of order, slightly faster.
         on_bad_rows: `"fail"` or `"skip"` (see the module docstring). In the
-            pipeline a bad `tf.Example` or non-finite label in TFRecord or
-            Parquet fails the step without the row number under `"fail"`; run
-            `check_files` first for the exact row.
+            pipeline a bad `tf.Example`, or a non-finite label or numeric
+            feature in TFRecord or Parquet, fails the step naming the column
+            but not the row under `"fail"`; run `check_files` first for the
+            exact row.
         with_label: yield `(features, label)`; False yields features only.
         num_shards: the input is split into this many shards (workers) ...
         shard_index: ... and this pipeline reads shard `shard_index`. With as
@@ -877,8 +971,7 @@ def make_dataset(
             else:
                 datasets.append(("serialized", ds))
                 continue
-            if with_label:
-                ds = ds.filter(lambda row: tf.math.is_finite(row[label]))
+            ds = ds.filter(_FiniteFilter(spec, "skip", with_label).mask)
             datasets.append(("rows", ds))
         elif shuffle or row_sharding:
             ds = part.unbatch()
@@ -907,8 +1000,7 @@ def make_dataset(
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         if is_serialized:
             ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-            if with_label:
-                ds = ds.map(_finite_label_filter(spec, on_bad_rows))
+            ds = ds.map(_FiniteFilter(spec, on_bad_rows, with_label))
         pipelines.append(ds)
     ds = pipelines[0]
     for other in pipelines[1:]:
@@ -1085,6 +1177,7 @@ def read_column(path: str | os.PathLike, column: str | None, delimiter: str | No
             schema = pq.read_schema(path)
         except (pa.ArrowException, OSError) as e:
             raise ValueError(f"{path}: not a readable Parquet file ({e})") from e
+        _check_unique_columns(path, schema.names)
         if column not in schema.names:
             raise ValueError(f"{path}: no column {column!r}; columns are {schema.names}")
         values = pq.read_table(path, columns=[column]).column(0)
@@ -1096,6 +1189,12 @@ def read_column(path: str | os.PathLike, column: str | None, delimiter: str | No
         header = pd.read_csv(path, sep=sep if sep is not None else r"\s+", nrows=0)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a readable table ({e})") from e
+    # pandas renames a repeated name ("a", "a.1"); the header line has the real ones
+    rows = _text_rows(path, sep)
+    try:
+        _check_unique_columns(path, [h.strip() for h in next(rows, [])])
+    finally:
+        rows.close()
     names = [str(c) for c in header.columns]
     if column not in names:
         raise ValueError(f"{path}: no column {column!r}; columns are {names}")

@@ -483,13 +483,23 @@ class FeatureSpec:
         return out
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the spec as YAML (round-trips through `load`)."""
+        """Writes the spec as YAML (round-trips through `load`).
+
+        Atomic: written to a temporary file in the same directory and renamed
+        over `path`, so a failed write leaves an existing spec intact.
+        """
         import yaml
 
         path = os.fspath(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(self.to_dict(), fh, sort_keys=False, allow_unicode=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                yaml.safe_dump(self.to_dict(), fh, sort_keys=False, allow_unicode=True)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
     # --------------------------------------------------------------- derived
     @property

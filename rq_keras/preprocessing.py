@@ -58,6 +58,20 @@ def _read_vocabulary_file(feature: Feature) -> list:
     return values
 
 
+def _check_finite(statistics: Mapping[str, Any]) -> None:
+    """Raises if a mean, variance or boundary of a feature is NaN or infinite."""
+    for name, entry in statistics.get("features", {}).items():
+        for key in ("mean", "variance", "boundaries"):
+            if key not in entry:
+                continue
+            values = np.asarray(entry[key], dtype=np.float64)
+            if not np.isfinite(values).all():
+                raise ValueError(
+                    f"feature {name!r}: the adapted {key} is not finite ({entry[key]!r}); "
+                    "its training values overflow or are not finite"
+                )
+
+
 class _Moments:
     """Count, mean and sum of squared deviations, merged chunk by chunk."""
 
@@ -67,8 +81,9 @@ class _Moments:
     def update(self, x: np.ndarray) -> None:
         if x.size == 0:
             return
-        n_b, mean_b = x.size, float(x.mean())
-        m2_b = float(((x - mean_b) ** 2).sum())
+        with np.errstate(over="ignore", invalid="ignore"):  # checked after adapt
+            n_b, mean_b = x.size, float(x.mean())
+            m2_b = float(((x - mean_b) ** 2).sum())
         n = self.n + n_b
         delta = mean_b - self.mean
         self.mean += delta * n_b / n
@@ -114,6 +129,11 @@ class FeaturePreprocessor:
         Returns:
             self, adapted. `self.report` holds the `DataReport` of the files
             (None for chunks).
+
+        Raises:
+            ValueError: an adapted mean, variance or boundary is not finite
+                (the message names the feature); from files, a bad row under
+                `on_bad_rows="fail"` (`rq_keras.data.MalformedDataError`).
         """
         from rq_keras import data as data_lib
 
@@ -193,12 +213,14 @@ class FeaturePreprocessor:
                 entry = {"boundaries": [float(b) for b in bounds], "count": int(x.size)}
             if entry:
                 stats[f.name] = entry
-        return {
+        out = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "rows": rows,
             "features": stats,
         }
+        _check_finite(out)
+        return out
 
     # ------------------------------------------------------------ save/load
     def _validated(self, statistics: Mapping[str, Any]) -> dict[str, Any]:
@@ -213,6 +235,7 @@ class FeaturePreprocessor:
         for f in self.spec.features:
             if f.needs_statistics and f.name not in per_feature:
                 raise ValueError(f"the statistics lack feature {f.name!r} of {self.spec.name!r}")
+        _check_finite(statistics)
         return dict(statistics)
 
     def save(self, path: str | os.PathLike) -> None:

@@ -154,19 +154,26 @@ class _Sorted1D:
 
     The first and second moments are taken about the weighted mean (`shift`),
     which keeps the prefix sums small and the cost differences accurate.
+    Values near the float64 limits overflow these sums; `finite` says whether
+    every cost the clustering computes stays finite.
     """
 
     def __init__(self, xs: np.ndarray, ws: np.ndarray):
         self.xs = xs
         self.ws = ws
         self.n = xs.size
-        self.cw = _prefix_sum(ws)
-        self.shift = float(np.dot(xs, ws) / self.cw[-1])
-        moment = xs - self.shift
-        moment *= ws
-        self.c1 = _prefix_sum(moment)
-        moment *= xs - self.shift
-        self.c2 = _prefix_sum(moment)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.cw = _prefix_sum(ws)
+            self.shift = float(np.dot(xs, ws) / self.cw[-1])
+            moment = xs - self.shift
+            moment *= ws
+            self.c1 = _prefix_sum(moment)
+            moment *= xs - self.shift
+            self.c2 = _prefix_sum(moment)
+            # A run's s1 * s1 / w is at most its w * (sum of squares), so a
+            # finite total weight * total square keeps every cost finite.
+            bound = self.cw[-1] * self.c2[-1]
+        self.finite = bool(np.isfinite(bound) and np.isfinite(self.c1).all())
 
     @classmethod
     def from_sorted(cls, values: np.ndarray, weights: np.ndarray | None) -> _Sorted1D:
@@ -469,6 +476,11 @@ class ResidualQuantizer:
 
         Returns:
             self.
+
+        Raises:
+            ValueError: bad labels or weights, or labels so large (near the
+                float64 limits) that their squared deviations overflow; the
+                message names the label range. Nothing is fitted then.
         """
         start = time.perf_counter()
         y = self._clip(as_label_array(y))
@@ -479,6 +491,7 @@ class ResidualQuantizer:
             order = np.argsort(y, kind="stable")
             values, weights = y[order], w[order]
         data = _Sorted1D.from_sorted(values, weights)
+        label_range = (float(values[0]), float(values[-1]))
         rng = np.random.default_rng(self.seed)
         centroids, levels = [], []
         zero_weight = 0.0  # weight of the rows coded zero so far (they stay zero)
@@ -510,6 +523,8 @@ class ResidualQuantizer:
                 )
                 centroids.append(np.zeros(1))
                 continue
+            if not data.finite:
+                _overflow(label_range, level, "the sums of squared deviations")
             if data.n <= k:
                 if data.n < k:
                     warnings.warn(
@@ -528,6 +543,10 @@ class ResidualQuantizer:
                 c, iterations = _lloyd(data, start_cuts, method, self.max_iter)
             cuts = data.cuts_for(c)
             cost = float(np.sum(data.cost(cuts[:-1], cuts[1:], method)))
+            with np.errstate(over="ignore", invalid="ignore"):
+                finite = np.isfinite(decision_boundaries(c)).all()
+            if not (np.isfinite(c).all() and finite and math.isfinite(cost)):
+                _overflow(label_range, level, "the centroids or their midpoints")
             levels.append(
                 {
                     "level": level,
@@ -713,13 +732,28 @@ class ResidualQuantizer:
         }
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the codebook as JSON (atomically: temp file then rename)."""
+        """Writes the codebook as JSON (atomically: temp file then rename).
+
+        Raises:
+            ValueError: a centroid is NaN or infinite; nothing is written and
+                an existing file at `path` is left as it was.
+        """
         path = os.fspath(path)
+        for level, c in enumerate(self._require_fitted()):
+            if not np.all(np.isfinite(c)):
+                raise ValueError(
+                    f"level {level}: centroids must be finite, got {c.tolist()}; "
+                    f"nothing written to {path}"
+                )
+        text = json.dumps(self.to_json_dict(), indent=1) + "\n"
         tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_json_dict(), f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ResidualQuantizer:
@@ -864,6 +898,14 @@ class ResidualQuantizer:
         fig.tight_layout()
         fig.savefig(os.fspath(path), dpi=100)
         plt.close(fig)
+
+
+def _overflow(label_range: tuple[float, float], level: int, what: str) -> None:
+    lo, hi = label_range
+    raise ValueError(
+        f"labels in [{lo!r}, {hi!r}] are too large to fit: at level {level} {what} "
+        "overflow float64; rescale the labels or set `clip_min`/`clip_max`"
+    )
 
 
 def _digest(centroids: list) -> str:

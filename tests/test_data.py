@@ -124,7 +124,7 @@ def test_bad_rows_are_skipped_and_counted(tmp_path):
         "expected 6 columns, got 5": [3],
         "expected 6 columns, got 7": [4],
         "column 'x': not a number": [5],
-        "column 'x': infinite value": [6],
+        "column 'x': not a finite float32 value": [6],
         "label 'y': missing or NaN": [7, 8],
         "label 'y': infinite": [9],
         "label 'y': not a number": [10],
@@ -304,3 +304,228 @@ def test_read_column_errors(tmp_path):
     assert delimiter_for("x.CSV") == "," and delimiter_for("x.tsv") == "\t"
     with pytest.raises(ValueError, match="unknown table format"):
         delimiter_for("x.json")
+
+
+# int64 ids stay int64 end to end (issue 3)
+BIG_IDS = [2**53 + 1, 2**60 + 1, 2**60 + 2, 2**63 - 2]
+ID_SPEC = FeatureSpec.from_dict(
+    {
+        "name": "ids",
+        "label": "y",
+        "features": [
+            {"name": "u", "kind": "categorical", "dtype": "int64"},
+            {"name": "l", "kind": "list", "dtype": "int64", "max_length": 2},
+            {"name": "x", "kind": "numeric"},
+        ],
+    }
+)
+
+
+def _id_frame():
+    return pd.DataFrame(
+        {
+            "u": np.array(BIG_IDS, dtype=np.int64),
+            "l": [f"{a}|{b}" for a, b in zip(BIG_IDS, BIG_IDS[::-1])],
+            "x": [0.5, 1.5, 2.5, 3.5],
+            "y": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.tsv", "t.parquet", "nulls.parquet", "t.tfrecord"])
+def test_large_int64_ids_are_exact(tmp_path, name):
+    frame = _id_frame()
+    expected_u = list(BIG_IDS)
+    if name == "nulls.parquet":
+        # A null id: the file goes through the checked pyarrow reader, and the
+        # null takes the spec default without turning the column into floats.
+        frame = pd.concat([frame, frame.iloc[:1]], ignore_index=True)
+        frame["u"] = pd.array([*BIG_IDS, None], dtype="Int64")
+        expected_u.append(-1)
+    path = tmp_path / name
+    write_table(frame, ID_SPEC, path)
+    expected_l = [[a, b] for a, b in zip(BIG_IDS, BIG_IDS[::-1])]
+    expected_l = expected_l + expected_l[:1] if name == "nulls.parquet" else expected_l
+    chunk = next(read_chunks(path, ID_SPEC))
+    assert chunk["u"].dtype == np.int64 and chunk["l"].dtype == np.int64
+    assert chunk["u"].tolist() == expected_u
+    assert chunk["l"].tolist() == expected_l
+    got = _rows(make_dataset(path, ID_SPEC, batch_size=3))
+    assert got["u"].dtype == np.int64 and got["u"].tolist() == expected_u
+    assert got["l"].tolist() == expected_l
+
+
+def test_parquet_float_ids_must_be_integers_in_int64_range(tmp_path):
+    path = tmp_path / "f.parquet"
+    frame = _id_frame()
+    frame["u"] = [1.0, 2.5, float(2**63), -float(2**63)]
+    frame.to_parquet(path)
+    report = check_files(path, ID_SPEC, on_bad_rows="skip")
+    assert report.files[0].first_bad_rows == {"column 'u': not an integer id": [2, 3]}
+    got = _rows(make_dataset(path, ID_SPEC, on_bad_rows="skip"))
+    assert got["u"].tolist() == [1, -(2**63)]
+    with pytest.raises(MalformedDataError, match=r"f\.parquet: row 2: column 'u': .*2\.5"):
+        check_files(path, ID_SPEC)
+
+
+# duplicate column names (issue 4)
+def test_duplicate_header_names_are_refused(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("s,i,l,ls,x,y,x,s\na,1,1,p,0.5,1,0.7,b\n")
+    message = rf"{path}: duplicate column name\(s\) \['s', 'x'\]"
+    with pytest.raises(MalformedDataError, match=message):
+        check_files(path, SPEC)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="duplicate column name"):
+        list(make_dataset(path, SPEC))
+    with pytest.raises(MalformedDataError, match=message):
+        read_column(path, "y")
+    whitespace = tmp_path / "d.txt"
+    whitespace.write_text("a b a\n1 2 3\n")
+    with pytest.raises(MalformedDataError, match=r"d\.txt: duplicate column name\(s\) \['a'\]"):
+        read_column(whitespace, "b")
+
+
+def test_duplicate_parquet_column_names_are_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.parquet"
+    frame = _frame(3)
+    arrays = [pa.array(frame[c]) for c in SPEC.columns] + [pa.array(frame["x"])]
+    pq.write_table(pa.Table.from_arrays(arrays, names=[*SPEC.columns, "x"]), path)
+    with pytest.raises(MalformedDataError, match=rf"{path}: duplicate column name\(s\) \['x'\]"):
+        check_files(path, SPEC)
+    with pytest.raises(MalformedDataError, match="duplicate column name"):
+        make_dataset(path, SPEC)
+
+
+# non-finite numeric features are bad values on every path (issue 5)
+def test_text_values_beyond_float32_are_bad(tmp_path):
+    path = tmp_path / "o.csv"
+    frame = _frame(5)
+    write_table(frame, SPEC, path)
+    lines = path.read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[4] = "1e39"  # finite in float64, inf in float32
+    lines[2] = ",".join(cells)
+    cells = lines[4].split(",")
+    cells[4] = "-nan"  # not a missing-value token: a present NaN
+    lines[4] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        MalformedDataError, match=r"o\.csv: row 2: column 'x': not a finite float32 value: '1e39'"
+    ):
+        check_files(path, SPEC)
+    report = check_files(path, SPEC, on_bad_rows="skip")
+    assert report.files[0].first_bad_rows == {"column 'x': not a finite float32 value": [2, 4]}
+    got = _rows(make_dataset(path, SPEC, on_bad_rows="skip"))
+    assert got["i"].tolist() == [0, 6, 12] and np.isfinite(got["x"]).all()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="row 2: column 'x'"):
+        list(make_dataset(path, SPEC))
+
+
+def _write_parquet_with_x(path, xs, ys=None):
+    """Parquet through pyarrow: NaN stays a NaN value, not a null."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = _frame(len(xs))
+    columns = {c: pa.array(frame[c]) for c in SPEC.columns}
+    columns["x"] = pa.array(np.asarray(xs, dtype=np.float64), from_pandas=False)
+    if ys is not None:
+        columns["y"] = pa.array(np.asarray(ys, dtype=np.float64), from_pandas=False)
+    pq.write_table(pa.table(columns), path)
+    return frame
+
+
+@pytest.mark.parametrize("with_null", [False, True])
+def test_parquet_non_finite_features_are_bad(tmp_path, with_null):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "p.parquet"
+    frame = _write_parquet_with_x(path, [0.5, 1e39, 1.0, np.nan, -np.inf, 2.0])
+    if with_null:
+        # a null string sends make_dataset to the checked reader; without it
+        # tensorflow-io reads the file and the graph applies the policy
+        table = pq.read_table(path)
+        s = pa.array(["a", None, "c", "d", "e", "f"])
+        pq.write_table(table.set_column(table.schema.get_field_index("s"), "s", s), path)
+    with pytest.raises(
+        MalformedDataError, match=r"p\.parquet: row 2: column 'x': not a finite float32 value: 1e"
+    ):
+        check_files(path, SPEC)
+    report = check_files(path, SPEC, on_bad_rows="skip")
+    assert report.files[0].first_bad_rows == {"column 'x': not a finite float32 value": [2, 4, 5]}
+    for with_label in (True, False):
+        got = _rows_any(make_dataset(path, SPEC, on_bad_rows="skip", with_label=with_label))
+        assert got["x"].tolist() == pytest.approx([0.5, 1.0, 2.0])
+        assert got["i"].tolist() == frame["i"].iloc[[0, 2, 5]].tolist()
+        message = "row 2: column 'x'" if with_null else "column 'x'"
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            list(make_dataset(path, SPEC, with_label=with_label))
+
+
+def _rows_any(ds):
+    """All elements of a dataset with or without labels, concatenated."""
+    out = {}
+    for element in ds:
+        if isinstance(element, tuple):
+            element = {**element[0], "y": element[1]}
+        for k, v in element.items():
+            out.setdefault(k, []).append(v.numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def test_parquet_label_infinite_in_graph(tmp_path):
+    path = tmp_path / "l.parquet"
+    _write_parquet_with_x(path, [0.5, 1.0, 2.0], ys=[1.0, np.inf, 3.0])
+    got = _rows(make_dataset(path, SPEC, on_bad_rows="skip"))
+    assert got["y"].tolist() == [1.0, 3.0]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label 'y'"):
+        list(make_dataset(path, SPEC))
+
+
+def _example(values):
+    """A tf.Example of the SPEC's columns with the given float `x` and `y`."""
+    feature = {
+        "s": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"a"])),
+        "i": tf.train.Feature(int64_list=tf.train.Int64List(value=[3])),
+    }
+    for key, v in values.items():
+        feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+@pytest.mark.parametrize("name", ["n.tfrecord", "n.tfrecord.gz"])
+def test_tfrecord_non_finite_features_are_bad(tmp_path, name):
+    path = tmp_path / name
+    records = [
+        _example({"x": 0.5, "y": 1.0}),
+        _example({"x": float("nan"), "y": 2.0}),
+        _example({"x": 1.5, "y": 3.0}),
+        _example({"x": float("inf"), "y": 4.0}),
+        _example({"y": 5.0}),  # x missing: the default, a good row
+        _example({"x": 2.5, "y": float("nan")}),  # a NaN label: bad
+    ]
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if name.endswith(".gz") else "")
+    with tf.io.TFRecordWriter(str(path), options) as w:
+        for r in records:
+            w.write(r)
+    with pytest.raises(
+        MalformedDataError, match=rf"{name}: row 2: column 'x': not a finite float32 value: nan"
+    ):
+        check_files(path, SPEC)
+    report = check_files(path, SPEC, on_bad_rows="skip")
+    assert report.files[0].first_bad_rows == {
+        "column 'x': not a finite float32 value": [2, 4],
+        "label 'y': missing or NaN": [6],
+    }
+    assert check_files(path, SPEC, on_bad_rows="skip", with_label=False).rows_kept == 4
+    got = _rows(make_dataset(path, SPEC, on_bad_rows="skip", batch_size=2))
+    assert got["x"].tolist() == [0.5, 1.5, -1.0] and got["y"].tolist() == [1.0, 3.0, 5.0]
+    features = _rows_any(make_dataset(path, SPEC, on_bad_rows="skip", with_label=False))
+    assert features["x"].tolist() == [0.5, 1.5, -1.0, 2.5]
+    for with_label in (True, False):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="column 'x'"):
+            list(make_dataset(path, SPEC, batch_size=2, with_label=with_label))

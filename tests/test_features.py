@@ -145,3 +145,23 @@ def test_parse_spec_inputs_and_signature():
     assert inputs["price"].shape.as_list() == [None] and inputs["price"].dtype == tf.float32
     sig = spec.input_signature()
     assert sig["tags"] == tf.TensorSpec((None, 3), tf.string, name="tags")
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "s.yaml"
+    FeatureSpec.from_dict(FULL).save(path)
+    before = path.read_text()
+
+    def broken_dump(data, stream, **kwargs):
+        stream.write("name: half-writ")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(yaml, "safe_dump", broken_dump)
+    changed = FeatureSpec.from_dict({**FULL, "name": "other"})
+    with pytest.raises(OSError, match="disk full"):
+        changed.save(path)
+    assert path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # no temp file left
+    monkeypatch.undo()
+    changed.save(path)
+    assert FeatureSpec.load(path).name == "other"

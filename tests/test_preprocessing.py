@@ -222,3 +222,56 @@ def test_vocabulary_file_and_empty_training_data(tmp_path):
     write_table(_frame().iloc[:0], SPEC, path)
     with pytest.raises(ValueError, match="no training rows"):
         FeaturePreprocessor(SPEC).adapt(path)
+
+
+BIG_IDS = [2**53 + 1, 2**60 + 1, 2**60 + 2, 2**63 - 2]
+
+
+@pytest.mark.parametrize("name", ["ids.csv", "ids.parquet", "ids.tfrecord"])
+def test_adapted_vocabulary_holds_exact_large_ids(tmp_path, name):
+    spec = FeatureSpec.from_dict(
+        {
+            "name": "ids",
+            "label": "y",
+            "features": [
+                {"name": "u", "kind": "categorical", "dtype": "int64"},
+                {"name": "l", "kind": "list", "dtype": "int64", "max_length": 2},
+            ],
+        }
+    )
+    frame = pd.DataFrame(
+        {
+            "u": np.array(BIG_IDS * 2, dtype=np.int64),
+            "l": [f"{a}|{b}" for a, b in zip(BIG_IDS * 2, BIG_IDS[::-1] * 2)],
+            "y": np.arange(8, dtype=np.float64),
+        }
+    )
+    path = tmp_path / name
+    write_table(frame, spec, path)
+    pre = FeaturePreprocessor(spec).adapt(path)
+    assert pre.vocabulary("u") == BIG_IDS and pre.vocabulary("l") == BIG_IDS
+    pre.save(tmp_path / "f.json")
+    model = FeaturePreprocessor.load(spec, tmp_path / "f.json").build_model()
+    ids = model.get_layer("u_lookup")(tf.constant([*BIG_IDS, 2**60], tf.int64)).numpy()
+    assert ids.tolist() == [1, 2, 3, 4, 0]  # each id its own; 2**60 (unseen) is OOV
+    lids = model.get_layer("l_lookup")(tf.constant([[2**60 + 2, 2**63 - 2]], tf.int64))
+    assert lids.numpy().tolist() == [[4, 5]]  # pad 0, OOV 1, then the vocabulary
+    x, _ = next(iter(make_dataset(path, spec, batch_size=8)))
+    assert (model.get_layer("u_lookup")(x["u"]).numpy() > 0).all()  # nothing is OOV
+
+
+@pytest.mark.parametrize("encoding", ["normalize", "bucketize"])
+def test_adapted_statistics_must_be_finite(encoding):
+    feature = {"name": "x", "kind": "numeric", "encoding": encoding}
+    if encoding == "bucketize":
+        feature["num_buckets"] = 4
+    spec = FeatureSpec.from_dict({"name": "f", "label": "y", "features": [feature]})
+    chunks = [{"x": np.array([1.0, 2.0], np.float32)}, {"x": np.array([np.inf, 3.0], np.float32)}]
+    with pytest.raises(ValueError, match=r"feature 'x': the adapted \w+ is not finite"):
+        FeaturePreprocessor(spec).adapt(chunks)
+    good = FeaturePreprocessor(spec).adapt(chunks[:1]).statistics
+    bad = json.loads(json.dumps(good))
+    key = "mean" if encoding == "normalize" else "boundaries"
+    bad["features"]["x"][key] = float("nan") if key == "mean" else [1.0, float("nan")]
+    with pytest.raises(ValueError, match=rf"feature 'x': the adapted {key} is not finite"):
+        FeaturePreprocessor(spec, bad)

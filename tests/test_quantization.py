@@ -1,5 +1,6 @@
 import itertools
 import json
+import re
 
 import numpy as np
 import pytest
@@ -426,3 +427,38 @@ def test_plot_writes_png(tmp_path, cdnow_values):
 
 def test_decision_boundaries_are_midpoints():
     np.testing.assert_array_equal(decision_boundaries([0.0, 2.0, 10.0]), [1.0, 6.0])
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        [1e300, 2e300, 3e300, 5e300, -1e300],  # the squares overflow float64
+        [1e160, 3e160, 7e160, 1.0],
+        [-1.7e308, -1.6e308, 1.6e308, 1.7e308],  # even the midpoints overflow
+    ],
+)
+def test_labels_near_the_float_limits_are_refused(tmp_path, y):
+    q = ResidualQuantizer(num_levels=2, codebook_size=2)
+    lo, hi = min(y), max(y)
+    label_range = re.escape(f"labels in [{lo!r}, {hi!r}]")
+    with pytest.raises(ValueError, match=rf"{label_range} are too large to fit.*clip_min"):
+        q.fit(y)
+    assert q.centroids is None
+    with pytest.raises(RuntimeError, match="not fitted"):
+        q.save(tmp_path / "cb.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_never_writes_non_finite_centroids(tmp_path):
+    q = ResidualQuantizer(num_levels=2, codebook_size=4).fit(lognormal(500, seed=17))
+    path = tmp_path / "cb.json"
+    q.save(path)
+    before = path.read_text()
+    q.centroids[1] = np.array([-1.0, np.nan, 2.0])
+    with pytest.raises(ValueError, match=r"level 1: centroids must be finite"):
+        q.save(path)
+    q.centroids[1] = np.array([-1.0, np.inf])
+    with pytest.raises(ValueError, match=r"level 1: centroids must be finite"):
+        q.save(tmp_path / "new.json")
+    assert path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cb.json"]
