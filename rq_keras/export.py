@@ -10,6 +10,10 @@
   `tf.Example`s, parsed with the spec (a missing feature takes the spec
   default, a missing list is empty).
 
+In both, a NaN, `inf` or `-inf` in a numeric feature is replaced in the
+graph by that feature's spec default, as a missing value is in training, so a
+bad value never makes a prediction NaN or fails the batch.
+
 Both return `prediction` float32 `(batch,)`, and for RQ-Reg `level_values`
 float32 `(batch, L)` and `codes` int32 `(batch, L)` (-1 is the zero code when
 the codebook has one); a baseline head (`rq_keras.heads`) returns
@@ -23,15 +27,20 @@ The version is written to a hidden temporary directory beside `BASE/N`
 (TF Serving ignores names that are not integers), checked, and renamed into
 place, so a watching server never sees a half-written or unchecked version.
 The checks reload it in a fresh Python process that cannot import rq_keras,
-run both signatures on held-out rows and compare with the in-memory model.
+run both signatures on held-out rows and compare with the in-memory model;
+that process ends with the exporting one, and its files live inside the
+temporary directory. An export starts by removing the temporary directories
+(`BASE/.tmp-N-PID/`) of exports whose process no longer runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -52,6 +61,7 @@ __all__ = [
     "latest_version",
     "load_run",
     "next_version",
+    "remove_stale_temporaries",
     "serialize_examples",
 ]
 
@@ -65,6 +75,10 @@ SPEC_FILE = "feature_spec.yaml"
 # Ops that call back into Python: a graph with one cannot be served.
 PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 TOLERANCE = 1e-5
+# `BASE/.tmp-N-PID`: an export's temporary directory (see `export_model`).
+_TEMP_NAME = re.compile(r"\.tmp-([1-9][0-9]*)-([1-9][0-9]*)")
+
+logger = logging.getLogger(__name__)
 
 
 class ExportError(RuntimeError):
@@ -86,6 +100,8 @@ class ExportResult:
         checks: the check figures (rows, largest differences per output and
             signature), empty when checks were skipped.
         seconds: wall time of the export, checks included.
+        removed_stale: the temporary directories of dead exports removed at
+            the start (see `remove_stale_temporaries`).
     """
 
     export_dir: str
@@ -93,6 +109,7 @@ class ExportResult:
     size_bytes: int
     checks: dict[str, Any]
     seconds: float
+    removed_stale: list[str] = dataclasses.field(default_factory=list)
 
 
 # ------------------------------------------------------------ the graph
@@ -155,9 +172,26 @@ def build_serving_module(model, spec):
         with tf.control_dependencies(checks):
             return {k: tf.identity(v) for k, v in out.items()}
 
+    def finite(inputs):
+        """NaN, inf and -inf in a numeric feature -> the feature's spec default.
+
+        The readers give a missing or NaN numeric cell the default in training
+        (`rq_keras.data`); serving does the same instead of letting one bad
+        value make the prediction NaN, or failing the batch. Lists hold ids
+        (string or int64), which cannot be non-finite.
+        """
+        out = dict(inputs)
+        for f in features:
+            if f.is_numeric:
+                value = out[f.name]
+                out[f.name] = tf.where(
+                    tf.math.is_finite(value), value, tf.constant(f.default, value.dtype)
+                )
+        return out
+
     @tf.function(input_signature=[input_signature])
     def serve_features(inputs):
-        return outputs_of(checked(inputs))
+        return outputs_of(finite(checked(inputs)))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(examples):
@@ -166,7 +200,7 @@ def build_serving_module(model, spec):
         )
         with tf.control_dependencies([rank_ok]):
             parsed = tf.io.parse_example(examples, spec.parse_spec(with_label=False))
-        return outputs_of(to_model_inputs(parsed, spec))
+        return outputs_of(finite(to_model_inputs(parsed, spec)))
 
     module = tf.Module()
     module.model = model
@@ -251,13 +285,8 @@ def feature_tensors(spec, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
 # ---------------------------------------------------------------- runs
 def load_run(model_dir: str | os.PathLike):
     """(model, spec, held-out files) of a `train.py` output directory."""
-    import tf_keras as keras
-    import yaml
-
-    import rq_keras.heads  # noqa: F401  (registers HeadModel)
-    import rq_keras.layers  # noqa: F401  (registers the custom layers)
     from rq_keras.features import FeatureSpec
-    from rq_keras.model import RQRegModel  # noqa: F401
+    from rq_keras.run_dir import load_model, read_yaml
 
     run = pathlib.Path(model_dir)
     for name in ("model.keras", "feature_spec.yaml"):
@@ -266,11 +295,13 @@ def load_run(model_dir: str | os.PathLike):
                 f"{run / name} is missing: --model-dir must be a finished train.py run"
             )
     spec = FeatureSpec.load(run / "feature_spec.yaml")
-    model = keras.models.load_model(run / "model.keras", compile=False)
+    model = load_model(run / "model.keras")
     held_out: list[str] = []
     config_path = run / "config.yaml"
     if config_path.is_file():
-        config = yaml.safe_load(config_path.read_text()) or {}
+        config = read_yaml(config_path) or {}
+        if not isinstance(config, dict):
+            raise ExportError(f"{config_path} does not hold a run config")
         held_out = list(config.get("test_files") or config.get("validation_files") or [])
         if config.get("dataset"):
             held_out = sorted(str(p) for p in (run / "data").glob("test.*"))
@@ -290,6 +321,59 @@ def latest_version(base: str | os.PathLike) -> int | None:
 def next_version(base: str | os.PathLike) -> int:
     """One more than the largest version in `base` (1 if none)."""
     return (latest_version(base) or 0) + 1
+
+
+def _process_gone(pid: int) -> bool:
+    """True when no process `pid` exists; another user's process counts as running.
+
+    On Windows `os.kill(pid, 0)` would terminate the process, so nothing
+    counts as gone there.
+    """
+    if os.name == "nt":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it runs as another user
+        return False
+    return False
+
+
+def remove_stale_temporaries(base: str | os.PathLike) -> list[str]:
+    """Removes the temporary directories that killed exports left in `base`.
+
+    Only directories named exactly `.tmp-N-PID` (N and PID positive integers
+    without leading zeros) whose process PID no longer runs are removed; a
+    running export's directory, files, links and every other name are kept.
+
+    Args:
+        base: the export base (`BASE` of `BASE/N`).
+
+    Returns:
+        The removed directories' paths; each is also logged (WARNING).
+    """
+    base = pathlib.Path(base)
+    if not base.is_dir():
+        return []
+    removed = []
+    for path in sorted(base.iterdir()):
+        match = _TEMP_NAME.fullmatch(path.name)
+        if not match or path.is_symlink() or not path.is_dir():
+            continue
+        pid = int(match.group(2))
+        if not _process_gone(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed.append(str(path))
+            logger.warning(
+                "removed %s: the temporary directory of an export whose process %d "
+                "no longer runs",
+                path,
+                pid,
+            )
+    return removed
 
 
 def _dir_size(path: pathlib.Path) -> int:
@@ -349,6 +433,88 @@ def _write_warmup(export_dir: pathlib.Path, spec, rows: Mapping[str, np.ndarray]
     return records
 
 
+# Prepended to a `_run_tied_to_parent` script: a thread that ends the process
+# once its parent is gone (reparented), wherever PR_SET_PDEATHSIG is missing.
+_WATCH_PARENT = r"""
+import os as _os, threading as _threading, time as _time
+def _watch_parent(parent=int(_os.environ.pop("RQ_KERAS_PARENT_PID", "0") or 0)):
+    while parent and _os.getppid() == parent:
+        _time.sleep(0.2)
+    if parent:
+        _os._exit(1)
+_threading.Thread(target=_watch_parent, daemon=True).start()
+del _watch_parent
+"""
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal():
+    """A `preexec_fn` that makes the child get SIGKILL when its parent dies.
+
+    Linux only (`prctl(PR_SET_PDEATHSIG)`); None elsewhere or when libc has no
+    `prctl`. `prctl` is looked up here, before the fork, so the child only
+    calls it. A parent that died before `prctl` ran is caught by comparing
+    `getppid` with its pid.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    sigkill = int(signal.SIGKILL)
+
+    def preexec():
+        prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def _run_tied_to_parent(
+    script: str,
+    args: Sequence[str],
+    *,
+    cwd: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    pdeathsig: bool = True,
+) -> subprocess.CompletedProcess:
+    """`python -c script args...`, ended when this process dies.
+
+    On Linux the kernel kills the child when its parent dies
+    (`PR_SET_PDEATHSIG`); everywhere a thread in the child (`_WATCH_PARENT`)
+    ends it once its parent pid changes, within 0.2 s.
+
+    Args:
+        script: the Python source to run.
+        args: its `sys.argv[1:]`.
+        cwd: the child's working directory.
+        env: the child's environment (default: this process's).
+        pdeathsig: use `PR_SET_PDEATHSIG` where available (False leaves only
+            the child's watch, for tests).
+
+    Returns:
+        The finished process, stdout and stderr captured as text (undecodable
+        bytes replaced).
+    """
+    env = dict(os.environ if env is None else env)
+    env["RQ_KERAS_PARENT_PID"] = str(os.getpid())
+    return subprocess.run(
+        [sys.executable, "-c", _WATCH_PARENT + script, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        preexec_fn=_parent_death_signal() if pdeathsig else None,
+    )
+
+
 # The fresh process of the checks: rq_keras is made unimportable first.
 _CHECK_SCRIPT = r"""
 import sys
@@ -380,10 +546,15 @@ print(json.dumps({"signatures": sorted(loaded.signatures.keys())}))
 
 
 def _check_in_fresh_process(export_dir: pathlib.Path, spec, model, rows, examples):
-    """Reloads `export_dir` without rq_keras and compares with `model`."""
+    """Reloads `export_dir` without rq_keras and compares with `model`.
+
+    The rows and outputs go through a directory inside `export_dir` (removed
+    before the rename; if this process is killed, the next export's start
+    removes the whole temporary directory), and the process ends with this one.
+    """
     expected = model(feature_tensors(spec, rows), training=False)
     expected = {k: np.asarray(expected[k]) for k in OUTPUTS if k in expected}
-    with tempfile.TemporaryDirectory(prefix="rq_keras_export_check_") as work:
+    with tempfile.TemporaryDirectory(prefix=".check-", dir=export_dir) as work:
         saved_rows = {
             f.name: np.asarray(rows[f.name]).astype(object)
             if f.dtype == "string"
@@ -395,12 +566,11 @@ def _check_in_fresh_process(export_dir: pathlib.Path, spec, model, rows, example
             json.dump({f.name: f.tf_dtype_name for f in spec.features}, f)
         np.save(os.path.join(work, "examples.npy"), np.array(examples, dtype=object))
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        proc = subprocess.run(
-            [sys.executable, "-c", _CHECK_SCRIPT, str(export_dir.resolve()), work],
+        proc = _run_tied_to_parent(
+            _CHECK_SCRIPT,
+            [str(export_dir.resolve()), str(pathlib.Path(work).resolve())],
             cwd=work,  # not the repository: nothing of rq_keras on sys.path
             env=env,
-            capture_output=True,
-            text=True,
         )
         if proc.returncode != 0:
             raise ExportCheckError(
@@ -462,6 +632,9 @@ def export_model(
             signatures with `model` on `check_rows` (to 1e-5; codes exactly)
             before the version is renamed into place.
 
+    The export starts by removing the temporary directories that killed
+    exports left in `export_base` (`remove_stale_temporaries`).
+
     Returns:
         an `ExportResult`.
 
@@ -487,6 +660,7 @@ def export_model(
     if check and not check_rows:
         raise ExportError("the export checks need held-out rows (`check_rows`)")
     base.mkdir(parents=True, exist_ok=True)
+    removed_stale = remove_stale_temporaries(base)
     tmp = base / f".tmp-{version}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -520,6 +694,7 @@ def export_model(
         size_bytes=_dir_size(final),
         checks=checks,
         seconds=time.perf_counter() - start,
+        removed_stale=removed_stale,
     )
 
 

@@ -39,18 +39,23 @@ __all__ = [
 
 
 class ServingCheckError(RuntimeError):
-    """The serving_check binary exited with a nonzero status.
+    """The serving_check binary failed, or its output is not the JSON report.
 
     ``returncode`` is 1 when TensorFlow failed (loading the model or running
-    the signature) and 2 when the request itself was wrong (unknown signature,
-    missing, extra or mistyped inputs). ``stderr`` is the binary's stderr.
+    the signature), 2 when the request itself was wrong (unknown signature,
+    missing, extra or mistyped inputs), and the binary's status (0) when its
+    stdout could not be read as the report. ``stderr`` is the binary's stderr;
+    bytes that are not UTF-8 in its output are replaced by U+FFFD.
     """
 
-    def __init__(self, returncode: int, stderr: str, command: list[str]):
+    def __init__(
+        self, returncode: int, stderr: str, command: list[str], problem: str | None = None
+    ):
         self.returncode = returncode
         self.stderr = stderr
         self.command = command
-        super().__init__(f"serving_check exited with status {returncode}:\n{stderr.strip()}")
+        problem = problem or f"serving_check exited with status {returncode}"
+        super().__init__(f"{problem}:\n{stderr.strip()}")
 
 
 @dataclasses.dataclass
@@ -91,7 +96,9 @@ def build(force: bool = False) -> pathlib.Path:
     """
     command = ["bash", str(BUILD_SCRIPT)] + (["--force"] if force else [])
     env = dict(os.environ, PYTHON=sys.executable)
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        command, capture_output=True, text=True, errors="replace", env=env, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(
             f"building serving_check failed (status {proc.returncode}):\n{proc.stderr}"
@@ -149,7 +156,8 @@ def run(
         The outputs of the last run and the latency statistics.
 
     Raises:
-        ServingCheckError: The binary exited nonzero (see its ``returncode``).
+        ServingCheckError: The binary exited nonzero (see its ``returncode``),
+            or its stdout is not the JSON report.
     """
     binary = pathlib.Path(binary) if binary is not None else build()
     with tempfile.TemporaryDirectory(prefix="serving_check_") as tmp:
@@ -173,18 +181,29 @@ def run(
         # stderr; an explicit TF_CPP_MIN_LOG_LEVEL from the caller wins.
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-        proc = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=timeout, check=False
-        )
+        # Bytes, decoded here: a path or a TensorFlow message in the output
+        # may not be UTF-8, and that must not hide the result or the error.
+        proc = subprocess.run(command, capture_output=True, env=env, timeout=timeout, check=False)
+    stdout = proc.stdout.decode("utf-8", errors="replace")
+    stderr = proc.stderr.decode("utf-8", errors="replace")
     if proc.returncode != 0:
-        raise ServingCheckError(proc.returncode, proc.stderr, command)
-    report = json.loads(proc.stdout)
-    outputs = {key: _to_array(output) for key, output in report["outputs"].items()}
+        raise ServingCheckError(proc.returncode, stderr, command)
+    try:
+        report = json.loads(stdout)
+        outputs = {key: _to_array(output) for key, output in report["outputs"].items()}
+        latency_ms = report["latency_ms"]
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ServingCheckError(
+            proc.returncode,
+            stderr,
+            command,
+            problem=f"serving_check's stdout is not the JSON report ({err}): {stdout[:500]!r}",
+        ) from err
     return ServingCheckResult(
         outputs=outputs,
-        latency_ms=report["latency_ms"],
+        latency_ms=latency_ms,
         returncode=proc.returncode,
-        stderr=proc.stderr,
+        stderr=stderr,
     )
 
 

@@ -1,5 +1,6 @@
 """serving_check: SavedModels served from TensorFlow's C++ loader match Python."""
 
+import sys
 import time
 
 import numpy as np
@@ -281,3 +282,42 @@ def test_build_is_skipped_when_up_to_date(binary):
     before = binary.stat().st_mtime_ns
     assert serving_check.build() == binary
     assert binary.stat().st_mtime_ns == before
+
+
+def _fake_binary(tmp_path, stdout: bytes, stderr: bytes, status: int):
+    """A stand-in for the C++ program that prints the given bytes and exits."""
+    fake = tmp_path / "fake_serving_check"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        f"sys.stdout.buffer.write({stdout!r})\n"
+        f"sys.stderr.buffer.write({stderr!r})\n"
+        f"sys.exit({status})\n"
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+REPORT = b'{"outputs": {"prediction": {"dtype": "float32", "shape": [1], "values": [0.5]}}, '
+REPORT += b'"latency_ms": {"runs": 1}}'
+
+
+def test_non_utf8_output_of_the_binary_is_decoded_with_replacement(tmp_path):
+    inputs = {"x": np.zeros(1, np.float32)}
+    # A failure whose diagnostics are not UTF-8: the error keeps them, replaced.
+    fake = _fake_binary(tmp_path, b"", b"error: bad bytes \xff\xfe in a path\n", 1)
+    with pytest.raises(serving_check.ServingCheckError) as error:
+        serving_check.run(tmp_path, "serving_default", inputs, binary=fake)
+    assert error.value.returncode == 1
+    assert "error: bad bytes \ufffd\ufffd in a path" in error.value.stderr
+    # Success with a non-UTF-8 loader log: the outputs are read, the log replaced.
+    fake = _fake_binary(tmp_path, REPORT, b"loader log \x80\n", 0)
+    result = serving_check.run(tmp_path, "serving_default", inputs, binary=fake)
+    assert result.outputs["prediction"].tolist() == [0.5]
+    assert result.stderr == "loader log \ufffd\n"
+    # Status 0 but stdout is not the JSON report: a ServingCheckError that says so.
+    fake = _fake_binary(tmp_path, b"\xff\xfe not json", b"", 0)
+    with pytest.raises(serving_check.ServingCheckError, match="not the JSON report") as error:
+        serving_check.run(tmp_path, "serving_default", inputs, binary=fake)
+    assert error.value.returncode == 0
+    assert "\ufffd\ufffd not json" in str(error.value)
