@@ -144,6 +144,11 @@ class EarlyStoppingCheckpoint(keras.callbacks.Callback):
     every epoch and read at the start of training, so a run resumed by
     `BackupAndRestore` keeps counting where it stopped.
 
+    Under `MultiWorkerMirroredStrategy` every worker must take the same
+    decisions (saving is collective): all read the chief's state and best
+    weights (`state_path`, `weights_path`), and the other workers write
+    theirs elsewhere (`write_state_path`, `write_weights_path`).
+
     Args:
         weights_path: checkpoint prefix of the best weights.
         state_path: the JSON state file.
@@ -151,6 +156,10 @@ class EarlyStoppingCheckpoint(keras.callbacks.Callback):
         patience: epochs without improvement before stopping, >= 1; None
             never stops (the best weights are still kept and restored).
         min_delta: the smallest decrease that counts as an improvement.
+        write_weights_path: where this process saves the best weights
+            (default: `weights_path`).
+        write_state_path: where this process writes the state (default:
+            `state_path`).
     """
 
     def __init__(
@@ -160,6 +169,8 @@ class EarlyStoppingCheckpoint(keras.callbacks.Callback):
         monitor: str = "val_mae",
         patience: int | None = 5,
         min_delta: float = 0.0,
+        write_weights_path: str | None = None,
+        write_state_path: str | None = None,
     ):
         super().__init__()
         if patience is not None and patience < 1:
@@ -171,12 +182,38 @@ class EarlyStoppingCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.patience = patience
         self.min_delta = float(min_delta)
+        self.write_weights_path = write_weights_path or weights_path
+        self.write_state_path = write_state_path or state_path
         self.state = {"best": None, "best_epoch": None, "wait": 0, "stopped_epoch": None}
 
-    def on_train_begin(self, logs=None):
-        if os.path.exists(self.state_path):
+    def read_state(self) -> dict:
+        """The saved state (the initial one when there is none).
+
+        Raises:
+            ValueError: the state file cannot be read or is not a state,
+                naming it.
+        """
+        state = {"best": None, "best_epoch": None, "wait": 0, "stopped_epoch": None}
+        if not os.path.exists(self.state_path):
+            return state
+        try:
             with open(self.state_path, encoding="utf-8") as f:
-                self.state.update(json.load(f))
+                doc = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(
+                f"the early-stopping state {self.state_path} cannot be read ({err}); "
+                "pass --overwrite to start over"
+            ) from None
+        if not isinstance(doc, dict) or not set(state) <= set(doc):
+            raise ValueError(
+                f"the early-stopping state {self.state_path} lacks {sorted(state)}; "
+                "pass --overwrite to start over"
+            )
+        state.update(doc)
+        return state
+
+    def on_train_begin(self, logs=None):
+        self.state = self.read_state()
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -188,14 +225,14 @@ class EarlyStoppingCheckpoint(keras.callbacks.Callback):
         value = float(value)
         best = self.state["best"]
         if math.isfinite(value) and (best is None or value < best - self.min_delta):
-            self.model.save_weights(self.weights_path)
+            self.model.save_weights(self.write_weights_path)
             self.state.update(best=value, best_epoch=epoch + 1, wait=0)
         else:
             self.state["wait"] += 1
             if self.patience is not None and self.state["wait"] >= self.patience:
                 self.state["stopped_epoch"] = epoch + 1
                 self.model.stop_training = True
-        _write_json(self.state_path, self.state)
+        _write_json(self.write_state_path, self.state)
 
     def on_train_end(self, logs=None):
         if self.state["best_epoch"] is not None:
@@ -265,14 +302,30 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def read_history(path: str) -> dict[int, dict[str, float]]:
-    """The rows of an `EpochHistory` CSV file ({} if there is none)."""
+    """The rows of an `EpochHistory` CSV file ({} if there is none).
+
+    Raises:
+        ValueError: the file is not such a table (truncated, edited), naming
+            it and the line.
+    """
     if not os.path.exists(path):
         return {}
-    with open(path, newline="", encoding="utf-8") as f:
-        return {
-            int(row.pop("epoch")): {k: float(v) for k, v in row.items()}
-            for row in csv.DictReader(f)
-        }
+    rows = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is not None and "epoch" not in reader.fieldnames:
+                raise ValueError("no `epoch` column")
+            for row in reader:
+                if None in row or None in row.values():
+                    raise ValueError(f"line {reader.line_num} has the wrong number of fields")
+                epoch = int(row.pop("epoch"))
+                rows[epoch] = {k: float(v) for k, v in row.items()}
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as err:
+        raise ValueError(
+            f"the training history {path} cannot be read ({err}); pass --overwrite to start over"
+        ) from None
+    return rows
 
 
 def rows_to_history(rows: dict[int, dict[str, float]]) -> dict[str, list[float]]:

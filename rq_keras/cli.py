@@ -2,8 +2,11 @@
 
 `train.py`: flags -> `TrainConfig` -> `training.train`. Exit status: 0 done;
 1 the loss became NaN (the message names epoch and step); 2 a bad flag,
-config or input file (named on stderr, before training starts); 3 the output
-directory holds a finished run (use `--overwrite`).
+config or input file, an output directory that is not a run's (not empty and
+no `rq_keras_run.json`), or a damaged file of an unfinished run (each named on
+stderr, before anything in the output directory is removed); 3 the output
+directory holds a finished run (use `--overwrite`) or an unfinished run of
+another config.
 
 `export.py`: `export.export_run`. Exit status: 0 written and checked; 1 the
 export failed its checks (nothing was left under the export base); 2 a bad
@@ -44,6 +47,7 @@ _FLAGS = {
     "patience": "patience",
     "strategy": "strategy",
     "devices": "devices",
+    "cpu_devices": "cpu_devices",
     "on_bad_rows": "on_bad_rows",
     "head": "head",
 }
@@ -95,6 +99,13 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     p.add_argument("--strategy", choices=STRATEGIES)
     p.add_argument("--devices", nargs="+", help="devices for mirrored / one_device")
+    p.add_argument(
+        "--cpu-devices",
+        type=int,
+        metavar="N",
+        help="split the CPU into N logical devices /cpu:0../cpu:N-1 (a local mirrored run "
+        "without GPUs)",
+    )
     p.add_argument("--seed", type=int, help="sets the run's, the model's and the codebook's seed")
     p.add_argument(
         "--set",

@@ -16,6 +16,7 @@
 
 Output directory::
 
+    rq_keras_run.json      the manifest: the names runs here own (`run_dir`)
     config.yaml            the resolved TrainConfig
     feature_spec.yaml      the spec the model was built from
     preprocessing.json     the adapted statistics (vocabularies, moments)
@@ -23,15 +24,23 @@ Output directory::
     data_report.json       rows read and dropped per input file
     history.csv            one row per epoch (losses, validation metrics, p)
     checkpoints/           best weights and the early-stopping state
-    backup/                BackupAndRestore state (removed when training ends)
+    backup/                BackupAndRestore state (removed once metrics.json is written)
     logs/                  TensorBoard
     model.keras            the trained model (best weights)
+    trained.json           training finished: a rerun goes straight to evaluation
     predictions.parquet    test labels, predictions and codes
     metrics.json           test metrics; its presence marks a finished run
     plots/                 distribution, calibration, gain, loss curves
 
 Under `MultiWorkerMirroredStrategy` only the chief writes these; the other
-workers write their checkpoints to temporary directories.
+workers write their checkpoints to temporary directories and read the
+chief's (storage shared by the workers, as `backup/` needs anyway).
+
+What a run may delete, and what survives a kill, is `rq_keras.run_dir`'s
+contract: a run writes only into a new or empty directory or one an earlier
+run made, removes only what the manifest lists and only after every input
+was checked; a kill during training resumes at the last finished epoch, a
+kill after training at the evaluation.
 """
 
 from __future__ import annotations
@@ -55,9 +64,11 @@ import yaml
 
 from rq_keras.model import ModelConfig
 from rq_keras.quantization import ResidualQuantizer
+from rq_keras.run_dir import RunDir, RunDirError, load_model, read_yaml
 
 __all__ = [
     "QuantizerConfig",
+    "RunDirError",
     "RunExistsError",
     "STRATEGIES",
     "TrainConfig",
@@ -79,23 +90,6 @@ _HEAD_MONITORS = ("val_loss", "val_mae")
 REPO_DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 # Datasets whose raw files ship in `data/` (others need `raw_dir`).
 DEFAULT_RAW_DIRS = {"cdnow": REPO_DATA / "cdnow"}
-# What a run writes; `--overwrite` removes exactly these.
-ARTIFACTS = (
-    "config.yaml",
-    "feature_spec.yaml",
-    "preprocessing.json",
-    "codebook.json",
-    "data_report.json",
-    "history.csv",
-    "checkpoints",
-    "backup",
-    "logs",
-    "model.keras",
-    "predictions.parquet",
-    "metrics.json",
-    "plots",
-    "data",
-)
 
 
 class RunExistsError(FileExistsError):
@@ -176,7 +170,11 @@ class TrainConfig:
         sampling_per_batch: update p every batch from the fractional epoch.
         strategy: `"auto"`, `"mirrored"`, `"multi_worker"` or `"one_device"`.
         devices: devices for `mirrored` (all local GPUs, or the CPU, if
-            empty) or `one_device` (its first entry).
+            empty) or `one_device` (its first entry); each must exist
+            (`tf.config.list_logical_devices`).
+        cpu_devices: split the host CPU into this many logical devices
+            (`/cpu:0` ... ) before TensorFlow starts, for a local mirrored
+            run without GPUs (`auto` then mirrors over them); None: one.
         seed: seeds the global TF seed, shuffling and the dataset split.
         head: `"rq_reg"` (the paper's model), `"kmeans"` (RQ-Reg with
             `quantizer.num_levels = 1`), or a baseline head of
@@ -207,6 +205,7 @@ class TrainConfig:
     sampling_per_batch: bool = False
     strategy: str = "auto"
     devices: tuple[str, ...] = ()
+    cpu_devices: int | None = None
     seed: int = 0
     head: str = "rq_reg"
     quantizer: QuantizerConfig = QuantizerConfig()
@@ -225,6 +224,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "shuffle_buffer"):
             if getattr(self, name) < 1:
                 bad(name, getattr(self, name), ">= 1")
+        if self.cpu_devices is not None and self.cpu_devices < 1:
+            bad("cpu_devices", self.cpu_devices, ">= 1 or null")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             bad("steps_per_epoch", self.steps_per_epoch, ">= 1 or null")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
@@ -393,31 +394,84 @@ def _tf_config() -> dict[str, Any]:
     return doc
 
 
-def make_strategy(name: str = "auto", devices: Sequence[str] = ()):
+def _split_cpu(count: int) -> list[str]:
+    """Makes `count` logical CPU devices (before TF starts); their names."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * count
+        )
+    except RuntimeError:
+        # Already started (or already split): fine if the split is the one asked for.
+        if len(tf.config.list_logical_devices("CPU")) != count:
+            raise ValueError(
+                f"`cpu_devices` {count}: TensorFlow has already started with "
+                f"{len(tf.config.list_logical_devices('CPU'))} CPU device(s) in this process; "
+                "the CPU can only be split before the first TensorFlow op"
+            ) from None
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def _check_devices(devices: Sequence[str]) -> None:
+    """Every named device exists here (a missing one would hang a mirrored run)."""
+    import tensorflow as tf
+
+    known = tf.config.list_logical_devices()
+
+    def key(name):
+        spec = tf.DeviceSpec.from_string(name)
+        return (spec.device_type or "").upper(), spec.device_index or 0
+
+    available = {key(d.name) for d in known}
+    for device in devices:
+        try:
+            wanted = key(device)
+        except ValueError:
+            wanted = None
+        if wanted is None or wanted not in available:
+            names = ", ".join(d.name for d in known)
+            raise ValueError(
+                f"device {device!r} does not exist on this host (it has {names}); to mirror "
+                "over several CPU devices, split the CPU with --cpu-devices N"
+            )
+
+
+def make_strategy(name: str = "auto", devices: Sequence[str] = (), cpu_devices: int | None = None):
     """The `tf.distribute` strategy of a run; create it before any other TF op.
 
     Args:
         name: `"auto"` (multi_worker when `TF_CONFIG` names more than one
-            task, mirrored with several local GPUs or `devices`, else
-            one_device), `"mirrored"`, `"multi_worker"` (needs `TF_CONFIG`)
-            or `"one_device"`.
-        devices: device names for mirrored/one_device.
+            task, mirrored with several local GPUs, `devices` or
+            `cpu_devices`, else one_device), `"mirrored"`, `"multi_worker"`
+            (needs `TF_CONFIG`) or `"one_device"`.
+        devices: device names for mirrored/one_device; each must exist.
+        cpu_devices: split the host CPU into this many logical devices first
+            (mirrored then runs over them when `devices` is empty).
 
     `one_device` is TF's default strategy (its device placement), or a
     MirroredStrategy over `devices[0]` when one is named: Keras'
     `BackupAndRestore` does not accept `OneDeviceStrategy`.
+
+    Raises:
+        ValueError: an unknown strategy, a device this host does not have, a
+            CPU split after TensorFlow started, or a bad `TF_CONFIG`.
     """
     import tensorflow as tf
 
     if name not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {name!r}")
+    if cpu_devices is not None and cpu_devices < 1:
+        raise ValueError(f"`cpu_devices` must be >= 1, got {cpu_devices}")
     tf_config = _tf_config()
     tasks = sum(len(v) for v in tf_config.get("cluster", {}).values() if isinstance(v, list))
+    split = _split_cpu(cpu_devices) if cpu_devices else []
     gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         if tasks > 1:
             name = "multi_worker"
-        elif len(gpus) > 1 or len(devices) > 1:
+        elif len(gpus) > 1 or len(devices) > 1 or len(split) > 1:
             name = "mirrored"
         else:
             name = "one_device"
@@ -428,7 +482,10 @@ def make_strategy(name: str = "auto", devices: Sequence[str] = ()):
                 "environment"
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
+    _check_devices(devices)
     if name == "mirrored":
+        if not devices and len(split) > 1 and not gpus:
+            devices = split
         return tf.distribute.MirroredStrategy(list(devices) or None)
     if devices:
         return tf.distribute.MirroredStrategy([devices[0]])
@@ -467,6 +524,7 @@ class TrainResult:
         epoch_seconds: seconds of each epoch's training part in this process
             (input pipeline and steps; validation excluded; the first epoch
             includes tracing).
+        train_seconds: seconds `fit` took in this process.
     """
 
     output_dir: str
@@ -479,35 +537,49 @@ class TrainResult:
     model: Any
     weights_digest: str
     epoch_seconds: list[float] = dataclasses.field(default_factory=list)
+    train_seconds: float = 0.0
 
 
 # ---------------------------------------------------------------- the run
-def _prepare_output(out: pathlib.Path, config: TrainConfig, overwrite: bool, chief: bool) -> bool:
-    """Checks the directory against an existing run; True when resuming."""
-    if (out / "metrics.json").exists() and not overwrite:
+FRESH, RESUME, EVALUATE = "fresh", "resume", "evaluate"
+
+
+def _read_state_json(path: pathlib.Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunDirError(
+            f"{path} cannot be read ({err}); pass --overwrite to start over"
+        ) from None
+    if not isinstance(doc, dict):
+        raise RunDirError(f"{path} must hold a JSON object; pass --overwrite to start over")
+    return doc
+
+
+def _run_phase(out: pathlib.Path, config: TrainConfig, overwrite: bool) -> str:
+    """Where a run in `out` starts: FRESH, RESUME (training) or EVALUATE.
+
+    Reads only; nothing is removed here.
+    """
+    if overwrite:
+        return FRESH
+    if (out / "metrics.json").exists():
         raise RunExistsError(
             f"{out} holds a finished run (metrics.json); pass --overwrite to replace it, "
             "or choose another --output-dir"
         )
     backup = out / "backup"
-    resuming = (
-        not overwrite
-        and (out / "config.yaml").exists()
-        and backup.is_dir()
-        and any(p.is_file() for p in backup.rglob("*"))
-    )
-    if not resuming:
-        # Nothing to resume: clear what an earlier, unfinished attempt left.
-        if chief:
-            for name in ARTIFACTS:
-                path = out / name
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
-        return False
-    with open(out / "config.yaml", encoding="utf-8") as f:
-        saved = yaml.safe_load(f)
+    trained = (out / "trained.json").exists()
+    if not (out / "config.yaml").exists() or not (
+        trained or (backup.is_dir() and any(p.is_file() for p in backup.rglob("*")))
+    ):
+        return FRESH  # nothing finished to continue from
+    saved = read_yaml(out / "config.yaml")
+    if not isinstance(saved, dict):
+        raise RunDirError(
+            f"{out / 'config.yaml'} does not hold a run config (got {type(saved).__name__}); "
+            "pass --overwrite to start over"
+        )
     current = config.to_dict()
     if saved != current:
         diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
@@ -515,15 +587,44 @@ def _prepare_output(out: pathlib.Path, config: TrainConfig, overwrite: bool, chi
             f"{out} holds an unfinished run with another config (differs in {diff}); "
             "run the same command to resume it, or pass --overwrite"
         )
-    return True
+    return EVALUATE if trained else RESUME
+
+
+def _check_backup(backup: pathlib.Path) -> None:
+    """Reads every tensor of the newest backup, so a damaged one fails, named."""
+    import tensorflow as tf
+
+    directory = backup / "chief"
+    try:
+        latest = tf.train.latest_checkpoint(os.fspath(directory))
+        if latest is None:
+            raise ValueError(f"no checkpoint in {directory}")
+        reader = tf.train.load_checkpoint(latest)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (ValueError, tf.errors.OpError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunDirError(
+            f"the backup of the unfinished run in {backup} cannot be read ({message}); "
+            "pass --overwrite to start over"
+        ) from None
 
 
 def _files(value) -> list[str]:
     return [os.fspath(v) for v in value]
 
 
-def _resolve_data(config: TrainConfig, out: pathlib.Path, chief: bool, scratch: str):
-    """(spec, train, validation, test files); builds a registered dataset."""
+def _split_files(data_dir: pathlib.Path, fmt: str) -> list[list[str]]:
+    ext = {"parquet": ".parquet", "csv": ".csv", "tfrecord": ".tfrecord"}[fmt]
+    return [[os.fspath(data_dir / f"{split}{ext}")] for split in ("train", "validation", "test")]
+
+
+def _resolve_data(config: TrainConfig, data_dir: pathlib.Path):
+    """(spec, train, validation, test files, format or None).
+
+    A registered dataset's splits are built into `data_dir` (the caller moves
+    them into place once every input is checked).
+    """
     from rq_keras import datasets
     from rq_keras.features import FeatureSpec
 
@@ -534,17 +635,16 @@ def _resolve_data(config: TrainConfig, out: pathlib.Path, chief: bool, scratch: 
             _files(config.train_files),
             _files(config.validation_files),
             _files(config.test_files),
+            None,
         )
     raw = config.raw_dir or DEFAULT_RAW_DIRS.get(config.dataset)
     if raw is None:
         raise ValueError(f"dataset {config.dataset!r} needs `raw_dir` (its raw files)")
-    # Every worker builds the (seeded, identical) splits; only the chief keeps them.
-    data_dir = out / "data" if chief else pathlib.Path(scratch) / "data"
+    if data_dir.exists():
+        shutil.rmtree(data_dir)  # a killed attempt's staging folder
     summary = datasets.make(config.dataset, raw, data_dir, seed=config.seed)
-    ext = {"parquet": ".parquet", "csv": ".csv", "tfrecord": ".tfrecord"}[summary["format"]]
     spec = FeatureSpec.load(data_dir / "feature_spec.yaml")
-    files = [[os.fspath(data_dir / f"{split}{ext}")] for split in ("train", "validation", "test")]
-    return spec, *files
+    return spec, *_split_files(data_dir, summary["format"]), summary["format"]
 
 
 def _adapt(spec, train_files, config):
@@ -616,31 +716,33 @@ def train(
     Raises:
         RunExistsError: `output_dir` holds a finished run and not `overwrite`,
             or an unfinished run of another config.
+        RunDirError: `output_dir` is not a run's directory (not empty, no
+            manifest), or a file of an unfinished run cannot be read.
         ValueError / FileNotFoundError / MalformedDataError: bad config or
             input files, before training starts.
         NonFiniteLossError: the loss became NaN or infinite.
     """
     # The strategy first: MultiWorkerMirroredStrategy must exist before any op.
-    strategy = strategy or make_strategy(config.strategy, config.devices)
+    strategy = strategy or make_strategy(config.strategy, config.devices, config.cpu_devices)
 
     import tf_keras as keras
 
-    from rq_keras import callbacks as cb
     from rq_keras.data import check_files, make_dataset
 
     out = pathlib.Path(output_dir)
+    run_dir = RunDir(out)
     chief = is_chief(strategy)
     multi_worker = _in_multi_worker(strategy)
-    resuming = _prepare_output(out, config, overwrite, chief)
-    scratch = tempfile.mkdtemp(prefix="rq_keras_worker_") if not chief else None
     if chief:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "config.yaml.tmp", "w", encoding="utf-8") as f:
-            yaml.safe_dump(config.to_dict(), f, sort_keys=False)
-        os.replace(out / "config.yaml.tmp", out / "config.yaml")
+        run_dir.inspect()  # a directory that is not a run's is refused, untouched
+    phase = _run_phase(out, config, overwrite)
+    if chief:
+        run_dir.claim()
+    scratch = tempfile.mkdtemp(prefix="rq_keras_worker_") if not chief else None
     try:
-        spec, train_files, validation_files, test_files = _resolve_data(config, out, chief, scratch)
-        # Every input is read and checked before the first step.
+        # Every input is read and checked before anything in `out` is removed.
+        staging = out / "data.staging" if chief else pathlib.Path(scratch) / "data"
+        spec, train_files, validation_files, test_files, fmt = _resolve_data(config, staging)
         preprocessor, y_train, train_report = _adapt(spec, train_files, config)
         reports = {"train": train_report}
         for split, files in (("validation", validation_files), ("test", test_files)):
@@ -649,16 +751,20 @@ def train(
                 if reports[split].rows_kept == 0:
                     raise ValueError(f"the {split} files {files} hold no usable rows")
         quantizer = config.quantizer.build(spec.label.clip_min, spec.label.clip_max).fit(y_train)
-        if resuming and (out / "codebook.json").exists():
-            saved = ResidualQuantizer.load(out / "codebook.json")
-            if saved.get_config() != quantizer.get_config() or any(
-                not np.array_equal(a, b) for a, b in zip(saved.centroids, quantizer.centroids)
-            ):
-                raise RunExistsError(
-                    f"{out} holds an unfinished run whose codebook differs from the one fitted "
-                    "now (did the training data change?); pass --overwrite to start over"
-                )
+        if phase != FRESH and (out / "codebook.json").exists():
+            _check_same_codebook(out / "codebook.json", quantizer)
+        if phase == RESUME:
+            _check_backup(out / "backup")
         if chief:
+            if phase == FRESH:
+                run_dir.remove()  # an earlier run's (or attempt's) outputs, as listed
+            if fmt is not None:
+                run_dir.remove(["data"])
+                os.replace(staging, out / "data")
+                train_files, validation_files, test_files = _split_files(out / "data", fmt)
+            with open(out / "config.yaml.tmp", "w", encoding="utf-8") as f:
+                yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+            os.replace(out / "config.yaml.tmp", out / "config.yaml")
             spec.save(out / "feature_spec.yaml")
             preprocessor.save(out / "preprocessing.json")
             quantizer.save(out / "codebook.json")
@@ -670,109 +776,13 @@ def train(
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
 
         rows = {split: r.rows_kept for split, r in reports.items()}
-        fit_kwargs: dict[str, Any] = {}
-        steps = config.steps_per_epoch
-        if steps is None and (multi_worker or config.sampling_per_batch):
-            # A distributed dataset, and p per batch, need a known epoch length.
-            steps = max(1, math.ceil(rows["train"] / config.batch_size))
-
-        def pipeline(files, shuffle, repeat, input_context=None):
-            return make_dataset(
-                files,
-                spec,
-                batch_size=config.batch_size,
-                shuffle=shuffle,
-                shuffle_buffer=config.shuffle_buffer,
-                seed=config.seed,
-                on_bad_rows=config.on_bad_rows,
-                repeat=repeat,
-                input_context=input_context,
-            )
-
-        if multi_worker:
-            # Each worker reads its shard of the (repeated) files.
-            def distributed(files, shuffle):
-                return strategy.distribute_datasets_from_function(
-                    lambda context: pipeline(files, shuffle, True, context)
-                )
-
-            train_data = distributed(train_files, True)
-            if validation_files:
-                fit_kwargs["validation_data"] = distributed(validation_files, False)
-                fit_kwargs["validation_steps"] = max(
-                    1, math.ceil(rows["validation"] / config.batch_size)
-                )
+        if phase == EVALUATE:
+            result, weights = _trained_result(out, model, chief, multi_worker)
         else:
-            train_data = pipeline(train_files, True, repeat=steps is not None)
-            if validation_files:
-                fit_kwargs["validation_data"] = pipeline(validation_files, False, repeat=False)
-
-        checkpoint_dir = out / "checkpoints" if chief else pathlib.Path(scratch) / "checkpoints"
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        backup_dir = os.fspath(out / "backup")
-        callbacks: list[keras.callbacks.Callback] = []
-        if config.head in ("rq_reg", "kmeans"):
-            callbacks.append(
-                cb.ScheduledSampling(
-                    config.sampling_k, config.sampling_t0, per_batch=config.sampling_per_batch
-                )
+            data = (train_files, validation_files)
+            result, weights = _fit(
+                config, strategy, model, spec, data, rows, out, scratch, phase, verbose
             )
-        callbacks += [
-            cb.StopOnNonFiniteLoss(
-                keep=f"The last good weights are in {backup_dir} (last finished epoch) and "
-                f"{out / 'checkpoints'} (best epoch); lower the learning rate or check the "
-                "labels."
-            ),
-        ]
-        early = None
-        if validation_files:
-            early = cb.EarlyStoppingCheckpoint(
-                os.fspath(checkpoint_dir / "best"),
-                os.fspath(checkpoint_dir / "early_stopping.json"),
-                monitor=config.monitor,
-                patience=config.patience,
-                min_delta=config.min_delta,
-            )
-            callbacks.append(early)
-        history_cb = cb.EpochHistory(os.fspath(out / "history.csv")) if chief else None
-        if history_cb is not None:
-            callbacks.append(history_cb)
-        timer = cb.EpochTimer()
-        callbacks += [
-            timer,
-            keras.callbacks.TensorBoard(os.fspath(out / "logs"), profile_batch=0),
-            # Last, so an epoch's backup follows its history and early-stopping state.
-            keras.callbacks.BackupAndRestore(backup_dir),
-        ]
-        started = time.perf_counter()
-        keras_history = model.fit(
-            train_data,
-            epochs=config.epochs,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            verbose=_verbose(verbose),
-            **fit_kwargs,
-        )
-        train_seconds = time.perf_counter() - started
-        if chief and os.path.isdir(backup_dir) and not os.listdir(backup_dir):
-            os.rmdir(backup_dir)  # BackupAndRestore empties it when training ends
-        history = history_cb.history() if history_cb is not None else keras_history.history
-        # Every worker reads the weights (reads can be collective under
-        # MultiWorkerMirroredStrategy); after this only the chief works.
-        weights = model.get_weights()
-        digest = _weights_digest(weights)
-        result = TrainResult(
-            output_dir=os.fspath(out),
-            metrics={},
-            history=history,
-            best_epoch=early.state["best_epoch"] if early is not None else None,
-            epochs_run=len(next(iter(history.values()), [])),
-            resumed=resuming,
-            plots={},
-            model=None,
-            weights_digest=digest,
-            epoch_seconds=list(timer.seconds),
-        )
         if not chief:
             return result
 
@@ -780,17 +790,20 @@ def train(
         final = _build(spec, preprocessor, quantizer, config)
         final.set_weights(weights)
         final.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-        final.save(out / "model.keras.tmp.keras")
-        os.replace(out / "model.keras.tmp.keras", out / "model.keras")
+        if phase != EVALUATE:
+            final.save(out / "model.keras.tmp.keras")
+            os.replace(out / "model.keras.tmp.keras", out / "model.keras")
+            # Training is over: from here a rerun starts at the evaluation.
+            _write_json(out / "trained.json", _trained_doc(result))
         result.model = final
 
         metrics: dict[str, Any] = {
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
-            "monitor": config.monitor if early is not None else None,
-            "resumed": resuming,
-            "train_seconds_this_process": round(train_seconds, 3),
-            "epoch_train_seconds": [round(t, 3) for t in timer.seconds],
+            "monitor": config.monitor if validation_files else None,
+            "resumed": result.resumed,
+            "train_seconds_this_process": result.train_seconds,
+            "epoch_train_seconds": [round(t, 3) for t in result.epoch_seconds],
             "batch_size": config.batch_size,
             "train_rows": rows["train"],
             "replicas": strategy.num_replicas_in_sync,
@@ -805,15 +818,221 @@ def train(
             metrics["test"]["decile_calibration"] = report_lib.decile_calibration(y_true, y_pred)
             _write_predictions(out / "predictions.parquet", y_true, y_pred, codes)
             result.plots = report_lib.write_plots(
-                y_true, y_pred, history, out / "plots", title=config.dataset or spec.name
+                y_true, y_pred, result.history, out / "plots", title=config.dataset or spec.name
             )
-        metrics["weights_digest"] = digest
+        metrics["weights_digest"] = result.weights_digest
         _write_json(out / "metrics.json", metrics)
         result.metrics = metrics
+        # Every output is written: the backup has done its job.
+        run_dir.remove(["backup"])
         return result
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+        if chief and (out / "data.staging").is_dir():
+            shutil.rmtree(out / "data.staging", ignore_errors=True)  # a failed attempt's
+
+
+def _check_same_codebook(path: pathlib.Path, quantizer) -> None:
+    """An unfinished run continues only on the codebook it started with."""
+    try:
+        saved = ResidualQuantizer.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RunDirError(
+            f"{path} cannot be read ({err}); pass --overwrite to start over"
+        ) from None
+    if saved.get_config() != quantizer.get_config() or any(
+        not np.array_equal(a, b) for a, b in zip(saved.centroids, quantizer.centroids)
+    ):
+        raise RunExistsError(
+            f"{path.parent} holds an unfinished run whose codebook differs from the one fitted "
+            "now (did the training data change?); pass --overwrite to start over"
+        )
+
+
+def _trained_doc(result: TrainResult) -> dict[str, Any]:
+    return {
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "weights_digest": result.weights_digest,
+        "train_seconds": result.train_seconds,
+        "epoch_train_seconds": [round(t, 3) for t in result.epoch_seconds],
+    }
+
+
+def _history(out: pathlib.Path) -> dict[str, list[float]]:
+    from rq_keras import callbacks as cb
+
+    try:
+        return cb.rows_to_history(cb.read_history(os.fspath(out / "history.csv")))
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise RunDirError(f"{out / 'history.csv'} cannot be read ({err})") from None
+
+
+def _trained_result(out: pathlib.Path, model, chief: bool, multi_worker: bool):
+    """The result of a run whose training finished before it was stopped."""
+    doc = _read_state_json(out / "trained.json")
+    try:
+        digest = str(doc["weights_digest"])
+        epochs_run, best_epoch = int(doc["epochs_run"]), doc["best_epoch"]
+        seconds = [float(t) for t in doc["epoch_train_seconds"]]
+        train_seconds = float(doc["train_seconds"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunDirError(f"{out / 'trained.json'} is incomplete ({err!r})") from None
+    weights = None
+    if chief:
+        weights = load_model(out / "model.keras").get_weights()
+        if _weights_digest(weights) != digest:
+            raise RunDirError(
+                f"{out / 'model.keras'} does not hold the weights trained.json records; "
+                "pass --overwrite to train again"
+            )
+    result = TrainResult(
+        output_dir=os.fspath(out),
+        metrics={},
+        history=_history(out) if chief else {},
+        best_epoch=best_epoch,
+        epochs_run=epochs_run,
+        resumed=True,
+        plots={},
+        model=None,
+        weights_digest=digest,
+        epoch_seconds=seconds,
+        train_seconds=train_seconds,
+    )
+    return result, weights
+
+
+def _fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose):
+    """Trains `model` (resuming from the backup); (TrainResult, final weights)."""
+    import tf_keras as keras
+
+    from rq_keras import callbacks as cb
+    from rq_keras.data import make_dataset
+
+    train_files, validation_files = data
+    chief = scratch is None
+    multi_worker = _in_multi_worker(strategy)
+    fit_kwargs: dict[str, Any] = {}
+    steps = config.steps_per_epoch
+    if steps is None and (multi_worker or config.sampling_per_batch):
+        # A distributed dataset, and p per batch, need a known epoch length.
+        steps = max(1, math.ceil(rows["train"] / config.batch_size))
+
+    def pipeline(files, shuffle, repeat, input_context=None):
+        return make_dataset(
+            files,
+            spec,
+            batch_size=config.batch_size,
+            shuffle=shuffle,
+            shuffle_buffer=config.shuffle_buffer,
+            seed=config.seed,
+            on_bad_rows=config.on_bad_rows,
+            repeat=repeat,
+            input_context=input_context,
+        )
+
+    if multi_worker:
+        # Each worker reads its shard of the (repeated) files.
+        def distributed(files, shuffle):
+            return strategy.distribute_datasets_from_function(
+                lambda context: pipeline(files, shuffle, True, context)
+            )
+
+        train_data = distributed(train_files, True)
+        if validation_files:
+            fit_kwargs["validation_data"] = distributed(validation_files, False)
+            fit_kwargs["validation_steps"] = max(
+                1, math.ceil(rows["validation"] / config.batch_size)
+            )
+    else:
+        train_data = pipeline(train_files, True, repeat=steps is not None)
+        if validation_files:
+            fit_kwargs["validation_data"] = pipeline(validation_files, False, repeat=False)
+
+    # Every worker reads the chief's checkpoints and early-stopping state (a
+    # restarted worker must agree with the others on "improved"); the other
+    # workers write theirs to scratch (saving is collective, so all save).
+    checkpoints = out / "checkpoints"
+    write_dir = checkpoints if chief else pathlib.Path(scratch) / "checkpoints"
+    write_dir.mkdir(parents=True, exist_ok=True)
+    backup_dir = os.fspath(out / "backup")
+    callbacks: list[keras.callbacks.Callback] = []
+    if config.head in ("rq_reg", "kmeans"):
+        callbacks.append(
+            cb.ScheduledSampling(
+                config.sampling_k, config.sampling_t0, per_batch=config.sampling_per_batch
+            )
+        )
+    callbacks.append(
+        cb.StopOnNonFiniteLoss(
+            keep=f"The last good weights are in {backup_dir} (last finished epoch) and "
+            f"{checkpoints} (best epoch); lower the learning rate or check the labels."
+        )
+    )
+    early = None
+    epochs = config.epochs
+    if validation_files:
+        early = cb.EarlyStoppingCheckpoint(
+            os.fspath(checkpoints / "best"),
+            os.fspath(checkpoints / "early_stopping.json"),
+            monitor=config.monitor,
+            patience=config.patience,
+            min_delta=config.min_delta,
+            write_weights_path=os.fspath(write_dir / "best"),
+            write_state_path=os.fspath(write_dir / "early_stopping.json"),
+        )
+        callbacks.append(early)
+        if phase == RESUME:
+            stopped = early.read_state()["stopped_epoch"]
+            if stopped is not None:
+                # Early stopping had ended training when the run was stopped:
+                # restore (no epoch runs) and go on to the evaluation.
+                epochs = min(epochs, int(stopped))
+    history_cb = cb.EpochHistory(os.fspath(out / "history.csv")) if chief else None
+    if history_cb is not None:
+        callbacks.append(history_cb)
+    timer = cb.EpochTimer()
+    callbacks += [
+        timer,
+        keras.callbacks.TensorBoard(os.fspath(out / "logs"), profile_batch=0),
+        # Last, so an epoch's backup follows its history and early-stopping
+        # state; kept after training until every output is written.
+        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
+    ]
+    if phase == RESUME:
+        # The optimizer's slots exist before the backup is restored into them
+        # (else a resume that runs no step leaves them unmatched).
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+    started = time.perf_counter()
+    keras_history = model.fit(
+        train_data,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        callbacks=callbacks,
+        verbose=_verbose(verbose),
+        **fit_kwargs,
+    )
+    train_seconds = time.perf_counter() - started
+    history = history_cb.history() if history_cb is not None else keras_history.history
+    # Every worker reads the weights (reads can be collective under
+    # MultiWorkerMirroredStrategy); after this only the chief works.
+    weights = model.get_weights()
+    result = TrainResult(
+        output_dir=os.fspath(out),
+        metrics={},
+        history=history,
+        best_epoch=early.state["best_epoch"] if early is not None else None,
+        epochs_run=len(next(iter(history.values()), [])),
+        resumed=phase == RESUME,
+        plots={},
+        model=None,
+        weights_digest=_weights_digest(weights),
+        epoch_seconds=list(timer.seconds),
+        train_seconds=round(train_seconds, 3),
+    )
+    return result, weights
 
 
 def _build(spec, preprocessor, quantizer, config: TrainConfig):

@@ -1,9 +1,14 @@
 """SavedModel export: layout, signatures, warm-up, checks, bad input at serving time."""
 
 import json
+import logging
 import os
+import pathlib
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -244,6 +249,35 @@ def test_bad_input_gives_clear_errors(loaded):
         loaded.signatures["examples"](examples=tf.constant([b"not a tf.Example"]))
 
 
+# NaN, +inf, -inf and a finite value in the numeric feature `x` (spec default 0.5).
+NON_FINITE_X = np.array([np.nan, np.inf, -np.inf, 0.1], np.float32)
+DEFAULT_X = np.array([0.5, 0.5, 0.5, 0.1], np.float32)
+
+
+def _rows_with_x(x):
+    n = len(x)
+    return {
+        "group": np.array([b"g1"] * n, dtype=object),
+        "store": np.full(n, 100, np.int64),
+        "x": np.asarray(x, np.float32),
+        "tags": np.tile(np.array([1, 2, -1], np.int64), (n, 1)),
+    }
+
+
+def test_non_finite_numeric_inputs_take_the_spec_default(loaded):
+    """NaN and +-inf in a numeric feature serve as its spec default (as a missing
+    value does in training) in both signatures, so the prediction stays finite."""
+    want = loaded.signatures["serving_default"](**feature_tensors(SPEC, _rows_with_x(DEFAULT_X)))
+    bad = _rows_with_x(NON_FINITE_X)
+    by_features = loaded.signatures["serving_default"](**feature_tensors(SPEC, bad))
+    by_examples = loaded.signatures["examples"](examples=tf.constant(serialize_examples(SPEC, bad)))
+    for got in (by_features, by_examples):
+        assert np.isfinite(got["prediction"].numpy()).all()
+        for key in ("prediction", "level_values"):
+            np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(got["codes"].numpy(), want["codes"].numpy())
+
+
 def test_version_clash_and_failed_checks_leave_nothing(run, exported, tmp_path, monkeypatch):
     _, model = run
     base = exported[0]
@@ -253,10 +287,103 @@ def test_version_clash_and_failed_checks_leave_nothing(run, exported, tmp_path, 
         export_model(model, SPEC, tmp_path / "b", version=0, check_rows=_rows(run, 4))
     with pytest.raises(ExportError, match="held-out rows"):
         export_model(model, SPEC, tmp_path / "b")
-    monkeypatch.setattr(export_module, "_CHECK_SCRIPT", "raise SystemExit('broken on purpose')")
-    with pytest.raises(ExportCheckError, match="broken on purpose"):
+    broken = "import sys; raise SystemExit('broken on purpose; work dir ' + sys.argv[2])"
+    monkeypatch.setattr(export_module, "_CHECK_SCRIPT", broken)
+    with pytest.raises(ExportCheckError, match="broken on purpose") as err:
         export_model(model, SPEC, tmp_path / "c", check_rows=_rows(run, 4))
     assert os.listdir(tmp_path / "c") == []
+    # The check's files live inside the version's temporary directory, which the
+    # next export removes if this process dies, not in the system temp directory.
+    work = pathlib.Path(str(err.value).rsplit("work dir ", 1)[1].strip())
+    assert work.parent == (tmp_path / "c" / f".tmp-1-{os.getpid()}").resolve()
+
+
+def _dead_pid():
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _alive(pid):
+    """True while `pid` runs (a zombie that nobody reaps counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def test_export_start_removes_stale_temporary_directories(run, tmp_path, monkeypatch, caplog):
+    _, model = run
+    base = tmp_path / "serving"
+    dead = _dead_pid()
+    stale = base / f".tmp-3-{dead}"
+    (stale / "variables").mkdir(parents=True)
+    (stale / "saved_model.pb").write_bytes(b"half written")
+    kept = [
+        f".tmp-4-{os.getpid()}",  # its process (this one) is running
+        "notes",
+        f".tmp-3-{dead}.old",  # not the exact pattern
+        f".tmp-x-{dead}",
+        f".tmp-03-{dead}",
+        f"tmp-3-{dead}",
+    ]
+    for name in kept:
+        (base / name).mkdir()
+    (base / f".tmp-5-{dead}").write_text("a file, not an export directory")
+    kept.append(f".tmp-5-{dead}")
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped after the start-up clean-up")
+
+    monkeypatch.setattr(export_module, "build_serving_module", stop)
+    with caplog.at_level(logging.INFO, logger="rq_keras.export"):
+        with pytest.raises(RuntimeError, match="stopped after"):
+            export_model(model, SPEC, base, check=False)
+    assert sorted(os.listdir(base)) == sorted(kept)
+    assert f"removed {stale}" in caplog.text and f"process {dead}" in caplog.text
+
+
+@pytest.mark.parametrize("pdeathsig", [True, False], ids=["prctl", "poll"])
+def test_check_process_dies_with_its_parent(tmp_path, pdeathsig):
+    """The fresh-process check's runner: killing the exporting process ends the
+    child (through PR_SET_PDEATHSIG on Linux, else the child's watch of its
+    parent), instead of leaving it to finish on its own."""
+    pid_file = tmp_path / "child.pid"
+    child = (
+        "import os, time\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(60)\n"
+    )
+    parent_code = (
+        "from rq_keras.export import _run_tied_to_parent\n"
+        f"_run_tied_to_parent({child!r}, [], pdeathsig={pdeathsig})\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=tmp_path)
+    child_pid = None
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.is_file() and pid_file.read_text()):
+            assert parent.poll() is None, "the parent ended before starting the child"
+            assert time.monotonic() < deadline, "the child did not start"
+            time.sleep(0.05)
+        child_pid = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(child_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child_pid), f"child {child_pid} outlived its parent"
+    finally:
+        parent.kill()
+        parent.wait()
+        if child_pid is not None and _alive(child_pid):
+            os.kill(child_pid, signal.SIGKILL)
 
 
 def test_fresh_process_cannot_import_rq_keras(exported, tmp_path):
@@ -279,6 +406,8 @@ def test_export_command(run, tmp_path, capsys):
     root, _ = run
     command = [sys.executable, str(REPO / "export.py"), "--model-dir", str(root)]
     base = tmp_path / "models"
+    stale = base / f".tmp-2-{_dead_pid()}"  # left by a killed export
+    stale.mkdir(parents=True)
     proc = subprocess.run(  # a relative --export-base, as `make demo` passes
         [*command, "--export-base", "models", "--version", "7", "--check-rows", "16"],
         capture_output=True,
@@ -289,6 +418,7 @@ def test_export_command(run, tmp_path, capsys):
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["version"] == 7 and summary["check_rows"] == 16
     assert (base / "7" / "saved_model.pb").is_file()
+    assert not stale.exists() and f"removed models/{stale.name}" in proc.stderr
     # The refusals, through the same entry point in this process.
     capsys.readouterr()
     assert (
@@ -298,6 +428,16 @@ def test_export_command(run, tmp_path, capsys):
     nope = ["--model-dir", str(tmp_path / "nope"), "--export-base", str(base)]
     assert export_main(nope) == 2
     assert "model.keras is missing" in capsys.readouterr().err
+    # A damaged run is named, not a traceback.
+    damaged = tmp_path / "damaged"
+    shutil.copytree(root, damaged)
+    (damaged / "config.yaml").write_text("test_files: [unclosed\n")
+    assert export_main(["--model-dir", str(damaged), "--export-base", str(base)]) == 2
+    assert f"{damaged / 'config.yaml'} cannot be read" in capsys.readouterr().err
+    model_bytes = (damaged / "model.keras").read_bytes()
+    (damaged / "model.keras").write_bytes(model_bytes[: len(model_bytes) // 2])
+    assert export_main(["--model-dir", str(damaged), "--export-base", str(base)]) == 2
+    assert f"{damaged / 'model.keras'} cannot be loaded as a model" in capsys.readouterr().err
     assert sorted(os.listdir(base)) == ["7"]
 
 
@@ -373,6 +513,24 @@ def test_cpp_loader_bad_input(exported, loaded, binary):
         with pytest.raises(serving_check.ServingCheckError, match=message) as err:
             serve(signature, inputs)
         assert err.value.returncode == 1
+
+
+def test_cpp_loader_non_finite_numeric_input(exported, loaded, binary):
+    from rq_keras import serving_check
+
+    export_dir = exported[1].export_dir
+    bad = _rows_with_x(NON_FINITE_X)
+    want = loaded.signatures["serving_default"](**feature_tensors(SPEC, _rows_with_x(DEFAULT_X)))
+    cases = [
+        ("serving_default", feature_tensors(SPEC, bad)),
+        ("examples", {"examples": np.array(serialize_examples(SPEC, bad), dtype=object)}),
+    ]
+    for signature, inputs in cases:
+        got = serving_check.run(export_dir, signature, inputs, binary=binary, feed_as_is=True)
+        assert np.isfinite(got.outputs["prediction"]).all(), signature
+        np.testing.assert_allclose(
+            got.outputs["prediction"], want["prediction"].numpy(), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_serve_rows_command(run, exported):

@@ -1,6 +1,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from rq_keras.data import write_table
 from rq_keras.model import ModelConfig, build_model
 from rq_keras.preprocessing import FeaturePreprocessor
 from rq_keras.quantization import ResidualQuantizer
+from rq_keras.run_dir import RunDir, RunDirError
 from rq_keras.training import (
     RunExistsError,
     TrainConfig,
@@ -210,6 +212,33 @@ def test_make_strategy_choices(monkeypatch):
         make_strategy("tpu")
 
 
+def test_devices_are_checked_and_the_cpu_can_be_split(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    # This process has two logical CPUs (conftest): a third would hang a run.
+    for devices in (["/cpu:0", "/cpu:2"], ["/gpu:0"], ["not a device"]):
+        with pytest.raises(ValueError, match=r"device .* does not exist on this host .*CPU:1"):
+            make_strategy("mirrored", devices)
+    assert make_strategy("one_device", ["/cpu:1"]).num_replicas_in_sync == 1
+    with pytest.raises(ValueError, match="TensorFlow has already started with 2 CPU"):
+        make_strategy("auto", cpu_devices=3)
+    with pytest.raises(ValueError, match="`cpu_devices` must be >= 1 or null"):
+        config_from_dict({"dataset": "cdnow", "cpu_devices": 0})
+    # A fresh process splits its CPU before TensorFlow starts and mirrors over it.
+    code = (
+        "from rq_keras.training import make_strategy; "
+        "s = make_strategy('auto', cpu_devices=3); "
+        "print(type(s).__name__, s.num_replicas_in_sync)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert proc.stdout.split() == ["MirroredStrategy", "3"], proc.stderr[-2000:]
+
+
 # --------------------------------------------------------------- callbacks
 class _Holder(keras.Model):
     def __init__(self):
@@ -287,7 +316,10 @@ def test_train_writes_a_complete_run(toy, tmp_path, strategy_name, request):
         "checkpoints/best.index",
     ):
         assert (out / name).exists(), name
-    assert not (out / "backup").exists()
+    assert not (out / "backup").exists()  # removed once every output is written
+    assert (out / "rq_keras_run.json").is_file()
+    trained = json.loads((out / "trained.json").read_text())
+    assert trained["weights_digest"] == result.weights_digest and trained["epochs_run"] == 2
     assert any((out / "logs" / "train").iterdir())
     assert sorted(result.plots) == ["calibration", "distribution", "gain", "loss_curves"]
     assert all(pathlib.Path(p).stat().st_size > 1000 for p in result.plots.values())
@@ -342,19 +374,128 @@ def test_finished_run_needs_overwrite_and_the_model_beats_the_mean(toy, tmp_path
     assert first.metrics["test"]["mae"] < np.mean(np.abs(y_test - y_train.mean()))
     assert first.metrics["test"]["spearman"] > 0.5
     # --overwrite replaces the finished run (with any config: one epoch here).
+    # A bad input is found before anything of the finished run is removed.
+    missing = _config(toy, epochs=1, validation_files=[str(tmp_path / "typo.parquet")])
+    with pytest.raises(FileNotFoundError, match="typo.parquet"):
+        train(missing, out, overwrite=True, verbose=0)
+    assert json.loads((out / "metrics.json").read_text()) == first.metrics
+    assert (out / "model.keras").is_file() and (out / "checkpoints" / "best.index").is_file()
     second = train(_config(toy, epochs=1), out, overwrite=True, verbose=0)
     assert (out / "user_notes.txt").read_text() == "keep me"  # only run artifacts go
     assert second.epochs_run == 1 and not second.resumed
     assert sorted(read_history(str(out / "history.csv"))) == [1]
 
 
-def test_unfinished_run_of_another_config_is_refused(toy, tmp_path):
-    out = tmp_path / "run"
+def _unfinished_run(out, config_text):
+    """A run directory as a killed run leaves it: manifest, config, a backup."""
+    run = RunDir(out)
+    run.inspect()
+    run.claim()
     (out / "backup" / "chief").mkdir(parents=True)
     (out / "backup" / "chief" / "checkpoint").write_text("x")
-    (out / "config.yaml").write_text(yaml.safe_dump(_config(toy, epochs=9).to_dict()))
+    (out / "config.yaml").write_text(config_text)
+
+
+def test_unfinished_run_of_another_config_is_refused(toy, tmp_path):
+    out = tmp_path / "run"
+    _unfinished_run(out, yaml.safe_dump(_config(toy, epochs=9).to_dict()))
     with pytest.raises(RunExistsError, match=r"another config \(differs in \['epochs'\]\)"):
         train(_config(toy), out, verbose=0)
+
+
+def test_cli_refuses_a_folder_it_did_not_make(toy, tmp_path, capsys):
+    """A project folder (here the one holding the training file) is left as it is."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    train_file = project / "data" / "train.parquet"
+    train_file.write_bytes(toy["train"].read_bytes())
+    (project / "config.yaml").write_text("the user's: true\n")
+    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+    for extra in ((), ("--overwrite",)):
+        args = _cli_args(toy, project, *extra)
+        args[args.index("--train") + 1] = str(train_file)
+        assert train_main(args) == 2
+        err = capsys.readouterr().err
+        assert f"--output-dir {project} is not empty" in err and "rq_keras_run.json" in err
+        assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: no `except Exception` handler runs, nothing is cleaned."""
+
+
+def test_a_kill_after_training_resumes_without_training_again(toy, tmp_path, capsys, monkeypatch):
+    import rq_keras.training as training_module
+
+    # Early stopping ends this run at epoch 2 (no later epoch improves by 1e9).
+    config = _config(toy, epochs=6, patience=1, min_delta=1e9)
+    out = tmp_path / "run"
+
+    def kill_at(target):
+        original = training_module._write_json
+
+        def write(path, doc):
+            if path.name == target:
+                raise _Killed(target)
+            return original(path, doc)
+
+        monkeypatch.setattr(training_module, "_write_json", write)
+
+    # 1. Killed after fit returned, before training was recorded as finished.
+    kill_at("trained.json")
+    with pytest.raises(_Killed):
+        train(config, out, verbose=2)
+    monkeypatch.undo()
+    assert sorted(read_history(str(out / "history.csv"))) == [1, 2]
+    assert any((out / "backup").rglob("checkpoint"))  # kept until the outputs exist
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    capsys.readouterr()
+
+    # 2. The rerun trains no epoch (early stopping had ended training); then a
+    #    kill during the evaluation, after training was recorded.
+    kill_at("metrics.json")
+    with pytest.raises(_Killed):
+        train(config, out, verbose=2)
+    monkeypatch.undo()
+    assert "Epoch " not in capsys.readouterr().out
+    trained = json.loads((out / "trained.json").read_text())
+    assert trained["epochs_run"] == 2 and trained["best_epoch"] == 1
+
+    # 3. The rerun goes straight to the evaluation, with the trained weights.
+    result = train(config, out, verbose=2)
+    assert "Epoch " not in capsys.readouterr().out
+    assert result.resumed and result.epochs_run == 2 and result.best_epoch == 1
+    assert result.weights_digest == trained["weights_digest"]
+    assert json.loads((out / "metrics.json").read_text())["test"]["rows"] == 800
+    assert not (out / "backup").exists()
+
+    # A damaged backup is named, not silently restarted from epoch 1.
+    for index in (damaged / "backup").rglob("*.index"):
+        index.write_bytes(index.read_bytes()[:10])
+    with pytest.raises(RunDirError, match=r"backup of the unfinished run .* cannot be read"):
+        train(config, damaged, verbose=0)
+    assert sorted(read_history(str(damaged / "history.csv"))) == [1, 2]
+
+
+def test_damaged_run_files_are_named(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    _unfinished_run(out, "")
+    assert train_main(_cli_args(toy, out)) == 2
+    assert f"{out / 'config.yaml'} does not hold a run config" in capsys.readouterr().err
+    (out / "config.yaml").write_text("epochs: [unclosed\n")
+    assert train_main(_cli_args(toy, out)) == 2
+    assert f"{out / 'config.yaml'} cannot be read" in capsys.readouterr().err
+
+    state = tmp_path / "early_stopping.json"
+    state.write_text('{"best": 1.5, "best_ep')
+    callback = EarlyStoppingCheckpoint(str(tmp_path / "best"), str(state))
+    with pytest.raises(ValueError, match=rf"early-stopping state {state} cannot be read"):
+        callback.on_train_begin()
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,loss,val_mae\n1,2.5,1.0\n2,2.")
+    with pytest.raises(ValueError, match=rf"training history {history} cannot be read.*line 3"):
+        read_history(str(history))
 
 
 def test_no_validation_trains_all_epochs_with_per_batch_sampling(toy, tmp_path):
