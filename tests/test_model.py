@@ -35,10 +35,10 @@ def data(tmp_path_factory):
     return paths, pre, quantizer, y
 
 
-def _model(data, config=SMALL):
+def _model(data, config=SMALL, run_eagerly=False):
     _, pre, quantizer, _ = data
     model = build_model(SPEC, pre, quantizer, config)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), run_eagerly=run_eagerly)
     return model
 
 
@@ -94,16 +94,24 @@ def test_trains_until_it_beats_the_training_mean(data):
 def test_ablation_switches(data):
     paths = data[0]
     x, y = next(iter(make_dataset(paths["test"], SPEC, batch_size=16)))
-    no_gen = _model(data, ModelConfig(**{**SMALL.__dict__, "gen_weight": 0.0, "rnc_weight": 0.0}))
+
+    def variant(**changes):
+        # One step each, eagerly (tracing four train steps costs 3 s apiece);
+        # the decoder path without f_reg is traced, as the loss terms are in
+        # test_losses.
+        graph = changes.get("use_regressor") is False
+        return _model(data, ModelConfig(**{**SMALL.__dict__, **changes}), run_eagerly=not graph)
+
+    no_gen = variant(gen_weight=0.0, rnc_weight=0.0)
     logs = no_gen.train_on_batch(x, y, return_dict=True)
     assert logs["loss"] == pytest.approx(logs["reg"], rel=1e-5)
-    no_reg = _model(data, ModelConfig(**{**SMALL.__dict__, "use_regressor": False}))
+    no_reg = variant(use_regressor=False)
     assert not any("regressor" in w.name for w in no_reg.weights)
     assert np.isfinite(no_reg.train_on_batch(x, y, return_dict=True)["loss"])
-    cumulative = _model(data, ModelConfig(**{**SMALL.__dict__, "cumulative_huber": True}))
+    cumulative = variant(cumulative_huber=True)
     assert cumulative.rq_loss.cumulative_huber and not no_gen.rq_loss.cumulative_huber
     assert np.isfinite(cumulative.train_on_batch(x, y, return_dict=True)["reg"])
-    residual = _model(data, ModelConfig(**{**SMALL.__dict__, "residual_regressor": True}))
+    residual = variant(residual_regressor=True)
     out = residual(x, training=False)
     np.testing.assert_allclose(
         out["prediction"].numpy(),

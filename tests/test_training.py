@@ -2,10 +2,8 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -15,6 +13,9 @@ import tf_keras as keras
 import yaml
 from toy_data import SPEC
 from toy_data import frame as _frame
+from training_runs import TINY, toy_files
+from training_runs import cli_args as _cli_args
+from training_runs import train_config as _config
 
 from conftest import REPO
 from rq_keras.callbacks import (
@@ -26,11 +27,9 @@ from rq_keras.callbacks import (
     sampling_probability,
 )
 from rq_keras.cli import train_main
-from rq_keras.data import write_table
 from rq_keras.model import ModelConfig, build_model
 from rq_keras.preprocessing import FeaturePreprocessor
 from rq_keras.quantization import ResidualQuantizer
-from rq_keras.run_dir import RunDir, RunDirError
 from rq_keras.training import (
     RunExistsError,
     TrainConfig,
@@ -40,79 +39,10 @@ from rq_keras.training import (
     train,
 )
 
-TINY = {
-    "units": 16,
-    "code_embedding_dim": 8,
-    "encoder_units": 16,
-    "predictor_units": 16,
-    "regressor_units": 8,
-    "delta": 1.0,
-}
-
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    """Train/validation/test Parquet files and their spec."""
-    root = tmp_path_factory.mktemp("toy")
-    files = {}
-    for split, n, seed in (("train", 3000, 0), ("validation", 500, 1), ("test", 800, 2)):
-        files[split] = root / f"{split}.parquet"
-        write_table(_frame(n, seed), SPEC, files[split])
-    SPEC.save(root / "spec.yaml")
-    files["spec"] = root / "spec.yaml"
-    return files
-
-
-def _config(toy, **overrides):
-    values = {
-        "train_files": [str(toy["train"])],
-        "validation_files": [str(toy["validation"])],
-        "test_files": [str(toy["test"])],
-        "feature_spec": str(toy["spec"]),
-        "epochs": 2,
-        "batch_size": 256,
-        "learning_rate": 3e-3,
-        "quantizer": {"num_levels": 3, "codebook_size": 8},
-        "model": dict(TINY),
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            values[key] = {**values.get(key, {}), **value}
-        else:
-            values[key] = value
-    return config_from_dict(values)
-
-
-def _cli_args(toy, out, *extra):
-    args = [
-        "--train", str(toy["train"]),
-        "--validation", str(toy["validation"]),
-        "--test", str(toy["test"]),
-        "--feature-spec", str(toy["spec"]),
-        "--output-dir", str(out),
-        "--batch-size", "128",
-        "--set", "quantizer.codebook_size=8",
-        "--verbose", "2",
-    ]  # fmt: skip
-    for key, value in TINY.items():
-        args += ["--set", f"model.{key}={value}"]
-    return [*args, *extra]
-
-
-def _run_cli(args, env=None, **kwargs):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        **kwargs,
-    )
-
-
-def _summary(stdout):
-    return json.loads(stdout.strip().splitlines()[-1])
+    return toy_files(tmp_path_factory.mktemp("toy"))
 
 
 # ------------------------------------------------------------------ config
@@ -298,11 +228,25 @@ def test_epoch_history_replaces_a_rerun_epoch(tmp_path):
 
 
 # ---------------------------------------------------------- training runs
+FINISHED = {"epochs": 6, "patience": None}
+
+
+@pytest.fixture(scope="module")
+def finished(toy, tmp_path_factory):
+    """A finished run under the default strategy (6 epochs, no early stop): the
+    complete-run checks read it, the overwrite test works on a copy."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    return out, train(_config(toy, **FINISHED), out, verbose=0)
+
+
 @pytest.mark.parametrize("strategy_name", ["default", "mirrored"])
 def test_train_writes_a_complete_run(toy, tmp_path, strategy_name, request):
-    strategy = request.getfixturevalue("mirrored") if strategy_name == "mirrored" else None
-    out = tmp_path / "run"
-    result = train(_config(toy), out, strategy=strategy, verbose=0)
+    if strategy_name == "mirrored":
+        out, overrides = tmp_path / "run", {}
+        result = train(_config(toy), out, strategy=request.getfixturevalue("mirrored"), verbose=0)
+    else:
+        (out, result), overrides = request.getfixturevalue("finished"), FINISHED
+    epochs = overrides.get("epochs", 2)
     for name in (
         "config.yaml",
         "feature_spec.yaml",
@@ -319,7 +263,7 @@ def test_train_writes_a_complete_run(toy, tmp_path, strategy_name, request):
     assert not (out / "backup").exists()  # removed once every output is written
     assert (out / "rq_keras_run.json").is_file()
     trained = json.loads((out / "trained.json").read_text())
-    assert trained["weights_digest"] == result.weights_digest and trained["epochs_run"] == 2
+    assert trained["weights_digest"] == result.weights_digest and trained["epochs_run"] == epochs
     assert any((out / "logs" / "train").iterdir())
     assert sorted(result.plots) == ["calibration", "distribution", "gain", "loss_curves"]
     assert all(pathlib.Path(p).stat().st_size > 1000 for p in result.plots.values())
@@ -328,15 +272,15 @@ def test_train_writes_a_complete_run(toy, tmp_path, strategy_name, request):
     assert metrics["test"]["rows"] == 800 and metrics["train_rows"] == 3000
     assert metrics["replicas"] == (2 if strategy_name == "mirrored" else 1)
     assert len(metrics["test"]["decile_calibration"]) == 10
-    assert metrics["epochs_run"] == 2 and result.best_epoch in (1, 2)
+    assert metrics["epochs_run"] == epochs and 1 <= result.best_epoch <= epochs
     history = read_history(str(out / "history.csv"))
-    assert sorted(history) == [1, 2]
+    assert sorted(history) == list(range(1, epochs + 1))
     assert {"loss", "gen", "reg", "rnc", "mae", "val_mae", "sampling_probability"} <= set(
         history[1]
     )
     assert history[1]["sampling_probability"] == pytest.approx(1 / (1 + np.exp(-1.0)))
     config = config_from_dict(yaml.safe_load((out / "config.yaml").read_text()))
-    assert config == _config(toy)
+    assert config == _config(toy, **overrides)
 
     # The saved model, predictions and metrics agree with each other.
     predictions = pd.read_parquet(out / "predictions.parquet")
@@ -361,10 +305,10 @@ def test_train_writes_a_complete_run(toy, tmp_path, strategy_name, request):
     assert codebook.fitted_codebook_sizes == [8, 8, 8]
 
 
-def test_finished_run_needs_overwrite_and_the_model_beats_the_mean(toy, tmp_path):
+def test_finished_run_needs_overwrite_and_the_model_beats_the_mean(toy, tmp_path, finished):
     out = tmp_path / "run"
-    config = _config(toy, epochs=6, patience=None)
-    first = train(config, out, verbose=0)
+    shutil.copytree(finished[0], out)
+    config, first = _config(toy, **FINISHED), finished[1]
     (out / "user_notes.txt").write_text("keep me")
     with pytest.raises(RunExistsError, match="holds a finished run"):
         train(config, out, verbose=0)
@@ -384,118 +328,6 @@ def test_finished_run_needs_overwrite_and_the_model_beats_the_mean(toy, tmp_path
     assert (out / "user_notes.txt").read_text() == "keep me"  # only run artifacts go
     assert second.epochs_run == 1 and not second.resumed
     assert sorted(read_history(str(out / "history.csv"))) == [1]
-
-
-def _unfinished_run(out, config_text):
-    """A run directory as a killed run leaves it: manifest, config, a backup."""
-    run = RunDir(out)
-    run.inspect()
-    run.claim()
-    (out / "backup" / "chief").mkdir(parents=True)
-    (out / "backup" / "chief" / "checkpoint").write_text("x")
-    (out / "config.yaml").write_text(config_text)
-
-
-def test_unfinished_run_of_another_config_is_refused(toy, tmp_path):
-    out = tmp_path / "run"
-    _unfinished_run(out, yaml.safe_dump(_config(toy, epochs=9).to_dict()))
-    with pytest.raises(RunExistsError, match=r"another config \(differs in \['epochs'\]\)"):
-        train(_config(toy), out, verbose=0)
-
-
-def test_cli_refuses_a_folder_it_did_not_make(toy, tmp_path, capsys):
-    """A project folder (here the one holding the training file) is left as it is."""
-    project = tmp_path / "project"
-    (project / "data").mkdir(parents=True)
-    train_file = project / "data" / "train.parquet"
-    train_file.write_bytes(toy["train"].read_bytes())
-    (project / "config.yaml").write_text("the user's: true\n")
-    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
-    for extra in ((), ("--overwrite",)):
-        args = _cli_args(toy, project, *extra)
-        args[args.index("--train") + 1] = str(train_file)
-        assert train_main(args) == 2
-        err = capsys.readouterr().err
-        assert f"--output-dir {project} is not empty" in err and "rq_keras_run.json" in err
-        assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before
-
-
-class _Killed(BaseException):
-    """Stands for SIGKILL: no `except Exception` handler runs, nothing is cleaned."""
-
-
-def test_a_kill_after_training_resumes_without_training_again(toy, tmp_path, capsys, monkeypatch):
-    import rq_keras.training as training_module
-
-    # Early stopping ends this run at epoch 2 (no later epoch improves by 1e9).
-    config = _config(toy, epochs=6, patience=1, min_delta=1e9)
-    out = tmp_path / "run"
-
-    def kill_at(target):
-        original = training_module._write_json
-
-        def write(path, doc):
-            if path.name == target:
-                raise _Killed(target)
-            return original(path, doc)
-
-        monkeypatch.setattr(training_module, "_write_json", write)
-
-    # 1. Killed after fit returned, before training was recorded as finished.
-    kill_at("trained.json")
-    with pytest.raises(_Killed):
-        train(config, out, verbose=2)
-    monkeypatch.undo()
-    assert sorted(read_history(str(out / "history.csv"))) == [1, 2]
-    assert any((out / "backup").rglob("checkpoint"))  # kept until the outputs exist
-    damaged = tmp_path / "damaged"
-    shutil.copytree(out, damaged)
-    capsys.readouterr()
-
-    # 2. The rerun trains no epoch (early stopping had ended training); then a
-    #    kill during the evaluation, after training was recorded.
-    kill_at("metrics.json")
-    with pytest.raises(_Killed):
-        train(config, out, verbose=2)
-    monkeypatch.undo()
-    assert "Epoch " not in capsys.readouterr().out
-    trained = json.loads((out / "trained.json").read_text())
-    assert trained["epochs_run"] == 2 and trained["best_epoch"] == 1
-
-    # 3. The rerun goes straight to the evaluation, with the trained weights.
-    result = train(config, out, verbose=2)
-    assert "Epoch " not in capsys.readouterr().out
-    assert result.resumed and result.epochs_run == 2 and result.best_epoch == 1
-    assert result.weights_digest == trained["weights_digest"]
-    assert json.loads((out / "metrics.json").read_text())["test"]["rows"] == 800
-    assert not (out / "backup").exists()
-
-    # A damaged backup is named, not silently restarted from epoch 1.
-    for index in (damaged / "backup").rglob("*.index"):
-        index.write_bytes(index.read_bytes()[:10])
-    with pytest.raises(RunDirError, match=r"backup of the unfinished run .* cannot be read"):
-        train(config, damaged, verbose=0)
-    assert sorted(read_history(str(damaged / "history.csv"))) == [1, 2]
-
-
-def test_damaged_run_files_are_named(toy, tmp_path, capsys):
-    out = tmp_path / "run"
-    _unfinished_run(out, "")
-    assert train_main(_cli_args(toy, out)) == 2
-    assert f"{out / 'config.yaml'} does not hold a run config" in capsys.readouterr().err
-    (out / "config.yaml").write_text("epochs: [unclosed\n")
-    assert train_main(_cli_args(toy, out)) == 2
-    assert f"{out / 'config.yaml'} cannot be read" in capsys.readouterr().err
-
-    state = tmp_path / "early_stopping.json"
-    state.write_text('{"best": 1.5, "best_ep')
-    callback = EarlyStoppingCheckpoint(str(tmp_path / "best"), str(state))
-    with pytest.raises(ValueError, match=rf"early-stopping state {state} cannot be read"):
-        callback.on_train_begin()
-    history = tmp_path / "history.csv"
-    history.write_text("epoch,loss,val_mae\n1,2.5,1.0\n2,2.")
-    with pytest.raises(ValueError, match=rf"training history {history} cannot be read.*line 3"):
-        read_history(str(history))
 
 
 def test_no_validation_trains_all_epochs_with_per_batch_sampling(toy, tmp_path):
@@ -580,95 +412,6 @@ def test_cli_nan_loss_stops_with_epoch_and_step(toy, tmp_path, capsys):
     assert code == 1, err
     assert "the training loss became nan at epoch 1, step" in err
     assert not (out / "metrics.json").exists() and not (out / "model.keras").exists()
-
-
-def test_cli_resumes_after_sigkill(toy, tmp_path, capsys):
-    """A run killed mid-training resumes from its last finished epoch."""
-    out = tmp_path / "killed"
-    args = _cli_args(toy, out, "--epochs", "4", "--batch-size", "32", "--seed", "1")
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), *args],
-        cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            # The backup's index file is written last: an epoch is safe.
-            if any(p.name == "checkpoint" for p in (out / "backup").rglob("*")):
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    done_before = len(read_history(str(out / "history.csv")))
-    assert 1 <= done_before < 4 and not (out / "metrics.json").exists()
-
-    # The same command again (in this process: a new process all the same for
-    # the killed run, without paying for another TensorFlow start).
-    capsys.readouterr()
-    assert train_main(args) == 0, capsys.readouterr().err[-2000:]
-    resumed = capsys.readouterr().out
-    summary = _summary(resumed)
-    assert summary["resumed"] is True and summary["epochs_run"] == 4
-    assert f"Epoch {done_before + 1}/4" in resumed
-    assert "Epoch 1/4" not in resumed
-    assert sorted(read_history(str(out / "history.csv"))) == [1, 2, 3, 4]
-
-    whole = _cli_args(toy, tmp_path / "whole", "--epochs", "4", "--batch-size", "32", "--seed", "1")
-    assert train_main(whole) == 0
-    expected = _summary(capsys.readouterr().out)["test"]
-    got = summary["test"]
-    assert got["mae"] == pytest.approx(expected["mae"], rel=0.15)
-    assert got["spearman"] == pytest.approx(expected["spearman"], abs=0.05)
-
-
-def test_cli_multi_worker_two_processes(toy, tmp_path):
-    """Two workers on 127.0.0.1 train in lockstep; only the chief writes."""
-    import socket
-
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    out = tmp_path / "mw"
-    args = _cli_args(toy, out, "--epochs", "2", "--strategy", "multi_worker")
-    procs = []
-    for index in range(2):
-        env = {
-            **os.environ,
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-            "TF_CONFIG": json.dumps(
-                {"cluster": cluster, "task": {"type": "worker", "index": index}}
-            ),
-        }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(REPO / "train.py"), *args],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    outputs = [p.communicate(timeout=400) for p in procs]
-    for proc, (_, stderr) in zip(procs, outputs):
-        assert proc.returncode == 0, stderr[-3000:]
-    chief, worker = (_summary(stdout) for stdout, _ in outputs)
-    assert chief["chief"] is True and worker["chief"] is False
-    assert chief["weights_digest"] == worker["weights_digest"]
-    assert chief["epochs_run"] == 2
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["replicas"] == 2 and metrics["test"]["rows"] == 800
-    assert not [p for p in out.rglob("*") if "workertemp" in p.name]
 
 
 def test_baseline_head_run_and_its_export(toy, tmp_path):
