@@ -6,6 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUT    ?= out/demo
+# Test workers (pytest-xdist), one per core of the 2-core reference machine;
+# whole files go to one worker, so module fixtures are built once.
+TEST_WORKERS ?= 2
 DEMO_EPOCHS ?= 20
 
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
@@ -29,7 +32,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Trains on the bundled CDNOW data (splits, codebook, features, model), evaluates
 # on the test split, prints the metrics and the plots' paths; exports the model

@@ -24,7 +24,20 @@ for arg in "$@"; do
   esac
 done
 
-if [[ $force -eq 0 && -x "$binary" && "$binary" -nt "$source_file" && "$binary" -nt "${BASH_SOURCE[0]}" ]]; then
+fresh() {
+  [[ -x "$binary" && "$binary" -nt "$source_file" && "$binary" -nt "${BASH_SOURCE[0]}" ]]
+}
+if [[ $force -eq 0 ]] && fresh; then
+  echo "$binary"
+  exit 0
+fi
+
+# One build at a time (parallel test workers all ask for the binary): wait for
+# a build under way, then take its result if it is fresh.
+mkdir -p "$out_dir"
+exec 9>"$out_dir/.build.lock"
+flock 9
+if [[ $force -eq 0 ]] && fresh; then
   echo "$binary"
   exit 0
 fi
