@@ -143,9 +143,11 @@ class RunDir:
         Called after `inspect`, before the run creates anything: the names
         not present now are the run's to create, and so to remove later.
         """
-        listed = self.listed
+        before = self.listed
         self.path.mkdir(parents=True, exist_ok=True)
-        listed |= {n for n in OWNED if not (self / n).exists()}
+        listed = before | {n for n in OWNED if not (self / n).exists()}
+        if listed == before and self.manifest_path.exists():
+            return  # nothing new: the manifest (and when it was first written) stays
         doc = {
             "rq_keras_run": _FORMAT,
             "note": "written by rq_keras train.py: a later run here may remove the entries "

@@ -757,7 +757,9 @@ def train(
             _check_backup(out / "backup")
         if chief:
             if phase == FRESH:
-                run_dir.remove()  # an earlier run's (or attempt's) outputs, as listed
+                # An earlier run's (or attempt's) outputs, as listed; not the
+                # splits just built and checked.
+                run_dir.remove(sorted(run_dir.listed - {staging.name}))
             if fmt is not None:
                 run_dir.remove(["data"])
                 os.replace(staging, out / "data")

@@ -11,9 +11,9 @@ import time
 
 import pytest
 import yaml
+from training_runs import TINY, toy_files
 from training_runs import cli_args as _cli_args
 from training_runs import summary as _summary
-from training_runs import toy_files
 from training_runs import train_config as _config
 
 from conftest import REPO
@@ -343,3 +343,27 @@ def test_cli_multi_worker_killed_and_resumed(toy, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["test"]["rows"] == 800
     assert not [p for p in out.rglob("*") if "workertemp" in p.name]
+
+
+def test_a_dataset_run_builds_its_splits_before_replacing_data(tmp_path, capsys):
+    """A registered dataset's splits go through data.staging; a typo in
+    --raw-dir with --overwrite leaves the finished run whole."""
+    out = tmp_path / "cdnow"
+    args = [
+        "--dataset", "cdnow", "--output-dir", str(out), "--epochs", "1",
+        "--steps-per-epoch", "2", "--batch-size", "256", "--verbose", "0",
+        "--set", "quantizer.codebook_size=4",
+    ]  # fmt: skip
+    for key, value in TINY.items():
+        args += ["--set", f"model.{key}={value}"]
+    assert train_main(args) == 0, capsys.readouterr().err[-2000:]
+    assert sorted(p.name for p in (out / "data").iterdir()) == [
+        "feature_spec.yaml", "summary.json", "test.parquet", "train.parquet",
+        "validation.parquet",
+    ]  # fmt: skip
+    assert not (out / "data.staging").exists()
+    finished = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert train_main([*args, "--overwrite", "--raw-dir", str(tmp_path / "typo")]) == 2
+    assert "typo" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == finished
