@@ -148,8 +148,36 @@ def format_metrics(metrics: dict) -> str:
         text = (
             "n/a" if value is None else (f"{value:,}" if key.endswith("rows") else f"{value:.4f}")
         )
-        lines.append(f"  {label:<17} {text:>12}")
+        note = _NOTES.get(key, "")
+        lines.append(f"  {label:<17} {text:>12}{note}".rstrip())
+    if "mean_prediction" in test:
+        ratio = test.get("mean_ratio")
+        off = "n/a" if ratio is None else f"{100 * (ratio - 1):+.1f}%"
+        lines.append(
+            f"  {'total value':<17} mean prediction {test['mean_prediction']:,.4g} vs mean "
+            f"label {test['mean_label']:,.4g} ({off})"
+        )
+    for name, trivial in (test.get("trivial") or {}).items():
+        lines.append(
+            f"  {'constant ' + name.replace('train_', 'train '):<17} {trivial['value']:,.4g}: "
+            f"MAE {trivial['mae']:.4f} (a constant ranks no one: Norm-Gini 0, tie-aware XAUC 0.5)"
+        )
+    for level in test.get("codes") or []:
+        lines.append(
+            f"  code level {level['level']:<6} NLL {level['nll']:.3f} (marginal "
+            f"{level['marginal_nll']:.3f}), accuracy {level['accuracy']:.3f} (most frequent "
+            f"code {level['majority_accuracy']:.3f}), other levels' mass "
+            f"{level['other_level_mass']:.3f}"
+        )
     return "\n".join(lines)
+
+
+# Read beside the value: what a number alone would mislead about.
+_NOTES = {
+    "xauc": "  (Eq. 18: a pair tied in label or prediction counts as wrong, so with many "
+    "zero labels a good model can score < 0.5)",
+    "xauc_tie_aware": "  (ties count 1/2: a constant scores 0.5)",
+}
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:

@@ -40,6 +40,8 @@ Definitions (``y`` the labels, ``p`` the predictions, ``n`` the rows):
   the mean of the ranks they span, as ``scipy.stats.rankdata(method="average")``).
 * **Norm-Gini (+)** and **Spearman's rho (+)** (Table 1): the same metrics on the
   rows whose label is > 0.
+* **Total value** (`value_calibration`): the mean prediction over the mean label
+  (`mean_ratio`); for LTV the summed predictions are a budget.
 
 Undefined values are NaN (``evaluate`` reports them as ``None``):
 
@@ -64,12 +66,15 @@ import numpy as np
 from rq_keras.quantization import as_label_array
 
 __all__ = [
+    "CodeReport",
     "evaluate",
     "mae",
     "normalized_gini",
     "normalized_gini_positive",
     "spearman",
     "spearman_positive",
+    "trivial_predictors",
+    "value_calibration",
     "xauc",
     "xauc_tie_aware",
 ]
@@ -356,7 +361,8 @@ def evaluate(y_true: Any, y_pred: Any) -> dict[str, float | int | None]:
     Returns:
         dict with `rows`, `positive_rows` (labels > 0), `mae`, `xauc`,
         `xauc_tie_aware`, `normalized_gini`, `spearman`,
-        `normalized_gini_positive` and `spearman_positive`. Undefined values
+        `normalized_gini_positive`, `spearman_positive` and the total value
+        (`mean_label`, `mean_prediction`, `mean_ratio`). Undefined values
         (NaN from the functions) are ``None``, so the dict is strict JSON.
 
     Raises:
@@ -376,4 +382,142 @@ def evaluate(y_true: Any, y_pred: Any) -> dict[str, float | int | None]:
     }
     report: dict[str, float | int | None] = {"rows": int(y.size), "positive_rows": int(yp.size)}
     report.update({k: None if math.isnan(v) else float(v) for k, v in values.items()})
+    report.update(value_calibration(y, p))
     return report
+
+
+def value_calibration(y_true: Any, y_pred: Any) -> dict[str, float | None]:
+    """Total value: the mean prediction against the mean label.
+
+    For LTV and GMV the sum of the predictions over customers is a budget;
+    `mean_ratio` is `mean_prediction / mean_label` (1.0: right in total; 0.5:
+    half the value is missing).
+
+    Returns:
+        dict with `mean_label`, `mean_prediction` and `mean_ratio` (None
+        when the labels average 0).
+
+    Raises:
+        ValueError: as for :func:`mae`.
+    """
+    y, p = _validate(y_true, y_pred)
+    mean_label, mean_prediction = float(np.mean(y)), float(np.mean(p))
+    ratio = mean_prediction / mean_label if mean_label != 0 else None
+    return {"mean_label": mean_label, "mean_prediction": mean_prediction, "mean_ratio": ratio}
+
+
+def trivial_predictors(y_train: Any, y_true: Any) -> dict[str, dict[str, float | None]]:
+    """What predicting one constant from the training labels scores on `y_true`.
+
+    The floor any model must beat: the training labels' mean (right in
+    total when the splits match) and median (the best constant for MAE). A
+    constant ranks no one, so its ranking metrics are left out (ties broken
+    at random give a Norm-Gini of 0 and a tie-aware XAUC of 0.5).
+
+    Returns:
+        `{"train_mean": {...}, "train_median": {...}}`, each with `value`,
+        `mae` and `mean_ratio`.
+    """
+    train = as_label_array(y_train)
+    y, _ = _validate(y_true, y_true)
+    out = {}
+    for name, value in (("train_mean", np.mean(train)), ("train_median", np.median(train))):
+        p = np.full_like(y, float(value))
+        out[name] = {
+            "value": float(value),
+            "mae": float(np.mean(np.abs(y - p))),
+            "mean_ratio": value_calibration(y, p)["mean_ratio"],
+        }
+    return out
+
+
+class CodeReport:
+    """How well the code classifier predicts each level's code, beside the
+    training codes' marginal distribution (the score of knowing nothing).
+
+    Fed batch by batch with the decoder's logits at inference, so level 1 is
+    p(q_1 | x) and a deeper level is conditioned on the model's own earlier
+    codes, as served. Per level it reports the mean NLL of the true code
+    under the softmax over the whole vocabulary (as L_gen reads it) and under
+    the marginal (add-half smoothed), the accuracy of the served code and of
+    always serving the most frequent one, and the probability the model puts
+    on tokens of other levels (and `<start>`).
+
+    Args:
+        train_codes: `(n, L)` codes of the training labels (-1: the zero code).
+        codebook_sizes: K per level.
+        token_offsets: global token of code 0 per level (the quantizer's).
+        zero_token: the vocabulary has `<zero>` (token 1) for code -1.
+    """
+
+    def __init__(self, train_codes, codebook_sizes, token_offsets, zero_token: bool = False):
+        codes = np.asarray(train_codes, dtype=np.int64)
+        self.sizes = [int(k) for k in codebook_sizes]
+        self.offsets = np.asarray(token_offsets, dtype=np.int64)
+        self.zero_token = bool(zero_token)
+        if codes.ndim != 2 or codes.shape[1] != len(self.sizes) or codes.shape[0] == 0:
+            raise ValueError(f"`train_codes` must be (n > 0, {len(self.sizes)}), got {codes.shape}")
+        self.log_marginal, self.majority = [], []
+        for level, k in enumerate(self.sizes):
+            slots = k + 1 if self.zero_token else k
+            counts = np.bincount(self._slots(codes[:, level], level), minlength=slots)
+            self.log_marginal.append(np.log((counts + 0.5) / (counts.sum() + 0.5 * slots)))
+            self.majority.append(int(np.argmax(counts)))
+        levels = len(self.sizes)
+        self.rows = 0
+        self.sums = {k: np.zeros(levels) for k in ("nll", "marginal_nll", "other_mass")}
+        self.correct = np.zeros(levels)
+        self.majority_correct = np.zeros(levels)
+
+    def _slots(self, codes: np.ndarray, level: int) -> np.ndarray:
+        """Code -> index in the level's marginal (the zero code last)."""
+        return np.where(codes < 0, self.sizes[level], codes)
+
+    def _tokens(self, codes: np.ndarray, level: int) -> np.ndarray:
+        return np.where(codes < 0, 1, codes + self.offsets[level])
+
+    def update(self, logits, predicted_codes, true_codes) -> None:
+        """Adds a batch: logits `(n, L, V)`, served and true codes `(n, L)`."""
+        z = np.asarray(logits, dtype=np.float64)
+        predicted = np.asarray(predicted_codes, dtype=np.int64)
+        true = np.asarray(true_codes, dtype=np.int64)
+        if z.ndim != 3 or z.shape[:2] != true.shape or predicted.shape != true.shape:
+            raise ValueError(
+                f"logits (n, L, V) and codes (n, L) do not match: {z.shape}, "
+                f"{predicted.shape}, {true.shape}"
+            )
+        top = z.max(axis=2, keepdims=True)
+        log_p = z - top - np.log(np.exp(z - top).sum(axis=2, keepdims=True))
+        rows = np.arange(z.shape[0])
+        for level, k in enumerate(self.sizes):
+            codes = true[:, level]
+            self.sums["nll"][level] -= log_p[rows, level, self._tokens(codes, level)].sum()
+            marginal = self.log_marginal[level][self._slots(codes, level)]
+            self.sums["marginal_nll"][level] -= marginal.sum()
+            own = list(range(self.offsets[level], self.offsets[level] + k))
+            if self.zero_token:
+                own.append(1)
+            mass = np.exp(log_p[:, level, own]).sum(axis=1)
+            self.sums["other_mass"][level] += (1.0 - mass).sum()
+            self.correct[level] += (predicted[:, level] == codes).sum()
+            majority = self.majority[level]
+            self.majority_correct[level] += (self._slots(codes, level) == majority).sum()
+        self.rows += z.shape[0]
+
+    def result(self) -> list[dict[str, float | int]]:
+        """One dict per level: `level` (1-based), `nll`, `marginal_nll`,
+        `accuracy`, `majority_accuracy`, `other_level_mass`."""
+        if self.rows == 0:
+            return []
+        n = float(self.rows)
+        return [
+            {
+                "level": level + 1,
+                "nll": float(self.sums["nll"][level] / n),
+                "marginal_nll": float(self.sums["marginal_nll"][level] / n),
+                "accuracy": float(self.correct[level] / n),
+                "majority_accuracy": float(self.majority_correct[level] / n),
+                "other_level_mass": float(self.sums["other_mass"][level] / n),
+            }
+            for level in range(len(self.sizes))
+        ]

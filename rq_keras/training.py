@@ -813,10 +813,22 @@ def train(
         }
         if test_files:
             from rq_keras import report as report_lib
-            from rq_keras.metrics import evaluate
+            from rq_keras.metrics import CodeReport, evaluate, trivial_predictors
 
-            y_true, y_pred, codes = _predict(final, make_dataset(test_files, spec, batch_size=4096))
+            code_report = None
+            if config.head in ("rq_reg", "kmeans"):
+                code_report = CodeReport(
+                    quantizer.encode(y_train),
+                    quantizer.fitted_codebook_sizes,
+                    quantizer.token_offsets,
+                    zero_token=quantizer.zero_token,
+                )
+            test_data = make_dataset(test_files, spec, batch_size=4096)
+            y_true, y_pred, codes = _predict(final, test_data, quantizer, code_report)
             metrics["test"] = evaluate(y_true, y_pred)
+            metrics["test"]["trivial"] = trivial_predictors(y_train, y_true)
+            if code_report is not None:
+                metrics["test"]["codes"] = code_report.result()
             metrics["test"]["decile_calibration"] = report_lib.decile_calibration(y_true, y_pred)
             _write_predictions(out / "predictions.parquet", y_true, y_pred, codes)
             result.plots = report_lib.write_plots(
@@ -1049,14 +1061,20 @@ def _build(spec, preprocessor, quantizer, config: TrainConfig):
     return build_head_model(spec, preprocessor, config.head, config.model)
 
 
-def _predict(model, dataset):
-    """(labels, predictions, codes or None) of a dataset, batch by batch, in order."""
+def _predict(model, dataset, quantizer=None, code_report=None):
+    """(labels, predictions, codes or None) of a dataset, batch by batch, in order.
+
+    With a `CodeReport` (and the quantizer that codes the labels), the
+    decoder's logits of each batch are scored against the true codes.
+    """
     import tensorflow as tf
+
+    keys = ("prediction", "codes", "logits") if code_report is not None else ("prediction", "codes")
 
     @tf.function(reduce_retracing=True, autograph=False)
     def step(features):
         out = model(features, training=False)
-        return {k: out[k] for k in ("prediction", "codes") if k in out}
+        return {k: out[k] for k in keys if k in out}
 
     labels, predictions, codes = [], [], []
     for features, label in dataset:
@@ -1065,6 +1083,9 @@ def _predict(model, dataset):
         predictions.append(out["prediction"].numpy())
         if "codes" in out:
             codes.append(out["codes"].numpy())
+        if code_report is not None:
+            true = quantizer.encode(labels[-1].astype(np.float64))
+            code_report.update(out["logits"].numpy(), codes[-1], true)
     return (
         np.concatenate(labels).astype(np.float64),
         np.concatenate(predictions).astype(np.float64),

@@ -9,12 +9,15 @@ import pytest
 
 from rq_keras import metrics
 from rq_keras.metrics import (
+    CodeReport,
     evaluate,
     mae,
     normalized_gini,
     normalized_gini_positive,
     spearman,
     spearman_positive,
+    trivial_predictors,
+    value_calibration,
     xauc,
     xauc_tie_aware,
 )
@@ -157,6 +160,9 @@ def test_evaluate_report():
             "spearman": 4 / math.sqrt(19),
             "normalized_gini_positive": 2 / 3,
             "spearman_positive": math.sqrt(2 / 3),
+            "mean_label": 2.0,
+            "mean_prediction": 0.38,
+            "mean_ratio": 0.19,
         },
         abs=1e-15,
     )
@@ -238,6 +244,9 @@ def test_single_row():
         "spearman": None,
         "normalized_gini_positive": None,
         "spearman_positive": None,
+        "mean_label": 2.0,
+        "mean_prediction": 0.5,
+        "mean_ratio": 0.25,
     }
 
 
@@ -298,3 +307,61 @@ def test_validation_errors(y_true, y_pred, message):
     for fn in (mae, xauc, xauc_tie_aware, normalized_gini, spearman, evaluate):
         with pytest.raises(ValueError, match=message):
             fn(y_true, y_pred)
+
+
+# --- total value, trivial predictors, the code report -------------------------
+def test_value_calibration_and_trivial_predictors():
+    y = np.array([0.0, 0.0, 10.0, 30.0])
+    assert value_calibration(y, y / 2) == {
+        "mean_label": 10.0,
+        "mean_prediction": 5.0,
+        "mean_ratio": 0.5,
+    }
+    assert value_calibration([0.0, 0.0], [1.0, 2.0])["mean_ratio"] is None
+    trivial = trivial_predictors([0.0, 2.0, 4.0, 10.0], y)
+    assert trivial["train_mean"] == {"value": 4.0, "mae": 10.0, "mean_ratio": 0.4}
+    assert trivial["train_median"] == {"value": 3.0, "mae": 10.0, "mean_ratio": 0.3}
+
+
+def test_code_report_golden():
+    # Two levels of K = 2 (tokens 1-2 and 3-4 after <start>), uniform logits.
+    train = [[0, 0], [0, 1], [1, 0], [0, 0]]  # marginals (3, 1) at both levels
+    report = CodeReport(train, [2, 2], [1, 3])
+    logits = np.zeros((2, 2, 5))
+    report.update(logits, predicted_codes=[[0, 0], [1, 0]], true_codes=[[0, 1], [1, 0]])
+    q = np.log([3.5 / 5, 1.5 / 5])
+    level1, level2 = report.result()
+    assert level1["level"] == 1 and level2["level"] == 2
+    for level in (level1, level2):
+        assert level["nll"] == pytest.approx(math.log(5))
+        assert level["marginal_nll"] == pytest.approx(-(q[0] + q[1]) / 2)
+        assert level["other_level_mass"] == pytest.approx(3 / 5)
+        assert level["majority_accuracy"] == 0.5
+    assert (level1["accuracy"], level2["accuracy"]) == (1.0, 0.5)
+    # A confident, right classifier: NLL near 0, below the marginal's.
+    sharp = CodeReport(train, [2, 2], [1, 3])
+    logits = np.full((2, 2, 5), -30.0)
+    logits[0, 0, 1] = logits[1, 0, 2] = logits[0, 1, 4] = logits[1, 1, 3] = 30.0
+    sharp.update(logits, [[0, 1], [1, 0]], [[0, 1], [1, 0]])
+    for level in sharp.result():
+        assert level["nll"] < 1e-12 and level["accuracy"] == 1.0
+        assert level["other_level_mass"] < 1e-12
+
+
+def test_code_report_zero_code_and_errors():
+    # One level of K = 2 with <zero> (token 1); codes at tokens 2, 3.
+    report = CodeReport([[-1], [-1], [0], [1]], [2], [2], zero_token=True)
+    logits = np.full((3, 1, 4), -30.0)
+    logits[0, 0, 1] = logits[1, 0, 2] = logits[2, 0, 3] = 30.0
+    report.update(logits, [[-1], [0], [1]], [[-1], [0], [1]])
+    (level,) = report.result()
+    assert level["accuracy"] == 1.0 and level["nll"] < 1e-12
+    assert level["majority_accuracy"] == pytest.approx(1 / 3)  # the zero code is the mode
+    assert level["marginal_nll"] == pytest.approx(
+        -np.mean(np.log([2.5 / 5.5, 1.5 / 5.5, 1.5 / 5.5]))
+    )
+    with pytest.raises(ValueError, match="do not match"):
+        report.update(np.zeros((2, 1, 4)), [[0]], [[0], [1]])
+    with pytest.raises(ValueError, match="must be"):
+        CodeReport(np.zeros((0, 1), int), [2], [1])
+    assert CodeReport([[0]], [2], [1]).result() == []

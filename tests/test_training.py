@@ -304,6 +304,20 @@ def test_train_writes_a_complete_run(toy, tmp_path, strategy_name, request):
     codebook = ResidualQuantizer.load(out / "codebook.json")
     assert codebook.fitted_codebook_sizes == [8, 8, 8]
 
+    # Total value and the code report agree with the predictions file.
+    labels, served = predictions["label"].to_numpy(), predictions["prediction"].to_numpy()
+    assert metrics["test"]["mean_ratio"] == pytest.approx(served.mean() / labels.mean())
+    assert set(metrics["test"]["trivial"]) == {"train_mean", "train_median"}
+    true_codes = codebook.encode(labels)
+    report = metrics["test"]["codes"]
+    assert [level["level"] for level in report] == [1, 2, 3]
+    for level in report:
+        column = predictions[f"code_{level['level']}"].to_numpy()
+        accuracy = np.mean(column == true_codes[:, level["level"] - 1])
+        assert level["accuracy"] == pytest.approx(accuracy)
+        assert level["nll"] > 0 and level["marginal_nll"] > 0
+        assert 0 <= level["other_level_mass"] <= 1
+
 
 def test_finished_run_needs_overwrite_and_the_model_beats_the_mean(toy, tmp_path, finished):
     out = tmp_path / "run"
@@ -459,3 +473,6 @@ def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys):
     assert list(pd.read_parquet(out / "predictions.parquet").columns) == [
         "label", "prediction", "code_1",
     ]  # fmt: skip
+    table = capsys.readouterr().out
+    assert "total value       mean prediction" in table and "code level 1" in table
+    assert "constant train median" in table and "counts as wrong" in table
