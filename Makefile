@@ -14,7 +14,7 @@ DEMO_EPOCHS ?= 20
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile bench-quality specs clean
+.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile bench-quality bench-code-learning specs clean
 
 setup: $(STAMP)
 
@@ -70,6 +70,10 @@ bench-profile: setup
 
 bench-quality: setup
 	$(PY) benchmarks/quality.py
+
+# Issue 14: does the code classifier learn (validation split only)?
+bench-code-learning: setup
+	$(PY) benchmarks/code_learning.py
 
 # Regenerates feature_specs/ from the dataset modules (a test checks they agree).
 specs: setup

@@ -17,7 +17,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import rq_keras.layers  # noqa: F401  (registers every layer for `from_config`)
-from rq_keras.layers.decoder import CELLS, RQDecoder
+from rq_keras.layers.decoder import CELLS, REGRESSOR_INPUTS, RQDecoder
 from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.losses import RQRegLoss, global_batch_mean
 
@@ -55,6 +55,9 @@ class ModelConfig:
         sampling_probability: initial scheduled-sampling `p` (1.0; the
             `ScheduledSampling` callback lowers it; 0.0 for "SS with p=0").
         seed: seeds initializers and sampling coins.
+        regressor_input: `"logits"` (Eq. 10: L_reg's gradients reach the code
+            classifier) or `"stopped"` (f_reg reads the logits behind
+            stop_gradient; see `RQDecoder`).
     """
 
     units: int = 512
@@ -75,10 +78,15 @@ class ModelConfig:
     rnc_cross_replica: bool = True
     sampling_probability: float = 1.0
     seed: int = 0
+    regressor_input: str = "logits"
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ValueError(f"`cell` must be one of {CELLS}, got {self.cell!r}")
+        if self.regressor_input not in REGRESSOR_INPUTS:
+            raise ValueError(
+                f"`regressor_input` must be one of {REGRESSOR_INPUTS}, got {self.regressor_input!r}"
+            )
 
 
 @keras.utils.register_keras_serializable(package="rq_keras")
@@ -256,6 +264,7 @@ def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None
         residual_regressor=config.residual_regressor,
         seed=seed + 1000,
         zero_token=quantizer.zero_token,
+        regressor_input=config.regressor_input,
         name="decoder",
     )
     model = RQRegModel(

@@ -88,6 +88,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
         residual_regressor: bool = False,
         sampling_probability: float = 1.0,
         seed: int | None = None,
+        regressor_input: str = "logits",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -111,6 +112,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             residual_regressor=residual_regressor,
             seed=None if seed is None else seed + 1000,
             zero_token=self.label_encoder.zero_token,
+            regressor_input=regressor_input,
             name="decoder",
         )
         self.encoder = MLPEncoder(
@@ -152,6 +154,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             "residual_regressor": residual_regressor,
             "sampling_probability": sampling_probability,
             "seed": seed,
+            "regressor_input": regressor_input,
         }
 
     @classmethod

@@ -197,3 +197,27 @@ def test_residual_regressor_adds_to_the_prediction():
     )
     assert "residual" not in _decoder()(_inputs(), training=False)
     assert RQDecoder.from_config(dec.get_config()).residual_regressor
+
+
+@pytest.mark.parametrize("regressor_input", ["logits", "stopped"])
+def test_regressor_input_decides_where_the_regression_gradient_goes(regressor_input):
+    dec = _decoder(regressor_input=regressor_input, residual_regressor=True)
+    inputs = _inputs()
+    with tf.GradientTape() as tape:
+        out = _outputs(dec, inputs, 0.5)
+        loss = tf.reduce_sum(out["prediction"])  # what L_reg differentiates
+    regressors = dec.regressor.trainable_weights + dec.residual_head.trainable_weights
+    classifier = dec.predictor.trainable_weights
+    grads = tape.gradient(loss, regressors + classifier)
+    assert all(g is not None for g in grads[: len(regressors)])
+    # "stopped": f_reg still trains, but nothing of L_reg reaches the classifier.
+    reaches = [
+        g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads[len(regressors) :]
+    ]
+    assert all(reaches) if regressor_input == "logits" else not any(reaches)
+    # The forward pass is the same either way.
+    same = _decoder(residual_regressor=True)(inputs, training=False)["prediction"]
+    np.testing.assert_array_equal(dec(inputs, training=False)["prediction"].numpy(), same.numpy())
+    assert RQDecoder.from_config(dec.get_config()).regressor_input == regressor_input
+    with pytest.raises(ValueError, match="`regressor_input` must be one of"):
+        _decoder(regressor_input="detached")

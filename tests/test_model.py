@@ -121,6 +121,10 @@ def test_ablation_switches(data):
     assert np.isfinite(residual.train_on_batch(x, y, return_dict=True)["reg"])
     with pytest.raises(ValueError, match="`cell` must be one of"):
         ModelConfig(cell="lstm2")
+    stopped = _model(data, ModelConfig(**{**SMALL.__dict__, "regressor_input": "stopped"}))
+    assert stopped.decoder.regressor_input == "stopped"
+    with pytest.raises(ValueError, match="`regressor_input` must be one of"):
+        ModelConfig(regressor_input="detached")
 
 
 def test_save_and_load(data, tmp_path):

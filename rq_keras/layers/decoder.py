@@ -10,6 +10,8 @@ import tf_keras as keras
 from rq_keras.quantization import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
 
 CELLS = ("lstm", "gru", "rnn")
+# What f_reg reads (see `RQDecoder`): the logits as they are, or behind stop_gradient.
+REGRESSOR_INPUTS = ("logits", "stopped")
 
 
 def _cell(kind: str, units: int, seed: int | None):
@@ -83,6 +85,11 @@ class RQDecoder(keras.layers.Layer):
             level's code is the argmax over `<zero>` and the level's codes
             (-1 for `<zero>`), and without `f_reg` `<zero>` counts as value 0
             in the expectation.
+        regressor_input: what `f_reg` (and the residual head, and without
+            `f_reg` the expectation over centroids) reads: `"logits"` (Eq. 10:
+            L_reg's gradients flow into the code classifier) or `"stopped"`
+            (the same logits behind `tf.stop_gradient`: L_reg trains `f_reg`
+            only, and the classifier learns from L_gen and L_rnc).
         seed: seeds the initializers and the sampling coins (None: random).
 
     Call args:
@@ -113,6 +120,7 @@ class RQDecoder(keras.layers.Layer):
         residual_regressor: bool = False,
         seed: int | None = None,
         zero_token: bool = False,
+        regressor_input: str = "logits",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -129,6 +137,10 @@ class RQDecoder(keras.layers.Layer):
                 raise ValueError(f"`{name}` must be >= 1, got {value}")
         if cell not in CELLS:
             raise ValueError(f"`cell` must be one of {CELLS}, got {cell!r}")
+        if regressor_input not in REGRESSOR_INPUTS:
+            raise ValueError(
+                f"`regressor_input` must be one of {REGRESSOR_INPUTS}, got {regressor_input!r}"
+            )
         if not 0.0 <= float(sampling_probability) <= 1.0:
             raise ValueError(
                 f"`sampling_probability` must be in [0, 1], got {sampling_probability}"
@@ -151,6 +163,7 @@ class RQDecoder(keras.layers.Layer):
         self.residual_regressor = bool(residual_regressor)
         self.seed = seed
         self.zero_token = bool(zero_token)
+        self.regressor_input = regressor_input
         self.num_levels = len(sizes)
         self.vocabulary_size = special_tokens(self.zero_token) + sum(sizes)
         self.token_offsets = token_offsets_for(sizes, self.zero_token).tolist()
@@ -257,7 +270,8 @@ class RQDecoder(keras.layers.Layer):
             logits = self.predictor(h)
             probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
             e_hat = tf.matmul(tf.cast(probs, self.compute_dtype), table)
-            level_values.append(tf.cast(self._level_value(level, logits), tf.float32))
+            reg_in = tf.stop_gradient(logits) if self.regressor_input == "stopped" else logits
+            level_values.append(tf.cast(self._level_value(level, reg_in), tf.float32))
             logits_all.append(tf.cast(logits, tf.float32))
             expected.append(tf.cast(e_hat, tf.float32))
             code = tf.argmax(self._level_logits(level, logits), axis=-1, output_type=tf.int32)
@@ -281,7 +295,7 @@ class RQDecoder(keras.layers.Layer):
             "codes": tf.stack(codes, axis=1),
         }
         if self.residual_regressor:
-            outputs["residual"] = tf.cast(self.residual_head(logits)[:, 0], tf.float32)
+            outputs["residual"] = tf.cast(self.residual_head(reg_in)[:, 0], tf.float32)
             prediction = prediction + outputs["residual"]
         return {"prediction": prediction, **outputs}
 
@@ -299,6 +313,7 @@ class RQDecoder(keras.layers.Layer):
                 "centroids": self.centroids,
                 "sampling_probability": self.initial_sampling_probability,
                 "residual_regressor": self.residual_regressor,
+                "regressor_input": self.regressor_input,
                 "seed": self.seed,
                 "zero_token": self.zero_token,
             }
