@@ -301,6 +301,49 @@ class EpochTimer(keras.callbacks.Callback):
         self._stop()
 
 
+class EpochEstimate(keras.callbacks.Callback):
+    """After the first epochs of this process, says how long the rest will take.
+
+    The first epoch includes tracing the training step, so its time says
+    little; after the second the estimate uses the second's time.
+
+    Args:
+        epochs: the run's epoch count.
+        say: a callable taking one line of text.
+        timer: the run's `EpochTimer` (its seconds, validation excluded).
+    """
+
+    def __init__(self, epochs: int, say, timer: EpochTimer):
+        super().__init__()
+        self.epochs = int(epochs)
+        self.say = say
+        self.timer = timer
+        self._seen = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._seen += 1
+        left = self.epochs - (epoch + 1)
+        if self._seen > 2 or not self.timer.seconds or left <= 0:
+            return
+        last = self.timer.seconds[-1]
+        if self._seen == 1:
+            self.say(f"epoch {epoch + 1} trained in {last:.1f} s (the first includes tracing)")
+        else:
+            self.say(
+                f"about {last:.1f} s of training an epoch (validation excluded): at most "
+                f"{_duration(left * last)} for the {left} epochs left (early stopping may end "
+                "sooner)"
+            )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def read_history(path: str) -> dict[int, dict[str, float]]:
     """The rows of an `EpochHistory` CSV file ({} if there is none).
 

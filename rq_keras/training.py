@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from rq_keras.model import ModelConfig
+from rq_keras.config import ModelConfig
 from rq_keras.quantization import ResidualQuantizer
 from rq_keras.run_dir import RunDir, RunDirError, load_model, read_yaml
 
@@ -544,6 +544,33 @@ class TrainResult:
 FRESH, RESUME, EVALUATE = "fresh", "resume", "evaluate"
 
 
+class _Progress:
+    """Prints what the run is doing before and around Keras' epoch lines.
+
+    `say(text, since=True)` appends the seconds since the previous line.
+    """
+
+    def __init__(self, on: bool):
+        self.on = on
+        self._last = time.perf_counter()
+
+    def __call__(self, text: str, since: bool = False) -> None:
+        now = time.perf_counter()
+        if self.on:
+            print(f"{text} in {now - self._last:.1f} s" if since else text, flush=True)
+        self._last = now
+
+
+def _strategy_name(strategy) -> str:
+    name = type(strategy).__name__
+    return "the default strategy" if name.startswith("_Default") else name
+
+
+def _rows(report) -> str:
+    dropped = report.rows_dropped
+    return f"{report.rows_kept:,}" + (f" ({dropped:,} bad rows skipped)" if dropped else "")
+
+
 def _read_state_json(path: pathlib.Path) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -733,24 +760,50 @@ def train(
     run_dir = RunDir(out)
     chief = is_chief(strategy)
     multi_worker = _in_multi_worker(strategy)
+    say = _Progress(chief and _verbose(verbose) > 0)
     if chief:
         run_dir.inspect()  # a directory that is not a run's is refused, untouched
     phase = _run_phase(out, config, overwrite)
     if chief:
         run_dir.claim()
+    say(
+        f"{out}: "
+        + {
+            FRESH: "a new run" + (" (replacing the run there)" if overwrite else ""),
+            RESUME: "resuming the unfinished run after its last finished epoch",
+            EVALUATE: "training had finished: evaluating only",
+        }[phase]
+    )
     scratch = tempfile.mkdtemp(prefix="rq_keras_worker_") if not chief else None
     try:
         # Every input is read and checked before anything in `out` is removed.
         staging = out / "data.staging" if chief else pathlib.Path(scratch) / "data"
         spec, train_files, validation_files, test_files, fmt = _resolve_data(config, staging)
+        if fmt is not None:
+            say(f"built the {config.dataset} splits ({fmt})", since=True)
         preprocessor, y_train, train_report = _adapt(spec, train_files, config)
+        say(
+            f"checked {_rows(train_report)} training rows and adapted {len(spec.features)} "
+            "features",
+            since=True,
+        )
         reports = {"train": train_report}
         for split, files in (("validation", validation_files), ("test", test_files)):
             if files:
                 reports[split] = check_files(files, spec, on_bad_rows=config.on_bad_rows)
                 if reports[split].rows_kept == 0:
                     raise ValueError(f"the {split} files {files} hold no usable rows")
+                say(f"checked {_rows(reports[split])} {split} rows", since=True)
         quantizer = config.quantizer.build(spec.label.clip_min, spec.label.clip_max).fit(y_train)
+        if say.on:
+            fit = quantizer.report(y_train)
+            sizes = quantizer.fitted_codebook_sizes
+            k = sizes[0] if len(set(sizes)) == 1 else sizes
+            say(
+                f"codebook: L={quantizer.num_levels}, K={k}, reconstruction MAE "
+                f"{fit['reconstruction_mae']:.4g} on the training labels",
+                since=True,
+            )
         if phase != FRESH and (out / "codebook.json").exists():
             _check_same_codebook(out / "codebook.json", quantizer)
         if phase == RESUME:
@@ -778,12 +831,21 @@ def train(
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
 
         rows = {split: r.rows_kept for split, r in reports.items()}
+        if say.on:
+            params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+            steps = config.steps_per_epoch or math.ceil(rows["train"] / config.batch_size)
+            say(
+                f"model: head {config.head}, {params:,} trainable parameters; "
+                f"{_strategy_name(strategy)} over {strategy.num_replicas_in_sync} replica(s); "
+                f"batch {config.batch_size}, {steps:,} steps an epoch",
+                since=True,
+            )
         if phase == EVALUATE:
             result, weights = _trained_result(out, model, chief, multi_worker)
         else:
             data = (train_files, validation_files)
             result, weights = _fit(
-                config, strategy, model, spec, data, rows, out, scratch, phase, verbose
+                config, strategy, model, spec, data, rows, out, scratch, phase, verbose, say
             )
         if not chief:
             return result
@@ -811,6 +873,7 @@ def train(
             "replicas": strategy.num_replicas_in_sync,
             "head": config.head,
         }
+        say("training done; evaluating on the test split" if test_files else "training done")
         if test_files:
             from rq_keras import report as report_lib
             from rq_keras.metrics import CodeReport, evaluate, trivial_predictors
@@ -917,7 +980,7 @@ def _trained_result(out: pathlib.Path, model, chief: bool, multi_worker: bool):
     return result, weights
 
 
-def _fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose):
+def _fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose, say):
     """Trains `model` (resuming from the backup); (TrainResult, final weights)."""
     import tf_keras as keras
 
@@ -1007,8 +1070,10 @@ def _fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose
     if history_cb is not None:
         callbacks.append(history_cb)
     timer = cb.EpochTimer()
+    callbacks.append(timer)
+    if say.on:
+        callbacks.append(cb.EpochEstimate(epochs, say, timer))  # after the timer
     callbacks += [
-        timer,
         keras.callbacks.TensorBoard(os.fspath(out / "logs"), profile_batch=0),
         # Last, so an epoch's backup follows its history and early-stopping
         # state; kept after training until every output is written.

@@ -20,7 +20,9 @@ from training_runs import train_config as _config
 from conftest import REPO
 from rq_keras.callbacks import (
     EarlyStoppingCheckpoint,
+    EpochEstimate,
     EpochHistory,
+    EpochTimer,
     NonFiniteLossError,
     StopOnNonFiniteLoss,
     read_history,
@@ -169,6 +171,22 @@ def test_devices_are_checked_and_the_cpu_can_be_split(monkeypatch):
     assert proc.stdout.split() == ["MirroredStrategy", "3"], proc.stderr[-2000:]
 
 
+def test_help_does_not_start_tensorflow():
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['train.py', '--help']\n"
+        "try:\n"
+        "    runpy.run_path('train.py', run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 0, stop.code\n"
+        "print('tensorflow' in sys.modules, 'tf_keras' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--cpu-devices" in proc.stdout and "--output-dir" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "False False"
+
+
 # --------------------------------------------------------------- callbacks
 class _Holder(keras.Model):
     def __init__(self):
@@ -209,6 +227,29 @@ def test_early_stopping_checkpoint_keeps_best_and_resumes(tmp_path):
         EarlyStoppingCheckpoint(weights, state, monitor="val_loss").on_epoch_end(0, {"loss": 1})
     with pytest.raises(ValueError, match="`patience` must be >= 1"):
         EarlyStoppingCheckpoint(weights, state, patience=0)
+
+
+def test_epoch_estimate_after_the_first_two_epochs():
+    said, timer = [], EpochTimer()
+    callback = EpochEstimate(10, said.append, timer)
+    for epoch, seconds in enumerate([9.0, 2.0, 2.5]):
+        timer.seconds.append(seconds)
+        callback.on_epoch_end(epoch)
+    assert said == [
+        "epoch 1 trained in 9.0 s (the first includes tracing)",
+        "about 2.0 s of training an epoch (validation excluded): at most 16 s for the 8 "
+        "epochs left (early stopping may end sooner)",
+    ]
+    quiet = EpochEstimate(1, said.append, timer)
+    quiet.on_epoch_end(0)  # nothing left to estimate
+    assert len(said) == 2
+    for epochs, seconds, text in ((50, 60.0, "at most 48.0 min"), (200, 60.0, "at most 3.3 h")):
+        long_timer = EpochTimer()
+        long = EpochEstimate(epochs, said.append, long_timer)
+        for epoch in range(2):
+            long_timer.seconds.append(seconds)
+            long.on_epoch_end(epoch)
+        assert text in said[-1]
 
 
 def test_epoch_history_replaces_a_rerun_epoch(tmp_path):
@@ -474,5 +515,19 @@ def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys):
         "label", "prediction", "code_1",
     ]  # fmt: skip
     table = capsys.readouterr().out
+    # What the run did before epoch 1, in order, each with its seconds.
+    lines = [line for line in table.splitlines() if not line.startswith(("Epoch", " ", "{"))]
+    expected = [
+        f"{out}: a new run",
+        "checked 3,000 training rows and adapted 3 features in ",
+        "checked 500 validation rows in ",
+        "checked 800 test rows in ",
+        "codebook: L=1, K=8, reconstruction MAE ",
+        "model: head kmeans, ",
+    ]
+    assert len(lines) > len(expected), lines
+    for want, line in zip(expected, lines):
+        assert line.startswith(want), (want, line)
+    assert "training done; evaluating on the test split" in table
     assert "total value       mean prediction" in table and "code level 1" in table
     assert "constant train median" in table and "counts as wrong" in table

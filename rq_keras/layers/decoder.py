@@ -7,11 +7,10 @@ from collections.abc import Sequence
 import tensorflow as tf
 import tf_keras as keras
 
+from rq_keras.config import CELLS, REGRESSOR_INPUTS
 from rq_keras.quantization import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
 
-CELLS = ("lstm", "gru", "rnn")
-# What f_reg reads (see `RQDecoder`): the logits as they are, or behind stop_gradient.
-REGRESSOR_INPUTS = ("logits", "stopped")
+__all__ = ["CELLS", "REGRESSOR_INPUTS", "RQDecoder"]
 
 
 def _cell(kind: str, units: int, seed: int | None):
