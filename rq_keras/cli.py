@@ -212,6 +212,14 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
+        from rq_keras.data import MalformedDataError
+
+        if isinstance(err, MalformedDataError):
+            print(
+                "train.py: to drop such rows instead (counted in data_report.json), pass "
+                "--on-bad-rows skip",
+                file=sys.stderr,
+            )
         return 2
     if result.model is None:  # a non-chief worker
         print(json.dumps({"chief": False, "weights_digest": result.weights_digest}))

@@ -452,7 +452,7 @@ def test_cli_malformed_input_fails_before_training(toy, tmp_path, capsys):
     args[args.index("--test") + 1] = str(bad)
     assert train_main(args) == 2
     err = capsys.readouterr().err
-    assert str(bad) in err and "row 8" in err
+    assert str(bad) in err and "row 8" in err and "pass --on-bad-rows skip" in err
     assert not (out / "history.csv").exists()
     missing = _cli_args(toy, tmp_path / "run2")
     missing[missing.index("--validation") + 1] = str(tmp_path / "nope.parquet")
