@@ -32,6 +32,9 @@ REPO = os.path.dirname(HERE)
 VARIANTS = {
     "paper (f_reg reads the logits)": {},
     "f_reg on stopped logits": {"model.regressor_input": "stopped"},
+    # Huber's delta in dollars: 2 (the paper) fits about a median, 50 about a mean.
+    "paper, delta 50": {"model.delta": 50.0},
+    "f_reg on stopped logits, delta 50": {"model.regressor_input": "stopped", "model.delta": 50.0},
 }
 
 
