@@ -35,6 +35,12 @@ VARIANTS = {
     # Huber's delta in dollars: 2 (the paper) fits about a median, 50 about a mean.
     "paper, delta 50": {"model.delta": 50.0},
     "f_reg on stopped logits, delta 50": {"model.regressor_input": "stopped", "model.delta": 50.0},
+    # Early stopping on the classifier's loss instead of f_reg's error.
+    "f_reg on stopped logits, delta 50, monitor val_gen": {
+        "model.regressor_input": "stopped",
+        "model.delta": 50.0,
+        "monitor": "val_gen",
+    },
 }
 
 
@@ -130,13 +136,14 @@ def main(argv=None) -> int:
                 _mean([r["normalized_gini_positive"] for r in runs]),
                 _mean([r["spearman_positive"] for r in runs]),
             ]
-            rows.append(f"| {name}: f_reg sum (served) | " + " | ".join(cells) + " |")
+            epochs = "/".join(str(r["epochs"]) for r in runs)
+            rows.append(f"| {name}: f_reg sum (served) | " + " | ".join(cells) + f" | {epochs} |")
             expectation = [r["expectation"] for r in runs]
             cells = ["", "", "", ""] + [
                 _mean([e[key] for e in expectation])
                 for key in ("mean_ratio", "mae", "normalized_gini_positive", "spearman_positive")
             ]
-            rows.append(f"| {name}: sum of centroid expectations | " + " | ".join(cells) + " |")
+            rows.append(f"| {name}: sum of centroid expectations | " + " | ".join(cells) + " | |")
     lines = [
         f"Dataset {args.dataset}, validation split, seeds {args.seeds}; width {args.units}, "
         f"batch {args.batch_size}, lr {args.learning_rate}, at most {args.epochs} epochs "
@@ -150,8 +157,9 @@ def main(argv=None) -> int:
         "an approximation of E[y|x], computed here in numpy from the logits, not served).",
         "",
         "| variant | L1 NLL - marginal | L1 acc - majority | L2 NLL - marginal | L1 mass on "
-        "other levels | mean pred / mean label | MAE | Norm-Gini(+) | Spearman(+) |",
-        "|---|" + "---:|" * 8,
+        "other levels | mean pred / mean label | MAE | Norm-Gini(+) | Spearman(+) | epochs "
+        "run per seed |",
+        "|---|" + "---:|" * 9,
         *rows,
     ]
     text = "\n".join(
