@@ -133,6 +133,10 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             )
 
 
+# EarlyStoppingCheckpoint's state before its first epoch.
+_INITIAL_STATE = {"best": None, "best_epoch": None, "wait": 0, "stopped_epoch": None}
+
+
 class EarlyStoppingCheckpoint(keras.callbacks.Callback):
     """Early stopping with the best weights on disk, resumable.
 
@@ -184,7 +188,7 @@ class EarlyStoppingCheckpoint(keras.callbacks.Callback):
         self.min_delta = float(min_delta)
         self.write_weights_path = write_weights_path or weights_path
         self.write_state_path = write_state_path or state_path
-        self.state = {"best": None, "best_epoch": None, "wait": 0, "stopped_epoch": None}
+        self.state = dict(_INITIAL_STATE)
 
     def read_state(self) -> dict:
         """The saved state (the initial one when there is none).
@@ -193,7 +197,7 @@ class EarlyStoppingCheckpoint(keras.callbacks.Callback):
             ValueError: the state file cannot be read or is not a state,
                 naming it.
         """
-        state = {"best": None, "best_epoch": None, "wait": 0, "stopped_epoch": None}
+        state = dict(_INITIAL_STATE)
         if not os.path.exists(self.state_path):
             return state
         try:

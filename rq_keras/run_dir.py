@@ -27,7 +27,16 @@ import pathlib
 import shutil
 from collections.abc import Iterable
 
-__all__ = ["ARTIFACTS", "MANIFEST", "OWNED", "RunDir", "RunDirError", "load_model", "read_yaml"]
+__all__ = [
+    "ARTIFACTS",
+    "MANIFEST",
+    "OWNED",
+    "STAGING",
+    "RunDir",
+    "RunDirError",
+    "load_model",
+    "read_yaml",
+]
 
 MANIFEST = "rq_keras_run.json"
 # What a run writes (files and folders directly in its directory).
@@ -49,6 +58,8 @@ ARTIFACTS = (
     "data",
 )
 _FILES = tuple(name for name in ARTIFACTS if "." in name)
+# Where a dataset's splits are built before they replace `data/`.
+STAGING = "data.staging"
 # Every name a run may create: its artifacts, the temporary files it writes
 # them through (then renamed), and the folder a dataset's splits are built in
 # before they replace `data/`.
@@ -56,7 +67,7 @@ OWNED = (
     *ARTIFACTS,
     *(f"{name}.tmp" for name in _FILES),
     "model.keras.tmp.keras",
-    "data.staging",
+    STAGING,
 )
 _FORMAT = 1
 

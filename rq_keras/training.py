@@ -64,7 +64,7 @@ import yaml
 
 from rq_keras.config import ModelConfig
 from rq_keras.quantization import ResidualQuantizer
-from rq_keras.run_dir import RunDir, RunDirError, load_model, read_yaml
+from rq_keras.run_dir import STAGING, RunDir, RunDirError, load_model, read_yaml
 
 __all__ = [
     "QuantizerConfig",
@@ -759,7 +759,6 @@ def train(
     out = pathlib.Path(output_dir)
     run_dir = RunDir(out)
     chief = is_chief(strategy)
-    multi_worker = _in_multi_worker(strategy)
     say = _Progress(chief and _verbose(verbose) > 0)
     if chief:
         run_dir.inspect()  # a directory that is not a run's is refused, untouched
@@ -777,7 +776,7 @@ def train(
     scratch = tempfile.mkdtemp(prefix="rq_keras_worker_") if not chief else None
     try:
         # Every input is read and checked before anything in `out` is removed.
-        staging = out / "data.staging" if chief else pathlib.Path(scratch) / "data"
+        staging = out / STAGING if chief else pathlib.Path(scratch) / "data"
         spec, train_files, validation_files, test_files, fmt = _resolve_data(config, staging)
         if fmt is not None:
             say(f"built the {config.dataset} splits ({fmt})", since=True)
@@ -841,7 +840,7 @@ def train(
                 since=True,
             )
         if phase == EVALUATE:
-            result, weights = _trained_result(out, model, chief, multi_worker)
+            result, weights = _trained_result(out, chief)
         else:
             data = (train_files, validation_files)
             result, weights = _fit(
@@ -906,8 +905,8 @@ def train(
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-        if chief and (out / "data.staging").is_dir():
-            shutil.rmtree(out / "data.staging", ignore_errors=True)  # a failed attempt's
+        if chief and (out / STAGING).is_dir():
+            shutil.rmtree(out / STAGING, ignore_errors=True)  # a failed attempt's
 
 
 def _check_same_codebook(path: pathlib.Path, quantizer) -> None:
@@ -937,17 +936,10 @@ def _trained_doc(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def _history(out: pathlib.Path) -> dict[str, list[float]]:
+def _trained_result(out: pathlib.Path, chief: bool):
+    """The result of a run whose training finished before it was stopped."""
     from rq_keras import callbacks as cb
 
-    try:
-        return cb.rows_to_history(cb.read_history(os.fspath(out / "history.csv")))
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        raise RunDirError(f"{out / 'history.csv'} cannot be read ({err})") from None
-
-
-def _trained_result(out: pathlib.Path, model, chief: bool, multi_worker: bool):
-    """The result of a run whose training finished before it was stopped."""
     doc = _read_state_json(out / "trained.json")
     try:
         digest = str(doc["weights_digest"])
@@ -967,7 +959,10 @@ def _trained_result(out: pathlib.Path, model, chief: bool, multi_worker: bool):
     result = TrainResult(
         output_dir=os.fspath(out),
         metrics={},
-        history=_history(out) if chief else {},
+        # read_history names the file when it cannot be read (a ValueError: exit 2)
+        history=cb.rows_to_history(cb.read_history(os.fspath(out / "history.csv")))
+        if chief
+        else {},
         best_epoch=best_epoch,
         epochs_run=epochs_run,
         resumed=True,
