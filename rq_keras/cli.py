@@ -162,6 +162,29 @@ def format_metrics(metrics: dict) -> str:
             f"  {'constant ' + name.replace('train_', 'train '):<17} {trivial['value']:,.4g}: "
             f"MAE {trivial['mae']:.4f} (a constant ranks no one: Norm-Gini 0, tie-aware XAUC 0.5)"
         )
+    if "by_prediction" in test:
+        lines.append(f"  {'prediction':<17} {test['prediction_type']} (every type, same rows:)")
+        for kind, scores in test["by_prediction"].items():
+            ratio = scores.get("mean_ratio")
+            lines.append(
+                f"  {'  ' + kind:<17} MAE {scores['mae']:.4f}, Norm-Gini(+) "
+                f"{_fmt(scores['normalized_gini_positive'])}, Spearman(+) "
+                f"{_fmt(scores['spearman_positive'])}, total "
+                f"{'n/a' if ratio is None else f'{100 * (ratio - 1):+.1f}%'}"
+            )
+    distribution = test.get("distribution") or {}
+    if "interval" in distribution:
+        interval = distribution["interval"]
+        lines.append(
+            f"  {'interval':<17} [q{interval['low']:g}, q{interval['high']:g}] holds "
+            f"{interval['coverage']:.1%} of the labels (nominal {interval['nominal']:.0%})"
+        )
+    for t, entry in (distribution.get("exceedance") or {}).items():
+        lines.append(
+            f"  {'P(y > ' + t + ')':<17} mean {entry['mean_predicted']:.3f} vs observed "
+            f"{entry['observed']:.3f}; Brier {entry['brier']:.4f} (base rate "
+            f"{entry['brier_base_rate']:.4f})"
+        )
     for level in test.get("codes") or []:
         lines.append(
             f"  code level {level['level']:<6} NLL {level['nll']:.3f} (marginal "
@@ -170,6 +193,10 @@ def format_metrics(metrics: dict) -> str:
             f"{level['other_level_mass']:.3f}"
         )
     return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 # Read beside the value: what a number alone would mislead about.

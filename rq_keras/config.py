@@ -8,18 +8,32 @@ TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import math
 
-__all__ = ["CELLS", "REGRESSOR_INPUTS", "ModelConfig"]
+__all__ = ["CELLS", "PREDICTIONS", "REGRESSOR_INPUTS", "ModelConfig"]
 
 # Recurrent cells of the decoder (Table 4).
 CELLS = ("lstm", "gru", "rnn")
 # What f_reg reads (see `RQDecoder`): the logits as they are, or behind stop_gradient.
 REGRESSOR_INPUTS = ("logits", "stopped")
+# What the `prediction` output is (see `RQDecoder`): f_reg's sum (the paper), or
+# the mean or median of the predictive distribution over the code tree.
+PREDICTIONS = ("regressor", "mean", "median")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Hyperparameters of the RQ-Reg model (defaults: the paper's, 4.1.2).
+    """Hyperparameters of the RQ-Reg model.
+
+    The sizes and loss weights default to the paper's (4.1.2). Three defaults
+    differ from the paper, because with the paper's objective the code
+    classifier does not learn on real LTV data (`benchmarks/results/
+    code_learning.md`): f_reg reads the logits behind stop_gradient
+    (`regressor_input="stopped"`), the code embeddings start at N(0, 1)
+    (`code_embedding_stddev`, the authors' code), and the served prediction
+    is the mean of the code tree's distribution (`prediction="mean"`).
+    `presets/paper.yaml` sets the paper's objective exactly (`"logits"`,
+    0.05, `"regressor"`).
 
     Attributes:
         units: recurrent cell units (512).
@@ -45,10 +59,25 @@ class ModelConfig:
             of one device) or with its replica's local batch (False).
         sampling_probability: initial scheduled-sampling `p` (1.0; the
             `ScheduledSampling` callback lowers it; 0.0 for "SS with p=0").
-        seed: seeds initializers and sampling coins.
-        regressor_input: `"logits"` (Eq. 10: L_reg's gradients reach the code
-            classifier) or `"stopped"` (f_reg reads the logits behind
-            stop_gradient; see `RQDecoder`).
+        seed: seeds initializers and sampling coins (None: unseeded).
+        regressor_input: `"stopped"` (f_reg reads the logits behind
+            stop_gradient, so L_reg trains f_reg only; the default) or
+            `"logits"` (Eq. 10: L_reg's gradients reach the code classifier).
+        code_embedding_stddev: the code embeddings' initial N(0, s) (1.0;
+            the earlier default 0.05 leaves Rank-N-Contrast inert).
+        prediction: what the `prediction` output is: `"mean"` (E[y|x] over
+            the code tree, the default), `"median"`, or `"regressor"` (the
+            paper's sum of f_reg's outputs). All three are outputs anyway.
+        quantiles: the quantile levels of the `quantiles` output, each in
+            (0, 1) ((0.1, 0.5, 0.9)).
+        thresholds: the t of the `exceedance` output P(y > t) ((0.0,): the
+            probability of a non-zero value, e.g. P(buy)).
+        exact_levels: levels of the code tree expanded branch by branch when
+            the distribution is computed (1: every level-1 code is a branch,
+            K_1 rows per example through steps 2..L; L - 1: exact, but
+            with L = 3 that is K_1 * K_2 rows per example, 2,401 at K = 48:
+            for measuring the default's error, not for serving). See
+            `RQDecoder`.
     """
 
     units: int = 512
@@ -68,8 +97,13 @@ class ModelConfig:
     residual_regressor: bool = False
     rnc_cross_replica: bool = True
     sampling_probability: float = 1.0
-    seed: int = 0
-    regressor_input: str = "logits"
+    seed: int | None = 0
+    regressor_input: str = "stopped"
+    code_embedding_stddev: float = 1.0
+    prediction: str = "mean"
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    thresholds: tuple[float, ...] = (0.0,)
+    exact_levels: int = 1
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -78,3 +112,27 @@ class ModelConfig:
             raise ValueError(
                 f"`regressor_input` must be one of {REGRESSOR_INPUTS}, got {self.regressor_input!r}"
             )
+        for name in ("units", "code_embedding_dim", "encoder_units", "predictor_units"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)!r}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"`prediction` must be one of {PREDICTIONS}, got {self.prediction!r}")
+        check_distribution_options(self.quantiles, self.thresholds, self.exact_levels)
+        if not (math.isfinite(self.code_embedding_stddev) and self.code_embedding_stddev > 0):
+            raise ValueError(
+                f"`code_embedding_stddev` must be a finite number > 0, got "
+                f"{self.code_embedding_stddev!r}"
+            )
+
+
+def check_distribution_options(quantiles, thresholds, exact_levels) -> None:
+    """Raises ValueError for quantile levels outside (0, 1), repeated or
+    non-finite thresholds, or `exact_levels` < 1."""
+    levels = [float(q) for q in quantiles]
+    if any(not 0.0 < q < 1.0 for q in levels) or len(set(levels)) != len(levels):
+        raise ValueError(f"`quantiles` must be distinct numbers in (0, 1), got {list(quantiles)}")
+    values = [float(t) for t in thresholds]
+    if any(not math.isfinite(t) for t in values) or len(set(values)) != len(values):
+        raise ValueError(f"`thresholds` must be distinct finite numbers, got {list(thresholds)}")
+    if isinstance(exact_levels, bool) or int(exact_levels) != exact_levels or exact_levels < 1:
+        raise ValueError(f"`exact_levels` must be an int >= 1, got {exact_levels!r}")

@@ -14,11 +14,14 @@ In both, a NaN, `inf` or `-inf` in a numeric feature is replaced in the
 graph by that feature's spec default, as a missing value is in training, so a
 bad value never makes a prediction NaN or fails the batch.
 
-Both return `prediction` float32 `(batch,)`, and for RQ-Reg `level_values`
-float32 `(batch, L)` and `codes` int32 `(batch, L)` (-1 is the zero code when
-the codebook has one); a baseline head (`rq_keras.heads`) returns
-`prediction` only. Preprocessing (vocabulary lookups, normalization, hashing)
-and the codebook are inside the graph; no `py_function`, so TF Serving and a
+Both return `prediction` float32 `(batch,)`, and for RQ-Reg `regressor`
+(f_reg's sum), the code tree's `mean` and `median` (all `(batch,)`),
+`quantiles` `(batch, Q)` and `exceedance` `(batch, T)` (P(y > t) per
+threshold of the model's config), `level_values` float32 `(batch, L)` and
+`codes` int32 `(batch, L)` (-1 is the zero code when the codebook has one);
+a baseline head (`rq_keras.heads`) returns `prediction` only.
+Preprocessing (vocabulary lookups, normalization, hashing) and the codebook
+are inside the graph; no `py_function`, so TF Serving and a
 Python without rq_keras load it.
 
 `assets.extra/` holds TF Serving's warm-up requests and the feature spec.
@@ -65,9 +68,19 @@ __all__ = [
     "serialize_examples",
 ]
 
-OUTPUTS = ("prediction", "level_values", "codes")
-# Output dtypes; a model without codes (a baseline head) exports `prediction` only.
-_OUTPUT_DTYPES = {"prediction": "float32", "level_values": "float32", "codes": "int32"}
+OUTPUTS = (
+    "prediction",
+    "regressor",
+    "mean",
+    "median",
+    "quantiles",
+    "exceedance",
+    "level_values",
+    "codes",
+)
+# Output dtypes; a baseline head exports `prediction` only, an RQ-Reg model
+# saved before the code tree has no distribution outputs.
+_OUTPUT_DTYPES = {k: "float32" for k in OUTPUTS} | {"codes": "int32"}
 WARMUP_FILE = "tf_serving_warmup_requests"
 # The spec beside the warm-up file: clients and `python -m rq_keras.serving_check`
 # read the features from it. TF Serving ignores other files in assets.extra.
@@ -137,7 +150,7 @@ def build_serving_module(model, spec):
         if "prediction" not in out:
             raise ExportError("the model's outputs have no `prediction`")
         result = {"prediction": tf.cast(tf.reshape(out["prediction"], [-1]), tf.float32)}
-        for key in ("level_values", "codes"):
+        for key in OUTPUTS[1:]:
             if key in out:
                 result[key] = tf.cast(out[key], _OUTPUT_DTYPES[key])
         return result

@@ -466,7 +466,8 @@ class RQRegLoss:
 
     Call args:
         outputs: dict of decoder outputs: `prediction` `(batch,)` or
-            `(batch, 1)`, `level_values` `(batch, levels)` (y_hat_l),
+            `(batch, 1)` (L_reg's y_hat; `regressor` instead when present),
+            `level_values` `(batch, levels)` (y_hat_l),
             `logits` `(batch, levels, vocabulary)`, `expected_embeddings`
             `(batch, levels, dim)` or `(batch, levels * dim)`.
         targets: dict: `label` `(batch,)`, `tokens` int `(batch, levels)`,
@@ -528,9 +529,11 @@ class RQRegLoss:
                 self._get(targets, "tokens", "targets"), self._get(outputs, "logits", "outputs")
             )
         if self.reg_weight > 0:
+            # f_reg's sum: `regressor` when the decoder serves another prediction.
+            key = "regressor" if "regressor" in outputs else "prediction"
             terms["reg"] = huber_terms(
                 label,
-                self._get(outputs, "prediction", "outputs"),
+                self._get(outputs, key, "outputs"),
                 self._get(targets, "level_values", "targets"),
                 self._get(outputs, "level_values", "outputs"),
                 self.delta,

@@ -21,7 +21,14 @@ from rq_keras.layers.decoder import RQDecoder
 from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.losses import RQRegLoss, global_batch_mean
 
-__all__ = ["ModelConfig", "RQRegModel", "build_model", "regression_targets"]
+__all__ = [
+    "ModelConfig",
+    "RQRegModel",
+    "build_decoder",
+    "build_model",
+    "loss_config",
+    "regression_targets",
+]
 
 LOSS_TERMS = ("loss", "gen", "reg", "rnc")
 
@@ -46,8 +53,9 @@ class RQRegModel(keras.Model):
         training: Keras' flag.
 
     Returns:
-        the decoder's dict (`prediction`, `level_values`, `logits`,
-        `expected_embeddings`, `codes`).
+        the decoder's dict (`prediction`, `regressor`, `level_values`,
+        `logits`, `expected_embeddings`, `codes`; at inference the code
+        tree's `mean`, `median`, `quantiles`, `exceedance`).
     """
 
     def __init__(
@@ -174,6 +182,49 @@ def regression_targets(label_encoder, labels, residual: bool = False) -> dict[st
     return targets
 
 
+def build_decoder(config: ModelConfig, centroids, zero_token: bool, value_range) -> RQDecoder:
+    """The `RQDecoder` of `config` over a codebook (its `centroids` per level).
+
+    The one place where `ModelConfig` becomes a decoder (`build_model` and
+    `RQRegTask` call it).
+    """
+    return RQDecoder(
+        [len(c) for c in centroids],
+        units=config.units,
+        embedding_dim=config.code_embedding_dim,
+        cell=config.cell,
+        predictor_units=config.predictor_units,
+        regressor_units=config.regressor_units,
+        use_regressor=config.use_regressor,
+        centroids=[[float(v) for v in c] for c in centroids],
+        sampling_probability=config.sampling_probability,
+        residual_regressor=config.residual_regressor,
+        seed=None if config.seed is None else config.seed + 1000,
+        zero_token=zero_token,
+        regressor_input=config.regressor_input,
+        code_embedding_stddev=config.code_embedding_stddev,
+        prediction=config.prediction,
+        quantiles=config.quantiles,
+        thresholds=config.thresholds,
+        exact_levels=config.exact_levels,
+        value_range=value_range,
+        name="decoder",
+    )
+
+
+def loss_config(config: ModelConfig) -> dict[str, Any]:
+    """The `RQRegLoss` arguments of `config` (Eq. 16)."""
+    return {
+        "gen_weight": config.gen_weight,
+        "reg_weight": config.reg_weight,
+        "rnc_weight": config.rnc_weight,
+        "temperature": config.temperature,
+        "delta": config.delta,
+        "cumulative_huber": config.cumulative_huber,
+        "rnc_cross_replica": config.rnc_cross_replica,
+    }
+
+
 def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None) -> RQRegModel:
     """Assembles an `RQRegModel` and builds its weights.
 
@@ -188,21 +239,11 @@ def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None
     """
     config = config or ModelConfig()
     seed = config.seed
-    decoder = RQDecoder(
-        quantizer.fitted_codebook_sizes,
-        units=config.units,
-        embedding_dim=config.code_embedding_dim,
-        cell=config.cell,
-        predictor_units=config.predictor_units,
-        regressor_units=config.regressor_units,
-        use_regressor=config.use_regressor,
-        centroids=None if config.use_regressor else [c.tolist() for c in quantizer.centroids],
-        sampling_probability=config.sampling_probability,
-        residual_regressor=config.residual_regressor,
-        seed=seed + 1000,
+    decoder = build_decoder(
+        config,
+        [c.tolist() for c in quantizer.centroids],
         zero_token=quantizer.zero_token,
-        regressor_input=config.regressor_input,
-        name="decoder",
+        value_range=(quantizer.clip_min, quantizer.clip_max),
     )
     model = RQRegModel(
         features=preprocessor.build_model(seed=seed),
@@ -216,15 +257,7 @@ def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None
         ),
         decoder=decoder,
         label_name=spec.label.name,
-        loss_config={
-            "gen_weight": config.gen_weight,
-            "reg_weight": config.reg_weight,
-            "rnc_weight": config.rnc_weight,
-            "temperature": config.temperature,
-            "delta": config.delta,
-            "cumulative_huber": config.cumulative_huber,
-            "rnc_cross_replica": config.rnc_cross_replica,
-        },
+        loss_config=loss_config(config),
         name="rq_reg",
     )
     model(

@@ -441,3 +441,53 @@ def write_plots(
     _plot_gain(y, p, paths["gain"], title)
     _plot_history(history, paths["loss_curves"], title)
     return paths
+
+
+def write_reliability_plot(
+    exceedance: dict[str, Any], out_dir: str | os.PathLike, *, title: str = ""
+) -> str:
+    """`reliability.png`: predicted P(y > t) against the observed share.
+
+    Args:
+        exceedance: `distribution_report(...)["exceedance"]`: per threshold
+            its reliability table (bins of the predicted probability).
+        out_dir: the folder the PNG goes to (created if missing).
+        title: prefix of the figure title.
+
+    Returns:
+        the PNG's path. One line per threshold (the points sized by their
+        rows), the diagonal, and each threshold's Brier score against the
+        base rate's in the legend.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(os.fspath(out_dir), "reliability.png")
+    fig = _new_figure(5.5, 5.0)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", label="calibrated")
+    for t, entry in exceedance.items():
+        table = entry["reliability"]
+        rows = np.array([b["rows"] for b in table], dtype=np.float64)
+        ax.plot(
+            [b["mean_predicted"] for b in table],
+            [b["observed"] for b in table],
+            marker="o",
+            label=(
+                f"P(y > {t}): Brier {entry['brier']:.4f} "
+                f"(base rate {entry['brier_base_rate']:.4f})"
+            ),
+        )
+        ax.scatter(
+            [b["mean_predicted"] for b in table],
+            [b["observed"] for b in table],
+            s=10 + 90 * rows / max(rows.max(), 1.0),
+            alpha=0.3,
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted probability (bin mean)")
+    ax.set_ylabel("observed share")
+    ax.set_title(_with_title("reliability of P(y > t)", title))
+    ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    _save(fig, path)
+    return path

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
+from rq_keras.config import ModelConfig
 from rq_keras.layers.code_encoder import ResidualCodeEncoder
-from rq_keras.layers.decoder import RQDecoder
 from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.losses import RQRegLoss, global_batch_mean
-from rq_keras.model import regression_targets
+from rq_keras.model import build_decoder, loss_config, regression_targets
 
 __all__ = ["RQRegTask"]
 
@@ -25,8 +27,8 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
     encodes the labels into codes in the graph, runs the decoder (scheduled
     sampling) and returns Eq. 16, scaled by the global batch
     (`global_batch_mean`), so it is right under `MirroredStrategy`
-    too. `task.predict(tower_output)` is the inference path (the prediction and
-    the per-level outputs). Lower the sampling probability with the
+    too. `task.predict(tower_output)` is the inference path (the prediction,
+    the per-level outputs and the code tree's distribution). Lower the sampling probability with the
     `ScheduledSampling` callback (it finds the task's decoder).
 
     ```python
@@ -46,13 +48,10 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             `from_quantizer`).
         clip_min, clip_max: the codebook's label clipping.
         zero_threshold: the codebook's zero code threshold (None: none).
-        units, code_embedding_dim, cell, predictor_units, regressor_units,
-            use_regressor, residual_regressor, sampling_probability: the
-            `RQDecoder`'s.
-        encoder_units, num_cross_layers: the `MLPEncoder`'s.
-        gen_weight, reg_weight, rnc_weight, temperature, delta,
-            cumulative_huber: the `RQRegLoss`'s (Eq. 16).
-        seed: seeds the initializers and sampling coins.
+        config: the head's `ModelConfig` (or its fields as a dict); default
+            `ModelConfig` with an unseeded (random) initialisation.
+        **kwargs: `ModelConfig` fields (`units=256`, `prediction="median"`)
+            override `config`'s; the rest go to `keras.layers.Layer`.
 
     Call args:
         labels: raw labels `(batch,)` or `(batch, 1)`.
@@ -71,26 +70,16 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
         clip_min: float | None = None,
         clip_max: float | None = None,
         zero_threshold: float | None = None,
-        units: int = 512,
-        code_embedding_dim: int = 512,
-        cell: str = "lstm",
-        encoder_units: int = 512,
-        num_cross_layers: int = 0,
-        predictor_units: int = 512,
-        regressor_units: int = 128,
-        use_regressor: bool = True,
-        gen_weight: float = 1.0,
-        reg_weight: float = 1.0,
-        rnc_weight: float = 0.1,
-        temperature: float = 2.0,
-        delta: float = 2.0,
-        cumulative_huber: bool = False,
-        residual_regressor: bool = False,
-        sampling_probability: float = 1.0,
-        seed: int | None = None,
-        regressor_input: str = "logits",
+        config: ModelConfig | Mapping[str, Any] | None = None,
         **kwargs,
     ):
+        if isinstance(config, Mapping):
+            config = ModelConfig(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+            )
+        fields = {f.name for f in dataclasses.fields(ModelConfig)}
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
+        config = dataclasses.replace(config or ModelConfig(seed=None), **overrides)
         super().__init__(**kwargs)
         self.label_encoder = ResidualCodeEncoder(
             centroids,
@@ -99,62 +88,27 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             zero_threshold=zero_threshold,
             name="label_encoder",
         )
-        self.decoder = RQDecoder(
-            self.label_encoder.codebook_sizes,
-            units=units,
-            embedding_dim=code_embedding_dim,
-            cell=cell,
-            predictor_units=predictor_units,
-            regressor_units=regressor_units,
-            use_regressor=use_regressor,
-            centroids=None if use_regressor else self.label_encoder.centroids,
-            sampling_probability=sampling_probability,
-            residual_regressor=residual_regressor,
-            seed=None if seed is None else seed + 1000,
+        self.model_config = config
+        self.decoder = build_decoder(
+            config,
+            self.label_encoder.centroids,
             zero_token=self.label_encoder.zero_token,
-            regressor_input=regressor_input,
-            name="decoder",
+            value_range=(clip_min, clip_max),
         )
         self.encoder = MLPEncoder(
             self.decoder.state_size,
-            hidden_units=encoder_units,
-            num_cross_layers=num_cross_layers,
-            seed=None if seed is None else seed + 2000,
+            hidden_units=config.encoder_units,
+            num_cross_layers=config.num_cross_layers,
+            seed=None if config.seed is None else config.seed + 2000,
             name="encoder",
         )
-        self.rq_loss = RQRegLoss(
-            gen_weight=gen_weight,
-            reg_weight=reg_weight,
-            rnc_weight=rnc_weight,
-            temperature=temperature,
-            delta=delta,
-            reduction="none",
-            cumulative_huber=cumulative_huber,
-        )
+        self.rq_loss = RQRegLoss(**loss_config(config), reduction="none")
         self.mae = keras.metrics.MeanAbsoluteError(name="mae")
-        self._config = {
+        self._codebook = {
             "centroids": [list(map(float, c)) for c in self.label_encoder.centroids],
             "clip_min": clip_min,
             "clip_max": clip_max,
             "zero_threshold": zero_threshold,
-            "units": units,
-            "code_embedding_dim": code_embedding_dim,
-            "cell": cell,
-            "encoder_units": encoder_units,
-            "num_cross_layers": num_cross_layers,
-            "predictor_units": predictor_units,
-            "regressor_units": regressor_units,
-            "use_regressor": use_regressor,
-            "gen_weight": gen_weight,
-            "reg_weight": reg_weight,
-            "rnc_weight": rnc_weight,
-            "temperature": temperature,
-            "delta": delta,
-            "cumulative_huber": cumulative_huber,
-            "residual_regressor": residual_regressor,
-            "sampling_probability": sampling_probability,
-            "seed": seed,
-            "regressor_input": regressor_input,
         }
 
     @classmethod
@@ -189,5 +143,9 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
 
     def get_config(self):
         config = super().get_config()
-        config.update(self._config)
+        config.update(self._codebook)
+        config["config"] = {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self.model_config).items()
+        }
         return config

@@ -81,12 +81,12 @@ __all__ = [
 ]
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
-MONITORS = ("val_loss", "val_gen", "val_reg", "val_rnc", "val_mae")
+MONITORS = ("auto", "val_loss", "val_gen", "val_reg", "val_rnc", "val_mae")
 # "rq_reg": the paper's model; "kmeans": RQ-Reg with one level (plain K-means
 # classification, Table 5); the rest are the baseline heads of `rq_keras.heads`.
 HEAD_CHOICES = ("rq_reg", "kmeans", "mse", "log_mse", "huber", "ziln")
 # Heads without an RQ decoder report only these terms.
-_HEAD_MONITORS = ("val_loss", "val_mae")
+_HEAD_MONITORS = ("auto", "val_loss", "val_mae")
 REPO_DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 # Datasets whose raw files ship in `data/` (others need `raw_dir`).
 DEFAULT_RAW_DIRS = {"cdnow": REPO_DATA / "cdnow"}
@@ -106,8 +106,13 @@ class QuantizerConfig:
         method: `"kmeans"` or `"kmedians"`.
         init: `"optimal"` or `"kmeans++"`.
         seed: seed of the `"kmeans++"` start.
-        zero_threshold: None (the paper) or the zero code threshold (the
-            authors' released code: 0.005); see `ResidualQuantizer`.
+        zero_threshold: the zero code's threshold (see `ResidualQuantizer`):
+            `"auto"` (the default: when at least 1% of the training labels
+            are exactly 0, `min(0.005, half the smallest non-zero |label|)`,
+            so zeros get their own code and no non-zero label is coded 0;
+            otherwise none), a number (the authors' released code: 0.005),
+            or None (the paper: no zero code). The code tree's P(y > 0)
+            needs the zero code on zero-inflated labels.
     """
 
     num_levels: int = 3
@@ -115,16 +120,34 @@ class QuantizerConfig:
     method: str = "kmeans"
     init: str = "optimal"
     seed: int = 0
-    zero_threshold: float | None = None
+    zero_threshold: float | str | None = "auto"
 
     def __post_init__(self):
+        if isinstance(self.zero_threshold, str) and self.zero_threshold != "auto":
+            raise ValueError(
+                f"config: quantizer: `zero_threshold` must be a number, 'auto' or null, "
+                f"got {self.zero_threshold!r}"
+            )
         try:
             self.build()
         except (TypeError, ValueError) as err:
             raise ValueError(f"config: quantizer: {err}") from None
 
-    def build(self, clip_min: float | None = None, clip_max: float | None = None):
-        """The (unfitted) `ResidualQuantizer` this config describes."""
+    def resolved_zero_threshold(self, labels=None) -> float | None:
+        """The zero code threshold for these training labels (`"auto"` resolved)."""
+        if self.zero_threshold != "auto":
+            return self.zero_threshold
+        if labels is None:
+            return None
+        y = np.abs(np.asarray(labels, dtype=np.float64).reshape(-1))
+        zeros = y == 0
+        if y.size == 0 or zeros.mean() < AUTO_ZERO_SHARE or zeros.all():
+            return None
+        return min(AUTO_ZERO_THRESHOLD, 0.5 * float(y[~zeros].min()))
+
+    def build(self, clip_min: float | None = None, clip_max: float | None = None, labels=None):
+        """The (unfitted) `ResidualQuantizer` this config describes (`labels`:
+        the training labels, for `zero_threshold="auto"`)."""
         return ResidualQuantizer(
             num_levels=self.num_levels,
             codebook_size=list(self.codebook_size)
@@ -135,8 +158,21 @@ class QuantizerConfig:
             clip_max=clip_max,
             init=self.init,
             seed=self.seed,
-            zero_threshold=self.zero_threshold,
+            zero_threshold=self.resolved_zero_threshold(
+                None
+                if labels is None
+                else np.clip(
+                    np.asarray(labels, dtype=np.float64),
+                    -np.inf if clip_min is None else clip_min,
+                    np.inf if clip_max is None else clip_max,
+                )
+            ),
         )
+
+
+# `zero_threshold="auto"`: a zero code when this share of the labels is 0.
+AUTO_ZERO_SHARE = 0.01
+AUTO_ZERO_THRESHOLD = 5e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +198,11 @@ class TrainConfig:
         shuffle_buffer: rows in the shuffle buffer.
         on_bad_rows: `"fail"` (stop at the first bad row, naming it) or
             `"skip"` (drop bad rows, counted in `data_report.json`).
-        monitor: the validation metric of early stopping (lower is better).
+        monitor: the validation metric of early stopping (lower is better);
+            `"auto"`: `val_gen` (the code classifier's NLL) for RQ-Reg with
+            L_gen, else `val_mae`. f_reg's error (`val_mae` of the regressor)
+            can bottom out epochs before the classifier has learned
+            (`benchmarks/results/code_learning.md`).
         patience: epochs without improvement before stopping; None: never.
         min_delta: the smallest improvement of `monitor` that counts.
         sampling_k: k of the scheduled-sampling decay (Eq. 17).
@@ -197,7 +237,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     shuffle_buffer: int = 65_536
     on_bad_rows: str = "fail"
-    monitor: str = "val_mae"
+    monitor: str = "auto"
     patience: int | None = 5
     min_delta: float = 0.0
     sampling_k: float = 0.1
@@ -248,6 +288,15 @@ class TrainConfig:
             bad("quantizer.num_levels", self.quantizer.num_levels, "1 for head 'kmeans'")
         if self.head not in ("rq_reg", "kmeans") and self.monitor not in _HEAD_MONITORS:
             bad("monitor", self.monitor, f"one of {_HEAD_MONITORS} for head {self.head!r}")
+
+    @property
+    def resolved_monitor(self) -> str:
+        """`monitor` with `"auto"` resolved (see the attribute)."""
+        if self.monitor != "auto":
+            return self.monitor
+        if self.head in ("rq_reg", "kmeans") and self.model.gen_weight > 0:
+            return "val_gen"
+        return "val_mae"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types (lists for tuples), as written to `config.yaml`."""
@@ -793,7 +842,9 @@ def train(
                 if reports[split].rows_kept == 0:
                     raise ValueError(f"the {split} files {files} hold no usable rows")
                 say(f"checked {_rows(reports[split])} {split} rows", since=True)
-        quantizer = config.quantizer.build(spec.label.clip_min, spec.label.clip_max).fit(y_train)
+        quantizer = config.quantizer.build(
+            spec.label.clip_min, spec.label.clip_max, labels=y_train
+        ).fit(y_train)
         if say.on:
             fit = quantizer.report(y_train)
             sizes = quantizer.fitted_codebook_sizes
@@ -826,7 +877,7 @@ def train(
 
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
-            model = _build(spec, preprocessor, quantizer, config)
+            model = _build(spec, preprocessor, quantizer, config, y_train)
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
 
         rows = {split: r.rows_kept for split, r in reports.items()}
@@ -850,7 +901,7 @@ def train(
             return result
 
         # A plain (strategy-free) copy for evaluation and saving.
-        final = _build(spec, preprocessor, quantizer, config)
+        final = _build(spec, preprocessor, quantizer, config, y_train)
         final.set_weights(weights)
         final.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         if phase != EVALUATE:
@@ -863,7 +914,7 @@ def train(
         metrics: dict[str, Any] = {
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
-            "monitor": config.monitor if validation_files else None,
+            "monitor": config.resolved_monitor if validation_files else None,
             "resumed": result.resumed,
             "train_seconds_this_process": result.train_seconds,
             "epoch_train_seconds": [round(t, 3) for t in result.epoch_seconds],
@@ -875,7 +926,12 @@ def train(
         say("training done; evaluating on the test split" if test_files else "training done")
         if test_files:
             from rq_keras import report as report_lib
-            from rq_keras.metrics import CodeReport, evaluate, trivial_predictors
+            from rq_keras.metrics import (
+                CodeReport,
+                distribution_report,
+                evaluate,
+                trivial_predictors,
+            )
 
             code_report = None
             if config.head in ("rq_reg", "kmeans"):
@@ -885,17 +941,37 @@ def train(
                     quantizer.token_offsets,
                     zero_token=quantizer.zero_token,
                 )
-            test_data = make_dataset(test_files, spec, batch_size=4096)
-            y_true, y_pred, codes = _predict(final, test_data, quantizer, code_report)
+            # 1,024: the code tree multiplies the decoder's rows by K_1.
+            test_data = make_dataset(test_files, spec, batch_size=1024)
+            y_true, outputs = _predict(final, test_data, quantizer, code_report)
+            y_pred = outputs["prediction"]
             metrics["test"] = evaluate(y_true, y_pred)
             metrics["test"]["trivial"] = trivial_predictors(y_train, y_true)
             if code_report is not None:
                 metrics["test"]["codes"] = code_report.result()
+            if "mean" in outputs:
+                metrics["test"]["prediction_type"] = config.model.prediction
+                metrics["test"]["by_prediction"] = {
+                    k: evaluate(y_true, outputs[k]) for k in ("regressor", "mean", "median")
+                }
+                metrics["test"]["distribution"] = distribution_report(
+                    y_true,
+                    outputs["quantiles"],
+                    config.model.quantiles,
+                    outputs.get("exceedance"),
+                    config.model.thresholds,
+                )
             metrics["test"]["decile_calibration"] = report_lib.decile_calibration(y_true, y_pred)
-            _write_predictions(out / "predictions.parquet", y_true, y_pred, codes)
+            _write_predictions(out / "predictions.parquet", y_true, outputs, config.model)
             result.plots = report_lib.write_plots(
                 y_true, y_pred, result.history, out / "plots", title=config.dataset or spec.name
             )
+            if "exceedance" in outputs:
+                result.plots["reliability"] = report_lib.write_reliability_plot(
+                    metrics["test"]["distribution"]["exceedance"],
+                    out / "plots",
+                    title=config.dataset or spec.name,
+                )
         metrics["weights_digest"] = result.weights_digest
         _write_json(out / "metrics.json", metrics)
         result.metrics = metrics
@@ -1048,7 +1124,7 @@ def _fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose
         early = cb.EarlyStoppingCheckpoint(
             os.fspath(checkpoints / "best"),
             os.fspath(checkpoints / "early_stopping.json"),
-            monitor=config.monitor,
+            monitor=config.resolved_monitor,
             patience=config.patience,
             min_delta=config.min_delta,
             write_weights_path=os.fspath(write_dir / "best"),
@@ -1110,7 +1186,7 @@ def _fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose
     return result, weights
 
 
-def _build(spec, preprocessor, quantizer, config: TrainConfig):
+def _build(spec, preprocessor, quantizer, config: TrainConfig, y_train):
     """The model of `config.head`, built (weights made), not compiled."""
     from rq_keras.model import build_model
 
@@ -1118,47 +1194,68 @@ def _build(spec, preprocessor, quantizer, config: TrainConfig):
         return build_model(spec, preprocessor, quantizer, config.model)
     from rq_keras.heads import build_head_model
 
-    return build_head_model(spec, preprocessor, config.head, config.model)
+    # ZILN's lognormal mean is bounded by the largest training label (clipped).
+    largest = float(np.max(y_train))
+    if spec.label.clip_max is not None:
+        largest = min(largest, spec.label.clip_max)
+    return build_head_model(spec, preprocessor, config.head, config.model, prediction_max=largest)
+
+
+# Per-row outputs of the evaluation, beside the label (predictions.parquet).
+EVALUATED = ("prediction", "regressor", "mean", "median", "quantiles", "exceedance", "codes")
 
 
 def _predict(model, dataset, quantizer=None, code_report=None):
-    """(labels, predictions, codes or None) of a dataset, batch by batch, in order.
+    """(labels, outputs) of a dataset, batch by batch, in order.
 
-    With a `CodeReport` (and the quantizer that codes the labels), the
-    decoder's logits of each batch are scored against the true codes.
+    `outputs` maps each of `EVALUATED` the model returns to its rows
+    (float64, `codes` int). With a `CodeReport` (and the quantizer that codes
+    the labels), the decoder's logits of each batch are scored against the
+    true codes.
     """
     import tensorflow as tf
 
-    keys = ("prediction", "codes", "logits") if code_report is not None else ("prediction", "codes")
+    keys = EVALUATED + (("logits",) if code_report is not None else ())
 
     @tf.function(reduce_retracing=True, autograph=False)
     def step(features):
         out = model(features, training=False)
         return {k: out[k] for k in keys if k in out}
 
-    labels, predictions, codes = [], [], []
+    labels, parts = [], {}
     for features, label in dataset:
-        out = step(features)
+        out = {k: v.numpy() for k, v in step(features).items()}
         labels.append(label.numpy())
-        predictions.append(out["prediction"].numpy())
-        if "codes" in out:
-            codes.append(out["codes"].numpy())
+        for key in EVALUATED:
+            if key in out:
+                parts.setdefault(key, []).append(out[key])
         if code_report is not None:
             true = quantizer.encode(labels[-1].astype(np.float64))
-            code_report.update(out["logits"].numpy(), codes[-1], true)
-    return (
-        np.concatenate(labels).astype(np.float64),
-        np.concatenate(predictions).astype(np.float64),
-        np.concatenate(codes) if codes else None,
-    )
+            code_report.update(out["logits"], out["codes"], true)
+    outputs = {
+        k: np.concatenate(v) if k == "codes" else np.concatenate(v).astype(np.float64)
+        for k, v in parts.items()
+    }
+    return np.concatenate(labels).astype(np.float64), outputs
 
 
-def _write_predictions(path: pathlib.Path, y_true, y_pred, codes) -> None:
+def _write_predictions(path: pathlib.Path, y_true, outputs, model_config) -> None:
+    """predictions.parquet: the label and every per-row output (2-D ones one
+    column each: `code_1`.., `quantile_0.1`.., `p_above_0`..)."""
     import pandas as pd
 
-    frame = pd.DataFrame({"label": y_true, "prediction": y_pred})
-    for level in range(0 if codes is None else codes.shape[1]):
-        frame[f"code_{level + 1}"] = codes[:, level]
+    frame = pd.DataFrame({"label": y_true})
+    for key, value in outputs.items():
+        if value.ndim == 1:
+            frame[key] = value
+            continue
+        names = {
+            "codes": [f"code_{level + 1}" for level in range(value.shape[1])],
+            "quantiles": [f"quantile_{q:g}" for q in model_config.quantiles],
+            "exceedance": [f"p_above_{t:g}" for t in model_config.thresholds],
+        }[key]
+        for j, name in enumerate(names):
+            frame[name] = value[:, j]
     tmp = path.with_name(path.name + ".tmp")
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)

@@ -158,6 +158,11 @@ def test_no_python_ops_and_signature_shapes(exported, loaded):
     outputs = loaded.signatures["examples"].structured_outputs
     assert {k: (v.dtype, tuple(v.shape)) for k, v in outputs.items()} == {
         "prediction": (tf.float32, (None,)),
+        "regressor": (tf.float32, (None,)),
+        "mean": (tf.float32, (None,)),
+        "median": (tf.float32, (None,)),
+        "quantiles": (tf.float32, (None, 3)),  # ModelConfig.quantiles
+        "exceedance": (tf.float32, (None, 1)),  # ModelConfig.thresholds
         "level_values": (tf.float32, (None, 3)),
         "codes": (tf.int32, (None, 3)),
     }
@@ -172,7 +177,8 @@ def test_both_signatures_reproduce_the_model(run, loaded):
         examples=tf.constant(serialize_examples(SPEC, rows))
     )
     for out in (by_features, by_examples):
-        for key in ("prediction", "level_values"):
+        assert set(out) == set(export_module.OUTPUTS)
+        for key in set(export_module.OUTPUTS) - {"codes"}:
             np.testing.assert_allclose(out[key].numpy(), want[key].numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(out["codes"].numpy(), want["codes"].numpy())
 
@@ -461,8 +467,9 @@ def test_cpp_loader_serves_both_signatures_like_python(run, exported, loaded, bi
         export_dir, "serving_default", feature_tensors(SPEC, rows), binary=binary
     )
     for got in (by_examples.outputs, by_features.outputs):
-        assert set(got) == {"prediction", "level_values", "codes"}
-        for key in ("prediction", "level_values"):
+        floats = ("prediction", "regressor", "mean", "median", "quantiles", "exceedance")
+        assert set(got) == {*floats, "level_values", "codes"}
+        for key in (*floats, "level_values"):
             np.testing.assert_allclose(got[key], want[key].numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(got["codes"], want["codes"].numpy())
         assert got["codes"].dtype == np.int32

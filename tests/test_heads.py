@@ -36,7 +36,7 @@ def data(tmp_path_factory):
 
 
 def _model(data, head, spec=SPEC, config=SMALL):
-    model = build_head_model(spec, data[1], head, config)
+    model = build_head_model(spec, data[1], head, config, prediction_max=1e4)
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     return model
 
@@ -95,6 +95,12 @@ def test_ziln_loss_and_prediction_match_the_formulas():
     predictions = head_predictions("ziln", out)
     np.testing.assert_allclose(predictions["prediction"], q * np.exp(mu + sigma**2 / 2), rtol=1e-5)
     np.testing.assert_allclose(predictions["positive_probability"], q, rtol=1e-6)
+    # Bounded (train(): by the largest training label): the mean of a wide
+    # lognormal explodes, exp(sigma^2 / 2) times its median.
+    wide = np.array([[3.0, 2.0, 6.0], [0.0, 1.0, 0.5]], np.float32)  # sigma ~6, ~0.97
+    bounded = head_predictions("ziln", wide, prediction_max=500.0)["prediction"].numpy()
+    free = head_predictions("ziln", wide)["prediction"].numpy()
+    assert free[0] > 1e6 and bounded[0] == 500.0 and bounded[1] == free[1] < 500
 
     # y = 0 rows must not send NaN back through the masked lognormal term.
     logits = tf.Variable(out)
@@ -200,6 +206,7 @@ def test_save_load_and_config_round_trip(data, head, tmp_path):
     rebuilt = HeadModel.from_config(config)
     assert rebuilt.get_config() == config
     assert (rebuilt.clip_min, rebuilt.clip_max, rebuilt.delta) == (0, None, 1.0)
+    assert rebuilt.prediction_max == model.prediction_max
     assert rebuilt(x, training=False)["prediction"].shape == (16,)
 
 

@@ -365,3 +365,25 @@ def test_code_report_zero_code_and_errors():
     with pytest.raises(ValueError, match="must be"):
         CodeReport(np.zeros((0, 1), int), [2], [1])
     assert CodeReport([[0]], [2], [1]).result() == []
+
+
+def test_distribution_report_coverage_and_reliability():
+    from rq_keras.metrics import distribution_report
+
+    y = np.array([0.0, 0.0, 1.0, 2.0, 5.0, 10.0, 0.0, 3.0])
+    # q0.1 = 0 everywhere; q0.9 = 4: covers every label but 5 and 10.
+    quantiles = np.stack([np.zeros(8), np.full(8, 4.0)], axis=1)
+    p = np.array([0.1, 0.2, 0.9, 0.8, 0.95, 0.85, 0.15, 0.7])
+    report = distribution_report(y, quantiles, (0.1, 0.9), p[:, None], (0.0,), bins=2)
+    assert report["quantile_coverage"] == {"0.1": 3 / 8, "0.9": 6 / 8}
+    assert report["interval"] == {"low": 0.1, "high": 0.9, "nominal": 0.8, "coverage": 6 / 8}
+    entry = report["exceedance"]["0"]
+    assert entry["observed"] == 5 / 8 and entry["mean_predicted"] == pytest.approx(p.mean())
+    hit = (y > 0).astype(float)
+    assert entry["brier"] == pytest.approx(np.mean((p - hit) ** 2))
+    assert entry["brier_base_rate"] == pytest.approx(np.mean((5 / 8 - hit) ** 2))
+    low, high = entry["reliability"]
+    assert (low["rows"], high["rows"]) == (3, 5)
+    assert low["observed"] == 0.0 and high["observed"] == 1.0
+    with pytest.raises(ValueError, match="columns for 3 levels"):
+        distribution_report(y, quantiles, (0.1, 0.5, 0.9))

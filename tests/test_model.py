@@ -114,7 +114,7 @@ def test_ablation_switches(data):
     residual = variant(residual_regressor=True)
     out = residual(x, training=False)
     np.testing.assert_allclose(
-        out["prediction"].numpy(),
+        out["regressor"].numpy(),
         out["level_values"].numpy().sum(1) + out["residual"].numpy(),
         rtol=1e-5,
     )

@@ -52,8 +52,25 @@ def _flat(config) -> dict:
     return out
 
 
-def test_exactly_the_four_paper_presets():
-    assert sorted(p.stem for p in PRESETS.glob("*.yaml")) == NAMES
+def test_exactly_the_four_paper_presets_and_the_paper_switches():
+    assert sorted(p.stem for p in PRESETS.glob("*.yaml")) == sorted([*NAMES, "paper"])
+    config = load_config(_preset("paper"), {"dataset": "cdnow"})
+    _assert_papers_objective(config)
+    # Only the five switches differ from rq_keras's defaults.
+    default = load_config(None, {"dataset": "cdnow"})
+    changed = {k for k, v in _flat(config).items() if _flat(default)[k] != v}
+    assert changed == {
+        "monitor", "quantizer.zero_threshold", "model.regressor_input",
+        "model.code_embedding_stddev", "model.prediction",
+    }  # fmt: skip
+
+
+def _assert_papers_objective(config):
+    assert config.quantizer.zero_threshold is None
+    assert config.resolved_monitor == "val_mae"
+    assert config.model.regressor_input == "logits"  # Eq. 10
+    assert config.model.code_embedding_stddev == 0.05
+    assert config.model.prediction == "regressor"  # sum_l f_reg(z_l)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -74,7 +91,7 @@ def test_preset_has_the_papers_values(name):
     assert config.quantizer.num_levels == 3
     assert config.quantizer.codebook_size == 48
     assert config.quantizer.method == "kmeans"
-    assert config.quantizer.zero_threshold is None
+    _assert_papers_objective(config)
     # Single-layer LSTM with 512 units; D = 512 (an rq_keras default the paper leaves open).
     model = config.model
     assert model.cell == "lstm"

@@ -306,7 +306,9 @@ def test_train_writes_a_complete_run(toy, tmp_path, strategy_name, request):
     trained = json.loads((out / "trained.json").read_text())
     assert trained["weights_digest"] == result.weights_digest and trained["epochs_run"] == epochs
     assert any((out / "logs" / "train").iterdir())
-    assert sorted(result.plots) == ["calibration", "distribution", "gain", "loss_curves"]
+    assert sorted(result.plots) == [
+        "calibration", "distribution", "gain", "loss_curves", "reliability",
+    ]  # fmt: skip
     assert all(pathlib.Path(p).stat().st_size > 1000 for p in result.plots.values())
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -325,7 +327,25 @@ def test_train_writes_a_complete_run(toy, tmp_path, strategy_name, request):
 
     # The saved model, predictions and metrics agree with each other.
     predictions = pd.read_parquet(out / "predictions.parquet")
-    assert list(predictions.columns) == ["label", "prediction", "code_1", "code_2", "code_3"]
+    assert list(predictions.columns) == [
+        "label", "prediction", "regressor", "mean", "median",
+        "quantile_0.1", "quantile_0.5", "quantile_0.9", "p_above_0",
+        "code_1", "code_2", "code_3",
+    ]  # fmt: skip
+    # The default prediction is the code tree's mean; each type is scored.
+    np.testing.assert_array_equal(predictions["prediction"], predictions["mean"])
+    assert metrics["test"]["prediction_type"] == "mean"
+    for kind in ("regressor", "mean", "median"):
+        kind_mae = np.mean(np.abs(predictions["label"] - predictions[kind]))
+        assert metrics["test"]["by_prediction"][kind]["mae"] == pytest.approx(kind_mae, rel=1e-9)
+    np.testing.assert_array_equal(predictions["median"], predictions["quantile_0.5"])
+    assert (predictions["quantile_0.1"] <= predictions["quantile_0.9"]).all()
+    distribution = metrics["test"]["distribution"]
+    coverage = np.mean(predictions["label"] <= predictions["quantile_0.9"])
+    assert distribution["quantile_coverage"]["0.9"] == pytest.approx(coverage)
+    assert distribution["exceedance"]["0"]["mean_predicted"] == pytest.approx(
+        predictions["p_above_0"].mean()
+    )
     np.testing.assert_allclose(
         predictions["label"].to_numpy(), _frame(800, 2)["y"].to_numpy(), rtol=1e-12
     )
@@ -512,7 +532,8 @@ def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys):
     assert config["head"] == "kmeans" and config["quantizer"]["num_levels"] == 1
     assert ResidualQuantizer.load(out / "codebook.json").num_levels == 1
     assert list(pd.read_parquet(out / "predictions.parquet").columns) == [
-        "label", "prediction", "code_1",
+        "label", "prediction", "regressor", "mean", "median",
+        "quantile_0.1", "quantile_0.5", "quantile_0.9", "p_above_0", "code_1",
     ]  # fmt: skip
     table = capsys.readouterr().out
     # What the run did before epoch 1, in order, each with its seconds.
@@ -531,3 +552,9 @@ def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys):
     assert "training done; evaluating on the test split" in table
     assert "total value       mean prediction" in table and "code level 1" in table
     assert "constant train median" in table and "counts as wrong" in table
+    # Every prediction type, the interval's coverage and P(y > 0) beside the base rate.
+    assert "prediction        mean (every type, same rows:)" in table
+    for kind in ("regressor", "mean", "median"):
+        assert f"    {kind:<15} MAE " in table
+    assert "interval          [q0.1, q0.9] holds " in table and "(nominal 80%)" in table
+    assert "P(y > 0)          mean " in table and "(base rate " in table

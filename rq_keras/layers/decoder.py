@@ -7,10 +7,36 @@ from collections.abc import Sequence
 import tensorflow as tf
 import tf_keras as keras
 
-from rq_keras.config import CELLS, REGRESSOR_INPUTS
+from rq_keras.config import CELLS, PREDICTIONS, REGRESSOR_INPUTS, check_distribution_options
 from rq_keras.quantization import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
 
-__all__ = ["CELLS", "REGRESSOR_INPUTS", "RQDecoder"]
+__all__ = ["CELLS", "PREDICTIONS", "REGRESSOR_INPUTS", "RQDecoder", "atom_quantiles"]
+
+DISTRIBUTION_OUTPUTS = ("mean", "median", "quantiles", "exceedance")
+
+
+def atom_quantiles(values, probabilities, levels):
+    """Quantiles of discrete distributions given by atoms.
+
+    Args:
+        values: float `(batch, atoms)`, the atoms' values.
+        probabilities: float `(batch, atoms)`, their masses (rows summing to
+            about 1; each row is normalised by its own sum).
+        levels: the quantile levels, each in (0, 1).
+
+    Returns:
+        float32 `(batch, len(levels))`: per row and level q the smallest atom
+        value v with P(y <= v) >= q (the lower quantile of a step CDF).
+    """
+    values = tf.cast(values, tf.float32)
+    probabilities = tf.cast(probabilities, tf.float32)
+    order = tf.argsort(values, axis=1, stable=True)
+    sorted_values = tf.gather(values, order, batch_dims=1)
+    cdf = tf.math.cumsum(tf.gather(probabilities, order, batch_dims=1), axis=1)
+    targets = tf.constant([list(map(float, levels))], tf.float32) * cdf[:, -1:]
+    index = tf.searchsorted(cdf, targets, side="left")
+    index = tf.minimum(index, tf.shape(values)[1] - 1)
+    return tf.gather(sorted_values, index, batch_dims=1)
 
 
 def _cell(kind: str, units: int, seed: int | None):
@@ -84,6 +110,17 @@ class RQDecoder(keras.layers.Layer):
             level's code is the argmax over `<zero>` and the level's codes
             (-1 for `<zero>`), and without `f_reg` `<zero>` counts as value 0
             in the expectation.
+        code_embedding_stddev: the code embeddings' initial N(0, s).
+        prediction: what the `prediction` output is at inference: `"regressor"`
+            (the paper: `sum_l y_l`), `"mean"` or `"median"` of the code
+            tree's distribution (needs `centroids`). In training (`training=True`)
+            `prediction` is always the regressor's.
+        quantiles: levels of the `quantiles` output (each in (0, 1)).
+        thresholds: the t of the `exceedance` output P(y > t).
+        exact_levels: code levels expanded branch by branch by the code tree
+            (see below).
+        value_range: `(low, high)` the labels were clipped to (None: open);
+            the code tree's atoms are clipped to it.
         regressor_input: what `f_reg` (and the residual head, and without
             `f_reg` the expectation over centroids) reads: `"logits"` (Eq. 10:
             L_reg's gradients flow into the code classifier) or `"stopped"`
@@ -97,12 +134,32 @@ class RQDecoder(keras.layers.Layer):
             the true global token ids `(batch, L)` (read only when training).
         training: Keras' training flag.
 
+    The code tree (inference only, with `centroids`). The decoder is a
+    distribution over code sequences, `p(q_1|x) p(q_2|x, q_1) ...`, and each
+    sequence has the value `sum_l c_l(q_l)` (clipped to `value_range`). The
+    first `exact_levels` levels are expanded: every code of level 1 is a
+    branch whose step 2 reads that code's embedding (as in teacher forcing),
+    and so on. The next level's codes become atoms (each branch times each
+    code, with its probability); deeper levels enter through their expected
+    value, each step reading the previous step's expected embedding (as the
+    autoregressive inference does). With `exact_levels >= L - 1` this is the
+    exact distribution (tested against enumerating every code sequence); with
+    the default 1 and L = 3 only level 3 is approximated by its expectation
+    given E[e_2] (its error is measured in `benchmarks/code_learning.py`).
+    Cost: `K_1` branches through steps 2..L, `K_1 * K_2` atoms per row. With
+    the zero code, a branch at `<zero>` stays `<zero>` (value 0) at every
+    later level, as the quantizer codes it.
+
     Returns:
-        dict: `prediction` `(batch,)`, `level_values` `(batch, L)`, `logits`
-        `(batch, L, V)`, `expected_embeddings` `(batch, L * D)` and `codes`
-        `(batch, L)` int32 (argmax over each level's own codes, and `<zero>`
-        as -1 when `zero_token`), all float32
-        except `codes`; with `residual_regressor`, also `residual` `(batch,)`.
+        dict: `prediction` `(batch,)`, `regressor` `(batch,)` (the sum of
+        f_reg's outputs, plus `residual`), `level_values` `(batch, L)`,
+        `logits` `(batch, L, V)`, `expected_embeddings` `(batch, L * D)` and
+        `codes` `(batch, L)` int32 (argmax over each level's own codes, and
+        `<zero>` as -1 when `zero_token`), all float32 except `codes`; with
+        `residual_regressor`, also `residual` `(batch,)`. At inference with
+        `centroids`, also the code tree's `mean` `(batch,)`, `median`
+        `(batch,)`, `quantiles` `(batch, Q)` and, with `thresholds`,
+        `exceedance` `(batch, T)`.
     """
 
     def __init__(
@@ -120,6 +177,12 @@ class RQDecoder(keras.layers.Layer):
         seed: int | None = None,
         zero_token: bool = False,
         regressor_input: str = "logits",
+        code_embedding_stddev: float = 0.05,
+        prediction: str = "regressor",
+        quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+        thresholds: Sequence[float] = (0.0,),
+        exact_levels: int = 1,
+        value_range: Sequence[float | None] = (None, None),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -144,12 +207,23 @@ class RQDecoder(keras.layers.Layer):
             raise ValueError(
                 f"`sampling_probability` must be in [0, 1], got {sampling_probability}"
             )
-        if not use_regressor:
-            if centroids is None or [len(c) for c in centroids] != sizes:
-                raise ValueError(
-                    "`use_regressor=False` needs `centroids` with one list per level of the "
-                    f"`codebook_sizes` {sizes}"
-                )
+        if centroids is not None and [len(c) for c in centroids] != sizes:
+            raise ValueError(
+                f"`centroids` must have one list per level of the `codebook_sizes` {sizes}, "
+                f"got sizes {[len(c) for c in centroids]}"
+            )
+        if not use_regressor and centroids is None:
+            raise ValueError("`use_regressor=False` needs `centroids`")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"`prediction` must be one of {PREDICTIONS}, got {prediction!r}")
+        if prediction != "regressor" and centroids is None:
+            raise ValueError(f"`prediction={prediction!r}` needs `centroids` (the code tree)")
+        check_distribution_options(quantiles, thresholds, exact_levels)
+        if not float(code_embedding_stddev) > 0:
+            raise ValueError(f"`code_embedding_stddev` must be > 0, got {code_embedding_stddev}")
+        low, high = (None if v is None else float(v) for v in value_range)
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"`value_range` must have low <= high, got {list(value_range)}")
         self.codebook_sizes = sizes
         self.units = int(units)
         self.embedding_dim = int(embedding_dim)
@@ -163,6 +237,12 @@ class RQDecoder(keras.layers.Layer):
         self.seed = seed
         self.zero_token = bool(zero_token)
         self.regressor_input = regressor_input
+        self.code_embedding_stddev = float(code_embedding_stddev)
+        self.prediction = prediction
+        self.quantiles = [float(q) for q in quantiles]
+        self.thresholds = [float(t) for t in thresholds]
+        self.exact_levels = int(exact_levels)
+        self.value_range = [low, high]
         self.num_levels = len(sizes)
         self.vocabulary_size = special_tokens(self.zero_token) + sum(sizes)
         self.token_offsets = token_offsets_for(sizes, self.zero_token).tolist()
@@ -189,7 +269,9 @@ class RQDecoder(keras.layers.Layer):
         self.code_embeddings = self.add_weight(
             name="code_embeddings",
             shape=(self.vocabulary_size, self.embedding_dim),
-            initializer=keras.initializers.RandomNormal(stddev=0.05, seed=seed),
+            initializer=keras.initializers.RandomNormal(
+                stddev=self.code_embedding_stddev, seed=seed
+            ),
         )
         step = None if seed is None else seed + 10
         self.recurrent_cell = _cell(self.cell, self.units, step)
@@ -296,7 +378,113 @@ class RQDecoder(keras.layers.Layer):
         if self.residual_regressor:
             outputs["residual"] = tf.cast(self.residual_head(reg_in)[:, 0], tf.float32)
             prediction = prediction + outputs["residual"]
+        outputs["regressor"] = prediction
+        if not training and self.centroids is not None:
+            outputs.update(self.code_tree(state))
+            if self.prediction != "regressor":
+                prediction = outputs[self.prediction]
         return {"prediction": prediction, **outputs}
+
+    def _level_atoms(self, level: int):
+        """Level `level`'s code values in the order of `_level_logits`."""
+        values = list(self.centroids[level])
+        return tf.constant(([0.0] + values) if self.zero_token else values, tf.float32)
+
+    def code_tree(self, state, exact_levels: int | None = None) -> dict[str, tf.Tensor]:
+        """The predictive distribution over the code tree (see the class doc).
+
+        Args:
+            state: the encoder output `(batch, state_size)`.
+            exact_levels: overrides the layer's `exact_levels` (a
+                benchmark compares 1 with L - 1, the exact distribution).
+
+        Returns:
+            dict: `mean`, `median` `(batch,)`, `quantiles` `(batch, Q)`,
+            `exceedance` `(batch, T)` (when there are thresholds), float32.
+        """
+        if self.centroids is None:
+            raise ValueError(f"{self.name}: the code tree needs `centroids`")
+        # Expanding L - 1 levels is already exact; expanding level L too would
+        # multiply the rows by K_L for nothing.
+        expand = min(int(exact_levels or self.exact_levels), max(1, self.num_levels - 1))
+        table = tf.cast(self.code_embeddings, self.compute_dtype)
+        batch = tf.shape(state)[0]
+        states = self._initial_states(tf.cast(state, self.compute_dtype))
+        x = tf.repeat(table[START_TOKEN][tf.newaxis, :], batch, axis=0)
+        branches = 1  # per example; rows are (example, branch), example-major
+        path_p = tf.ones([batch, 1], tf.float32)
+        path_v = tf.zeros([batch, 1], tf.float32)
+        path_zero = tf.zeros([batch, 1], tf.bool)
+        atom_p = atom_v = None
+        shift = 0.0
+        for level in range(self.num_levels):
+            h, states = self.recurrent_cell(x, states, training=False)
+            states = list(states) if isinstance(states, (list, tuple)) else [states]
+            logits = tf.cast(self.predictor(h), tf.float32)
+            own = self._level_logits(level, logits)
+            size = own.shape[-1]
+            probs = tf.reshape(tf.nn.softmax(own, axis=-1), [batch, branches, size])
+            if self.zero_token:
+                # A branch at <zero> stays there: value 0 at every later level.
+                zero_row = tf.one_hot(0, size, dtype=tf.float32)
+                probs = tf.where(path_zero[:, :, tf.newaxis], zero_row, probs)
+            values = self._level_atoms(level)
+            if level < expand:
+                path_p = tf.reshape(path_p[:, :, tf.newaxis] * probs, [batch, branches * size])
+                path_v = tf.reshape(path_v[:, :, tf.newaxis] + values, [batch, branches * size])
+                if self.zero_token:
+                    is_zero = tf.range(size) == 0
+                    path_zero = tf.reshape(
+                        path_zero[:, :, tf.newaxis] | is_zero, [batch, branches * size]
+                    )
+                if level + 1 < self.num_levels:
+                    # Each row becomes `size` rows, one per code of this level,
+                    # and the next step reads that code's embedding.
+                    states = [tf.repeat(s, size, axis=0) for s in states]
+                    start = self.token_offsets[level]
+                    tokens = tf.range(start, start + self.codebook_sizes[level])
+                    if self.zero_token:
+                        tokens = tf.concat([[ZERO_TOKEN], tokens], axis=0)
+                    x = tf.tile(tf.gather(table, tokens), [batch * branches, 1])
+                branches *= size
+                continue
+            if level == expand:
+                atom_p = path_p[:, :, tf.newaxis] * probs
+                atom_v = path_v[:, :, tf.newaxis] + values
+            else:
+                shift += tf.linalg.matvec(probs, values)
+            full = tf.nn.softmax(logits, axis=-1)
+            x = tf.matmul(tf.cast(full, self.compute_dtype), table)
+        if atom_p is None:
+            atom_p, atom_v = path_p, path_v
+        else:
+            if not isinstance(shift, float):
+                atom_v += shift[:, :, tf.newaxis]
+            atom_p = tf.reshape(atom_p, [batch, -1])
+            atom_v = tf.reshape(atom_v, [batch, -1])
+        low, high = self.value_range
+        if low is not None or high is not None:
+            atom_v = tf.clip_by_value(
+                atom_v,
+                -float("inf") if low is None else low,
+                float("inf") if high is None else high,
+            )
+        total = tf.reduce_sum(atom_p, axis=1)
+        levels = [0.5, *self.quantiles]
+        quantiles = atom_quantiles(atom_v, atom_p, levels)
+        out = {
+            "mean": tf.math.divide_no_nan(tf.reduce_sum(atom_p * atom_v, axis=1), total),
+            "median": quantiles[:, 0],
+            "quantiles": quantiles[:, 1:],
+        }
+        if self.thresholds:
+            above = tf.cast(
+                atom_v[:, tf.newaxis, :] > tf.constant(self.thresholds)[:, tf.newaxis], tf.float32
+            )
+            out["exceedance"] = tf.math.divide_no_nan(
+                tf.reduce_sum(atom_p[:, tf.newaxis, :] * above, axis=2), total[:, tf.newaxis]
+            )
+        return out
 
     def get_config(self):
         config = super().get_config()
@@ -313,6 +501,12 @@ class RQDecoder(keras.layers.Layer):
                 "sampling_probability": self.initial_sampling_probability,
                 "residual_regressor": self.residual_regressor,
                 "regressor_input": self.regressor_input,
+                "code_embedding_stddev": self.code_embedding_stddev,
+                "prediction": self.prediction,
+                "quantiles": list(self.quantiles),
+                "thresholds": list(self.thresholds),
+                "exact_levels": self.exact_levels,
+                "value_range": list(self.value_range),
                 "seed": self.seed,
                 "zero_token": self.zero_token,
             }

@@ -1,0 +1,175 @@
+"""The code tree's predictive distribution (`RQDecoder.code_tree`).
+
+The reference enumerates every code sequence of a small codebook and scores
+each through the decoder's teacher-forcing path (`training=True`,
+`sampling_probability=1`: step l reads the true code l - 1), which shares no
+code with the tree's branch expansion.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rq_keras.layers.decoder import RQDecoder, atom_quantiles
+from rq_keras.quantization import token_offsets_for
+
+CENTROIDS = [[0.5, 4.0, 9.0], [-1.0, 1.5], [-0.2, 0.1, 0.3]]
+QUANTILES = (0.1, 0.25, 0.9)
+THRESHOLDS = (0.0, 3.0, 9.5)
+
+
+def _decoder(zero_token=False, exact_levels=1, centroids=CENTROIDS, **kwargs):
+    options = {"quantiles": QUANTILES, "thresholds": THRESHOLDS, "value_range": (0.0, None)}
+    decoder = RQDecoder(
+        [len(c) for c in centroids],
+        units=8,
+        embedding_dim=6,
+        predictor_units=8,
+        regressor_units=4,
+        centroids=centroids,
+        zero_token=zero_token,
+        exact_levels=exact_levels,
+        seed=3,
+        **{**options, **kwargs},
+    )
+    decoder({"state": tf.zeros([1, 16])}, training=False)
+    return decoder
+
+
+def _state(rows=5):
+    return tf.constant(np.random.default_rng(0).normal(size=(rows, 16)) * 2, tf.float32)
+
+
+def _enumerate(decoder, state):
+    """Atoms (values, probabilities) `(rows, paths)` from every code sequence."""
+    zero = decoder.zero_token
+    sizes = decoder.codebook_sizes
+    offsets = token_offsets_for(sizes, zero)
+    # Level choices: -1 is <zero>; after <zero> every level is <zero>.
+    choices = [([-1] if zero else []) + list(range(k)) for k in sizes]
+    paths = [
+        p
+        for p in itertools.product(*choices)
+        if all(p[i + 1] == -1 for i in range(len(p) - 1) if p[i] == -1)
+    ]
+    rows = state.shape[0]
+    values = np.zeros((rows, len(paths)))
+    probs = np.ones((rows, len(paths)))
+    for j, path in enumerate(paths):
+        tokens = [1 if c == -1 else offsets[level] + c for level, c in enumerate(path)]
+        out = decoder({"state": state, "tokens": tf.constant([tokens] * rows)}, training=True)
+        logits = out["logits"].numpy().astype(np.float64)
+        for level, code in enumerate(path):
+            if level > 0 and path[level - 1] == -1:
+                continue  # forced <zero>: probability 1, value 0
+            own = logits[:, level, offsets[level] : offsets[level] + sizes[level]]
+            if zero:
+                own = np.concatenate([logits[:, level, 1:2], own], axis=1)
+            own = np.exp(own - own.max(axis=1, keepdims=True))
+            own /= own.sum(axis=1, keepdims=True)
+            probs[:, j] *= own[:, code + 1 if zero else code]
+            if code >= 0:
+                values[:, j] += decoder.centroids[level][code]
+    return np.maximum(values, 0.0), probs  # value_range (0, None)
+
+
+def _reference(values, probs):
+    mean = (values * probs).sum(1) / probs.sum(1)
+    order = np.argsort(values, axis=1, kind="stable")
+    v = np.take_along_axis(values, order, 1)
+    cdf = np.cumsum(np.take_along_axis(probs, order, 1), axis=1)
+    quantiles = np.stack(
+        [v[np.arange(len(v)), np.argmax(cdf >= q * cdf[:, -1:], axis=1)] for q in QUANTILES], 1
+    )
+    above = np.stack([(probs * (values > t)).sum(1) for t in THRESHOLDS], 1)
+    return mean, quantiles, above
+
+
+@pytest.mark.parametrize("zero_token", [False, True])
+def test_tree_is_exact_with_all_but_the_last_level_expanded(zero_token):
+    decoder = _decoder(zero_token, exact_levels=2)
+    decoder.sampling_probability.assign(1.0)
+    state = _state()
+    values, probs = _enumerate(decoder, state)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-9)
+    mean, quantiles, above = _reference(values, probs)
+    for levels in (2, 3):  # L - 1 levels expanded, or all of them: both exact
+        tree = decoder.code_tree(state, exact_levels=levels)
+        # float32 softmax and sums against float64: 1e-5 relative.
+        np.testing.assert_allclose(tree["mean"].numpy(), mean, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(tree["exceedance"].numpy(), above, rtol=1e-5, atol=1e-6)
+        # Quantiles are atom values: the same atom, unless a cumulative
+        # probability sits within float32 rounding of a level (not here).
+        np.testing.assert_allclose(tree["quantiles"].numpy(), quantiles, rtol=1e-6)
+
+
+def test_one_expanded_level_approximates_only_the_last():
+    """L = 3 with level 1 expanded: level 3 enters as its expectation given
+    level 2's expected embedding. The mean stays close (the deepest level is
+    small), and an L = 2 codebook is exact with one expanded level."""
+    decoder = _decoder(exact_levels=1)
+    state = _state()
+    values, probs = _enumerate(decoder, state)
+    mean, _, _ = _reference(values, probs)
+    approx = decoder.code_tree(state)["mean"].numpy()
+    # Level 3's centroids span 0.5: the approximation cannot move the mean more.
+    assert np.max(np.abs(approx - mean)) < 0.5
+    two = _decoder(exact_levels=1, centroids=CENTROIDS[:2])
+    values, probs = _enumerate(two, state)
+    mean, quantiles, above = _reference(values, probs)
+    tree = two.code_tree(state)
+    np.testing.assert_allclose(tree["mean"].numpy(), mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tree["quantiles"].numpy(), quantiles, rtol=1e-6)
+    np.testing.assert_allclose(tree["exceedance"].numpy(), above, rtol=1e-5, atol=1e-6)
+
+
+def test_outputs_and_the_served_prediction():
+    state = _state()
+    for kind in ("regressor", "mean", "median"):
+        decoder = _decoder(prediction=kind)
+        out = decoder({"state": state}, training=False)
+        assert out["quantiles"].shape == (5, 3) and out["exceedance"].shape == (5, 3)
+        np.testing.assert_array_equal(out["prediction"].numpy(), out[kind].numpy())
+        q = out["quantiles"].numpy()
+        assert np.all(np.diff(q, axis=1) >= 0)
+        assert np.all(q[:, 0] <= out["median"].numpy()) and np.all(out["median"].numpy() <= q[:, 2])
+        e = out["exceedance"].numpy()
+        assert np.all((e >= 0) & (e <= 1 + 1e-6)) and np.all(np.diff(e, axis=1) <= 1e-7)
+    # Training runs no tree: its prediction is f_reg's (L_reg's y_hat).
+    tokens = tf.constant([[1, 4, 6]] * 5)
+    out = decoder({"state": state, "tokens": tokens}, training=True)
+    assert "mean" not in out
+    np.testing.assert_array_equal(out["prediction"].numpy(), out["regressor"].numpy())
+    # No thresholds: no exceedance output.
+    assert "exceedance" not in _decoder(thresholds=())({"state": state}, training=False)
+
+
+def test_config_round_trip_and_bad_options():
+    decoder = _decoder(zero_token=True, prediction="median", exact_levels=2)
+    again = RQDecoder.from_config(decoder.get_config())
+    assert again.get_config() == decoder.get_config()
+    for kwargs, message in (
+        ({"prediction": "mode"}, "`prediction` must be one of"),
+        ({"quantiles": (0.5, 1.0)}, "`quantiles` must be distinct numbers in"),
+        ({"quantiles": (0.5, 0.5)}, "`quantiles` must be distinct numbers in"),
+        ({"thresholds": (float("nan"),)}, "`thresholds` must be distinct finite"),
+        ({"exact_levels": 0}, "`exact_levels` must be an int >= 1"),
+        ({"value_range": (2.0, 1.0)}, "`value_range` must have low <= high"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            _decoder(**kwargs)
+    with pytest.raises(ValueError, match="needs `centroids`"):
+        RQDecoder([3], prediction="mean")
+    # Without centroids (a decoder saved before the code tree): f_reg only.
+    plain = RQDecoder([3, 2], units=4, embedding_dim=4, predictor_units=4, regressor_units=4)
+    out = plain({"state": tf.zeros([2, 8])}, training=False)
+    assert "mean" not in out and "prediction" in out
+
+
+def test_atom_quantiles_is_the_lower_quantile_of_the_step_cdf():
+    values = tf.constant([[3.0, 1.0, 2.0, 10.0]])
+    probs = tf.constant([[0.2, 0.3, 0.4, 0.1]])  # sorted: 1 (.3), 2 (.4), 3 (.2), 10 (.1)
+    q = atom_quantiles(values, probs, [0.1, 0.3, 0.31, 0.7, 0.9, 0.95]).numpy()
+    np.testing.assert_array_equal(q, [[1.0, 1.0, 2.0, 2.0, 3.0, 10.0]])
