@@ -14,7 +14,7 @@ DEMO_EPOCHS ?= 20
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile bench-quality bench-code-learning specs clean
+.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile bench-quality bench-tune bench-code-learning specs clean
 
 setup: $(STAMP)
 
@@ -68,8 +68,13 @@ bench-serving: setup
 bench-profile: setup
 	$(PY) benchmarks/profile_train_step.py
 
+# Learning rates chosen per head on the validation split (writes results/tuned.json) ...
+bench-tune: setup
+	$(PY) benchmarks/tune.py
+
+# ... which the quality benchmark (test split, 3 seeds) reads.
 bench-quality: setup
-	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/quality.py --tuned benchmarks/results/tuned.json
 
 # Issue 14: does the code classifier learn (validation split only)?
 bench-code-learning: setup

@@ -24,6 +24,7 @@ dataset next to it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -68,6 +69,11 @@ ABLATIONS = {
     "SS with p = 1": {"sampling_t0": 1e9},
     "SS with p = 0": {"sampling_t0": -1e9},
 }
+
+
+def batch_size(text: str):
+    """`--batch-size`: an int, or auto (TrainConfig's default, from the row count)."""
+    return text if text == "auto" else int(text)
 
 
 def splits(name: str, work: str, max_train_rows: int | None) -> dict:
@@ -234,7 +240,7 @@ def main(argv=None) -> int:
     p.add_argument("--ablation-seeds", default="0,1", help="seeds of the Table 3 runs")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--patience", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--batch-size", type=batch_size, default="auto")
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--units", type=int, default=128, help="every head's hidden width")
     p.add_argument("--max-train-rows", type=int, default=30_000, help="subsample larger sets")
@@ -251,8 +257,17 @@ def main(argv=None) -> int:
         metavar="KEY=VALUE",
         help="a TrainConfig override for every run, dotted, YAML value (model.delta=20)",
     )
+    p.add_argument(
+        "--tuned",
+        default=None,
+        help="JSON of per-dataset, per-head overrides (benchmarks/tune.py writes tuned.json)",
+    )
     p.add_argument("--output", default=os.path.join(HERE, "results", "quality.md"))
     args = p.parse_args(argv)
+    tuned = {}
+    if args.tuned:
+        with open(args.tuned, encoding="utf-8") as f:
+            tuned = json.load(f)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, REPO)
     from rq_keras.cli import parse_key_value
@@ -278,6 +293,8 @@ def main(argv=None) -> int:
             curves = {}
             for head in heads:
                 base, extra = VARIANT_HEADS.get(head, (head, None))
+                # Tuned values (learning_rate, ...) are TrainConfig keys.
+                extra = {**(extra or {}), **tuned.get(name, {}).get(head, {})}
                 for seed in seeds:
                     out = os.path.join(work, "runs", name, head, str(seed))
                     results.setdefault(head, []).append(
@@ -357,10 +374,17 @@ def main(argv=None) -> int:
         f"Command: `{command.strip()}` (`make bench-quality`); {minutes:.0f} minutes.",
         f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), no GPU.",
         "",
-        "Settings, the same for every head and not tuned: "
-        f"hidden width {args.units} (encoder; RQ-Reg's LSTM, code embedding and f_pred too; "
+        (
+            f"Learning rate per head from `{args.tuned}` (chosen on the validation split by "
+            "`benchmarks/tune.py`); otherwise the settings are the same for every head: "
+            if args.tuned
+            else "Settings, the same for every head and not tuned: "
+        )
+        + f"hidden width {args.units} (encoder; RQ-Reg's LSTM, code embedding and f_pred too; "
         "the paper uses 512), "
-        f"Adam {args.learning_rate:g}, batch {args.batch_size:,}, at most {args.epochs} epochs "
+        f"Adam {args.learning_rate:g}{' (untuned heads)' if args.tuned else ''}, "
+        f"batch {args.batch_size} (auto: at least 64 steps an epoch, at most 1,024), "
+        f"at most {args.epochs} epochs "
         f"with early stopping (patience {args.patience}, best weights) on `monitor: auto` "
         "(the code NLL `val_gen` for RQ-Reg and K-means, `val_mae` for the other heads and "
         "`rq_reg_paper`), L = 3, K = 48 (K-means: L = 1), the paper's loss weights, Huber "

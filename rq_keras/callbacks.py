@@ -314,7 +314,8 @@ class EpochEstimate(keras.callbacks.Callback):
     Args:
         epochs: the run's epoch count.
         say: a callable taking one line of text.
-        timer: the run's `EpochTimer` (its seconds, validation excluded).
+        timer: the run's `EpochTimer` (its seconds, validation excluded); the
+            estimate adds the rest of the epoch (validation) measured here.
     """
 
     def __init__(self, epochs: int, say, timer: EpochTimer):
@@ -323,6 +324,10 @@ class EpochEstimate(keras.callbacks.Callback):
         self.say = say
         self.timer = timer
         self._seen = 0
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         self._seen += 1
@@ -332,12 +337,14 @@ class EpochEstimate(keras.callbacks.Callback):
         last = self.timer.seconds[-1]
         if self._seen == 1:
             self.say(f"epoch {epoch + 1} trained in {last:.1f} s (the first includes tracing)")
-        else:
-            self.say(
-                f"about {last:.1f} s of training an epoch (validation excluded): at most "
-                f"{_duration(left * last)} for the {left} epochs left (early stopping may end "
-                "sooner)"
-            )
+            return
+        # The whole epoch: training, validation (the code tree) and callbacks.
+        whole = max(last, time.perf_counter() - self._start) if self._start else last
+        self.say(
+            f"about {last:.1f} s of training and {whole - last:.1f} s of validation an "
+            f"epoch: at most {_duration(left * whole)} for the {left} epochs left (early "
+            "stopping may end sooner)"
+        )
 
 
 def _duration(seconds: float) -> str:

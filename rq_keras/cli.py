@@ -64,6 +64,15 @@ def parse_key_value(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(f"{key}: the value is not YAML: {err}") from None
 
 
+def _batch_size(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int or auto, got {text!r}") from None
+
+
 def build_train_parser() -> argparse.ArgumentParser:
     from rq_keras.datasets import DATASETS
     from rq_keras.training import HEAD_CHOICES, MONITORS, STRATEGIES
@@ -92,7 +101,11 @@ def build_train_parser() -> argparse.ArgumentParser:
         "baseline head on the same features and encoder: mse, log_mse, huber, ziln",
     )
     p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        help="global batch size, or auto (default: at least 64 steps an epoch, at most 1024)",
+    )
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--steps-per-epoch", type=int)
     p.add_argument("--monitor", choices=MONITORS, help="early-stopping metric")

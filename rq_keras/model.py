@@ -92,19 +92,21 @@ class RQRegModel(keras.Model):
             tokens = self.label_encoder(inputs[self.label_name])["tokens"]
         return self._forward(inputs, tokens, training)
 
-    def _forward(self, inputs, tokens, training):
+    def _forward(self, inputs, tokens, training, distribution=None):
         x = self.features(self._features(inputs), training=training)
         decoder_inputs = {"state": self.encoder(x, training=training)}
         if tokens is not None:
             decoder_inputs["tokens"] = tokens
-        return self.decoder(decoder_inputs, training=training)
+        return self.decoder(decoder_inputs, training=training, distribution=distribution)
 
     def _step(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         targets = regression_targets(self.label_encoder, y, self.decoder.residual_regressor)
         tokens = targets["tokens"] if training else None
+        # Validation computes the code tree only when it is what is served.
+        distribution = not training and self.decoder.prediction != "regressor"
         with tf.GradientTape() as tape:
-            outputs = self._forward(x, tokens, training)
+            outputs = self._forward(x, tokens, training, distribution)
             terms = self.rq_loss(
                 outputs, targets, sample_weight, code_embeddings=self.decoder.code_embeddings
             )

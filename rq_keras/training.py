@@ -170,6 +170,9 @@ class QuantizerConfig:
         )
 
 
+# `batch_size="auto"`: at least this many steps an epoch, within the bounds.
+AUTO_MIN_STEPS = 64
+AUTO_MIN_BATCH, AUTO_MAX_BATCH = 32, 1024
 # `zero_threshold="auto"`: a zero code when this share of the labels is 0.
 AUTO_ZERO_SHARE = 0.01
 AUTO_ZERO_THRESHOLD = 5e-3
@@ -190,7 +193,12 @@ class TrainConfig:
         test_files: test files (the reported metrics); may be empty.
         feature_spec: the feature spec YAML of the files.
         epochs: maximum epochs (the paper: 50).
-        batch_size: global batch size, split over replicas (1,024).
+        batch_size: global batch size, split over replicas, or `"auto"` (the
+            default): at least 64 optimizer steps an epoch, the largest
+            power of two <= training rows / 64, between 32 and 1,024 (the
+            paper's 1,024 from 65,536 rows up). On CDNOW's 16,499 rows
+            that is 256: the code classifier needs steps more than epochs
+            (`benchmarks/results/code_learning.md`).
         learning_rate: Adam's learning rate (5e-4).
         steps_per_epoch: training steps per epoch; None: one pass over the
             training files (multi-worker runs and `sampling_per_batch`, which
@@ -232,7 +240,7 @@ class TrainConfig:
     test_files: tuple[str, ...] = ()
     feature_spec: str | None = None
     epochs: int = 50
-    batch_size: int = 1024
+    batch_size: int | str = "auto"
     learning_rate: float = 5e-4
     steps_per_epoch: int | None = None
     shuffle_buffer: int = 65_536
@@ -261,9 +269,11 @@ class TrainConfig:
             raise ValueError("config: give `dataset` or `train_files`/`feature_spec`, not both")
         if self.train_files and not self.feature_spec:
             raise ValueError("config: `train_files` need a `feature_spec`")
-        for name in ("epochs", "batch_size", "shuffle_buffer"):
+        for name in ("epochs", "shuffle_buffer"):
             if getattr(self, name) < 1:
                 bad(name, getattr(self, name), ">= 1")
+        if self.batch_size != "auto" and (isinstance(self.batch_size, str) or self.batch_size < 1):
+            bad("batch_size", self.batch_size, "an int >= 1 or 'auto'")
         if self.cpu_devices is not None and self.cpu_devices < 1:
             bad("cpu_devices", self.cpu_devices, ">= 1 or null")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
@@ -288,6 +298,13 @@ class TrainConfig:
             bad("quantizer.num_levels", self.quantizer.num_levels, "1 for head 'kmeans'")
         if self.head not in ("rq_reg", "kmeans") and self.monitor not in _HEAD_MONITORS:
             bad("monitor", self.monitor, f"one of {_HEAD_MONITORS} for head {self.head!r}")
+
+    def resolved_batch_size(self, train_rows: int) -> int:
+        """`batch_size` with `"auto"` resolved for `train_rows` (see the attribute)."""
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        per_step = max(1, train_rows // AUTO_MIN_STEPS)
+        return int(min(AUTO_MAX_BATCH, max(AUTO_MIN_BATCH, 2 ** int(math.log2(per_step)))))
 
     @property
     def resolved_monitor(self) -> str:
@@ -850,8 +867,13 @@ def train(
             sizes = quantizer.fitted_codebook_sizes
             k = sizes[0] if len(set(sizes)) == 1 else sizes
             say(
-                f"codebook: L={quantizer.num_levels}, K={k}, reconstruction MAE "
-                f"{fit['reconstruction_mae']:.4g} on the training labels",
+                f"codebook: L={quantizer.num_levels}, K={k}, "
+                + (
+                    ""
+                    if quantizer.zero_threshold is None
+                    else f"zero code below {quantizer.zero_threshold:g}, "
+                )
+                + f"reconstruction MAE {fit['reconstruction_mae']:.4g} on the training labels",
                 since=True,
             )
         if phase != FRESH and (out / "codebook.json").exists():
@@ -881,13 +903,17 @@ def train(
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
 
         rows = {split: r.rows_kept for split, r in reports.items()}
+        # config.yaml keeps "auto"; from here on the batch is a number.
+        auto_batch = config.batch_size == "auto"
+        config = dataclasses.replace(config, batch_size=config.resolved_batch_size(rows["train"]))
         if say.on:
             params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
             steps = config.steps_per_epoch or math.ceil(rows["train"] / config.batch_size)
+            auto = f" (auto: {rows['train']:,} training rows)" if auto_batch else ""
             say(
                 f"model: head {config.head}, {params:,} trainable parameters; "
                 f"{_strategy_name(strategy)} over {strategy.num_replicas_in_sync} replica(s); "
-                f"batch {config.batch_size}, {steps:,} steps an epoch",
+                f"batch {config.batch_size}{auto}, {steps:,} steps an epoch",
                 since=True,
             )
         if phase == EVALUATE:

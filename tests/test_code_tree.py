@@ -142,6 +142,8 @@ def test_outputs_and_the_served_prediction():
     out = decoder({"state": state, "tokens": tokens}, training=True)
     assert "mean" not in out
     np.testing.assert_array_equal(out["prediction"].numpy(), out["regressor"].numpy())
+    # distribution=False (RQRegModel's validation when f_reg is served): no tree.
+    assert "mean" not in decoder({"state": state}, training=False, distribution=False)
     # No thresholds: no exceedance output.
     assert "exceedance" not in _decoder(thresholds=())({"state": state}, training=False)
 

@@ -33,6 +33,7 @@ from rq_keras.model import ModelConfig, build_model
 from rq_keras.preprocessing import FeaturePreprocessor
 from rq_keras.quantization import ResidualQuantizer
 from rq_keras.training import (
+    QuantizerConfig,
     RunExistsError,
     TrainConfig,
     config_from_dict,
@@ -50,10 +51,37 @@ def toy(tmp_path_factory):
 # ------------------------------------------------------------------ config
 def test_config_defaults_are_the_papers():
     config = TrainConfig(dataset="cdnow")
-    assert (config.epochs, config.batch_size, config.learning_rate) == (50, 1024, 5e-4)
+    assert (config.epochs, config.learning_rate) == (50, 5e-4)
     assert (config.sampling_k, config.sampling_t0) == (0.1, 10.0)
     assert (config.quantizer.num_levels, config.quantizer.codebook_size) == (3, 48)
     assert config.model == ModelConfig()
+
+
+@pytest.mark.parametrize(
+    "rows, batch",
+    [(16_499, 256), (3_000, 32), (100, 32), (65_535, 512), (65_536, 1024), (10**7, 1024)],
+)
+def test_auto_batch_size_gives_64_steps_an_epoch_up_to_the_papers_batch(rows, batch):
+    assert TrainConfig(dataset="cdnow").resolved_batch_size(rows) == batch
+    assert TrainConfig(dataset="cdnow", batch_size=100).resolved_batch_size(rows) == 100
+    for bad in (0, "large"):
+        with pytest.raises(ValueError, match="`batch_size` must be an int >= 1 or 'auto'"):
+            TrainConfig(dataset="cdnow", batch_size=bad)
+
+
+def test_auto_zero_threshold_and_monitor():
+    quantizer = QuantizerConfig()
+    assert quantizer.resolved_zero_threshold(np.array([0.0] * 5 + [0.004, 3.0] * 50)) == 0.002
+    assert quantizer.resolved_zero_threshold(np.array([0.0] + [3.0] * 200)) is None  # < 1% zeros
+    assert quantizer.resolved_zero_threshold(np.zeros(10)) is None  # nothing but zeros
+    assert quantizer.resolved_zero_threshold(np.array([0.0, 9.0])) == 5e-3
+    assert QuantizerConfig(zero_threshold=None).resolved_zero_threshold(np.zeros(3)) is None
+    with pytest.raises(ValueError, match="`zero_threshold` must be a number, 'auto' or null"):
+        QuantizerConfig(zero_threshold="on")
+    assert TrainConfig(dataset="cdnow").resolved_monitor == "val_gen"
+    no_gen = TrainConfig(dataset="cdnow", model=ModelConfig(gen_weight=0.0))
+    assert no_gen.resolved_monitor == "val_mae"
+    assert TrainConfig(dataset="cdnow", head="mse").resolved_monitor == "val_mae"
 
 
 def test_load_config_yaml_and_overrides_round_trip(tmp_path):
@@ -234,10 +262,13 @@ def test_epoch_estimate_after_the_first_two_epochs():
     callback = EpochEstimate(10, said.append, timer)
     for epoch, seconds in enumerate([9.0, 2.0, 2.5]):
         timer.seconds.append(seconds)
+        callback.on_epoch_begin(epoch)
+        # The epoch began 3 s ago: 2 s of training, the rest validation.
+        callback._start -= 3.0
         callback.on_epoch_end(epoch)
     assert said == [
         "epoch 1 trained in 9.0 s (the first includes tracing)",
-        "about 2.0 s of training an epoch (validation excluded): at most 16 s for the 8 "
+        "about 2.0 s of training and 1.0 s of validation an epoch: at most 24 s for the 8 "
         "epochs left (early stopping may end sooner)",
     ]
     quiet = EpochEstimate(1, said.append, timer)
@@ -543,7 +574,7 @@ def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys):
         "checked 3,000 training rows and adapted 3 features in ",
         "checked 500 validation rows in ",
         "checked 800 test rows in ",
-        "codebook: L=1, K=8, reconstruction MAE ",
+        "codebook: L=1, K=8, zero code below 0.005, reconstruction MAE ",
         "model: head kmeans, ",
     ]
     assert len(lines) > len(expected), lines

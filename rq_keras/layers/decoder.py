@@ -129,6 +129,9 @@ class RQDecoder(keras.layers.Layer):
         seed: seeds the initializers and the sampling coins (None: random).
 
     Call args:
+        distribution: compute the code tree's outputs (default: when not
+            training). `RQRegModel`'s validation passes False when the
+            served prediction is `"regressor"`, which needs no tree.
         inputs: dict with `state`, the encoder output `(batch, state_size)`
             (`[h0; c0]` for LSTM, `h0` otherwise), and optionally `tokens`,
             the true global token ids `(batch, L)` (read only when training).
@@ -328,7 +331,7 @@ class RQDecoder(keras.layers.Layer):
             centroids = tf.concat([tf.zeros([1], probs.dtype), centroids], axis=0)
         return tf.linalg.matvec(probs, centroids)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, distribution=None):
         state = inputs["state"]
         tokens = inputs.get("tokens")
         if state.shape[-1] is not None and state.shape[-1] != self.state_size:
@@ -379,7 +382,9 @@ class RQDecoder(keras.layers.Layer):
             outputs["residual"] = tf.cast(self.residual_head(reg_in)[:, 0], tf.float32)
             prediction = prediction + outputs["residual"]
         outputs["regressor"] = prediction
-        if not training and self.centroids is not None:
+        if distribution is None:
+            distribution = not training
+        if distribution and self.centroids is not None:
             outputs.update(self.code_tree(state))
             if self.prediction != "regressor":
                 prediction = outputs[self.prediction]
