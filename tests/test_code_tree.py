@@ -125,6 +125,60 @@ def test_one_expanded_level_approximates_only_the_last():
     np.testing.assert_allclose(tree["exceedance"].numpy(), above, rtol=1e-5, atol=1e-6)
 
 
+def _one_pass_reference(decoder, state):
+    """exact_levels=0 by hand: the autoregressive pass's softmaxes; level 1's
+    codes are the atoms, each deeper level adds its expected value (none
+    after <zero>)."""
+    logits = decoder({"state": state}, training=False)["logits"].numpy().astype(np.float64)
+    zero, offsets = decoder.zero_token, decoder.token_offsets
+    values, shift = None, 0.0
+    for level, centroids in enumerate(decoder.centroids):
+        own = logits[:, level, offsets[level] : offsets[level] + len(centroids)]
+        table = np.asarray(centroids, np.float64)
+        if zero:
+            own = np.concatenate([logits[:, level, 1:2], own], axis=1)
+            table = np.concatenate([[0.0], table])
+        p = np.exp(own - own.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        if level == 0:
+            probs, values = p, np.broadcast_to(table, p.shape)
+        else:
+            shift = shift + p @ table
+    open_ = np.ones(values.shape[1])
+    if zero:
+        open_[0] = 0.0
+    atoms = np.maximum(values + shift[:, None] * open_, 0.0)
+    return (probs * atoms).sum(1)
+
+
+@pytest.mark.parametrize("zero_token", [False, True])
+def test_no_expanded_level_is_one_pass(zero_token):
+    decoder = _decoder(zero_token, exact_levels=0)
+    state = _state()
+    np.testing.assert_allclose(
+        decoder.code_tree(state)["mean"].numpy(),
+        _one_pass_reference(decoder, state),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_zero_code_with_one_expanded_level():
+    """With one expanded level of three and the zero code: the mean is close
+    to the exact one, P(y > 0) exact (it depends on level 1's <zero> only).
+    That atoms after <zero> take no deeper value is checked exactly by
+    `test_no_expanded_level_is_one_pass` (the same masking code)."""
+    decoder = _decoder(zero_token=True, exact_levels=1)
+    state = _state()
+    values, probs = _enumerate(decoder, state)
+    mean, _, above = _reference(values, probs)
+    tree = decoder.code_tree(state)
+    # Level 3 enters by its expectation: close, not equal (centroids span 0.5).
+    assert np.max(np.abs(tree["mean"].numpy() - mean)) < 0.5
+    # P(y > 0) depends only on <zero> at level 1 (every centroid sum is > 0 here).
+    np.testing.assert_allclose(tree["exceedance"].numpy()[:, 0], above[:, 0], rtol=1e-5)
+
+
 def test_outputs_and_the_served_prediction():
     state = _state()
     for kind in ("regressor", "mean", "median"):
@@ -157,7 +211,7 @@ def test_config_round_trip_and_bad_options():
         ({"quantiles": (0.5, 1.0)}, "`quantiles` must be distinct numbers in"),
         ({"quantiles": (0.5, 0.5)}, "`quantiles` must be distinct numbers in"),
         ({"thresholds": (float("nan"),)}, "`thresholds` must be distinct finite"),
-        ({"exact_levels": 0}, "`exact_levels` must be an int >= 1"),
+        ({"exact_levels": -1}, "`exact_levels` must be an int >= 0"),
         ({"value_range": (2.0, 1.0)}, "`value_range` must have low <= high"),
     ):
         with pytest.raises(ValueError, match=message):

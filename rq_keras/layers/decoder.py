@@ -145,13 +145,15 @@ class RQDecoder(keras.layers.Layer):
     and so on. The next level's codes become atoms (each branch times each
     code, with its probability); deeper levels enter through their expected
     value, each step reading the previous step's expected embedding (as the
-    autoregressive inference does). With `exact_levels >= L - 1` this is the
-    exact distribution (tested against enumerating every code sequence); with
-    the default 1 and L = 3 only level 3 is approximated by its expectation
-    given E[e_2] (its error is measured in `benchmarks/code_learning.py`).
-    Cost: `K_1` branches through steps 2..L, `K_1 * K_2` atoms per row. With
-    the zero code, a branch at `<zero>` stays `<zero>` (value 0) at every
-    later level, as the quantizer codes it.
+    autoregressive inference does). `exact_levels=0` (the default): no
+    branch, one pass; level 1's codes are the atoms. With `exact_levels >=
+    L - 1` this is the exact distribution (tested against enumerating every
+    code sequence); with 1 and L = 3 only level 3 is approximated by its
+    expectation given E[e_2], with 0 levels 2..L are (the errors are
+    measured by `benchmarks/code_tree.py`). Cost: `exact_levels=0` one more
+    pass of L steps and `K_1` atoms; 1: `K_1` branches through steps 2..L
+    and `K_1 * K_2` atoms per row. With the zero code, a branch at `<zero>`
+    stays `<zero>` (value 0) at every later level, as the quantizer codes it.
 
     Returns:
         dict: `prediction` `(batch,)`, `regressor` `(batch,)` (the sum of
@@ -184,7 +186,7 @@ class RQDecoder(keras.layers.Layer):
         prediction: str = "regressor",
         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
         thresholds: Sequence[float] = (0.0,),
-        exact_levels: int = 1,
+        exact_levels: int = 0,
         value_range: Sequence[float | None] = (None, None),
         **kwargs,
     ):
@@ -410,8 +412,10 @@ class RQDecoder(keras.layers.Layer):
         if self.centroids is None:
             raise ValueError(f"{self.name}: the code tree needs `centroids`")
         # Expanding L - 1 levels is already exact; expanding level L too would
-        # multiply the rows by K_L for nothing.
-        expand = min(int(exact_levels or self.exact_levels), max(1, self.num_levels - 1))
+        # multiply the rows by K_L for nothing. 0: level 1's codes are the
+        # atoms, one pass, no branches.
+        levels = self.exact_levels if exact_levels is None else int(exact_levels)
+        expand = min(levels, max(0, self.num_levels - 1))
         table = tf.cast(self.code_embeddings, self.compute_dtype)
         batch = tf.shape(state)[0]
         states = self._initial_states(tf.cast(state, self.compute_dtype))
@@ -456,6 +460,10 @@ class RQDecoder(keras.layers.Layer):
             if level == expand:
                 atom_p = path_p[:, :, tf.newaxis] * probs
                 atom_v = path_v[:, :, tf.newaxis] + values
+                # After a <zero> code every level is <zero>: no deeper value.
+                atom_open = tf.constant(
+                    [0.0] + [1.0] * (size - 1) if self.zero_token else [1.0] * size
+                )
             else:
                 shift += tf.linalg.matvec(probs, values)
             full = tf.nn.softmax(logits, axis=-1)
@@ -464,7 +472,7 @@ class RQDecoder(keras.layers.Layer):
             atom_p, atom_v = path_p, path_v
         else:
             if not isinstance(shift, float):
-                atom_v += shift[:, :, tf.newaxis]
+                atom_v += shift[:, :, tf.newaxis] * atom_open
             atom_p = tf.reshape(atom_p, [batch, -1])
             atom_v = tf.reshape(atom_v, [batch, -1])
         low, high = self.value_range
