@@ -386,7 +386,7 @@ def _text_rows(path: str, delimiter: str | None) -> Iterator[list[str]]:
             yield from csv.reader(fh, delimiter=delimiter)
 
 
-def _read_text(path, spec, on_bad_rows, chunk_rows, with_label, report, delimiter):
+def _read_text(path, spec, on_bad_rows, chunk_rows, with_label, report, delimiter, extra=()):
     sep = delimiter_for(path) if delimiter == "auto" else delimiter
     rows = _text_rows(path, sep)
     try:
@@ -396,7 +396,7 @@ def _read_text(path, spec, on_bad_rows, chunk_rows, with_label, report, delimite
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{path}: not a readable text table ({e})") from e
     _check_unique_columns(path, header)
-    needed = list(spec.columns if with_label else spec.feature_names)
+    needed = [*(spec.columns if with_label else spec.feature_names), *extra]
     missing = [c for c in needed if c not in header]
     if missing:
         raise ValueError(f"{path}: no column(s) {missing}; the header has {header}")
@@ -422,6 +422,8 @@ def _read_text(path, spec, on_bad_rows, chunk_rows, with_label, report, delimite
         transposed = list(zip(*batch))
         cells = {c: np.asarray(transposed[i], dtype=object) for c, i in index.items()}
         columns = _convert(spec, cells, chunk, with_label)
+        for c in extra:
+            columns[c] = cells[c]  # the cell text, verbatim
         out = _finish_chunk(columns, chunk)
         if out is not None:
             yield out
@@ -447,11 +449,11 @@ def _parquet_file(path):
         raise ValueError(f"{path}: not a readable Parquet file ({e})") from e
 
 
-def _check_parquet_schema(path, schema, spec, with_label) -> None:
+def _check_parquet_schema(path, schema, spec, with_label, extra=()) -> None:
     import pyarrow as pa
 
     _check_unique_columns(path, schema.names)
-    needed = list(spec.columns if with_label else spec.feature_names)
+    needed = [*(spec.columns if with_label else spec.feature_names), *extra]
     missing = [c for c in needed if c not in schema.names]
     if missing:
         raise ValueError(f"{path}: no column(s) {missing}; columns are {schema.names}")
@@ -475,11 +477,11 @@ def _check_parquet_schema(path, schema, spec, with_label) -> None:
             raise ValueError(f"{path}: label column {spec.label.name!r} is {t}, not numeric")
 
 
-def _read_parquet(path, spec, on_bad_rows, chunk_rows, with_label, report):
+def _read_parquet(path, spec, on_bad_rows, chunk_rows, with_label, report, extra=()):
     pf = _parquet_file(path)
     schema = pf.schema_arrow
-    _check_parquet_schema(path, schema, spec, with_label)
-    needed = list(spec.columns if with_label else spec.feature_names)
+    _check_parquet_schema(path, schema, spec, with_label, extra)
+    needed = [*(spec.columns if with_label else spec.feature_names), *extra]
     start = 1
     for batch in pf.iter_batches(batch_size=chunk_rows, columns=needed):
         n = batch.num_rows
@@ -506,9 +508,27 @@ def _read_parquet(path, spec, on_bad_rows, chunk_rows, with_label, report):
             y = col.to_numpy(zero_copy_only=False).astype(np.float64)
             y[np.asarray(col.is_null())] = np.nan
             columns[spec.label.name] = _label_column(spec, y, chunk)
+        for c in extra:
+            columns[c] = _parquet_extra(batch.column(c))
         out = _finish_chunk(columns, chunk)
         if out is not None:
             yield out
+
+
+def _parquet_extra(col) -> np.ndarray:
+    """A Parquet column carried along as it is: its numpy form, nulls kept.
+
+    Integer and boolean columns with nulls become object arrays of Python
+    values and None (numpy's form would be float64, which rounds ids above
+    2**53); string columns are object arrays of str and None.
+    """
+    import pyarrow as pa
+
+    if col.null_count and (pa.types.is_integer(col.type) or pa.types.is_boolean(col.type)):
+        out = np.empty(len(col), dtype=object)
+        out[:] = col.to_pylist()
+        return out
+    return col.to_numpy(zero_copy_only=False)
 
 
 def _parquet_ids(feature: Feature, col, nulls: np.ndarray, chunk: _Chunk) -> np.ndarray:
@@ -539,7 +559,7 @@ def _tfrecord_compression(path: str) -> str:
     return "GZIP" if path.lower().endswith(".gz") else ""
 
 
-def _read_tfrecord(path, spec, on_bad_rows, chunk_rows, with_label, report):
+def _read_tfrecord(path, spec, on_bad_rows, chunk_rows, with_label, report, extra=()):
     import tensorflow as tf
 
     parse_spec = spec.parse_spec(with_label=with_label)
@@ -571,9 +591,60 @@ def _read_tfrecord(path, spec, on_bad_rows, chunk_rows, with_label, report):
         for f in spec.features:
             if f.dtype == "string":
                 columns[f.name] = columns[f.name].astype(str).astype(object)
+        if extra:
+            columns.update(_example_values(path, serialized.numpy(), extra, chunk, start - n == 1))
         out = _finish_chunk(columns, chunk)
         if out is not None:
             yield out
+
+
+def _example_values(path, records, names, chunk, first: bool) -> dict[str, np.ndarray]:
+    """Features of serialized `tf.Example`s by name, one value per record.
+
+    An int64, float or bytes (read as UTF-8 text) feature with exactly one
+    value per record gives an object array of int, float or str. A record
+    without the feature, with more than one value, or with bytes that are not
+    UTF-8 is a bad row. A name that no record of the file's first chunk
+    (`first`) holds is refused, like a missing column of a table.
+    """
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    out = {name: np.full(len(records), None, dtype=object) for name in names}
+    seen = dict.fromkeys(names, False)
+    problems = {name: np.zeros(len(records), dtype=bool) for name in names}
+    for i, record in enumerate(records):
+        try:
+            features = tf.train.Example.FromString(record).features.feature
+        except DecodeError:
+            continue  # not a tf.Example: the spec's parse has made the row bad
+        for name in names:
+            if name not in features:
+                problems[name][i] = True
+                continue
+            seen[name] = True
+            feature = features[name]
+            kind = feature.WhichOneof("kind")
+            values = list(getattr(feature, kind).value) if kind else []
+            if len(values) != 1:
+                problems[name][i] = True
+                continue
+            value = values[0]
+            if isinstance(value, bytes):
+                try:
+                    value = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    problems[name][i] = True
+                    continue
+            out[name][i] = value
+    for name in names:
+        if first and not seen[name]:
+            raise ValueError(
+                f"{path}: no feature {name!r} in the first {len(records)} record(s); "
+                "a column carried along needs one value in every record"
+            )
+        chunk.flag(problems[name], f"column {name!r}: not exactly one int64, float or text value")
+    return out
 
 
 def _parse_records_one_by_one(serialized, parse_spec, spec, chunk):
@@ -602,6 +673,7 @@ def read_chunks(
     with_label: bool = True,
     report: FileReport | None = None,
     delimiter: str | None = "auto",
+    extra_columns: Sequence[str] = (),
 ) -> Iterator[dict[str, np.ndarray]]:
     """Reads one file as numpy chunks in the model's input form.
 
@@ -615,11 +687,20 @@ def read_chunks(
         report: a `FileReport` to fill (one is made if None).
         delimiter: text files only: `"auto"` (from the suffix), a delimiter,
             or None for runs of whitespace.
+        extra_columns: other columns (ids, say) to carry along, unparsed and
+            never making a row bad in text and Parquet: text cells as object
+            arrays of str, verbatim; Parquet columns in their numpy form
+            (integer columns with nulls as object arrays with None). In
+            TFRecord, a feature of the `tf.Example` with one int64, float or
+            bytes (UTF-8) value per record, as an object array of int, float
+            or str; a record without exactly one such value is a bad row.
+            Neither a feature nor the label it reads.
 
     Yields:
         dicts of feature name (and label name) -> numpy array: strings as
         object arrays of str, int64 ids, float32 numerics, lists
-        `(n, max_length)`, the label float64.
+        `(n, max_length)`, the label float64; then the `extra_columns`, rows
+        aligned with the features (bad rows dropped from them too).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -631,14 +712,30 @@ def read_chunks(
     if chunk_rows < 1:
         raise ValueError(f"`chunk_rows` must be >= 1, got {chunk_rows}")
     (path,) = _as_paths([path])
+    extra = _check_extra_columns(extra_columns, spec, with_label)
     report = report if report is not None else FileReport(path)
     fmt = file_format(path)
+    args = (path, spec, on_bad_rows, chunk_rows, with_label, report)
     if fmt == "text":
-        yield from _read_text(path, spec, on_bad_rows, chunk_rows, with_label, report, delimiter)
+        yield from _read_text(*args, delimiter, extra)
     elif fmt == "parquet":
-        yield from _read_parquet(path, spec, on_bad_rows, chunk_rows, with_label, report)
+        yield from _read_parquet(*args, extra)
     else:
-        yield from _read_tfrecord(path, spec, on_bad_rows, chunk_rows, with_label, report)
+        yield from _read_tfrecord(*args, extra)
+
+
+def _check_extra_columns(extra_columns, spec: FeatureSpec, with_label: bool) -> tuple[str, ...]:
+    if isinstance(extra_columns, str):
+        raise TypeError("`extra_columns` must be a sequence of column names, not a string")
+    extra = tuple(extra_columns)
+    repeated = sorted({c for c in extra if extra.count(c) > 1})
+    if repeated:
+        raise ValueError(f"`extra_columns` names {repeated} more than once")
+    read = set(spec.columns if with_label else spec.feature_names)
+    clash = [c for c in extra if c in read]
+    if clash:
+        raise ValueError(f"`extra_columns` {clash} are read already (a feature or the label)")
+    return extra
 
 
 def iter_files(

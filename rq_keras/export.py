@@ -24,7 +24,10 @@ Preprocessing (vocabulary lookups, normalization, hashing) and the codebook
 are inside the graph; no `py_function`, so TF Serving and a
 Python without rq_keras load it.
 
-`assets.extra/` holds TF Serving's warm-up requests and the feature spec.
+`assets.extra/` holds TF Serving's warm-up requests, the feature spec and, for
+RQ-Reg, `outputs.json`: the quantile levels and thresholds of the
+`quantiles` and `exceedance` columns (`python predict.py` names its columns
+with them).
 
 The version is written to a hidden temporary directory beside `BASE/N`
 (TF Serving ignores names that are not integers), checked, and renamed into
@@ -85,6 +88,8 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 # The spec beside the warm-up file: clients and `python -m rq_keras.serving_check`
 # read the features from it. TF Serving ignores other files in assets.extra.
 SPEC_FILE = "feature_spec.yaml"
+# The levels behind the 2-D outputs: {"quantiles": [...], "thresholds": [...]}.
+OUTPUTS_FILE = "outputs.json"
 # Ops that call back into Python: a graph with one cannot be served.
 PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 TOLERANCE = 1e-5
@@ -682,6 +687,11 @@ def export_model(
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         (tmp / "assets.extra").mkdir(exist_ok=True)
         spec.save(tmp / "assets.extra" / SPEC_FILE)
+        from rq_keras.predict import output_levels
+
+        levels = output_levels(model)
+        if levels is not None:
+            (tmp / "assets.extra" / OUTPUTS_FILE).write_text(json.dumps(levels) + "\n")
         python_ops = _python_ops(tmp)
         if python_ops:
             raise ExportCheckError(

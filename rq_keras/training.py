@@ -1270,18 +1270,12 @@ def _write_predictions(path: pathlib.Path, y_true, outputs, model_config) -> Non
     column each: `code_1`.., `quantile_0.1`.., `p_above_0`..)."""
     import pandas as pd
 
-    frame = pd.DataFrame({"label": y_true})
-    for key, value in outputs.items():
-        if value.ndim == 1:
-            frame[key] = value
-            continue
-        names = {
-            "codes": [f"code_{level + 1}" for level in range(value.shape[1])],
-            "quantiles": [f"quantile_{q:g}" for q in model_config.quantiles],
-            "exceedance": [f"p_above_{t:g}" for t in model_config.thresholds],
-        }[key]
-        for j, name in enumerate(names):
-            frame[name] = value[:, j]
+    from rq_keras.predict import output_columns
+
+    columns = output_columns(
+        outputs, quantiles=model_config.quantiles, thresholds=model_config.thresholds
+    )
+    frame = pd.DataFrame({"label": y_true, **columns})
     tmp = path.with_name(path.name + ".tmp")
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)
