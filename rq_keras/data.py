@@ -23,7 +23,9 @@ Bad rows. A row is bad when its column count is wrong (text), a number or an
 integer id does not parse (or is outside int64), a numeric feature value is
 NaN, infinite or beyond the float32 range (`1e39`; the model reads float32),
 or its label is missing, NaN or infinite; a `tf.Example` record that does not
-parse with the spec is bad too. Empty cells, nulls and the tokens `nan`,
+parse with the spec is bad too (the reason names a numeric feature or label
+held as an int64 or bytes list: they are float lists). Empty cells, nulls and
+the tokens `nan`,
 `na`, `n/a`, `null`, `none` (lower, upper or capitalized) in a feature are
 missing values and take the spec default; an absent `tf.Example` feature is
 missing too. `on_bad_rows` says
@@ -56,6 +58,7 @@ __all__ = [
     "file_format",
     "iter_files",
     "make_dataset",
+    "make_example",
     "read_chunks",
     "read_column",
     "to_model_inputs",
@@ -647,18 +650,50 @@ def _example_values(path, records, names, chunk, first: bool) -> dict[str, np.nd
     return out
 
 
+def _float_list_mismatch(record: bytes, spec: FeatureSpec, parse_spec) -> str | None:
+    """Why a record did not parse, when a numeric feature or the label is not a float list.
+
+    Numeric features and the label are `tf.train.FloatList`s; a writer that
+    stores a whole number as an `Int64List` gets only TensorFlow's type
+    mismatch from the parse, without the fix. None when that is not the cause.
+    """
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    try:
+        features = tf.train.Example.FromString(record).features.feature
+    except DecodeError:
+        return None
+    floats = [
+        (f"feature {f.name!r}", f.name, "numeric features are float lists")
+        for f in spec.features
+        if f.is_numeric
+    ]
+    if spec.label.name in parse_spec:
+        floats.append((f"label {spec.label.name!r}", spec.label.name, "the label is a float list"))
+    for what, name, expected in floats:
+        kind = features[name].WhichOneof("kind") if name in features else None
+        if kind in ("int64_list", "bytes_list"):
+            held = kind.removesuffix("_list")
+            return f"{what} holds {held} values; {expected} (tf.train.FloatList)"
+    return None
+
+
 def _parse_records_one_by_one(serialized, parse_spec, spec, chunk):
     """Parses a batch record by record; records that fail are bad rows."""
     import tensorflow as tf
 
     values = serialized.numpy()
     good = np.ones(values.size, dtype=bool)
+    reasons = np.full(values.size, "not a tf.Example matching the feature spec", dtype=object)
     for i, record in enumerate(values):
         try:
             tf.io.parse_example(tf.constant([record]), parse_spec)
         except tf.errors.InvalidArgumentError:
             good[i] = False
-    chunk.flag(~good, "not a tf.Example matching the feature spec")
+            reasons[i] = _float_list_mismatch(record, spec, parse_spec) or reasons[i]
+    for reason in dict.fromkeys(reasons[~good]):
+        chunk.flag(~good & (reasons == reason), reason)
     # An empty record parses (every feature takes its default) and stands in
     # for the bad ones, which the chunk drops.
     return tf.io.parse_example(tf.constant(np.where(good, values, b"")), parse_spec)
@@ -1128,41 +1163,66 @@ def _mix(group, shuffle: bool, seed):
 
 
 # ------------------------------------------------------------------- writers
-def _example_bytes(spec: FeatureSpec, frame) -> Iterator[bytes]:
+def make_example(spec: FeatureSpec, values, label: float | None = None):
+    """One row as a `tf.train.Example`, the way the readers and the `examples` signature parse it.
+
+    The one `tf.Example` encoder of rq_keras: `write_tfrecord` and
+    `rq_keras.serving` both call it. It converts, it does not check types
+    (`rq_keras.serving.example_from_dict` checks a caller's row first).
+
+    Args:
+        spec: the feature spec; its dtypes pick the `tf.train.Feature` kind:
+            strings a `BytesList`, int64 ids an `Int64List`, numerics a
+            `FloatList`.
+        values: feature name -> value. A scalar feature's value, or None
+            (or NaN) when missing: left out, so parsing gives the spec
+            default; a feature absent from `values` is missing too. A list
+            feature's ids as a sequence (None: empty), without pad values.
+        label: written as a float list when given and not NaN.
+
+    Returns:
+        a `tf.train.Example` (`.SerializeToString()` gives the record).
+    """
     import tensorflow as tf
 
     train = tf.train
-    columns = []
+    feature = {}
     for f in spec.features:
-        values = frame[f.name].tolist()
-        columns.append((f, values))
+        v = values.get(f.name)
+        if f.is_list:
+            ids = [] if v is None else list(v)
+        elif v is None or (isinstance(v, (float, np.floating)) and math.isnan(v)):
+            continue  # missing: the parser gives the spec default
+        else:
+            ids = [v]
+        if f.dtype == "string":
+            data = [t if isinstance(t, bytes) else str(t).encode() for t in ids]
+            feature[f.name] = train.Feature(bytes_list=train.BytesList(value=data))
+        elif f.dtype == "int64":
+            data = [int(t) for t in ids]
+            feature[f.name] = train.Feature(int64_list=train.Int64List(value=data))
+        else:
+            data = [float(t) for t in ids]
+            feature[f.name] = train.Feature(float_list=train.FloatList(value=data))
+    if label is not None and not math.isnan(label):
+        feature[spec.label.name] = train.Feature(float_list=train.FloatList(value=[label]))
+    return train.Example(features=train.Features(feature=feature))
+
+
+def _example_bytes(spec: FeatureSpec, frame) -> Iterator[bytes]:
+    """The rows of a DataFrame (list features as joined text cells) as records."""
+    columns = [(f, frame[f.name].tolist()) for f in spec.features]
     label = frame[spec.label.name].astype(np.float64).tolist() if spec.label.name in frame else None
     for i in range(len(frame)):
-        feature = {}
+        row = {}
         for f, values in columns:
             v = values[i]
             if f.is_list:
                 ids = [] if v is None else [t.strip() for t in str(v).split(f.separator)]
-                ids = [t for t in ids if t]
-                if f.dtype == "string":
-                    feature[f.name] = train.Feature(
-                        bytes_list=train.BytesList(value=[t.encode() for t in ids])
-                    )
-                else:
-                    feature[f.name] = train.Feature(
-                        int64_list=train.Int64List(value=[int(t) for t in ids])
-                    )
-            elif v is None or (isinstance(v, float) and math.isnan(v)):
-                continue  # missing: the parser gives the spec default
-            elif f.dtype == "string":
-                feature[f.name] = train.Feature(bytes_list=train.BytesList(value=[str(v).encode()]))
-            elif f.dtype == "int64":
-                feature[f.name] = train.Feature(int64_list=train.Int64List(value=[int(v)]))
-            else:
-                feature[f.name] = train.Feature(float_list=train.FloatList(value=[float(v)]))
-        if label is not None and not math.isnan(label[i]):
-            feature[spec.label.name] = train.Feature(float_list=train.FloatList(value=[label[i]]))
-        yield train.Example(features=train.Features(feature=feature)).SerializeToString()
+                v = [t for t in ids if t]
+            row[f.name] = v
+        example = make_example(spec, row, None if label is None else label[i])
+        yield example.SerializeToString()
 
 
 def write_tfrecord(frames, spec: FeatureSpec, path: str | os.PathLike) -> int:

@@ -529,3 +529,45 @@ def test_tfrecord_non_finite_features_are_bad(tmp_path, name):
     for with_label in (True, False):
         with pytest.raises(tf.errors.InvalidArgumentError, match="column 'x'"):
             list(make_dataset(path, SPEC, batch_size=2, with_label=with_label))
+
+
+def test_tfrecord_int64_in_a_float_feature_names_the_feature(tmp_path):
+    path = tmp_path / "w.tfrecord"
+    good = _frame(3)
+    write_table(good, SPEC, path)
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+
+    def holding(record, name, feature):
+        example = tf.train.Example.FromString(record)
+        example.features.feature[name].CopyFrom(feature)
+        return example.SerializeToString()
+
+    int64 = tf.train.Feature(int64_list=tf.train.Int64List(value=[2]))
+    text = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"2.5"]))
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for r in (
+            records[0],
+            holding(records[1], "x", int64),
+            records[2],
+            holding(records[2], "y", int64),
+            holding(records[0], "x", text),
+        ):
+            w.write(r)
+    x_int64 = (
+        "feature 'x' holds int64 values; numeric features are float lists (tf.train.FloatList)"
+    )
+    with pytest.raises(MalformedDataError) as error:
+        check_files(path, SPEC)
+    assert f"w.tfrecord: row 2: {x_int64}" in str(error.value)
+    report = check_files(path, SPEC, on_bad_rows="skip")
+    assert report.files[0].first_bad_rows == {
+        x_int64: [2],
+        "label 'y' holds int64 values; the label is a float list (tf.train.FloatList)": [4],
+        "feature 'x' holds bytes values; numeric features are float lists "
+        "(tf.train.FloatList)": [5],
+    }
+    (chunk,) = read_chunks(path, SPEC, on_bad_rows="skip")
+    np.testing.assert_allclose(chunk["x"], good["x"][[0, 2]])
+    np.testing.assert_allclose(chunk["y"], good["y"][[0, 2]], rtol=1e-6)
+    # Without the label, the record with an int64 label is a good row.
+    assert check_files(path, SPEC, on_bad_rows="skip", with_label=False).rows_kept == 3
