@@ -910,8 +910,15 @@ def train(
             params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
             steps = config.steps_per_epoch or math.ceil(rows["train"] / config.batch_size)
             auto = f" (auto: {rows['train']:,} training rows)" if auto_batch else ""
+            m = config.model
+            sizes = (
+                f"{m.cell.upper()} {m.units}, code embeddings {m.code_embedding_dim}, "
+                f"f_enc {m.encoder_units}, f_pred {m.predictor_units}, f_reg {m.regressor_units}"
+                if config.head in ("rq_reg", "kmeans")
+                else f"f_enc {m.encoder_units}"
+            )
             say(
-                f"model: head {config.head}, {params:,} trainable parameters; "
+                f"model: head {config.head} ({sizes}), {params:,} trainable parameters; "
                 f"{_strategy_name(strategy)} over {strategy.num_replicas_in_sync} replica(s); "
                 f"batch {config.batch_size}{auto}, {steps:,} steps an epoch",
                 since=True,

@@ -575,7 +575,7 @@ def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys):
         "checked 500 validation rows in ",
         "checked 800 test rows in ",
         "codebook: L=1, K=8, zero code below 0.005, reconstruction MAE ",
-        "model: head kmeans, ",
+        "model: head kmeans (LSTM 16, code embeddings 8, f_enc 16, f_pred 16, f_reg 8), ",
     ]
     assert len(lines) > len(expected), lines
     for want, line in zip(expected, lines):
