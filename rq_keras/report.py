@@ -320,6 +320,26 @@ def _plot_distribution(y: np.ndarray, p: np.ndarray, path: str, title: str) -> N
     _save(fig, path)
 
 
+def _label_groups(bins, xs, ys, span: float, share: float = 0.04):
+    """Neighbouring calibration points closer than `share` of the axis span
+    share one label (`"1-6"`, at the group's last point), so the many
+    near-zero deciles of a zero-inflated target do not print over each other.
+
+    Yields `(first bin, last bin, x, y)` per label.
+    """
+    gap = share * (span if span > 0 else 1.0)
+    group = None
+    for b, x, v in zip(bins, xs, ys):
+        if group is not None and math.hypot(x - group[2], v - group[3]) < gap:
+            group = (group[0], b["bin"], x, v)
+            continue
+        if group is not None:
+            yield group
+        group = (b["bin"], b["bin"], x, v)
+    if group is not None:
+        yield group
+
+
 def _plot_calibration(y: np.ndarray, p: np.ndarray, path: str, title: str) -> None:
     bins = decile_calibration(y, p)
     mp = np.array([b["mean_prediction"] for b in bins])
@@ -330,8 +350,9 @@ def _plot_calibration(y: np.ndarray, p: np.ndarray, path: str, title: str) -> No
     ax = fig.add_subplot()
     ax.plot([lo, hi], [lo, hi], color="0.6", linestyle="--", linewidth=1, label="y = x")
     ax.plot(mp, ml, "o-", color="#4c72b0", label=f"{len(bins)} groups by prediction")
-    for b, x, v in zip(bins, mp, ml):
-        ax.annotate(str(b["bin"]), (x, v), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    for first, last, x, v in _label_groups(bins, mp, ml, hi - lo):
+        text = str(first) if first == last else f"{first}-{last}"
+        ax.annotate(text, (x, v), textcoords="offset points", xytext=(4, -10), fontsize=7)
     ax.set_xlabel("mean prediction")
     ax.set_ylabel("mean label")
     ax.set_title(_with_title("calibration", title))
@@ -362,7 +383,9 @@ def _plot_gain(y: np.ndarray, p: np.ndarray, path: str, title: str) -> None:
     _save(fig, path)
 
 
-def _plot_history(history: Any, path: str, title: str) -> None:
+def _plot_history(
+    history: Any, path: str, title: str, best_epoch: int | None = None, epochs: int | None = None
+) -> None:
     from matplotlib.ticker import MaxNLocator
 
     panels = _history_series(history)
@@ -382,6 +405,11 @@ def _plot_history(history: Any, path: str, title: str) -> None:
         for values, label, style in ((train, "train", "o-"), (val, "validation", "s--")):
             if values is not None:
                 ax.plot(np.arange(1, values.size + 1), values, style, markersize=3, label=label)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="#55a868", linestyle=":", label=f"best epoch {best_epoch}")
+        ran = max((v.size for v in (train, val) if v is not None), default=0)
+        if epochs is not None and 0 < ran < epochs:
+            ax.axvline(ran, color="#c44e52", linestyle="-.", label=f"early stop ({ran}/{epochs})")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name)
         ax.set_xlabel("epoch")
@@ -395,7 +423,14 @@ def _plot_history(history: Any, path: str, title: str) -> None:
 
 
 def write_plots(
-    y_true: Any, y_pred: Any, history: Any, out_dir: str | os.PathLike, *, title: str = ""
+    y_true: Any,
+    y_pred: Any,
+    history: Any,
+    out_dir: str | os.PathLike,
+    *,
+    title: str = "",
+    best_epoch: int | None = None,
+    epochs: int | None = None,
 ) -> dict[str, str]:
     """Writes the report's four PNGs into `out_dir` (created if missing).
 
@@ -403,14 +438,16 @@ def write_plots(
       signed log1p axis (``sign(v) log(1 + |v|)``, ticks in original units),
       log-scale shares of rows, each one's share of zeros in the legend.
     * `calibration.png`: mean label against mean prediction per decile
-      (:func:`decile_calibration`), with the diagonal.
+      (:func:`decile_calibration`), with the diagonal; deciles whose points
+      nearly coincide share one label (`1-6`).
     * `gain.png`: cumulative-gain curves of the model, the perfect ranking and
       a random one (:func:`cumulative_gain`), the normalized Gini in the legend.
     * `loss_curves.png`: one panel per metric of `history` (the known ones,
       `loss`, `gen`, `reg`, `rnc`, `mae`, first), training and `val_` curves
       together against the 1-based epoch; `sampling_probability`, `lr` and
       `learning_rate` are left out. NaN and infinite values are gaps; an empty
-      or None history gives a figure that says "no history".
+      or None history gives a figure that says "no history". The best epoch
+      and an early stop are marked when given.
 
     Each file is written to ``<path>.tmp`` in `out_dir` and renamed into place,
     so a reader never sees a partial PNG.
@@ -422,6 +459,9 @@ def write_plots(
             per-epoch floats), a ``History`` object, or None.
         out_dir: the folder the PNGs go to.
         title: prefix of the figure titles (e.g. the run's name); none when "".
+        best_epoch: marked on every loss-curve panel (the weights kept).
+        epochs: the run's epoch budget; when the history is shorter, where
+            early stopping ended is marked too.
 
     Returns:
         dict of plot name (`distribution`, `calibration`, `gain`,
@@ -439,7 +479,7 @@ def write_plots(
     _plot_distribution(y, p, paths["distribution"], title)
     _plot_calibration(y, p, paths["calibration"], title)
     _plot_gain(y, p, paths["gain"], title)
-    _plot_history(history, paths["loss_curves"], title)
+    _plot_history(history, paths["loss_curves"], title, best_epoch, epochs)
     return paths
 
 

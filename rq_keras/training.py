@@ -997,7 +997,13 @@ def train(
             metrics["test"]["decile_calibration"] = report_lib.decile_calibration(y_true, y_pred)
             _write_predictions(out / "predictions.parquet", y_true, outputs, config.model)
             result.plots = report_lib.write_plots(
-                y_true, y_pred, result.history, out / "plots", title=config.dataset or spec.name
+                y_true,
+                y_pred,
+                result.history,
+                out / "plots",
+                title=config.dataset or spec.name,
+                best_epoch=result.best_epoch,
+                epochs=config.epochs,
             )
             if "exceedance" in outputs:
                 result.plots["reliability"] = report_lib.write_reliability_plot(

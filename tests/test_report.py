@@ -282,3 +282,25 @@ def test_report_needs_neither_tensorflow_nor_pyplot(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
     assert len(os.listdir(tmp_path)) == 4
+
+
+def test_calibration_labels_merge_near_coincident_deciles():
+    from rq_keras.report import _label_groups
+
+    bins = [{"bin": b} for b in range(1, 11)]
+    # Seven deciles at about 0 (a zero-inflated target), then three spread out.
+    xs = np.array([0.0, 0.01, 0.02, 0.02, 0.03, 0.05, 0.08, 5.0, 20.0, 60.0])
+    ys = np.array([0.0, 0.0, 0.1, 0.0, 0.2, 0.1, 0.3, 6.0, 18.0, 70.0])
+    groups = list(_label_groups(bins, xs, ys, span=70.0))
+    assert [(first, last) for first, last, _, _ in groups] == [(1, 7), (8, 8), (9, 9), (10, 10)]
+    # Far-apart points keep one label each.
+    spread = list(_label_groups(bins, np.arange(10.0) * 10, np.arange(10.0) * 10, span=90.0))
+    assert [(first, last) for first, last, _, _ in spread] == [(b, b) for b in range(1, 11)]
+
+
+def test_loss_curves_mark_the_best_epoch_and_an_early_stop(sample, tmp_path):
+    plain = write_plots(*sample, HISTORY, tmp_path / "plain")["loss_curves"]
+    marked = write_plots(*sample, HISTORY, tmp_path / "marked", best_epoch=1, epochs=50)
+    # The marks change the picture (two more lines and their legend entries).
+    with open(plain, "rb") as a, open(marked["loss_curves"], "rb") as b:
+        assert a.read() != b.read()
