@@ -8,8 +8,8 @@ other settings) is trained and scored on the validation split; the test
 split is never read. A head's best trial is the one with the highest
 Norm-Gini(+) (the ranking of buyers the issue's goals are about), ties to the
 lower MAE. Writes `benchmarks/results/tuning.md` (every trial) and
-`benchmarks/results/tuned.json` (`{dataset: {head: {"learning_rate": ...}}}`),
-which `quality.py --tuned` reads.
+`benchmarks/results/tuned.json` (`{dataset: {head: {"learning_rate": ...}}}`,
+other datasets' entries kept), which `quality.py --tuned` reads.
 """
 
 from __future__ import annotations
@@ -56,7 +56,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, REPO)
     rates = [float(v) for v in args.learning_rates.split(",")]
+    # Other datasets' choices in the file are kept; the datasets run here are replaced.
     tuned: dict[str, dict] = {}
+    if os.path.exists(args.tuned):
+        with open(args.tuned, encoding="utf-8") as f:
+            tuned = {k: v for k, v in json.load(f).items() if k not in args.datasets.split(",")}
     lines = []
     with tempfile.TemporaryDirectory(prefix="rq_keras_tune_") as work:
         for dataset in args.datasets.split(","):
