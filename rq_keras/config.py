@@ -73,8 +73,9 @@ class ModelConfig:
         thresholds: the t of the `exceedance` output P(y > t) ((0.0,): the
             probability of a non-zero value, e.g. P(buy)).
         exact_levels: levels of the code tree expanded branch by branch when
-            the distribution is computed (0, the default: none, one more
-            pass of the decoder; 1: every level-1 code is a branch, K_1 rows
+            the distribution is computed (0, the default: none, the
+            decoder's own autoregressive pass gives the atoms, no extra
+            step; 1: every level-1 code is a branch, K_1 rows
             per example through steps 2..L, about 10 times the cost; L - 1:
             exact, but with L = 3 that is K_1 * K_2 rows per example, 2,401
             at K = 48: for measuring the others' error, not for serving). On

@@ -196,6 +196,14 @@ def test_outputs_and_the_served_prediction():
     out = decoder({"state": state, "tokens": tokens}, training=True)
     assert "mean" not in out
     np.testing.assert_array_equal(out["prediction"].numpy(), out["regressor"].numpy())
+    # The layer's one-pass tree reads its own pass's logits instead of running
+    # the pass again: the same distribution as code_tree's own pass (two code
+    # paths of float32 arithmetic: 1e-6 relative).
+    one_pass = _decoder(exact_levels=0)
+    served = one_pass({"state": state}, training=False)
+    own = one_pass.code_tree(state)
+    for key in ("mean", "median", "quantiles", "exceedance"):
+        np.testing.assert_allclose(served[key].numpy(), own[key].numpy(), rtol=1e-6, atol=1e-6)
     # distribution=False (RQRegModel's validation when f_reg is served): no tree.
     assert "mean" not in decoder({"state": state}, training=False, distribution=False)
     # No thresholds: no exceedance output.

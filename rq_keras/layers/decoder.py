@@ -12,8 +12,6 @@ from rq_keras.quantization import START_TOKEN, ZERO_TOKEN, special_tokens, token
 
 __all__ = ["CELLS", "PREDICTIONS", "REGRESSOR_INPUTS", "RQDecoder", "atom_quantiles"]
 
-DISTRIBUTION_OUTPUTS = ("mean", "median", "quantiles", "exceedance")
-
 
 def atom_quantiles(values, probabilities, levels):
     """Quantiles of discrete distributions given by atoms.
@@ -150,9 +148,10 @@ class RQDecoder(keras.layers.Layer):
     L - 1` this is the exact distribution (tested against enumerating every
     code sequence); with 1 and L = 3 only level 3 is approximated by its
     expectation given E[e_2], with 0 levels 2..L are (the errors are
-    measured by `benchmarks/code_tree.py`). Cost: `exact_levels=0` one more
-    pass of L steps and `K_1` atoms; 1: `K_1` branches through steps 2..L
-    and `K_1 * K_2` atoms per row. With the zero code, a branch at `<zero>`
+    measured by `benchmarks/code_tree.py`). Cost: `exact_levels=0` reads the
+    logits of the layer's own autoregressive pass (no extra step; `K_1`
+    atoms); 1: `K_1` branches through steps 2..L and `K_1 * K_2` atoms per
+    row. With the zero code, a branch at `<zero>`
     stays `<zero>` (value 0) at every later level, as the quantizer codes it.
 
     Returns:
@@ -387,7 +386,10 @@ class RQDecoder(keras.layers.Layer):
         if distribution is None:
             distribution = not training
         if distribution and self.centroids is not None:
-            outputs.update(self.code_tree(state))
+            # The pass above is the tree's one pass unless it read true codes.
+            outputs.update(
+                self.code_tree(state, pass_logits=None if teacher else outputs["logits"])
+            )
             if self.prediction != "regressor":
                 prediction = outputs[self.prediction]
         return {"prediction": prediction, **outputs}
@@ -397,13 +399,19 @@ class RQDecoder(keras.layers.Layer):
         values = list(self.centroids[level])
         return tf.constant(([0.0] + values) if self.zero_token else values, tf.float32)
 
-    def code_tree(self, state, exact_levels: int | None = None) -> dict[str, tf.Tensor]:
+    def code_tree(
+        self, state, exact_levels: int | None = None, pass_logits=None
+    ) -> dict[str, tf.Tensor]:
         """The predictive distribution over the code tree (see the class doc).
 
         Args:
             state: the encoder output `(batch, state_size)`.
             exact_levels: overrides the layer's `exact_levels` (a
                 benchmark compares 1 with L - 1, the exact distribution).
+            pass_logits: the logits `(batch, L, V)` of the autoregressive
+                pass of `state` (the layer's `logits` output at inference).
+                With no level expanded they are the tree's one pass, which is
+                then not run again; otherwise unused.
 
         Returns:
             dict: `mean`, `median` `(batch,)`, `quantiles` `(batch, Q)`,
@@ -414,12 +422,14 @@ class RQDecoder(keras.layers.Layer):
         # Expanding L - 1 levels is already exact; expanding level L too would
         # multiply the rows by K_L for nothing. 0: level 1's codes are the
         # atoms, one pass, no branches.
-        levels = self.exact_levels if exact_levels is None else int(exact_levels)
-        expand = min(levels, max(0, self.num_levels - 1))
+        exact = self.exact_levels if exact_levels is None else int(exact_levels)
+        expand = min(exact, max(0, self.num_levels - 1))
+        reuse = pass_logits is not None and expand == 0
         table = tf.cast(self.code_embeddings, self.compute_dtype)
         batch = tf.shape(state)[0]
-        states = self._initial_states(tf.cast(state, self.compute_dtype))
-        x = tf.repeat(table[START_TOKEN][tf.newaxis, :], batch, axis=0)
+        if not reuse:
+            states = self._initial_states(tf.cast(state, self.compute_dtype))
+            x = tf.repeat(table[START_TOKEN][tf.newaxis, :], batch, axis=0)
         branches = 1  # per example; rows are (example, branch), example-major
         path_p = tf.ones([batch, 1], tf.float32)
         path_v = tf.zeros([batch, 1], tf.float32)
@@ -427,9 +437,12 @@ class RQDecoder(keras.layers.Layer):
         atom_p = atom_v = None
         shift = 0.0
         for level in range(self.num_levels):
-            h, states = self.recurrent_cell(x, states, training=False)
-            states = list(states) if isinstance(states, (list, tuple)) else [states]
-            logits = tf.cast(self.predictor(h), tf.float32)
+            if reuse:
+                logits = tf.cast(pass_logits[:, level], tf.float32)
+            else:
+                h, states = self.recurrent_cell(x, states, training=False)
+                states = list(states) if isinstance(states, (list, tuple)) else [states]
+                logits = tf.cast(self.predictor(h), tf.float32)
             own = self._level_logits(level, logits)
             size = own.shape[-1]
             probs = tf.reshape(tf.nn.softmax(own, axis=-1), [batch, branches, size])
@@ -466,8 +479,9 @@ class RQDecoder(keras.layers.Layer):
                 )
             else:
                 shift += tf.linalg.matvec(probs, values)
-            full = tf.nn.softmax(logits, axis=-1)
-            x = tf.matmul(tf.cast(full, self.compute_dtype), table)
+            if not reuse:
+                full = tf.nn.softmax(logits, axis=-1)
+                x = tf.matmul(tf.cast(full, self.compute_dtype), table)
         if atom_p is None:
             atom_p, atom_v = path_p, path_v
         else:
@@ -483,8 +497,7 @@ class RQDecoder(keras.layers.Layer):
                 float("inf") if high is None else high,
             )
         total = tf.reduce_sum(atom_p, axis=1)
-        levels = [0.5, *self.quantiles]
-        quantiles = atom_quantiles(atom_v, atom_p, levels)
+        quantiles = atom_quantiles(atom_v, atom_p, [0.5, *self.quantiles])
         out = {
             "mean": tf.math.divide_no_nan(tf.reduce_sum(atom_p * atom_v, axis=1), total),
             "median": quantiles[:, 0],
