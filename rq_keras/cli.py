@@ -164,11 +164,9 @@ def format_metrics(metrics: dict) -> str:
         note = _NOTES.get(key, "")
         lines.append(f"  {label:<17} {text:>12}{note}".rstrip())
     if "mean_prediction" in test:
-        ratio = test.get("mean_ratio")
-        off = "n/a" if ratio is None else f"{100 * (ratio - 1):+.1f}%"
         lines.append(
             f"  {'total value':<17} mean prediction {test['mean_prediction']:,.4g} vs mean "
-            f"label {test['mean_label']:,.4g} ({off})"
+            f"label {test['mean_label']:,.4g} ({_off(test.get('mean_ratio'))})"
         )
     for name, trivial in (test.get("trivial") or {}).items():
         lines.append(
@@ -178,12 +176,10 @@ def format_metrics(metrics: dict) -> str:
     if "by_prediction" in test:
         lines.append(f"  {'prediction':<17} {test['prediction_type']} (every type, same rows:)")
         for kind, scores in test["by_prediction"].items():
-            ratio = scores.get("mean_ratio")
             lines.append(
                 f"  {'  ' + kind:<17} MAE {scores['mae']:.4f}, Norm-Gini(+) "
                 f"{_fmt(scores['normalized_gini_positive'])}, Spearman(+) "
-                f"{_fmt(scores['spearman_positive'])}, total "
-                f"{'n/a' if ratio is None else f'{100 * (ratio - 1):+.1f}%'}"
+                f"{_fmt(scores['spearman_positive'])}, total {_off(scores.get('mean_ratio'))}"
             )
     distribution = test.get("distribution") or {}
     if "interval" in distribution:
@@ -210,6 +206,11 @@ def format_metrics(metrics: dict) -> str:
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _off(ratio) -> str:
+    """Mean prediction over mean label as a signed percentage off (`-2.3%`)."""
+    return "n/a" if ratio is None else f"{100 * (ratio - 1):+.1f}%"
 
 
 # Read beside the value: what a number alone would mislead about.

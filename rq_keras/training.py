@@ -974,7 +974,8 @@ def train(
                     quantizer.token_offsets,
                     zero_token=quantizer.zero_token,
                 )
-            # 1,024: the code tree multiplies the decoder's rows by K_1.
+            # 1,024: with `exact_levels` >= 1 the code tree multiplies the
+            # decoder's rows by K_1.
             test_data = make_dataset(test_files, spec, batch_size=1024)
             y_true, outputs = _predict(final, test_data, quantizer, code_report)
             y_pred = outputs["prediction"]
