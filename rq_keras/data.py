@@ -56,6 +56,7 @@ __all__ = [
     "check_files",
     "delimiter_for",
     "file_format",
+    "input_paths",
     "iter_files",
     "make_dataset",
     "make_example",
@@ -177,7 +178,10 @@ def file_format(path: str) -> str:
     )
 
 
-def _as_paths(files: str | os.PathLike | Iterable) -> list[str]:
+def input_paths(files: str | os.PathLike | Iterable) -> list[str]:
+    """One file or several -> their paths, each an existing file of a known
+    format (ValueError when none is given or the format is unknown,
+    FileNotFoundError for a missing one)."""
     if isinstance(files, (str, os.PathLike)):
         files = [files]
     paths = [os.fspath(f) for f in files]
@@ -746,7 +750,7 @@ def read_chunks(
     _check_policy(on_bad_rows)
     if chunk_rows < 1:
         raise ValueError(f"`chunk_rows` must be >= 1, got {chunk_rows}")
-    (path,) = _as_paths([path])
+    (path,) = input_paths([path])
     extra = _check_extra_columns(extra_columns, spec, with_label)
     report = report if report is not None else FileReport(path)
     fmt = file_format(path)
@@ -783,7 +787,7 @@ def iter_files(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Iterator[dict[str, np.ndarray]]:
     """`read_chunks` over several files, one `FileReport` each in `report`."""
-    for path in _as_paths(files):
+    for path in input_paths(files):
         file_report = FileReport(path)
         report.files.append(file_report)
         yield from read_chunks(
@@ -1048,7 +1052,7 @@ def make_dataset(
     import tensorflow as tf
 
     _check_policy(on_bad_rows)
-    paths = _as_paths(files)
+    paths = input_paths(files)
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
     if input_context is not None:

@@ -418,18 +418,13 @@ def _check_id_columns(id_columns: Sequence[str]) -> list[str]:
 
 
 def _input_paths(inputs) -> list[str]:
-    from rq_keras.data import file_format
+    from rq_keras.data import input_paths
 
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    paths = [os.fspath(p) for p in inputs]
-    if not paths:
-        raise PredictError("no input files given")
-    for path in paths:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: no such file")
-        file_format(path)
-    return paths
+    if not isinstance(inputs, (str, os.PathLike)):
+        inputs = list(inputs)
+        if not inputs:
+            raise PredictError("no input files given")
+    return input_paths(inputs)
 
 
 def _check_inputs(paths, spec, extra, on_bad_rows) -> dict[str, Any]:
