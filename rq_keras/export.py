@@ -303,17 +303,10 @@ def feature_tensors(spec, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
 # ---------------------------------------------------------------- runs
 def load_run(model_dir: str | os.PathLike):
     """(model, spec, held-out files) of a `train.py` output directory."""
-    from rq_keras.features import FeatureSpec
-    from rq_keras.run_dir import load_model, read_yaml
+    from rq_keras.run_dir import load_trained, read_yaml
 
     run = pathlib.Path(model_dir)
-    for name in ("model.keras", "feature_spec.yaml"):
-        if not (run / name).is_file():
-            raise FileNotFoundError(
-                f"{run / name} is missing: --model-dir must be a finished train.py run"
-            )
-    spec = FeatureSpec.load(run / "feature_spec.yaml")
-    model = load_model(run / "model.keras")
+    model, spec = load_trained(run)
     held_out: list[str] = []
     config_path = run / "config.yaml"
     if config_path.is_file():

@@ -217,17 +217,13 @@ def _load_run(model_dir: str | os.PathLike) -> _Scorer:
     import tensorflow as tf
 
     from rq_keras.export import OUTPUTS
-    from rq_keras.features import FeatureSpec
-    from rq_keras.run_dir import load_model
+    from rq_keras.run_dir import load_trained
 
     run = pathlib.Path(model_dir)
-    for name in ("model.keras", "feature_spec.yaml"):
-        if not (run / name).is_file():
-            raise PredictError(
-                f"{run / name} is missing: --model-dir must be a finished train.py run"
-            )
-    spec = FeatureSpec.load(run / "feature_spec.yaml")
-    model = load_model(run / "model.keras")
+    try:
+        model, spec = load_trained(run)
+    except FileNotFoundError as err:
+        raise PredictError(str(err)) from None
 
     @tf.function(reduce_retracing=True, autograph=False)
     def step(features):

@@ -35,6 +35,7 @@ __all__ = [
     "RunDir",
     "RunDirError",
     "load_model",
+    "load_trained",
     "read_yaml",
 ]
 
@@ -229,3 +230,22 @@ def load_model(path: str | os.PathLike):
         raise RunDirError(
             f"{path} cannot be loaded as a model ({type(err).__name__}: {first})"
         ) from None
+
+
+def load_trained(run: str | os.PathLike):
+    """`(model, spec)` of a finished run: its `model.keras` and `feature_spec.yaml`.
+
+    Raises:
+        FileNotFoundError: one of the two files is missing, naming it.
+        RunDirError: the model cannot be loaded (see `load_model`).
+    """
+    from rq_keras.features import FeatureSpec
+
+    run = pathlib.Path(run)
+    for name in ("model.keras", "feature_spec.yaml"):
+        if not (run / name).is_file():
+            raise FileNotFoundError(
+                f"{run / name} is missing: --model-dir must be a finished train.py run"
+            )
+    spec = FeatureSpec.load(run / "feature_spec.yaml")
+    return load_model(run / "model.keras"), spec
