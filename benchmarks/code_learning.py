@@ -27,6 +27,8 @@ import tempfile
 from _machine import cpu_model, write_results
 from quality import PAPER, base_config, batch_size, run_one, splits
 
+from rq_keras.config import PREDICTIONS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 # name -> TrainConfig overrides on top of quality.py's RQ-Reg settings.
@@ -39,7 +41,6 @@ VARIANTS = {
     # The paper's batch: 17 steps an epoch on CDNOW instead of the auto batch's 65.
     "default, batch 1024": {"batch_size": 1024},
 }
-PREDICTIONS = ("regressor", "mean", "median")
 METRIC_KEYS = ("mean_ratio", "mae", "normalized_gini_positive", "spearman_positive")
 
 

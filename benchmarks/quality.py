@@ -159,8 +159,8 @@ def mean_std(values) -> str:
 
 
 def table(results: dict[str, list[dict]], every_prediction: bool = True) -> list[str]:
-    """One row per head; with `every_prediction`, an RQ-Reg run's other
-    prediction types get a row each (`rq_reg: median`), the served one marked."""
+    """One row per head; with `every_prediction`, a run's other prediction
+    types get a row each (`rq_reg: median`), after the served one's."""
     head = (
         "| head | "
         + " | ".join(label for _, label in METRICS)
@@ -172,13 +172,13 @@ def table(results: dict[str, list[dict]], every_prediction: bool = True) -> list
         epochs = "/".join(str(r["epochs"]) for r in runs)
         kinds = [(None, runs)]
         if every_prediction and "by_prediction" in runs[0]:
+            # The served prediction first, then the model's other types
+            # (ZILN has one: positive_mean).
             served = runs[0]["prediction_type"]
-            kinds = [
-                (
-                    kind + (" (served)" if kind == served else ""),
-                    [r["by_prediction"][kind] for r in runs],
-                )
-                for kind in ("mean", "median", "regressor")
+            kinds = [(served + " (served)", runs)] + [
+                (kind, [r["by_prediction"][kind] for r in runs])
+                for kind in runs[0]["by_prediction"]
+                if kind != served
             ]
         for kind, scores in kinds:
             cells = [mean_std([r.get(key) for r in scores]) for key, _ in METRICS]

@@ -181,6 +181,11 @@ def format_metrics(metrics: dict) -> str:
                 f"{_fmt(scores['normalized_gini_positive'])}, Spearman(+) "
                 f"{_fmt(scores['spearman_positive'])}, total {_off(scores.get('mean_ratio'))}"
             )
+        if "positive_mean" in test["by_prediction"]:
+            lines.append(
+                f"  {'':<17} (positive_mean is E[y | y > 0]: it ranks the rows with y > 0, "
+                "its total is not a budget)"
+            )
     distribution = test.get("distribution") or {}
     if "interval" in distribution:
         interval = distribution["interval"]

@@ -17,8 +17,9 @@ CELLS = ("lstm", "gru", "rnn")
 # What f_reg reads (see `RQDecoder`): the logits as they are, or behind stop_gradient.
 REGRESSOR_INPUTS = ("logits", "stopped")
 # What the `prediction` output is (see `RQDecoder`): f_reg's sum (the paper), or
-# the mean or median of the predictive distribution over the code tree.
-PREDICTIONS = ("regressor", "mean", "median")
+# the mean, the median or the mean given y > 0 of the predictive distribution
+# over the code tree. Each is also an output of its own.
+PREDICTIONS = ("regressor", "mean", "median", "positive_mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +67,11 @@ class ModelConfig:
         code_embedding_stddev: the code embeddings' initial N(0, s) (1.0;
             the earlier default 0.05 leaves Rank-N-Contrast inert).
         prediction: what the `prediction` output is: `"mean"` (E[y|x] over
-            the code tree, the default), `"median"`, or `"regressor"` (the
-            paper's sum of f_reg's outputs). All three are outputs anyway.
+            the code tree, the default), `"median"`, `"positive_mean"`
+            (E[y | x, y > 0]: the value if there is one, e.g. the spend of a
+            customer who buys; it ranks buyers among themselves), or
+            `"regressor"` (the paper's sum of f_reg's outputs). All four are
+            outputs anyway.
         quantiles: the quantile levels of the `quantiles` output, each in
             (0, 1) ((0.1, 0.5, 0.9)).
         thresholds: the t of the `exceedance` output P(y > t) ((0.0,): the

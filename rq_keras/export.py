@@ -76,6 +76,7 @@ OUTPUTS = (
     "regressor",
     "mean",
     "median",
+    "positive_mean",
     "quantiles",
     "exceedance",
     "level_values",

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.config import PREDICTIONS
+
 __all__ = [
     "OUTPUT_SUFFIXES",
     "PredictError",
@@ -105,7 +107,7 @@ def output_columns(
     """Per-row model outputs -> named 1-D columns, in the order of `outputs`.
 
     A `(batch,)` output keeps its name (`prediction`, `regressor`, `mean`,
-    `median`); a `(batch, n)` one gives n columns: `quantile_0.1`..,
+    `median`, `positive_mean`); a `(batch, n)` one gives n columns: `quantile_0.1`..,
     `p_above_0`.. (the levels formatted with `:g`), `code_1`..,
     `level_value_1`.., `NAME_1`.. for any other. Without `quantiles`
     (`thresholds`) the columns are numbered instead: `quantile_1`..,
@@ -197,7 +199,7 @@ class _Scorer:
             if key not in out:
                 continue
             value = np.asarray(out[key])
-            if key in ("prediction", "regressor", "mean", "median"):
+            if key == "prediction" or key in PREDICTIONS:
                 value = value.reshape(-1)
             result[key] = value.astype(np.int32 if key == "codes" else np.float32, copy=False)
         if "prediction" not in result:

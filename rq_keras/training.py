@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from rq_keras.config import ModelConfig
+from rq_keras.config import PREDICTIONS, ModelConfig
 from rq_keras.quantization import ResidualQuantizer
 from rq_keras.run_dir import STAGING, RunDir, RunDirError, load_model, read_yaml
 
@@ -983,11 +983,14 @@ def train(
             metrics["test"]["trivial"] = trivial_predictors(y_train, y_true)
             if code_report is not None:
                 metrics["test"]["codes"] = code_report.result()
+            # Every prediction type the model has (ZILN: its positive_mean).
+            kinds = [k for k in PREDICTIONS if k in outputs]
+            if kinds:
+                metrics["test"]["prediction_type"] = (
+                    config.model.prediction if "mean" in outputs else "mean"
+                )
+                metrics["test"]["by_prediction"] = {k: evaluate(y_true, outputs[k]) for k in kinds}
             if "mean" in outputs:
-                metrics["test"]["prediction_type"] = config.model.prediction
-                metrics["test"]["by_prediction"] = {
-                    k: evaluate(y_true, outputs[k]) for k in ("regressor", "mean", "median")
-                }
                 metrics["test"]["distribution"] = distribution_report(
                     y_true,
                     outputs["quantiles"],
@@ -1242,7 +1245,7 @@ def _build(spec, preprocessor, quantizer, config: TrainConfig, y_train):
 
 
 # Per-row outputs of the evaluation, beside the label (predictions.parquet).
-EVALUATED = ("prediction", "regressor", "mean", "median", "quantiles", "exceedance", "codes")
+EVALUATED = ("prediction", *PREDICTIONS, "quantiles", "exceedance", "codes")
 
 
 def _predict(model, dataset, quantizer=None, code_report=None):

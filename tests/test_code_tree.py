@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rq_keras.config import PREDICTIONS
 from rq_keras.layers.decoder import RQDecoder, atom_quantiles
 from rq_keras.quantization import token_offsets_for
 
@@ -87,6 +88,12 @@ def _reference(values, probs):
     return mean, quantiles, above
 
 
+def _positive_mean(values, probs):
+    """E[y | y > 0] of the atoms."""
+    positive = probs * (values > 0)
+    return (positive * values).sum(1) / positive.sum(1)
+
+
 @pytest.mark.parametrize("zero_token", [False, True])
 def test_tree_is_exact_with_all_but_the_last_level_expanded(zero_token):
     decoder = _decoder(zero_token, exact_levels=2)
@@ -100,6 +107,11 @@ def test_tree_is_exact_with_all_but_the_last_level_expanded(zero_token):
         # float32 softmax and sums against float64: 1e-5 relative.
         np.testing.assert_allclose(tree["mean"].numpy(), mean, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(tree["exceedance"].numpy(), above, rtol=1e-5, atol=1e-6)
+        # Some sequences are clipped to 0 here (0.5 - 1 - 0.2), and <zero> is 0.
+        assert np.all(probs[values <= 0].sum() > 0)
+        np.testing.assert_allclose(
+            tree["positive_mean"].numpy(), _positive_mean(values, probs), rtol=1e-5, atol=1e-6
+        )
         # Quantiles are atom values: the same atom, unless a cumulative
         # probability sits within float32 rounding of a level (not here).
         np.testing.assert_allclose(tree["quantiles"].numpy(), quantiles, rtol=1e-6)
@@ -181,7 +193,7 @@ def test_zero_code_with_one_expanded_level():
 
 def test_outputs_and_the_served_prediction():
     state = _state()
-    for kind in ("regressor", "mean", "median"):
+    for kind in PREDICTIONS:
         decoder = _decoder(prediction=kind)
         out = decoder({"state": state}, training=False)
         assert out["quantiles"].shape == (5, 3) and out["exceedance"].shape == (5, 3)
@@ -191,6 +203,10 @@ def test_outputs_and_the_served_prediction():
         assert np.all(q[:, 0] <= out["median"].numpy()) and np.all(out["median"].numpy() <= q[:, 2])
         e = out["exceedance"].numpy()
         assert np.all((e >= 0) & (e <= 1 + 1e-6)) and np.all(np.diff(e, axis=1) <= 1e-7)
+        # Atoms are >= 0 here (value_range), so E[y] = P(y > 0) E[y | y > 0].
+        np.testing.assert_allclose(
+            out["mean"].numpy(), e[:, 0] * out["positive_mean"].numpy(), rtol=1e-5
+        )
     # Training runs no tree: its prediction is f_reg's (L_reg's y_hat).
     tokens = tf.constant([[1, 4, 6]] * 5)
     out = decoder({"state": state, "tokens": tokens}, training=True)
@@ -202,7 +218,7 @@ def test_outputs_and_the_served_prediction():
     one_pass = _decoder(exact_levels=0)
     served = one_pass({"state": state}, training=False)
     own = one_pass.code_tree(state)
-    for key in ("mean", "median", "quantiles", "exceedance"):
+    for key in ("mean", "median", "positive_mean", "quantiles", "exceedance"):
         np.testing.assert_allclose(served[key].numpy(), own[key].numpy(), rtol=1e-6, atol=1e-6)
     # distribution=False (RQRegModel's validation when f_reg is served): no tree.
     assert "mean" not in decoder({"state": state}, training=False, distribution=False)

@@ -20,6 +20,7 @@ from conftest import REPO
 from rq_keras import ResidualQuantizer
 from rq_keras import export as export_module
 from rq_keras.cli import export_main
+from rq_keras.config import PREDICTIONS
 from rq_keras.data import write_table
 from rq_keras.export import (
     ExportCheckError,
@@ -161,6 +162,7 @@ def test_no_python_ops_and_signature_shapes(exported, loaded):
         "regressor": (tf.float32, (None,)),
         "mean": (tf.float32, (None,)),
         "median": (tf.float32, (None,)),
+        "positive_mean": (tf.float32, (None,)),
         "quantiles": (tf.float32, (None, 3)),  # ModelConfig.quantiles
         "exceedance": (tf.float32, (None, 1)),  # ModelConfig.thresholds
         "level_values": (tf.float32, (None, 3)),
@@ -467,7 +469,7 @@ def test_cpp_loader_serves_both_signatures_like_python(run, exported, loaded, bi
         export_dir, "serving_default", feature_tensors(SPEC, rows), binary=binary
     )
     for got in (by_examples.outputs, by_features.outputs):
-        floats = ("prediction", "regressor", "mean", "median", "quantiles", "exceedance")
+        floats = ("prediction", *PREDICTIONS, "quantiles", "exceedance")
         assert set(got) == {*floats, "level_values", "codes"}
         for key in (*floats, "level_values"):
             np.testing.assert_allclose(got[key], want[key].numpy(), rtol=1e-5, atol=1e-5)

@@ -95,6 +95,8 @@ def test_ziln_loss_and_prediction_match_the_formulas():
     predictions = head_predictions("ziln", out)
     np.testing.assert_allclose(predictions["prediction"], q * np.exp(mu + sigma**2 / 2), rtol=1e-5)
     np.testing.assert_allclose(predictions["positive_probability"], q, rtol=1e-6)
+    # E[y | y > 0]: the lognormal's mean, the prediction without the buy probability.
+    np.testing.assert_allclose(predictions["positive_mean"], np.exp(mu + sigma**2 / 2), rtol=1e-5)
     # Bounded (train(): by the largest training label): the mean of a wide
     # lognormal explodes, exp(sigma^2 / 2) times its median.
     wide = np.array([[3.0, 2.0, 6.0], [0.0, 1.0, 0.5]], np.float32)  # sigma ~6, ~0.97
@@ -210,14 +212,19 @@ def test_save_load_and_config_round_trip(data, head, tmp_path):
     assert rebuilt(x, training=False)["prediction"].shape == (16,)
 
 
-def test_export_serves_the_prediction_only(data, tmp_path):
+def test_export_serves_the_prediction_and_ziln_its_positive_mean(data, tmp_path):
     model = _model(data, "ziln")
     rows = read_rows([str(data[0]["test"])], SPEC, 32)
     result = export_model(model, SPEC, tmp_path / "serving", check_rows=rows)
     assert result.checks["examples/prediction_max_abs_diff"] < 1e-5
+    assert result.checks["examples/positive_mean_max_abs_diff"] < 1e-5
     loaded = tf.saved_model.load(result.export_dir)
-    assert set(loaded.signatures["examples"].structured_outputs) == {"prediction"}
-    assert set(loaded.signatures["serving_default"].structured_outputs) == {"prediction"}
+    for signature in ("examples", "serving_default"):
+        outputs = loaded.signatures[signature].structured_outputs
+        assert set(outputs) == {"prediction", "positive_mean"}
+    mse = export_model(_model(data, "mse"), SPEC, tmp_path / "mse", check_rows=rows)
+    outputs = tf.saved_model.load(mse.export_dir).signatures["examples"].structured_outputs
+    assert set(outputs) == {"prediction"}
 
 
 def test_trains_under_mirrored_strategy(data, mirrored):

@@ -16,7 +16,7 @@ from toy_data import frame as _frame
 from training_runs import toy_files, train_config
 
 from conftest import REPO
-from rq_keras.config import ModelConfig
+from rq_keras.config import PREDICTIONS, ModelConfig
 from rq_keras.data import MalformedDataError, read_chunks
 from rq_keras.export import OUTPUTS, OUTPUTS_FILE, export_model, feature_tensors
 from rq_keras.predict import (
@@ -76,7 +76,7 @@ def _expected(model, path):
     rows = {k: np.concatenate(v) for k, v in rows.items()}
     out = model(feature_tensors(SPEC, rows), training=False)
     outputs = {k: np.asarray(out[k]).reshape(len(rows["x"]), -1) for k in OUTPUTS if k in out}
-    for k in ("prediction", "regressor", "mean", "median"):
+    for k in ("prediction", *PREDICTIONS):
         outputs[k] = outputs[k][:, 0]
     levels = output_levels(model)
     return output_columns(outputs, quantiles=levels["quantiles"], thresholds=levels["thresholds"])

@@ -29,6 +29,7 @@ from rq_keras.callbacks import (
     sampling_probability,
 )
 from rq_keras.cli import train_main
+from rq_keras.config import PREDICTIONS
 from rq_keras.model import ModelConfig, build_model
 from rq_keras.preprocessing import FeaturePreprocessor
 from rq_keras.quantization import ResidualQuantizer
@@ -359,14 +360,14 @@ def test_train_writes_a_complete_run(toy, tmp_path, strategy_name, request):
     # The saved model, predictions and metrics agree with each other.
     predictions = pd.read_parquet(out / "predictions.parquet")
     assert list(predictions.columns) == [
-        "label", "prediction", "regressor", "mean", "median",
+        "label", "prediction", "regressor", "mean", "median", "positive_mean",
         "quantile_0.1", "quantile_0.5", "quantile_0.9", "p_above_0",
         "code_1", "code_2", "code_3",
     ]  # fmt: skip
     # The default prediction is the code tree's mean; each type is scored.
     np.testing.assert_array_equal(predictions["prediction"], predictions["mean"])
     assert metrics["test"]["prediction_type"] == "mean"
-    for kind in ("regressor", "mean", "median"):
+    for kind in PREDICTIONS:
         kind_mae = np.mean(np.abs(predictions["label"] - predictions[kind]))
         assert metrics["test"]["by_prediction"][kind]["mae"] == pytest.approx(kind_mae, rel=1e-9)
     np.testing.assert_array_equal(predictions["median"], predictions["quantile_0.5"])
@@ -531,8 +532,15 @@ def test_baseline_head_run_and_its_export(toy, tmp_path):
     assert {"loss", "mae", "val_loss", "val_mae"} <= set(history[1])
     assert "sampling_probability" not in history[1]  # no decoder, no scheduled sampling
     predictions = pd.read_parquet(out / "predictions.parquet")
-    assert list(predictions.columns) == ["label", "prediction"]
+    assert list(predictions.columns) == ["label", "prediction", "positive_mean"]
     assert (predictions["prediction"] >= 0).all()  # p * exp(mu + sigma^2 / 2)
+    # ZILN's E[y | y > 0] is scored beside its mean (the prediction).
+    assert predictions["positive_mean"].ge(predictions["prediction"]).all()
+    assert metrics["test"]["prediction_type"] == "mean"
+    positive_mae = np.mean(np.abs(predictions["label"] - predictions["positive_mean"]))
+    by_prediction = metrics["test"]["by_prediction"]
+    assert list(by_prediction) == ["positive_mean"]
+    assert by_prediction["positive_mean"]["mae"] == pytest.approx(positive_mae, rel=1e-9)
     # The mean of the training labels as a constant prediction.
     train_mean = _frame(3000, 0)["y"].mean()
     assert metrics["test"]["mae"] < np.mean(np.abs(predictions["label"] - train_mean))
@@ -563,7 +571,7 @@ def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys):
     assert config["head"] == "kmeans" and config["quantizer"]["num_levels"] == 1
     assert ResidualQuantizer.load(out / "codebook.json").num_levels == 1
     assert list(pd.read_parquet(out / "predictions.parquet").columns) == [
-        "label", "prediction", "regressor", "mean", "median",
+        "label", "prediction", "regressor", "mean", "median", "positive_mean",
         "quantile_0.1", "quantile_0.5", "quantile_0.9", "p_above_0", "code_1",
     ]  # fmt: skip
     table = capsys.readouterr().out
@@ -585,7 +593,7 @@ def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys):
     assert "constant train median" in table and "counts as wrong" in table
     # Every prediction type, the interval's coverage and P(y > 0) beside the base rate.
     assert "prediction        mean (every type, same rows:)" in table
-    for kind in ("regressor", "mean", "median"):
+    for kind in PREDICTIONS:
         assert f"    {kind:<15} MAE " in table
     assert "interval          [q0.1, q0.9] holds " in table and "(nominal 80%)" in table
     assert "P(y > 0)          mean " in table and "(base rate " in table

@@ -110,8 +110,9 @@ class RQDecoder(keras.layers.Layer):
             in the expectation.
         code_embedding_stddev: the code embeddings' initial N(0, s).
         prediction: what the `prediction` output is at inference: `"regressor"`
-            (the paper: `sum_l y_l`), `"mean"` or `"median"` of the code
-            tree's distribution (needs `centroids`). In training (`training=True`)
+            (the paper: `sum_l y_l`), `"mean"`, `"median"` or `"positive_mean"`
+            (the mean given y > 0) of the code tree's distribution (needs
+            `centroids`). In training (`training=True`)
             `prediction` is always the regressor's.
         quantiles: levels of the `quantiles` output (each in (0, 1)).
         thresholds: the t of the `exceedance` output P(y > t).
@@ -162,7 +163,8 @@ class RQDecoder(keras.layers.Layer):
         `<zero>` as -1 when `zero_token`), all float32 except `codes`; with
         `residual_regressor`, also `residual` `(batch,)`. At inference with
         `centroids`, also the code tree's `mean` `(batch,)`, `median`
-        `(batch,)`, `quantiles` `(batch, Q)` and, with `thresholds`,
+        `(batch,)`, `positive_mean` `(batch,)` (E[y | x, y > 0]; 0 when no
+        atom is above 0), `quantiles` `(batch, Q)` and, with `thresholds`,
         `exceedance` `(batch, T)`.
     """
 
@@ -414,7 +416,7 @@ class RQDecoder(keras.layers.Layer):
                 then not run again; otherwise unused.
 
         Returns:
-            dict: `mean`, `median` `(batch,)`, `quantiles` `(batch, Q)`,
+            dict: `mean`, `median`, `positive_mean` `(batch,)`, `quantiles` `(batch, Q)`,
             `exceedance` `(batch, T)` (when there are thresholds), float32.
         """
         if self.centroids is None:
@@ -498,9 +500,15 @@ class RQDecoder(keras.layers.Layer):
             )
         total = tf.reduce_sum(atom_p, axis=1)
         quantiles = atom_quantiles(atom_v, atom_p, [0.5, *self.quantiles])
+        # E[y | x, y > 0]: the mass and value of the atoms above 0 (0 when
+        # no atom is above 0).
+        positive_p = atom_p * tf.cast(atom_v > 0.0, tf.float32)
         out = {
             "mean": tf.math.divide_no_nan(tf.reduce_sum(atom_p * atom_v, axis=1), total),
             "median": quantiles[:, 0],
+            "positive_mean": tf.math.divide_no_nan(
+                tf.reduce_sum(positive_p * atom_v, axis=1), tf.reduce_sum(positive_p, axis=1)
+            ),
             "quantiles": quantiles[:, 1:],
         }
         if self.thresholds:
