@@ -279,8 +279,10 @@ def test_cli_resumes_after_sigkill(toy, tmp_path, capsys):
     assert got["spearman"] == pytest.approx(expected["spearman"], abs=0.05)
 
 
-def _workers(args):
-    """train.py as two MultiWorkerMirroredStrategy workers on 127.0.0.1."""
+def _workers(args, scratch):
+    """train.py as two MultiWorkerMirroredStrategy workers on 127.0.0.1, with
+    their temporary files under `scratch` (a killed worker cannot remove its
+    own)."""
     import socket
 
     ports = []
@@ -292,7 +294,12 @@ def _workers(args):
     procs = []
     for index in range(2):
         task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(task)}
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "TF_CONFIG": json.dumps(task),
+            "TMPDIR": str(scratch),
+        }
         procs.append(
             subprocess.Popen(
                 [sys.executable, str(REPO / "train.py"), *args],
@@ -315,7 +322,9 @@ def test_cli_multi_worker_killed_and_resumed(toy, tmp_path):
     args = _cli_args(
         toy, out, "--epochs", "4", "--strategy", "multi_worker", "--set", "min_delta=1e9"
     )
-    procs = _workers(args)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    procs = _workers(args, scratch)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and all(p.poll() is None for p in procs):
@@ -331,7 +340,7 @@ def test_cli_multi_worker_killed_and_resumed(toy, tmp_path):
     done_before = len(read_history(str(out / "history.csv")))
     assert 1 <= done_before < 4 and not (out / "metrics.json").exists()
 
-    procs = _workers(args)
+    procs = _workers(args, scratch)
     outputs = [p.communicate(timeout=400) for p in procs]
     for proc, (_, stderr) in zip(procs, outputs):
         assert proc.returncode == 0, stderr[-3000:]
@@ -343,6 +352,8 @@ def test_cli_multi_worker_killed_and_resumed(toy, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["test"]["rows"] == 800
     assert not [p for p in out.rglob("*") if "workertemp" in p.name]
+    # The finished worker removed its scratch (the killed one's is left).
+    assert len(list(scratch.glob("rq_keras_worker_*"))) == 1
 
 
 def test_a_dataset_run_builds_its_splits_before_replacing_data(tmp_path, capsys):
