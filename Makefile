@@ -71,6 +71,7 @@ bench-profile: setup
 # Learning rates chosen per head on the validation split (writes results/tuned.json) ...
 bench-tune: setup
 	$(PY) benchmarks/tune.py
+	$(PY) benchmarks/tune.py --stage params
 
 # ... which the quality benchmark (test split, 3 seeds) reads.
 bench-quality: setup
