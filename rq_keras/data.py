@@ -42,7 +42,7 @@ import csv
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,7 @@ __all__ = [
     "FileReport",
     "MalformedDataError",
     "check_files",
+    "chunk_length",
     "delimiter_for",
     "file_format",
     "input_paths",
@@ -807,14 +808,16 @@ def check_files(
     on_bad_rows: str = "fail",
     with_label: bool = True,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    on_chunk: Callable[[int, str], None] | None = None,
 ) -> DataReport:
     """Reads every file once and reports its rows and bad rows.
 
     Run it before training: it fails fast on a missing column, an unreadable
     file or (under `"fail"`) the first bad row, naming the file and row.
+    `on_chunk(rows, path)` is called after each chunk of kept rows (progress).
     """
     report = DataReport()
-    for _ in iter_files(
+    for chunk in iter_files(
         files,
         spec,
         report=report,
@@ -822,8 +825,14 @@ def check_files(
         with_label=with_label,
         chunk_rows=chunk_rows,
     ):
-        pass
+        if on_chunk is not None:
+            on_chunk(chunk_length(chunk), report.files[-1].path)
     return report
+
+
+def chunk_length(chunk: Mapping[str, np.ndarray]) -> int:
+    """The number of rows of a reader's chunk (column name -> array)."""
+    return len(next(iter(chunk.values()))) if chunk else 0
 
 
 # --------------------------------------------------------------- graph helpers

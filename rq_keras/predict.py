@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from rq_keras.config import PREDICTIONS
+from rq_keras.progress import RowTicker
 
 __all__ = [
     "OUTPUT_SUFFIXES",
@@ -367,24 +368,15 @@ class _TextTable:
 
 # ---------------------------------------------------------------- progress
 class _Progress:
-    """Progress lines on stderr, at most one a `_PROGRESS_SECONDS`."""
+    """Lines on stderr with `verbose` 1 (while scoring, a `RowTicker` prints
+    at most one a `_PROGRESS_SECONDS`)."""
 
     def __init__(self, verbose: int):
         self.verbose = verbose
-        self.start = time.perf_counter()
-        self.last = self.start
 
     def say(self, text: str) -> None:
         if self.verbose:
             print(text, file=sys.stderr, flush=True)
-
-    def scored(self, rows: int, path: str) -> None:
-        now = time.perf_counter()
-        if not self.verbose or now - self.last < _PROGRESS_SECONDS:
-            return
-        self.last = now
-        rate = rows / max(now - self.start, 1e-9)
-        self.say(f"scored {rows:,} rows ({rate:,.0f} rows/s), reading {path}")
 
 
 # ------------------------------------------------------------------- main
@@ -551,7 +543,7 @@ def predict_files(
     written = 0
     columns: list[str] = []
     table = _ParquetTable(tmp, types, ids) if delimiter is None else _TextTable(tmp, delimiter)
-    progress.start = progress.last = time.perf_counter()
+    ticker = RowTicker(progress.say, "scored rows", every=_PROGRESS_SECONDS)
     try:
         try:
             for path in paths:
@@ -573,7 +565,7 @@ def predict_files(
                         batch = {f.name: rows[f.name][lo : lo + batch_size] for f in spec.features}
                         for key, value in scorer(batch).items():
                             parts.setdefault(key, []).append(value)
-                        progress.scored(written + min(lo + batch_size, n), path)
+                        ticker.at(written + min(lo + batch_size, n), path)
                     outputs = {k: np.concatenate(v) for k, v in parts.items()}
                     out = named(rows, outputs)
                     table.write(out, path)

@@ -63,6 +63,7 @@ import numpy as np
 import yaml
 
 from rq_keras.config import PREDICTIONS, ModelConfig
+from rq_keras.progress import RowTicker
 from rq_keras.quantization import ResidualQuantizer
 from rq_keras.run_dir import STAGING, RunDir, RunDirError, load_model, read_yaml
 
@@ -610,6 +611,10 @@ class TrainResult:
 FRESH, RESUME, EVALUATE = "fresh", "resume", "evaluate"
 
 
+# Seconds between two progress lines of a long pass over the inputs.
+PROGRESS_SECONDS = 10.0
+
+
 class _Progress:
     """Prints what the run is doing before and around Keras' epoch lines.
 
@@ -625,6 +630,14 @@ class _Progress:
         if self.on:
             print(f"{text} in {now - self._last:.1f} s" if since else text, flush=True)
         self._last = now
+
+    def rows(self, what: str):
+        """`on_chunk(rows, path)` for a long pass: an indented line every
+        `PROGRESS_SECONDS`."""
+        if not self.on:
+            return None
+        say = lambda line: print("  " + line, flush=True)  # noqa: E731
+        return RowTicker(say, what, every=PROGRESS_SECONDS).add
 
 
 def _strategy_name(strategy) -> str:
@@ -740,9 +753,10 @@ def _resolve_data(config: TrainConfig, data_dir: pathlib.Path):
     return spec, *_split_files(data_dir, summary["format"]), summary["format"]
 
 
-def _adapt(spec, train_files, config):
-    """One checked pass over the training files: statistics and labels."""
-    from rq_keras.data import DataReport, iter_files
+def _adapt(spec, train_files, config, on_chunk=None):
+    """One checked pass over the training files: statistics and labels.
+    `on_chunk(rows, path)` after each chunk (progress)."""
+    from rq_keras.data import DataReport, chunk_length, iter_files
     from rq_keras.preprocessing import FeaturePreprocessor
 
     report = DataReport()
@@ -751,6 +765,8 @@ def _adapt(spec, train_files, config):
     def chunks():
         for chunk in iter_files(train_files, spec, report=report, on_bad_rows=config.on_bad_rows):
             labels.append(chunk[spec.label.name])
+            if on_chunk is not None:
+                on_chunk(chunk_length(chunk), report.files[-1].path)
             yield chunk
 
     preprocessor = FeaturePreprocessor(spec).adapt(chunks())
@@ -846,7 +862,9 @@ def train(
         spec, train_files, validation_files, test_files, fmt = _resolve_data(config, staging)
         if fmt is not None:
             say(f"built the {config.dataset} splits ({fmt})", since=True)
-        preprocessor, y_train, train_report = _adapt(spec, train_files, config)
+        preprocessor, y_train, train_report = _adapt(
+            spec, train_files, config, on_chunk=say.rows("checking training rows")
+        )
         say(
             f"checked {_rows(train_report)} training rows and adapted {len(spec.features)} "
             "features",
@@ -855,7 +873,12 @@ def train(
         reports = {"train": train_report}
         for split, files in (("validation", validation_files), ("test", test_files)):
             if files:
-                reports[split] = check_files(files, spec, on_bad_rows=config.on_bad_rows)
+                reports[split] = check_files(
+                    files,
+                    spec,
+                    on_bad_rows=config.on_bad_rows,
+                    on_chunk=say.rows(f"checking {split} rows"),
+                )
                 if reports[split].rows_kept == 0:
                     raise ValueError(f"the {split} files {files} hold no usable rows")
                 say(f"checked {_rows(reports[split])} {split} rows", since=True)

@@ -18,6 +18,7 @@ from training_runs import cli_args as _cli_args
 from training_runs import train_config as _config
 
 from conftest import REPO
+from rq_keras import training as training_module
 from rq_keras.callbacks import (
     EarlyStoppingCheckpoint,
     EpochEstimate,
@@ -563,8 +564,10 @@ def test_bad_head_config_is_named(values, message):
         config_from_dict({"dataset": "cdnow", **values})
 
 
-def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys):
+def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys, monkeypatch):
     out = tmp_path / "kmeans"
+    # A progress line for every chunk (a long pass prints one every 10 s).
+    monkeypatch.setattr(training_module, "PROGRESS_SECONDS", 1e-9)
     code = train_main(_cli_args(toy, out, "--head", "kmeans", "--epochs", "1"))
     assert code == 0, capsys.readouterr().err[-3000:]
     config = yaml.safe_load((out / "config.yaml").read_text())
@@ -588,6 +591,9 @@ def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys):
     assert len(lines) > len(expected), lines
     for want, line in zip(expected, lines):
         assert line.startswith(want), (want, line)
+    progress = [line for line in table.splitlines() if line.startswith("  checking ")]
+    assert progress[0].startswith("  checking training rows: 3,000 so far (")
+    assert any(line.startswith("  checking test rows: 800 so far (") for line in progress)
     assert "training done; evaluating on the test split" in table
     assert "total value       mean prediction" in table and "code level 1" in table
     assert "constant train median" in table and "counts as wrong" in table
