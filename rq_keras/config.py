@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import math
 
-__all__ = ["CELLS", "PREDICTIONS", "REGRESSOR_INPUTS", "ModelConfig"]
+__all__ = ["CELLS", "LABEL_SCALES", "PREDICTIONS", "REGRESSOR_INPUTS", "ModelConfig"]
 
 # Recurrent cells of the decoder (Table 4).
 CELLS = ("lstm", "gru", "rnn")
 # What f_reg reads (see `RQDecoder`): the logits as they are, or behind stop_gradient.
 REGRESSOR_INPUTS = ("logits", "stopped")
+# The unit of L_reg: the label's own (the paper), or the training labels' std
+# (stored with the codebook), so that `delta` means the same on any scale.
+LABEL_SCALES = ("none", "std")
 # What the `prediction` output is (see `RQDecoder`): f_reg's sum (the paper), or
 # the mean, the median or the mean given y > 0 of the predictive distribution
 # over the code tree. Each is also an output of its own.
@@ -49,7 +52,12 @@ class ModelConfig:
         reg_weight: lambda_1 (1.0).
         rnc_weight: lambda_2 (0.1; 0: "w/o L_rnc").
         temperature: tau of Rank-N-Contrast (2.0).
-        delta: Huber threshold (2.0; 0.1 Criteo-SSC, 10.0 CIKM16).
+        delta: Huber threshold (2.0; 0.1 Criteo-SSC, 10.0 CIKM16), in the
+            unit `label_scale` sets.
+        label_scale: `"none"` (L_reg on the label as it is: the paper; the
+            default) or `"std"` (L_reg on `y / s` and `y_hat / s`, s the std
+            of the training labels stored in the codebook: `delta` is in
+            stds, and L_reg's size no longer grows with the label's unit).
         cumulative_huber: L_reg's level terms on running sums, earlier levels
             detached (the authors' released code; False: the paper's Eq. 13).
         residual_regressor: a head for what the L codes leave over, added to
@@ -100,6 +108,7 @@ class ModelConfig:
     rnc_weight: float = 0.1
     temperature: float = 2.0
     delta: float = 2.0
+    label_scale: str = "none"
     cumulative_huber: bool = False
     residual_regressor: bool = False
     rnc_cross_replica: bool = True
@@ -115,6 +124,10 @@ class ModelConfig:
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ValueError(f"`cell` must be one of {CELLS}, got {self.cell!r}")
+        if self.label_scale not in LABEL_SCALES:
+            raise ValueError(
+                f"`label_scale` must be one of {LABEL_SCALES}, got {self.label_scale!r}"
+            )
         if self.regressor_input not in REGRESSOR_INPUTS:
             raise ValueError(
                 f"`regressor_input` must be one of {REGRESSOR_INPUTS}, got {self.regressor_input!r}"

@@ -450,7 +450,10 @@ class RQRegLoss:
         rnc_weight: lambda_2, weight of L_rnc, >= 0.
         temperature: tau of Rank-N-Contrast, > 0.
         delta: the Huber threshold, > 0 (the paper: 0.1 for Criteo-SSC,
-            10.0 for CIKM16, 2.0 otherwise).
+            10.0 for CIKM16, 2.0 otherwise), in units of `label_scale`.
+        label_scale: L_reg's unit, > 0: its Huber terms compare `u / s` with
+            `v / s` (1.0: the label's own unit, the paper; `ModelConfig`'s
+            `label_scale="std"` passes the training labels' std).
         reduction: `"sum_over_batch_size"` (sum of weighted per-example losses
             divided by the number of examples), `"sum"`, or `"none"`
             (per-example `(batch,)` tensors, for `tf.nn.compute_average_loss`
@@ -494,12 +497,14 @@ class RQRegLoss:
         name: str = "rq_reg_loss",
         cumulative_huber: bool = False,
         rnc_cross_replica: bool = True,
+        label_scale: float = 1.0,
     ):
         self.gen_weight = _check_weight("gen_weight", gen_weight)
         self.reg_weight = _check_weight("reg_weight", reg_weight)
         self.rnc_weight = _check_weight("rnc_weight", rnc_weight)
         self.temperature = _check_positive("temperature", temperature)
         self.delta = _check_positive("delta", delta)
+        self.label_scale = _check_positive("label_scale", label_scale)
         if reduction not in REDUCTIONS:
             raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
@@ -531,18 +536,24 @@ class RQRegLoss:
         if self.reg_weight > 0:
             # f_reg's sum: `regressor` when the decoder serves another prediction.
             key = "regressor" if "regressor" in outputs else "prediction"
+            unit = 1.0 / self.label_scale  # every value of L_reg in label_scale units
+
+            def scaled(x):
+                return x if self.label_scale == 1.0 else tf.cast(x, tf.float32) * unit
+
             terms["reg"] = huber_terms(
-                label,
-                self._get(outputs, key, "outputs"),
-                self._get(targets, "level_values", "targets"),
-                self._get(outputs, "level_values", "outputs"),
+                scaled(label),
+                scaled(self._get(outputs, key, "outputs")),
+                scaled(self._get(targets, "level_values", "targets")),
+                scaled(self._get(outputs, "level_values", "outputs")),
                 self.delta,
                 cumulative=self.cumulative_huber,
             )
             if "residual" in outputs:
                 # The residual regressor's target: what the L codes leave over.
                 residual = _flat(self._get(targets, "residual", "targets"))
-                terms["reg"] += _huber(residual - _flat(outputs["residual"]), self.delta)
+                error = scaled(residual - _flat(outputs["residual"]))
+                terms["reg"] += _huber(error, self.delta)
         if self.rnc_weight > 0 and _factored_is_cheaper(code_embeddings):
             probabilities = tf.nn.softmax(
                 tf.cast(self._get(outputs, "logits", "outputs"), tf.float32), axis=-1
@@ -595,6 +606,7 @@ class RQRegLoss:
             "name": self.name,
             "cumulative_huber": self.cumulative_huber,
             "rnc_cross_replica": self.rnc_cross_replica,
+            "label_scale": self.label_scale,
         }
 
     @classmethod

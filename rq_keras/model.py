@@ -10,6 +10,7 @@ graph, so `fit` takes the `(features, label)` batches of
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import tensorflow as tf
@@ -214,14 +215,25 @@ def build_decoder(config: ModelConfig, centroids, zero_token: bool, value_range)
     )
 
 
-def loss_config(config: ModelConfig) -> dict[str, Any]:
-    """The `RQRegLoss` arguments of `config` (Eq. 16)."""
+def loss_config(config: ModelConfig, label_std: float | None = None) -> dict[str, Any]:
+    """The `RQRegLoss` arguments of `config` (Eq. 16); `label_std` (the
+    codebook's `label_std`) is L_reg's unit when `config.label_scale` is
+    `"std"`."""
+    scale = 1.0
+    if config.label_scale == "std":
+        if label_std is None or not (math.isfinite(label_std) and label_std > 0):
+            raise ValueError(
+                f"label_scale='std' needs the training labels' std (the codebook's "
+                f"label_std), a finite number > 0; got {label_std!r}"
+            )
+        scale = float(label_std)
     return {
         "gen_weight": config.gen_weight,
         "reg_weight": config.reg_weight,
         "rnc_weight": config.rnc_weight,
         "temperature": config.temperature,
         "delta": config.delta,
+        "label_scale": scale,
         "cumulative_huber": config.cumulative_huber,
         "rnc_cross_replica": config.rnc_cross_replica,
     }
@@ -259,7 +271,9 @@ def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None
         ),
         decoder=decoder,
         label_name=spec.label.name,
-        loss_config=loss_config(config),
+        loss_config=loss_config(
+            config, quantizer.label_std if config.label_scale == "std" else None
+        ),
         name="rq_reg",
     )
     model(

@@ -565,13 +565,35 @@ class ResidualQuantizer:
                 order = np.argsort(residual, kind="stable")  # K sorted runs: a merge
                 data = _Sorted1D.from_sorted(residual[order], data.ws[order])
         self.centroids = centroids
+        mean = float(np.average(y, weights=w))
         self.fit_info = {
             "n": int(y.size),
             "total_weight": float(y.size if w is None else w.sum()),
+            # The (clipped, weighted) labels' std: the unit of L_reg with
+            # ModelConfig.label_scale="std".
+            "label_std": math.sqrt(float(np.average(np.square(y - mean), weights=w))),
             "levels": levels,
             "fit_seconds": time.perf_counter() - start,
         }
         return self
+
+    @property
+    def label_std(self) -> float:
+        """The std of the labels the codebook was fitted on (clipped,
+        weighted); 1.0 when they are all equal.
+
+        Raises:
+            RuntimeError: not fitted.
+            ValueError: a codebook saved by an rq_keras without the field.
+        """
+        self._require_fitted()
+        value = self.fit_info.get("label_std")
+        if value is None:
+            raise ValueError(
+                "the codebook has no label_std (saved by an older rq_keras): fit it again"
+            )
+        value = float(value)
+        return value if value > 0 else 1.0
 
     # ------------------------------------------------------------ vocabulary
     def _require_fitted(self) -> list[np.ndarray]:

@@ -48,6 +48,8 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             `from_quantizer`).
         clip_min, clip_max: the codebook's label clipping.
         zero_threshold: the codebook's zero code threshold (None: none).
+        label_std: the training labels' std (the codebook's `label_std`),
+            needed by `label_scale="std"` only.
         config: the head's `ModelConfig` (or its fields as a dict); default
             `ModelConfig` with an unseeded (random) initialisation.
         **kwargs: `ModelConfig` fields (`units=256`, `prediction="median"`)
@@ -71,6 +73,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
         clip_max: float | None = None,
         zero_threshold: float | None = None,
         config: ModelConfig | Mapping[str, Any] | None = None,
+        label_std: float | None = None,
         **kwargs,
     ):
         if isinstance(config, Mapping):
@@ -102,13 +105,14 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             seed=None if config.seed is None else config.seed + 2000,
             name="encoder",
         )
-        self.rq_loss = RQRegLoss(**loss_config(config), reduction="none")
+        self.rq_loss = RQRegLoss(**loss_config(config, label_std), reduction="none")
         self.mae = keras.metrics.MeanAbsoluteError(name="mae")
         self._codebook = {
             "centroids": [list(map(float, c)) for c in self.label_encoder.centroids],
             "clip_min": clip_min,
             "clip_max": clip_max,
             "zero_threshold": zero_threshold,
+            "label_std": None if label_std is None else float(label_std),
         }
 
     @classmethod
@@ -120,6 +124,8 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             clip_min=quantizer.clip_min,
             clip_max=quantizer.clip_max,
             zero_threshold=quantizer.zero_threshold,
+            # A codebook saved before label_std existed has none.
+            label_std=quantizer.label_std if "label_std" in quantizer.fit_info else None,
             **kwargs,
         )
 

@@ -456,6 +456,7 @@ def test_get_config_round_trip():
         name="ablation",
         cumulative_huber=True,
         rnc_cross_replica=False,
+        label_scale=3.5,
     )
     config = loss_fn.get_config()
     assert config == {
@@ -468,6 +469,7 @@ def test_get_config_round_trip():
         "name": "ablation",
         "cumulative_huber": True,
         "rnc_cross_replica": False,
+        "label_scale": 3.5,
     }
     assert RQRegLoss.from_config(config).get_config() == config
     serialized = keras.utils.serialize_keras_object(loss_fn)
@@ -485,6 +487,7 @@ def test_get_config_round_trip():
         ({"gen_weight": -0.5}, "`gen_weight` must be a finite number >= 0, got -0.5"),
         ({"rnc_weight": float("nan")}, "`rnc_weight` must be a finite number >= 0, got nan"),
         ({"reduction": "mean"}, "`reduction` must be one of"),
+        ({"label_scale": 0.0}, "`label_scale` must be a finite number > 0, got 0.0"),
     ],
 )
 def test_validation_messages(kwargs, message):
@@ -565,3 +568,22 @@ def test_residual_output_adds_its_huber_term_to_l_reg():
     np.testing.assert_allclose(got, [1.0 * 2.0 - 0.5])  # huber(-2, delta 1) = 1.5
     with pytest.raises(ValueError, match="no 'residual' entry"):
         loss(with_residual, targets)
+
+
+@pytest.mark.parametrize("cumulative", [False, True])
+def test_label_scale_is_l_reg_in_units_of_the_scale(cumulative):
+    """Huber_delta(r / s) = Huber_{delta s}(r) / s^2: with label_scale s, L_reg
+    is the label-unit L_reg at threshold delta * s, divided by s^2; L_gen and
+    L_rnc do not change."""
+    outputs, targets = decoder_batch()
+    outputs = {**outputs, "prediction": outputs["prediction"] * 40.0}  # errors on both sides
+    targets = {**targets, "label": targets["label"] * 40.0}
+    s, delta = 25.0, 0.3
+    scaled = RQRegLoss(delta=delta, label_scale=s, cumulative_huber=cumulative)(outputs, targets)
+    plain = RQRegLoss(delta=delta * s, cumulative_huber=cumulative)(outputs, targets)
+    np.testing.assert_allclose(scaled["reg"].numpy(), plain["reg"].numpy() / s**2, rtol=1e-5)
+    for term in ("gen", "rnc"):
+        np.testing.assert_allclose(scaled[term].numpy(), plain[term].numpy(), rtol=1e-6)
+    # Some errors are beyond delta * s and some within (both Huber branches).
+    error = np.abs(np.asarray(targets["label"]) - np.asarray(outputs["prediction"]))
+    assert (error > delta * s).any() and (error < delta * s).any()

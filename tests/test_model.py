@@ -8,7 +8,7 @@ from toy_data import frame as _frame
 from rq_keras import ResidualQuantizer
 from rq_keras.data import make_dataset, write_table
 from rq_keras.metrics import spearman, spearman_positive
-from rq_keras.model import ModelConfig, RQRegModel, build_model
+from rq_keras.model import ModelConfig, RQRegModel, build_model, loss_config
 from rq_keras.preprocessing import FeaturePreprocessor
 
 SMALL = ModelConfig(
@@ -125,6 +125,15 @@ def test_ablation_switches(data):
     assert stopped.decoder.regressor_input == "stopped"
     with pytest.raises(ValueError, match="`regressor_input` must be one of"):
         ModelConfig(regressor_input="detached")
+    # label_scale="std": L_reg in units of the codebook's label std.
+    quantizer = data[2]
+    scaled = _model(data, ModelConfig(**{**SMALL.__dict__, "label_scale": "std"}))
+    assert scaled.rq_loss.label_scale == quantizer.label_std > 1.0
+    assert no_gen.rq_loss.label_scale == 1.0
+    with pytest.raises(ValueError, match="`label_scale` must be one of"):
+        ModelConfig(label_scale="max")
+    with pytest.raises(ValueError, match="label_scale='std' needs the training labels' std"):
+        loss_config(ModelConfig(label_scale="std"))
 
 
 def test_save_and_load(data, tmp_path):

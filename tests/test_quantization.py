@@ -211,6 +211,23 @@ def test_save_load_round_trip(tmp_path):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(loaded.encode(y), q.encode(y))
     assert json.loads(path.read_text())["format_version"] == FORMAT_VERSION
+    # The std of the clipped labels, L_reg's unit with label_scale="std".
+    assert loaded.label_std == q.label_std == pytest.approx(np.minimum(y, 200.0).std(), rel=1e-9)
+
+
+def test_label_std_is_weighted_and_never_zero(tmp_path):
+    y = np.array([1.0, 2.0, 10.0])
+    weighted = ResidualQuantizer(num_levels=1, codebook_size=2).fit(y, [1.0, 1.0, 2.0])
+    assert weighted.label_std == pytest.approx(np.std([1.0, 2.0, 10.0, 10.0]), rel=1e-12)
+    with pytest.warns(UserWarning):
+        constant = ResidualQuantizer(num_levels=1, codebook_size=2).fit(np.full(5, 3.0))
+    assert constant.label_std == 1.0  # no spread: the label's own unit
+    # A codebook saved before the field: asked for, it says so.
+    path = tmp_path / "old.json"
+    weighted.fit_info.pop("label_std")
+    weighted.save(path)
+    with pytest.raises(ValueError, match="no label_std .* fit it again"):
+        _ = ResidualQuantizer.load(path).label_std
 
 
 def _saved(tmp_path):

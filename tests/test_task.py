@@ -81,9 +81,10 @@ def test_tfrs_model_trains_and_loss_falls():
 
 def test_config_round_trip():
     q = ResidualQuantizer(num_levels=2, codebook_size=4).fit(np.arange(100.0))
-    task = RQRegTask.from_quantizer(q, units=8, rnc_weight=0.0)
+    task = RQRegTask.from_quantizer(q, units=8, rnc_weight=0.0, label_scale="std")
     again = RQRegTask.from_config(task.get_config())
     assert again.get_config() == task.get_config()
+    assert again.rq_loss.label_scale == task.rq_loss.label_scale == q.label_std
     assert isinstance(task, tfrs.tasks.Task)
 
 
