@@ -53,7 +53,7 @@ import tf_keras as keras
 
 import rq_keras.layers  # noqa: F401  (registers every layer for `from_config`)
 from rq_keras.layers.encoder import MLPEncoder
-from rq_keras.losses import _huber, global_batch_mean
+from rq_keras.losses import global_batch_mean, huber
 from rq_keras.model import ModelConfig
 
 __all__ = [
@@ -165,7 +165,7 @@ def head_per_example_loss(
         return tf.square(y - value)
     if head == "log_mse":
         return tf.square(_signed_log1p(y) - value)
-    return _huber(y - value, delta)
+    return huber(y - value, delta)
 
 
 def _ziln_loss(y, outputs, label_name):

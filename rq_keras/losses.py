@@ -43,13 +43,14 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from rq_keras.quantization import ZERO_TOKEN, token_offsets_for
+from rq_keras.tokens import ZERO_TOKEN, token_offsets_for
 
 __all__ = [
     "RQRegLoss",
     "code_nll",
     "expected_level_values",
     "global_batch_mean",
+    "huber",
     "huber_terms",
     "rank_n_contrast",
     "rank_n_contrast_factored",
@@ -100,7 +101,9 @@ def code_nll(tokens, logits) -> tf.Tensor:
     return tf.reduce_sum(nll, axis=-1)
 
 
-def _huber(error: tf.Tensor, delta: float) -> tf.Tensor:
+def huber(error: tf.Tensor, delta: float) -> tf.Tensor:
+    """The Huber loss of `error` elementwise (Eq. 12): `error^2 / 2` within
+    `delta`, `delta * |error| - delta^2 / 2` beyond."""
     abs_error = tf.abs(error)
     quadratic = tf.minimum(abs_error, delta)
     return 0.5 * tf.square(quadratic) + delta * (abs_error - quadratic)
@@ -133,7 +136,7 @@ def huber_terms(
         float32 `(batch,)`.
     """
     delta = _check_positive("delta", delta)
-    total = _huber(_flat(y) - _flat(y_hat), delta)
+    total = huber(_flat(y) - _flat(y_hat), delta)
     q = tf.cast(level_values, tf.float32)
     pred = tf.cast(level_predictions, tf.float32)
     if cumulative:
@@ -141,7 +144,7 @@ def huber_terms(
         level_error = tf.math.cumsum(q, axis=-1) - (earlier + pred)
     else:
         level_error = q - pred
-    return total + tf.reduce_sum(_huber(level_error, delta), axis=-1)
+    return total + tf.reduce_sum(huber(level_error, delta), axis=-1)
 
 
 @tf.custom_gradient
@@ -553,7 +556,7 @@ class RQRegLoss:
                 # The residual regressor's target: what the L codes leave over.
                 residual = _flat(self._get(targets, "residual", "targets"))
                 error = scaled(residual - _flat(outputs["residual"]))
-                terms["reg"] += _huber(error, self.delta)
+                terms["reg"] += huber(error, self.delta)
         if self.rnc_weight > 0 and _factored_is_cheaper(code_embeddings):
             probabilities = tf.nn.softmax(
                 tf.cast(self._get(outputs, "logits", "outputs"), tf.float32), axis=-1

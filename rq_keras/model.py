@@ -18,6 +18,7 @@ import tf_keras as keras
 
 import rq_keras.layers  # noqa: F401  (registers every layer for `from_config`)
 from rq_keras.config import ModelConfig
+from rq_keras.layers.code_encoder import ResidualCodeEncoder
 from rq_keras.layers.decoder import RQDecoder
 from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.losses import RQRegLoss, global_batch_mean
@@ -261,7 +262,7 @@ def build_model(spec, preprocessor, quantizer, config: ModelConfig | None = None
     )
     model = RQRegModel(
         features=preprocessor.build_model(seed=seed),
-        label_encoder=quantizer.keras_layer(name="label_encoder"),
+        label_encoder=ResidualCodeEncoder.from_quantizer(quantizer, name="label_encoder"),
         encoder=MLPEncoder(
             decoder.state_size,
             hidden_units=config.encoder_units,

@@ -52,15 +52,22 @@ from typing import Any
 
 import numpy as np
 
+# The token layout lives in a leaf module; its names stay importable from here.
+from rq_keras.tokens import (  # noqa: F401
+    START_TOKEN,
+    ZERO_CODE,
+    ZERO_TOKEN,
+    decision_boundaries,
+    special_tokens,
+    token_offsets_for,
+)
+
 __all__ = ["ResidualQuantizer"]
 
 FORMAT_NAME = "rq_keras.residual_quantizer"
 FORMAT_VERSION = 1
 METHODS = ("kmeans", "kmedians")
 INITS = ("optimal", "kmeans++")
-START_TOKEN = 0
-ZERO_TOKEN = 1  # only in a vocabulary with the zero code
-ZERO_CODE = -1
 
 # How many bad rows an error message lists.
 _MAX_LISTED = 5
@@ -232,27 +239,6 @@ class _Sorted1D:
         """Run boundaries [0, ..., n] of the partition the decision rule makes."""
         inner = np.searchsorted(self.xs, decision_boundaries(centroids), side="right")
         return np.concatenate([[0], inner, [self.n]])
-
-
-def special_tokens(zero_token: bool = False) -> int:
-    """How many tokens precede the codes: `<start>`, and `<zero>` if used."""
-    return 2 if zero_token else 1
-
-
-def token_offsets_for(codebook_sizes: Sequence[int], zero_token: bool = False) -> np.ndarray:
-    """Global token id of code 0 of each level.
-
-    `<start>` is 0 and, with `zero_token`, `<zero>` is 1; the levels' codes
-    follow, level-major.
-    """
-    first = special_tokens(zero_token)
-    return first + np.concatenate([[0], np.cumsum(codebook_sizes)[:-1]]).astype(np.int64)
-
-
-def decision_boundaries(centroids: np.ndarray) -> np.ndarray:
-    """Midpoints between consecutive sorted centroids, shape `(K - 1,)`."""
-    c = np.asarray(centroids, dtype=np.float64)
-    return c[:-1] + (c[1:] - c[:-1]) / 2.0
 
 
 def _candidate_cuts(data: _Sorted1D, num_candidates: int) -> np.ndarray:
@@ -586,7 +572,7 @@ class ResidualQuantizer:
             RuntimeError: not fitted.
             ValueError: a codebook saved by an rq_keras without the field.
         """
-        self._require_fitted()
+        self.require_fitted()
         value = self.fit_info.get("label_std")
         if value is None:
             raise ValueError(
@@ -596,14 +582,14 @@ class ResidualQuantizer:
         return value if value > 0 else 1.0
 
     # ------------------------------------------------------------ vocabulary
-    def _require_fitted(self) -> list[np.ndarray]:
+    def require_fitted(self) -> list[np.ndarray]:
         if self.centroids is None:
             raise RuntimeError("the ResidualQuantizer is not fitted: call fit() or load() first")
         return self.centroids
 
     @property
     def fitted_codebook_sizes(self) -> list[int]:
-        return [int(c.size) for c in self._require_fitted()]
+        return [int(c.size) for c in self.require_fitted()]
 
     @property
     def zero_token(self) -> bool:
@@ -622,7 +608,7 @@ class ResidualQuantizer:
     @property
     def boundaries(self) -> list[np.ndarray]:
         """Decision boundaries per level, level l of shape `(K_l - 1,)`."""
-        return [decision_boundaries(c) for c in self._require_fitted()]
+        return [decision_boundaries(c) for c in self.require_fitted()]
 
     def token_id(self, level: int, code: int) -> int:
         """Global token id of `code` at 0-based `level` (-1 is `<zero>`)."""
@@ -701,7 +687,7 @@ class ResidualQuantizer:
         return self._encode(y)[1]
 
     def _encode(self, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        centroids = self._require_fitted()
+        centroids = self.require_fitted()
         r = self._clip(as_label_array(y))
         codes = np.empty((r.size, self.num_levels), dtype=np.int64)
         values = np.empty((r.size, self.num_levels), dtype=np.float64)
@@ -724,26 +710,14 @@ class ResidualQuantizer:
         """
         codes = self._check_codes(codes)
         out = np.zeros(codes.shape[0], dtype=np.float64)
-        for level, c in enumerate(self._require_fitted()):
+        for level, c in enumerate(self.require_fitted()):
             code = codes[:, level]
             out += np.where(code == ZERO_CODE, 0.0, c[np.maximum(code, 0)])
         return out
 
-    def keras_layer(self, **kwargs):
-        """The in-graph encoder for this codebook (a `ResidualCodeEncoder`)."""
-        from rq_keras.layers.code_encoder import ResidualCodeEncoder
-
-        return ResidualCodeEncoder(
-            centroids=[c.tolist() for c in self._require_fitted()],
-            clip_min=self.clip_min,
-            clip_max=self.clip_max,
-            zero_threshold=self.zero_threshold,
-            **kwargs,
-        )
-
     # ------------------------------------------------------------ save / load
     def to_json_dict(self) -> dict[str, Any]:
-        centroids = [c.tolist() for c in self._require_fitted()]
+        centroids = [c.tolist() for c in self.require_fitted()]
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -761,7 +735,7 @@ class ResidualQuantizer:
                 an existing file at `path` is left as it was.
         """
         path = os.fspath(path)
-        for level, c in enumerate(self._require_fitted()):
+        for level, c in enumerate(self.require_fitted()):
             if not np.all(np.isfinite(c)):
                 raise ValueError(
                     f"level {level}: centroids must be finite, got {c.tolist()}; "
@@ -861,7 +835,7 @@ class ResidualQuantizer:
         mean_abs_y = float(np.mean(np.abs(y)))
         clipped = int(np.count_nonzero(self._clip(y) != y))
         levels = []
-        for level, c in enumerate(self._require_fitted()):
+        for level, c in enumerate(self.require_fitted()):
             levels.append(
                 {
                     "level": level,
@@ -905,7 +879,7 @@ class ResidualQuantizer:
         fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
         ax0.hist(y, bins=min(200, max(10, int(np.sqrt(y.size)))), color="#4c72b0")
         ax0.set_yscale("log")
-        for c in self._require_fitted()[0]:
+        for c in self.require_fitted()[0]:
             ax0.axvline(c, color="#dd8452", linewidth=0.7, alpha=0.8)
         ax0.set_title("labels (log count) and level-1 centroids")
         ax0.set_xlabel("label")

@@ -118,7 +118,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
     @classmethod
     def from_quantizer(cls, quantizer, **kwargs) -> RQRegTask:
         """A task over a fitted `ResidualQuantizer`'s codebook."""
-        centroids = [c.tolist() for c in quantizer._require_fitted()]
+        centroids = [c.tolist() for c in quantizer.require_fitted()]
         return cls(
             centroids,
             clip_min=quantizer.clip_min,

@@ -55,7 +55,7 @@ def run_layer(layer, values):
 def test_bit_identical_to_numpy_float64(quantizer):
     values = hard_values(quantizer)
     assert values.size == 100_000
-    out = run_layer(quantizer.keras_layer(), values)
+    out = run_layer(ResidualCodeEncoder.from_quantizer(quantizer), values)
     np.testing.assert_array_equal(out["codes"], quantizer.encode(values))
     tokens = quantizer.codes_to_tokens(quantizer.encode(values))
     np.testing.assert_array_equal(out["tokens"], tokens)
@@ -66,7 +66,7 @@ def test_bit_identical_to_numpy_float64(quantizer):
 
 def test_bit_identical_to_numpy_float32_labels(quantizer):
     values = in_float32_range(hard_values(quantizer, seed=2))
-    out = run_layer(quantizer.keras_layer(), values)
+    out = run_layer(ResidualCodeEncoder.from_quantizer(quantizer), values)
     np.testing.assert_array_equal(out["codes"], quantizer.encode(values.astype(np.float64)))
 
 
@@ -74,7 +74,9 @@ def test_clipping_matches_numpy():
     y = np.random.default_rng(3).lognormal(1, 1, 5000)
     q = ResidualQuantizer(num_levels=2, codebook_size=8, clip_min=0.5, clip_max=20.0).fit(y)
     values = np.concatenate([y, [-5.0, 0.0, 0.5, 20.0, 1e6]])
-    np.testing.assert_array_equal(run_layer(q.keras_layer(), values)["codes"], q.encode(values))
+    np.testing.assert_array_equal(
+        run_layer(ResidualCodeEncoder.from_quantizer(q), values)["codes"], q.encode(values)
+    )
 
 
 def test_golden_values_and_shapes():
@@ -127,7 +129,7 @@ def test_bad_centroids(centroids, message):
 
 
 def test_get_config_round_trip(quantizer):
-    layer = quantizer.keras_layer(name="codes")
+    layer = ResidualCodeEncoder.from_quantizer(quantizer, name="codes")
     config = layer.get_config()
     clone = ResidualCodeEncoder.from_config(config)
     assert clone.get_config() == config
@@ -138,7 +140,9 @@ def test_get_config_round_trip(quantizer):
 
 def _model(quantizer):
     labels = keras.Input(shape=(), dtype=tf.float32, name="label")
-    return keras.Model(labels, quantizer.keras_layer(name="rq_codes")(labels))
+    return keras.Model(
+        labels, ResidualCodeEncoder.from_quantizer(quantizer, name="rq_codes")(labels)
+    )
 
 
 def test_keras_save_load(tmp_path, quantizer):
@@ -169,7 +173,7 @@ def test_saved_model_round_trip(tmp_path, quantizer):
 def test_under_mirrored_strategy(quantizer, mirrored):
     strategy = mirrored
     with strategy.scope():
-        layer = quantizer.keras_layer()
+        layer = ResidualCodeEncoder.from_quantizer(quantizer)
         layer.build((None,))
     values = in_float32_range(hard_values(quantizer, n=4096, seed=7))
     dataset = strategy.experimental_distribute_dataset(
@@ -204,7 +208,7 @@ def test_codes_are_exact_under_mixed_precision():
     q = ResidualQuantizer(num_levels=3, codebook_size=16).fit(y)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        layer = q.keras_layer()
+        layer = ResidualCodeEncoder.from_quantizer(q)
         out = layer(tf.constant(y))
     finally:
         keras.mixed_precision.set_global_policy("float32")

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from rq_keras.config import PREDICTIONS
 from rq_keras.layers.decoder import RQDecoder, atom_quantiles
-from rq_keras.quantization import token_offsets_for
+from rq_keras.tokens import token_offsets_for
 
 CENTROIDS = [[0.5, 4.0, 9.0], [-1.0, 1.5], [-0.2, 0.1, 0.3]]
 QUANTILES = (0.1, 0.25, 0.9)

@@ -32,3 +32,16 @@ def test_quantizer_import_does_not_load_tensorflow():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "False"
+
+
+def test_the_quantizer_and_the_token_layout_are_leaves():
+    """The numpy quantizer and the token layout import no layer, no loss and
+    no TensorFlow: the layers read them, never the other way round."""
+    code = (
+        "import sys, rq_keras.quantization, rq_keras.tokens\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rq_keras'),"
+        " 'tensorflow' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "['rq_keras', 'rq_keras.quantization', 'rq_keras.tokens'] False"

@@ -12,7 +12,7 @@ from rq_keras import ResidualQuantizer
 from rq_keras.layers import ResidualCodeEncoder
 from rq_keras.layers.decoder import RQDecoder
 from rq_keras.losses import code_nll, expected_level_values
-from rq_keras.quantization import ZERO_CODE, ZERO_TOKEN, token_offsets_for
+from rq_keras.tokens import ZERO_CODE, ZERO_TOKEN, token_offsets_for
 
 THRESHOLD = 5e-3
 
@@ -176,7 +176,7 @@ def test_in_graph_encoder_is_bit_identical():
     probes = np.concatenate(
         [y, edges, np.nextafter(edges, 0), np.nextafter(edges, 1), q.boundaries[0]]
     )
-    layer = q.keras_layer()
+    layer = ResidualCodeEncoder.from_quantizer(q)
     out = layer(tf.constant(probes))
     np.testing.assert_array_equal(out["codes"].numpy(), q.encode(probes))
     np.testing.assert_array_equal(out["tokens"].numpy(), q.codes_to_tokens(q.encode(probes)))
@@ -273,11 +273,11 @@ def test_teacher_forcing_reads_the_zero_token_embedding():
     np.testing.assert_allclose(again["logits"][1], forced["logits"][1], rtol=1e-6, atol=1e-7)
 
 
-def test_keras_layer_round_trip_in_a_model(tmp_path):
+def test_in_graph_encoder_round_trip_in_a_model(tmp_path):
     y = _zero_inflated(2000)
     q = ResidualQuantizer(num_levels=2, codebook_size=8, zero_threshold=THRESHOLD).fit(y)
     inp = keras.Input(shape=(), dtype=tf.float64)
-    model = keras.Model(inp, q.keras_layer()(inp)["codes"])
+    model = keras.Model(inp, ResidualCodeEncoder.from_quantizer(q)(inp)["codes"])
     model.save(tmp_path / "enc.keras")
     again = keras.models.load_model(tmp_path / "enc.keras")
     np.testing.assert_array_equal(again(tf.constant(y)).numpy(), q.encode(y))

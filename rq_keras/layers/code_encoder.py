@@ -9,7 +9,7 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
-from rq_keras.quantization import (
+from rq_keras.tokens import (
     ZERO_CODE,
     ZERO_TOKEN,
     decision_boundaries,
@@ -42,7 +42,7 @@ class ResidualCodeEncoder(keras.layers.Layer):
     code is the number of decision boundaries strictly below the residual
     (nearest centroid, the lower one on an exact midpoint), computed in float64
     from the same boundaries, so the codes are bit-identical to
-    `ResidualQuantizer.encode`. Build it with `ResidualQuantizer.keras_layer()`.
+    `ResidualQuantizer.encode`. Build it with `ResidualCodeEncoder.from_quantizer(q)`.
 
     Args:
         centroids: per level the sorted centroids (a list of L lists; the
@@ -97,6 +97,23 @@ class ResidualCodeEncoder(keras.layers.Layer):
         self.codebook_sizes = [len(c) for c in self.centroids]
         self.vocabulary_size = special_tokens(self.zero_token) + sum(self.codebook_sizes)
         self.token_offsets = token_offsets_for(self.codebook_sizes, self.zero_token).tolist()
+
+    @classmethod
+    def from_quantizer(cls, quantizer, **kwargs) -> ResidualCodeEncoder:
+        """The in-graph encoder of a fitted `ResidualQuantizer` (its
+        centroids, clipping and zero code); `kwargs` go to the constructor
+        (`name=...`, `check_finite=...`).
+
+        Raises:
+            RuntimeError: the quantizer is not fitted.
+        """
+        return cls(
+            centroids=[c.tolist() for c in quantizer.require_fitted()],
+            clip_min=quantizer.clip_min,
+            clip_max=quantizer.clip_max,
+            zero_threshold=quantizer.zero_threshold,
+            **kwargs,
+        )
 
     def build(self, input_shape):
         width = max(self.codebook_sizes)

@@ -8,7 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from rq_keras.config import CELLS, PREDICTIONS, REGRESSOR_INPUTS, check_distribution_options
-from rq_keras.quantization import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
+from rq_keras.tokens import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
 
 __all__ = ["CELLS", "PREDICTIONS", "REGRESSOR_INPUTS", "RQDecoder", "atom_quantiles"]
 
