@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
@@ -45,3 +47,19 @@ def test_the_quantizer_and_the_token_layout_are_leaves():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "['rq_keras', 'rq_keras.quantization', 'rq_keras.tokens'] False"
+
+
+def test_the_flat_api_names_what_a_user_needs():
+    import importlib
+
+    import rq_keras
+
+    names = {
+        "ResidualQuantizer", "FeatureSpec", "FeaturePreprocessor", "ModelConfig", "TrainConfig",
+        "RQRegTask", "build_model", "train", "export_run", "make_dataset",
+    }  # fmt: skip
+    assert names <= set(rq_keras.__all__) and names <= set(dir(rq_keras))
+    for name, module in rq_keras._EXPORTS.items():
+        assert getattr(rq_keras, name) is getattr(importlib.import_module(module), name)
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        _ = rq_keras.nothing
