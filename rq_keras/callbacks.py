@@ -10,6 +10,8 @@ import time
 
 import tf_keras as keras
 
+from rq_keras.atomic import atomic_path, write_json
+
 __all__ = [
     "EarlyStoppingCheckpoint",
     "EpochHistory",
@@ -236,7 +238,11 @@ class EarlyStoppingCheckpoint(keras.callbacks.Callback):
             if self.patience is not None and self.state["wait"] >= self.patience:
                 self.state["stopped_epoch"] = epoch + 1
                 self.model.stop_training = True
-        _write_json(self.write_state_path, self.state)
+        write_json(
+            self.write_state_path,
+            self.state,
+            tmp_name=os.path.basename(self.write_state_path) + ".tmp",
+        )
 
     def on_train_end(self, logs=None):
         if self.state["best_epoch"] is not None:
@@ -264,13 +270,12 @@ class EpochHistory(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.rows[epoch + 1] = {k: float(v) for k, v in (logs or {}).items()}
         keys = sorted({k for row in self.rows.values() for k in row})
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["epoch", *keys])
-            for e in sorted(self.rows):
-                writer.writerow([e, *(repr(self.rows[e].get(k, math.nan)) for k in keys)])
-        os.replace(tmp, self.path)
+        with atomic_path(self.path, tmp_name=os.path.basename(self.path) + ".tmp") as tmp:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(["epoch", *keys])
+                for e in sorted(self.rows):
+                    writer.writerow([e, *(repr(self.rows[e].get(k, math.nan)) for k in keys)])
 
     def history(self) -> dict[str, list[float]]:
         """Metric name -> values of epochs 1..n (as Keras `History.history`)."""
@@ -385,10 +390,3 @@ def read_history(path: str) -> dict[int, dict[str, float]]:
 def rows_to_history(rows: dict[int, dict[str, float]]) -> dict[str, list[float]]:
     keys = sorted({k for row in rows.values() for k in row})
     return {k: [rows[e].get(k, math.nan) for e in sorted(rows)] for k in keys}
-
-
-def _write_json(path: str, doc) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2)
-    os.replace(tmp, path)

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.atomic import atomic_path
 from rq_keras.features import Feature, FeatureSpec
 
 __all__ = [
@@ -1258,10 +1259,9 @@ def write_tfrecord(frames, spec: FeatureSpec, path: str | os.PathLike) -> int:
     path = os.fspath(path)
     if isinstance(frames, pd.DataFrame):
         frames = [frames]
-    tmp = f"{path}.tmp-{os.getpid()}"
     options = tf.io.TFRecordOptions(compression_type=_tfrecord_compression(path))
     written = 0
-    with tf.io.TFRecordWriter(tmp, options) as writer:
+    with atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp, options) as writer:
         for frame in frames:
             missing = [c for c in spec.feature_names if c not in frame.columns]
             if missing:
@@ -1269,7 +1269,6 @@ def write_tfrecord(frames, spec: FeatureSpec, path: str | os.PathLike) -> int:
             for record in _example_bytes(spec, frame):
                 writer.write(record)
                 written += 1
-    os.replace(tmp, path)
     return written
 
 
@@ -1292,14 +1291,13 @@ def write_table(
     missing = [c for c in (*keep, *spec.feature_names) if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: the rows lack feature column(s) {missing}")
-    tmp = f"{path}.tmp-{os.getpid()}"
     part = frame[columns]
-    if fmt == "parquet":
-        part.to_parquet(tmp, index=False, row_group_size=131_072)
-    else:
-        sep = delimiter_for(path) or " "
-        part.to_csv(tmp, index=False, sep=sep)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if fmt == "parquet":
+            part.to_parquet(tmp, index=False, row_group_size=131_072)
+        else:
+            sep = delimiter_for(path) or " "
+            part.to_csv(tmp, index=False, sep=sep)
     return len(part)
 
 

@@ -33,6 +33,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rq_keras.atomic import atomic_path
+
 __all__ = ["Feature", "LabelSpec", "FeatureSpec", "FeatureSpecError"]
 
 KINDS = ("categorical", "hashed", "list", "numeric")
@@ -492,14 +494,8 @@ class FeatureSpec:
 
         path = os.fspath(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                yaml.safe_dump(self.to_dict(), fh, sort_keys=False, allow_unicode=True)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(self.to_dict(), fh, sort_keys=False, allow_unicode=True)
 
     # --------------------------------------------------------------- derived
     @property

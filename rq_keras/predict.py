@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.atomic import atomic_path
 from rq_keras.config import PREDICTIONS
 from rq_keras.progress import RowTicker
 
@@ -538,13 +539,13 @@ def predict_files(
 
     directory = os.path.dirname(os.path.abspath(output))
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(output)}.tmp-{os.getpid()}")
     report = DataReport()
     written = 0
     columns: list[str] = []
-    table = _ParquetTable(tmp, types, ids) if delimiter is None else _TextTable(tmp, delimiter)
     ticker = RowTicker(progress.say, "scored rows", every=_PROGRESS_SECONDS)
-    try:
+    # Written under `.NAME.tmp-PID` and renamed when complete; removed on an error.
+    with atomic_path(output, tmp_name=f".{os.path.basename(output)}.tmp-{os.getpid()}") as tmp:
+        table = _ParquetTable(tmp, types, ids) if delimiter is None else _TextTable(tmp, delimiter)
         try:
             for path in paths:
                 file_report = FileReport(path)
@@ -579,11 +580,6 @@ def predict_files(
                 columns = list(out)
         finally:
             table.close()
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
     seconds = time.perf_counter() - start
     skipped = report.rows_dropped
     if skipped:

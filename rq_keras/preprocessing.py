@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.atomic import write_json
 from rq_keras.features import Feature, FeatureSpec
 
 __all__ = ["FeaturePreprocessor"]
@@ -243,10 +244,7 @@ class FeaturePreprocessor:
         self._require_adapted()
         path = os.fspath(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.statistics, fh)
-        os.replace(tmp, path)
+        write_json(path, self.statistics, indent=None)
 
     @classmethod
     def load(cls, spec: FeatureSpec, path: str | os.PathLike) -> FeaturePreprocessor:

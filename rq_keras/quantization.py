@@ -52,6 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.atomic import write_json
+
 # The token layout lives in a leaf module; its names stay importable from here.
 from rq_keras.tokens import (  # noqa: F401
     START_TOKEN,
@@ -741,15 +743,7 @@ class ResidualQuantizer:
                     f"level {level}: centroids must be finite, got {c.tolist()}; "
                     f"nothing written to {path}"
                 )
-        text = json.dumps(self.to_json_dict(), indent=1) + "\n"
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write_json(path, self.to_json_dict(), indent=1)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ResidualQuantizer:

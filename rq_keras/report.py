@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.atomic import atomic_path
+
 __all__ = ["cumulative_gain", "decile_calibration", "write_plots"]
 
 PLOT_FILES = {
@@ -255,14 +257,9 @@ def _new_figure(width: float, height: float):
 
 def _save(fig, path: str) -> None:
     """Writes the figure as a PNG next to `path`, then renames it into place."""
-    tmp = path + ".tmp"
     try:
-        fig.savefig(tmp, format="png", dpi=_DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=_DPI)
     finally:
         fig.clear()
 

@@ -27,6 +27,8 @@ import pathlib
 import shutil
 from collections.abc import Iterable
 
+from rq_keras.atomic import write_json
+
 __all__ = [
     "ARTIFACTS",
     "MANIFEST",
@@ -167,9 +169,7 @@ class RunDir:
             "claimed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "entries": sorted(listed),
         }
-        tmp = self.path / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.manifest_path)
+        write_json(self.manifest_path, doc, tmp_name=f".{MANIFEST}.tmp")
         self._listed = listed
 
     def remove(self, names: Iterable[str] | None = None) -> list[str]:

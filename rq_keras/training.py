@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from rq_keras.atomic import atomic_path, write_json, write_text
 from rq_keras.config import PREDICTIONS, ModelConfig
 from rq_keras.progress import RowTicker
 from rq_keras.quantization import ResidualQuantizer
@@ -777,11 +778,8 @@ def _adapt(spec, train_files, config, on_chunk=None):
 
 
 def _write_json(path: pathlib.Path, doc) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2, default=float)
-        f.write("\n")
-    os.replace(tmp, path)
+    """A run's JSON file, through `NAME.tmp` (a name the run directory owns)."""
+    write_json(path, doc, tmp_name=path.name + ".tmp")
 
 
 def _weights_digest(weights: Sequence[np.ndarray]) -> str:
@@ -912,9 +910,11 @@ def train(
                 run_dir.remove(["data"])
                 os.replace(staging, out / "data")
                 train_files, validation_files, test_files = _split_files(out / "data", fmt)
-            with open(out / "config.yaml.tmp", "w", encoding="utf-8") as f:
-                yaml.safe_dump(config.to_dict(), f, sort_keys=False)
-            os.replace(out / "config.yaml.tmp", out / "config.yaml")
+            write_text(
+                out / "config.yaml",
+                yaml.safe_dump(config.to_dict(), sort_keys=False),
+                tmp_name="config.yaml.tmp",
+            )
             spec.save(out / "feature_spec.yaml")
             preprocessor.save(out / "preprocessing.json")
             quantizer.save(out / "codebook.json")
@@ -1316,6 +1316,5 @@ def _write_predictions(path: pathlib.Path, y_true, outputs, model_config) -> Non
         outputs, quantiles=model_config.quantiles, thresholds=model_config.thresholds
     )
     frame = pd.DataFrame({"label": y_true, **columns})
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path, tmp_name=path.name + ".tmp") as tmp:
+        frame.to_parquet(tmp, index=False)

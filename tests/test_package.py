@@ -46,7 +46,8 @@ def test_the_quantizer_and_the_token_layout_are_leaves():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() == "['rq_keras', 'rq_keras.quantization', 'rq_keras.tokens'] False"
+    loaded = "['rq_keras', 'rq_keras.atomic', 'rq_keras.quantization', 'rq_keras.tokens']"
+    assert proc.stdout.strip() == f"{loaded} False"
 
 
 def test_the_flat_api_names_what_a_user_needs():

@@ -284,9 +284,11 @@ def test_client_needs_no_model_code(tmp_path):
     # Examples need TensorFlow's protos, and nothing of rq_keras that builds a model.
     assert set(loaded["rq_keras"]) <= {
         "rq_keras",
+        "rq_keras.atomic",
         "rq_keras.data",
         "rq_keras.features",
         "rq_keras.quantization",
         "rq_keras.serving",
+        "rq_keras.tokens",
     }
     assert not loaded["recommenders"]
