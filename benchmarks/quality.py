@@ -14,9 +14,12 @@ with the paper's objective (`rq_reg_paper`), the baselines of
 also the RQ-Reg ablations of Table 3. The quantizer table (reconstruction error by L) comes
 from the codebook alone.
 
-No hyperparameter is tuned: every head runs with the same settings (written
-into the results file), a smaller model than the paper's (`--units`) and
-fewer epochs, so the benchmark fits the time budget of this 2-core machine.
+With `--tuned FILE` (`make bench-quality`: `results/tuned.json`, written by
+`benchmarks/tune.py` on the validation split) each head runs with its own
+learning rate and loss parameter; everything else is the same for every head
+(written into the results file): a smaller model than the paper's
+(`--units`) and fewer epochs, so the benchmark fits the time budget of this
+2-core machine.
 Writes `benchmarks/results/quality.md` and one cumulative-gain PNG per
 dataset next to it.
 """
@@ -147,6 +150,18 @@ def run_one(config, out: str) -> dict:
 def brief(run: dict) -> str:
     keys = [key for key, _ in METRICS] + ["seconds", "epochs"]
     return ", ".join(f"{k} {run[k]:.4g}" for k in keys if run.get(k) is not None)
+
+
+def _tuned_summary(tuned: dict) -> str:
+    """`cdnow: rq_reg learning_rate 0.001, model.rnc_weight 1; ...`."""
+    return "; ".join(
+        f"{dataset}: "
+        + ", ".join(
+            f"{head} " + " ".join(f"{k} {v:g}" for k, v in sorted(values.items()))
+            for head, values in sorted(heads.items())
+        )
+        for dataset, heads in sorted(tuned.items())
+    )
 
 
 def mean_std(values) -> str:
@@ -310,12 +325,13 @@ def main(argv=None) -> int:
                 ablations["RQ-Reg"] = [
                     r for r, s in zip(results.get("rq_reg", []), seeds) if s in ablation_seeds
                 ]
+                # Each ablation changes RQ-Reg's (tuned) settings in one place.
+                tuned_rq = tuned.get(name, {}).get("rq_reg", {})
                 for label, extra in ABLATIONS.items():
                     for seed in ablation_seeds:
                         out = os.path.join(work, "runs", name, label.replace(" ", "_"), str(seed))
-                        ablations.setdefault(label, []).append(
-                            run_one(base_config(data, args, seed, "rq_reg", extra), out)
-                        )
+                        config = base_config(data, args, seed, "rq_reg", {**tuned_rq, **extra})
+                        ablations.setdefault(label, []).append(run_one(config, out))
                         print(
                             f"{name} {label} seed {seed}: {brief(ablations[label][-1])}",
                             flush=True,
@@ -375,14 +391,16 @@ def main(argv=None) -> int:
         f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), no GPU.",
         "",
         (
-            f"Learning rate per head from `{args.tuned}` (chosen on the validation split by "
-            "`benchmarks/tune.py`); otherwise the settings are the same for every head: "
+            f"Per head, the learning rate and its own loss parameter from `{args.tuned}` "
+            "(chosen on the validation split by `benchmarks/tune.py`, 5 trials per head; "
+            f"{_tuned_summary(tuned)}; the ablations change RQ-Reg's); otherwise the "
+            "settings are the same for every head: "
             if args.tuned
             else "Settings, the same for every head and not tuned: "
         )
         + f"hidden width {args.units} (encoder; RQ-Reg's LSTM, code embedding and f_pred too; "
         "the paper uses 512), "
-        f"Adam {args.learning_rate:g}{' (untuned heads)' if args.tuned else ''}, "
+        f"Adam{'' if args.tuned else f' {args.learning_rate:g}'}, "
         f"batch {args.batch_size} (auto: at least 64 steps an epoch, at most 1,024), "
         f"at most {args.epochs} epochs "
         f"with early stopping (patience {args.patience}, best weights) on `monitor: auto` "
