@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     else:
         about = (
             "Stage params: at the learning rate stage lr chose (its trial is run again "
-            "first: the same figures as in stage lr show the runs are deterministic), two "
+            "first, so that the choice compares trials of one code version and machine), two "
             "values of each head's own loss parameter: Huber's delta (`huber`, and "
             "`rq_reg_paper`'s L_reg) at 0.1 and 1 times the std of the training labels "
             "(the default is 2.0 in the labels' unit), RQ-Reg's L_rnc weight lambda_2 at 0 "
