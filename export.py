@@ -2,8 +2,8 @@
 
 Writes `BASE/N/` (a SavedModel with the `serving_default` and `examples`
 signatures and TF Serving warm-up requests) atomically, after checking it in
-a fresh process without rq_keras. See `--help` and the README's "Export and
-serving" section.
+a fresh process without rq_keras. See `--help` and
+docs/serving.md.
 """
 
 from __future__ import annotations

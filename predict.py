@@ -1,7 +1,7 @@
 """Score files with a trained run: `python predict.py --model-dir RUN --input FILE --output OUT`.
 
-Flags -> `rq_keras.predict.predict_files`. See `--help`, and the README's
-"Scoring files" section.
+Flags -> `rq_keras.predict.predict_files`. See `--help`, and
+docs/scoring.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Train an RQ-Reg model: `python train.py --dataset cdnow --output-dir out/run`.
 
 Flags -> `TrainConfig` -> `rq_keras.training.train`. See `--help`, and the
-README's "Training" section.
+manual's docs/training.md.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ class ModelConfig:
             per example through steps 2..L, about 10 times the cost; L - 1:
             exact, but with L = 3 that is K_1 * K_2 rows per example, 2,401
             at K = 48: for measuring the others' error, not for serving). On
-            CDNOW 0 and 1 give the same metrics to 3 decimals (README, "The
+            CDNOW 0 and 1 give the same metrics to 3 decimals (docs/model.md, "The
             predictive distribution"). See `RQDecoder`.
     """
 

@@ -56,6 +56,7 @@ _SLOW_FIRST = (
     "test_model.py",
     "test_heads.py",
     "test_task.py",
+    "test_docs.py",
 )
 
 

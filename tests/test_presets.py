@@ -26,7 +26,7 @@ FEATURE_SPECS = REPO / "feature_specs"
 DELTAS = {"kuairec": 2.0, "cikm16": 10.0, "criteo_ssc": 0.1, "valued_shoppers": 2.0}
 NAMES = sorted(DELTAS)
 
-# Table 3's variants as `train.py --set` strings (as the README's "Reproducing the paper"
+# Table 3's variants as `train.py --set` strings (as docs/paper.md, "Reproducing the paper",
 # gives them) and the config change each must make.
 ABLATIONS = {
     "w/o L_gen": ("model.gen_weight=0", {"model.gen_weight": 0.0}),
@@ -143,7 +143,7 @@ def test_table3_ablation_overrides_load(name, ablation):
 
 @pytest.mark.parametrize("ablation", sorted(ABLATIONS))
 def test_table3_ablation_set_flags_parse(ablation):
-    """The `--set` strings of the README give the same config as the dotted overrides."""
+    """The `--set` strings of docs/paper.md give the same config as the dotted overrides."""
     flag, overrides = ABLATIONS[ablation]
     args = build_train_parser().parse_args(["--output-dir", "out/x", "--set", flag])
     preset = _preset("kuairec")
