@@ -239,8 +239,6 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             overrides[key] = list(value) if isinstance(value, list) else value
     if args.seed is not None:
         overrides.update({"seed": args.seed, "model.seed": args.seed, "quantizer.seed": args.seed})
-    if args.head == "kmeans":
-        overrides["quantizer.num_levels"] = 1  # K-means classification is RQ-Reg with L = 1
     overrides.update(dict(args.set))
     try:
         config = load_config(args.config, overrides)

@@ -132,9 +132,25 @@ class ModelConfig:
             raise ValueError(
                 f"`regressor_input` must be one of {REGRESSOR_INPUTS}, got {self.regressor_input!r}"
             )
-        for name in ("units", "code_embedding_dim", "encoder_units", "predictor_units"):
+        sizes = ("units", "code_embedding_dim", "encoder_units", "predictor_units")
+        for name in (*sizes, "regressor_units"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)!r}")
+        if int(self.num_cross_layers) < 0:
+            raise ValueError(f"`num_cross_layers` must be >= 0, got {self.num_cross_layers!r}")
+        # Checked here, not first when the loss is built after the data pass.
+        for name in ("gen_weight", "reg_weight", "rnc_weight"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
+        for name in ("temperature", "delta"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
+        if not 0.0 <= float(self.sampling_probability) <= 1.0:
+            raise ValueError(
+                f"`sampling_probability` must be in [0, 1], got {self.sampling_probability!r}"
+            )
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"`prediction` must be one of {PREDICTIONS}, got {self.prediction!r}")
         check_distribution_options(self.quantiles, self.thresholds, self.exact_levels)

@@ -98,12 +98,17 @@ class RunExistsError(FileExistsError):
     """The output directory holds a finished run (or another unfinished one)."""
 
 
+# L of the codebook when the config does not say (the paper's).
+DEFAULT_LEVELS = 3
+
+
 @dataclasses.dataclass(frozen=True)
 class QuantizerConfig:
     """The residual quantizer fitted on the training labels (Algorithm 1).
 
     Attributes:
-        num_levels: L, codes per label (3).
+        num_levels: L, codes per label (None: 3, and 1 for `TrainConfig`'s
+            head `"kmeans"`; `TrainConfig` writes the resolved number).
         codebook_size: K per level: one int or one per level (48).
         method: `"kmeans"` or `"kmedians"`.
         init: `"optimal"` or `"kmeans++"`.
@@ -117,7 +122,7 @@ class QuantizerConfig:
             needs the zero code on zero-inflated labels.
     """
 
-    num_levels: int = 3
+    num_levels: int | None = None
     codebook_size: int | tuple[int, ...] = 48
     method: str = "kmeans"
     init: str = "optimal"
@@ -151,7 +156,7 @@ class QuantizerConfig:
         """The (unfitted) `ResidualQuantizer` this config describes (`labels`:
         the training labels, for `zero_threshold="auto"`)."""
         return ResidualQuantizer(
-            num_levels=self.num_levels,
+            num_levels=DEFAULT_LEVELS if self.num_levels is None else self.num_levels,
             codebook_size=list(self.codebook_size)
             if isinstance(self.codebook_size, tuple)
             else self.codebook_size,
@@ -227,7 +232,7 @@ class TrainConfig:
             run without GPUs (`auto` then mirrors over them); None: one.
         seed: seeds the global TF seed, shuffling and the dataset split.
         head: `"rq_reg"` (the paper's model), `"kmeans"` (RQ-Reg with
-            `quantizer.num_levels = 1`), or a baseline head of
+            `quantizer.num_levels = 1`, its default for this head), or a baseline head of
             `rq_keras.heads`: `"mse"`, `"log_mse"`, `"huber"`, `"ziln"` (on
             the same features and `f_enc`; `model.encoder_units`,
             `model.delta` and `model.seed` apply).
@@ -296,6 +301,11 @@ class TrainConfig:
             bad("strategy", self.strategy, f"one of {STRATEGIES}")
         if self.head not in HEAD_CHOICES:
             bad("head", self.head, f"one of {HEAD_CHOICES}")
+        if self.quantizer.num_levels is None:
+            # K-means classification is RQ-Reg with one level: its default.
+            levels = 1 if self.head == "kmeans" else DEFAULT_LEVELS
+            quantizer = dataclasses.replace(self.quantizer, num_levels=levels)
+            object.__setattr__(self, "quantizer", quantizer)
         if self.head == "kmeans" and self.quantizer.num_levels != 1:
             bad("quantizer.num_levels", self.quantizer.num_levels, "1 for head 'kmeans'")
         if self.head not in ("rq_reg", "kmeans") and self.monitor not in _HEAD_MONITORS:

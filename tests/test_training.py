@@ -122,6 +122,17 @@ def test_load_config_yaml_and_overrides_round_trip(tmp_path):
         ({"dataset": "cdnow", "monitor": "val_auc"}, r"`monitor` must be one of"),
         ({"dataset": "cdnow", "strategy": "tpu"}, r"`strategy` must be one of"),
         ({"dataset": "cdnow", "model": {"cell": "lstmx"}}, r"`model`: `cell` must be one of"),
+        # Every ModelConfig field is checked before any data is read.
+        ({"dataset": "cdnow", "model": {"units": 0}}, r"`model`: `units` must be >= 1, got 0"),
+        ({"dataset": "cdnow", "model": {"regressor_units": 0}}, r"`regressor_units` must be >= 1"),
+        ({"dataset": "cdnow", "model": {"num_cross_layers": -1}}, r"`num_cross_layers` must be"),
+        ({"dataset": "cdnow", "model": {"rnc_weight": -0.1}}, r"`rnc_weight` must be a finite"),
+        ({"dataset": "cdnow", "model": {"delta": 0.0}}, r"`delta` must be a finite number > 0"),
+        ({"dataset": "cdnow", "model": {"temperature": float("inf")}}, r"`temperature` must be"),
+        (
+            {"dataset": "cdnow", "model": {"sampling_probability": 1.5}},
+            r"`sampling_probability` must be in \[0, 1\]",
+        ),
         ({"dataset": "cdnow", "train_files": "a.csv"}, r"`train_files` must be a list"),
         ({"dataset": "cdnow", "model": 3}, r"`model` must be a mapping"),
         ({}, r"give `dataset`, or `train_files` and `feature_spec`"),
@@ -555,13 +566,26 @@ def test_baseline_head_run_and_its_export(toy, tmp_path):
     "values, message",
     [
         ({"head": "mae"}, r"`head` must be one of"),
-        ({"head": "kmeans"}, r"`quantizer.num_levels` must be 1 for head 'kmeans'"),
+        (
+            {"head": "kmeans", "quantizer": {"num_levels": 3}},
+            r"`quantizer.num_levels` must be 1 for head 'kmeans'",
+        ),
         ({"head": "mse", "monitor": "val_rnc"}, r"`monitor` must be one of .* for head 'mse'"),
     ],
 )
 def test_bad_head_config_is_named(values, message):
     with pytest.raises(ValueError, match=message):
         config_from_dict({"dataset": "cdnow", **values})
+
+
+def test_kmeans_head_defaults_to_one_level_from_python():
+    """The head's rule lives in the config, not in the command line."""
+    assert TrainConfig(dataset="cdnow", head="kmeans").quantizer.num_levels == 1
+    assert TrainConfig(dataset="cdnow").quantizer.num_levels == 3
+    assert config_from_dict({"dataset": "cdnow", "head": "kmeans"}).quantizer.num_levels == 1
+    # The resolved number is what the run's config.yaml holds, and it loads back.
+    kmeans = TrainConfig(dataset="cdnow", head="kmeans")
+    assert config_from_dict(kmeans.to_dict()) == kmeans
 
 
 def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys, monkeypatch):
