@@ -1,16 +1,43 @@
-"""Configuration of the model, importable without TensorFlow.
+"""Every configuration of a run, importable without TensorFlow.
 
-`ModelConfig` holds the RQ-Reg model's hyperparameters; the command line
-reads its fields (and `train.py --help` its choices) without starting
-TensorFlow.
+`ModelConfig` holds the RQ-Reg model's hyperparameters, `QuantizerConfig`
+the codebook's, `TrainConfig` a whole training run (data, optimisation,
+distribution, and the two others). `config_from_dict` / `load_config` build a
+`TrainConfig` from YAML with every key and type checked, `apply_overrides`
+sets dotted keys (`--set model.units=64`). The command line reads the fields
+(and `train.py --help` their choices) without starting TensorFlow.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["CELLS", "LABEL_SCALES", "PREDICTIONS", "REGRESSOR_INPUTS", "ModelConfig"]
+import numpy as np
+import yaml
+
+from rq_keras.quantization import ResidualQuantizer
+
+__all__ = [
+    "CELLS",
+    "HEAD_CHOICES",
+    "LABEL_SCALES",
+    "MONITORS",
+    "PREDICTIONS",
+    "REGRESSOR_INPUTS",
+    "STRATEGIES",
+    "ModelConfig",
+    "QuantizerConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "load_config",
+]
 
 # Recurrent cells of the decoder (Table 4).
 CELLS = ("lstm", "gru", "rnn")
@@ -172,3 +199,372 @@ def check_distribution_options(quantiles, thresholds, exact_levels) -> None:
         raise ValueError(f"`thresholds` must be distinct finite numbers, got {list(thresholds)}")
     if isinstance(exact_levels, bool) or int(exact_levels) != exact_levels or exact_levels < 0:
         raise ValueError(f"`exact_levels` must be an int >= 0, got {exact_levels!r}")
+
+
+STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
+MONITORS = ("auto", "val_loss", "val_gen", "val_reg", "val_rnc", "val_mae")
+# "rq_reg": the paper's model; "kmeans": RQ-Reg with one level (plain K-means
+# classification, Table 5); the rest are the baseline heads of `rq_keras.heads`.
+HEAD_CHOICES = ("rq_reg", "kmeans", "mse", "log_mse", "huber", "ziln")
+# Heads without an RQ decoder report only these terms.
+_HEAD_MONITORS = ("auto", "val_loss", "val_mae")
+
+
+# L of the codebook when the config does not say (the paper's).
+DEFAULT_LEVELS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizerConfig:
+    """The residual quantizer fitted on the training labels (Algorithm 1).
+
+    Attributes:
+        num_levels: L, codes per label (None: 3, and 1 for `TrainConfig`'s
+            head `"kmeans"`; `TrainConfig` writes the resolved number).
+        codebook_size: K per level: one int or one per level (48).
+        method: `"kmeans"` or `"kmedians"`.
+        init: `"optimal"` or `"kmeans++"`.
+        seed: seed of the `"kmeans++"` start.
+        zero_threshold: the zero code's threshold (see `ResidualQuantizer`):
+            `"auto"` (the default: when at least 1% of the training labels
+            are exactly 0, `min(0.005, half the smallest non-zero |label|)`,
+            so zeros get their own code and no non-zero label is coded 0;
+            otherwise none), a number (the authors' released code: 0.005),
+            or None (the paper: no zero code). The code tree's P(y > 0)
+            needs the zero code on zero-inflated labels.
+    """
+
+    num_levels: int | None = None
+    codebook_size: int | tuple[int, ...] = 48
+    method: str = "kmeans"
+    init: str = "optimal"
+    seed: int = 0
+    zero_threshold: float | str | None = "auto"
+
+    def __post_init__(self):
+        if isinstance(self.zero_threshold, str) and self.zero_threshold != "auto":
+            raise ValueError(
+                f"config: quantizer: `zero_threshold` must be a number, 'auto' or null, "
+                f"got {self.zero_threshold!r}"
+            )
+        try:
+            self.build()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"config: quantizer: {err}") from None
+
+    def resolved_zero_threshold(self, labels=None) -> float | None:
+        """The zero code threshold for these training labels (`"auto"` resolved)."""
+        if self.zero_threshold != "auto":
+            return self.zero_threshold
+        if labels is None:
+            return None
+        y = np.abs(np.asarray(labels, dtype=np.float64).reshape(-1))
+        zeros = y == 0
+        if y.size == 0 or zeros.mean() < AUTO_ZERO_SHARE or zeros.all():
+            return None
+        return min(AUTO_ZERO_THRESHOLD, 0.5 * float(y[~zeros].min()))
+
+    def build(self, clip_min: float | None = None, clip_max: float | None = None, labels=None):
+        """The (unfitted) `ResidualQuantizer` this config describes (`labels`:
+        the training labels, for `zero_threshold="auto"`)."""
+        return ResidualQuantizer(
+            num_levels=DEFAULT_LEVELS if self.num_levels is None else self.num_levels,
+            codebook_size=list(self.codebook_size)
+            if isinstance(self.codebook_size, tuple)
+            else self.codebook_size,
+            method=self.method,
+            clip_min=clip_min,
+            clip_max=clip_max,
+            init=self.init,
+            seed=self.seed,
+            zero_threshold=self.resolved_zero_threshold(
+                None
+                if labels is None
+                else np.clip(
+                    np.asarray(labels, dtype=np.float64),
+                    -np.inf if clip_min is None else clip_min,
+                    np.inf if clip_max is None else clip_max,
+                )
+            ),
+        )
+
+
+# `batch_size="auto"`: at least this many steps an epoch, within the bounds.
+AUTO_MIN_STEPS = 64
+AUTO_MIN_BATCH, AUTO_MAX_BATCH = 32, 1024
+# `zero_threshold="auto"`: a zero code when this share of the labels is 0.
+AUTO_ZERO_SHARE = 0.01
+AUTO_ZERO_THRESHOLD = 5e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A training run: data, optimisation, distribution, quantizer and model.
+
+    Attributes:
+        dataset: a registered dataset name (`rq_keras.datasets`) whose splits
+            are built from `raw_dir` into the output directory; or None and
+            the three file lists below.
+        raw_dir: raw files of `dataset` (default: the copy in `data/` for
+            datasets that ship one).
+        train_files: training files (text, Parquet or TFRecord).
+        validation_files: validation files (early stopping); may be empty.
+        test_files: test files (the reported metrics); may be empty.
+        feature_spec: the feature spec YAML of the files.
+        epochs: maximum epochs (the paper: 50).
+        batch_size: global batch size, split over replicas, or `"auto"` (the
+            default): at least 64 optimizer steps an epoch, the largest
+            power of two <= training rows / 64, between 32 and 1,024 (the
+            paper's 1,024 from 65,536 rows up). On CDNOW's 16,499 rows
+            that is 256: the code classifier needs steps more than epochs
+            (`benchmarks/results/code_learning.md`).
+        learning_rate: Adam's learning rate (5e-4).
+        steps_per_epoch: training steps per epoch; None: one pass over the
+            training files (multi-worker runs and `sampling_per_batch`, which
+            need a known epoch length, compute it from the row count).
+        shuffle_buffer: rows in the shuffle buffer.
+        on_bad_rows: `"fail"` (stop at the first bad row, naming it) or
+            `"skip"` (drop bad rows, counted in `data_report.json`).
+        monitor: the validation metric of early stopping (lower is better);
+            `"auto"`: `val_gen` (the code classifier's NLL) for RQ-Reg with
+            L_gen, else `val_mae`. f_reg's error (`val_mae` of the regressor)
+            can bottom out epochs before the classifier has learned
+            (`benchmarks/results/code_learning.md`).
+        patience: epochs without improvement before stopping; None: never.
+        min_delta: the smallest improvement of `monitor` that counts.
+        sampling_k: k of the scheduled-sampling decay (Eq. 17).
+        sampling_t0: t0 of the decay (the epoch where p = 0.5).
+        sampling_per_batch: update p every batch from the fractional epoch.
+        strategy: `"auto"`, `"mirrored"`, `"multi_worker"` or `"one_device"`.
+        devices: devices for `mirrored` (all local GPUs, or the CPU, if
+            empty) or `one_device` (its first entry); each must exist
+            (`tf.config.list_logical_devices`).
+        cpu_devices: split the host CPU into this many logical devices
+            (`/cpu:0` ... ) before TensorFlow starts, for a local mirrored
+            run without GPUs (`auto` then mirrors over them); None: one.
+        seed: seeds the global TF seed, shuffling and the dataset split.
+        head: `"rq_reg"` (the paper's model), `"kmeans"` (RQ-Reg with
+            `quantizer.num_levels = 1`, its default for this head), or a baseline head of
+            `rq_keras.heads`: `"mse"`, `"log_mse"`, `"huber"`, `"ziln"` (on
+            the same features and `f_enc`; `model.encoder_units`,
+            `model.delta` and `model.seed` apply).
+        quantizer: the `QuantizerConfig`.
+        model: the `ModelConfig` (the paper's defaults).
+    """
+
+    dataset: str | None = None
+    raw_dir: str | None = None
+    train_files: tuple[str, ...] = ()
+    validation_files: tuple[str, ...] = ()
+    test_files: tuple[str, ...] = ()
+    feature_spec: str | None = None
+    epochs: int = 50
+    batch_size: int | str = "auto"
+    learning_rate: float = 5e-4
+    steps_per_epoch: int | None = None
+    shuffle_buffer: int = 65_536
+    on_bad_rows: str = "fail"
+    monitor: str = "auto"
+    patience: int | None = 5
+    min_delta: float = 0.0
+    sampling_k: float = 0.1
+    sampling_t0: float = 10.0
+    sampling_per_batch: bool = False
+    strategy: str = "auto"
+    devices: tuple[str, ...] = ()
+    cpu_devices: int | None = None
+    seed: int = 0
+    head: str = "rq_reg"
+    quantizer: QuantizerConfig = QuantizerConfig()
+    model: ModelConfig = ModelConfig()
+
+    def __post_init__(self):
+        def bad(field, value, want):
+            raise ValueError(f"config: `{field}` must be {want}, got {value!r}")
+
+        if self.dataset is None and not self.train_files:
+            raise ValueError("config: give `dataset`, or `train_files` and `feature_spec`")
+        if self.dataset is not None and (self.train_files or self.feature_spec):
+            raise ValueError("config: give `dataset` or `train_files`/`feature_spec`, not both")
+        if self.train_files and not self.feature_spec:
+            raise ValueError("config: `train_files` need a `feature_spec`")
+        for name in ("epochs", "shuffle_buffer"):
+            if getattr(self, name) < 1:
+                bad(name, getattr(self, name), ">= 1")
+        if self.batch_size != "auto" and (isinstance(self.batch_size, str) or self.batch_size < 1):
+            bad("batch_size", self.batch_size, "an int >= 1 or 'auto'")
+        if self.cpu_devices is not None and self.cpu_devices < 1:
+            bad("cpu_devices", self.cpu_devices, ">= 1 or null")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            bad("steps_per_epoch", self.steps_per_epoch, ">= 1 or null")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            bad("learning_rate", self.learning_rate, "a finite number > 0")
+        if self.on_bad_rows not in ("fail", "skip"):
+            bad("on_bad_rows", self.on_bad_rows, "'fail' or 'skip'")
+        if self.monitor not in MONITORS:
+            bad("monitor", self.monitor, f"one of {MONITORS}")
+        if self.patience is not None and self.patience < 1:
+            bad("patience", self.patience, ">= 1 or null")
+        if self.min_delta < 0:
+            bad("min_delta", self.min_delta, ">= 0")
+        if not self.sampling_k > 0:
+            bad("sampling_k", self.sampling_k, "> 0")
+        if self.strategy not in STRATEGIES:
+            bad("strategy", self.strategy, f"one of {STRATEGIES}")
+        if self.head not in HEAD_CHOICES:
+            bad("head", self.head, f"one of {HEAD_CHOICES}")
+        if self.quantizer.num_levels is None:
+            # K-means classification is RQ-Reg with one level: its default.
+            levels = 1 if self.head == "kmeans" else DEFAULT_LEVELS
+            quantizer = dataclasses.replace(self.quantizer, num_levels=levels)
+            object.__setattr__(self, "quantizer", quantizer)
+        if self.head == "kmeans" and self.quantizer.num_levels != 1:
+            bad("quantizer.num_levels", self.quantizer.num_levels, "1 for head 'kmeans'")
+        if self.head not in ("rq_reg", "kmeans") and self.monitor not in _HEAD_MONITORS:
+            bad("monitor", self.monitor, f"one of {_HEAD_MONITORS} for head {self.head!r}")
+
+    def resolved_batch_size(self, train_rows: int) -> int:
+        """`batch_size` with `"auto"` resolved for `train_rows` (see the attribute)."""
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        per_step = max(1, train_rows // AUTO_MIN_STEPS)
+        return int(min(AUTO_MAX_BATCH, max(AUTO_MIN_BATCH, 2 ** int(math.log2(per_step)))))
+
+    @property
+    def resolved_monitor(self) -> str:
+        """`monitor` with `"auto"` resolved (see the attribute)."""
+        if self.monitor != "auto":
+            return self.monitor
+        if self.head in ("rq_reg", "kmeans") and self.model.gen_weight > 0:
+            return "val_gen"
+        return "val_mae"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types (lists for tuples), as written to `config.yaml`."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------ config parsing
+def _check_type(value, annotation, where: str):
+    """`value` converted to `annotation` (a resolved type hint), or ValueError."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(annotation):
+            try:
+                return _check_type(value, option, where)
+            except ValueError as err:
+                errors.append(str(err))
+        raise ValueError(f"config: `{where}` got {value!r}, which is none of {annotation}")
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise ValueError(f"config: `{where}` must be null, got {value!r}")
+    if origin is tuple:
+        item = typing.get_args(annotation)[0]
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ValueError(f"config: `{where}` must be a list, got {value!r}")
+        return tuple(_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 (PyYAML) reads `1e-3` and `1.0e9` as strings; they are
+            # numbers to anyone writing a config or a --set value.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    name = getattr(annotation, "__name__", str(annotation))
+    raise ValueError(f"config: `{where}` must be {name}, got {value!r}")
+
+
+def _dataclass_from(cls, values: Mapping[str, Any], where: str):
+    if not isinstance(values, Mapping):
+        raise ValueError(f"config: `{where or 'the config'}` must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(
+            f"config: unknown key(s) {unknown} in `{where or 'the top level'}`; "
+            f"known: {sorted(fields)}"
+        )
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = _dataclass_from(hints[key], value or {}, path)
+        else:
+            kwargs[key] = _check_type(value, hints[key], path)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        message = str(err)
+        if not message.startswith("config:"):
+            message = f"config: `{where}`: {message}" if where else f"config: {message}"
+        raise ValueError(message) from None
+
+
+def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
+    """A `TrainConfig` from nested plain values (YAML), every key checked.
+
+    Raises:
+        ValueError: an unknown key, a wrong type or an invalid value, naming
+            the key path (`model.units`).
+    """
+    return _dataclass_from(TrainConfig, values, "")
+
+
+def load_config(path: str | os.PathLike | None, overrides: Mapping[str, Any] = ()) -> TrainConfig:
+    """A `TrainConfig` from a YAML file (or defaults) and dotted-key overrides.
+
+    Args:
+        path: a YAML file of `TrainConfig` keys (nested `quantizer:` and
+            `model:` sections), or None.
+        overrides: `{"model.units": 64, "epochs": 3}`, applied on top.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        with open(path, encoding="utf-8") as f:
+            try:
+                values = yaml.safe_load(f) or {}
+            except yaml.YAMLError as err:
+                raise ValueError(f"config: {path} is not valid YAML: {err}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"config: {path} must hold a mapping, got {type(values).__name__}")
+    return config_from_dict(apply_overrides(values, overrides))
+
+
+def apply_overrides(values: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Sets dotted keys (`{"model.units": 64}`) in a config mapping, in place.
+
+    Returns:
+        `values`, for chaining into `config_from_dict`.
+    """
+    for key, value in dict(overrides).items():
+        *parents, last = key.split(".")
+        node = values
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"config: cannot set `{key}`: `{part}` is not a section")
+        node[last] = value
+    return values
