@@ -14,7 +14,7 @@ DEMO_EPOCHS ?= 20
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile bench-quality bench-tune bench-code-learning specs clean
+.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile bench-quality bench-tune bench-code-learning bench-discretization specs clean
 
 setup: $(STAMP)
 
@@ -72,6 +72,10 @@ bench-profile: setup
 bench-tune: setup
 	$(PY) benchmarks/tune.py
 	$(PY) benchmarks/tune.py --stage params
+
+# Table 6: reconstruction error of each discretization (numpy only, seconds).
+bench-discretization: setup
+	$(PY) benchmarks/discretization.py
 
 # ... which the quality benchmark (test split, 3 seeds) reads.
 bench-quality: setup

@@ -74,8 +74,8 @@ def _batch_size(text: str):
 
 
 def build_train_parser() -> argparse.ArgumentParser:
-    from rq_keras.datasets import DATASETS
     from rq_keras.config import HEAD_CHOICES, MONITORS, STRATEGIES
+    from rq_keras.datasets import DATASETS
 
     p = argparse.ArgumentParser(
         prog="python train.py",

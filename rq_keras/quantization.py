@@ -68,7 +68,9 @@ __all__ = ["ResidualQuantizer"]
 
 FORMAT_NAME = "rq_keras.residual_quantizer"
 FORMAT_VERSION = 1
-METHODS = ("kmeans", "kmedians")
+# "quantile": the dynamic-quantile discretization the paper compares against
+# (Table 5): equal-count bins, no Lloyd iterations (see `_quantile_partition`).
+METHODS = ("kmeans", "kmedians", "quantile")
 INITS = ("optimal", "kmeans++")
 
 # How many bad rows an error message lists.
@@ -219,10 +221,11 @@ class _Sorted1D:
         return np.clip(idx, a, np.asarray(b) - 1)
 
     def cost(self, a, b, method: str):
-        """Within-cluster cost of runs [a, b): squared (kmeans) or absolute."""
+        """Within-cluster cost of runs [a, b): squared (kmeans, quantile) or
+        absolute (kmedians)."""
         w = self.weight(a, b)
         with np.errstate(divide="ignore", invalid="ignore"):
-            if method == "kmeans":
+            if method in ("kmeans", "quantile"):
                 s1 = self.c1[b] - self.c1[a]
                 out = (self.c2[b] - self.c2[a]) - np.where(w > 0, s1 * s1 / w, 0.0)
                 return np.maximum(out, 0.0)
@@ -233,7 +236,7 @@ class _Sorted1D:
             return np.maximum(upper + lower, 0.0)
 
     def centre(self, a, b, method: str):
-        if method == "kmeans":
+        if method in ("kmeans", "quantile"):
             return self.mean(a, b)
         return self.xs[self.median_index(a, b)]
 
@@ -281,6 +284,31 @@ def _optimal_partition(data: _Sorted1D, k: int, method: str, num_candidates: int
         bounds.append(back[j, bounds[-1]])
     bounds.append(0)
     return cuts[np.array(bounds[::-1])]
+
+
+def _quantile_partition(data: _Sorted1D, k: int) -> np.ndarray:
+    """Dynamic quantiles: k runs of equal weight, rebalanced after each cut.
+
+    Each cut closes a run at the first distinct value where the run's weight
+    reaches an equal share of the weight that is left (`left / bins left`),
+    so a heavy tie (the zeros of a zero-inflated label, one distinct value)
+    fills its run alone and the remaining bins share the rest equally, and
+    no run is empty. Fewer than k runs only when the values run out.
+
+    Returns:
+        run boundaries `(runs + 1,)`: 0, the cut positions, n.
+    """
+    cw, n = data.cw, data.n
+    cuts, start = [0], 0
+    for bins_left in range(k, 1, -1):
+        target = cw[start] + (cw[n] - cw[start]) / bins_left
+        end = max(int(np.searchsorted(cw, target, side="left")), start + 1)
+        if end >= n:
+            break
+        cuts.append(end)
+        start = end
+    cuts.append(n)
+    return np.asarray(cuts)
 
 
 def _kmeanspp_partition(data: _Sorted1D, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -341,10 +369,16 @@ class ResidualQuantizer:
             centroid per distinct value (exact at that level) and a
             `UserWarning`; `fitted_codebook_sizes` reports what was fitted and
             the vocabulary follows the fitted sizes.
-        method: `"kmeans"` (squared error, centroid = weighted mean) or
+        method: `"kmeans"` (squared error, centroid = weighted mean),
             `"kmedians"` (absolute error, centroid = weighted median; the
-            paper's online system uses it at level 1); one string or one per
-            level.
+            paper's online system uses it at level 1) or `"quantile"` (the
+            dynamic-quantile discretization of the paper's Table 5: K bins of
+            equal count, rebalanced after a heavy tie, centroid = the bin's
+            mean, no Lloyd iterations); one string or one per level. Codes
+            are the nearest centroid for every method (the codebook's one
+            decision rule), so a quantile bin's edge values can take the
+            neighbouring bin's code; that only lowers the reconstruction
+            error.
         clip_min: labels below are clipped to it before fitting and encoding.
         clip_max: labels above are clipped to it before fitting and encoding.
         init: `"optimal"` (default): dynamic programme over cluster boundaries,
@@ -523,6 +557,9 @@ class ResidualQuantizer:
                         stacklevel=2,
                     )
                 c, iterations = data.xs.copy(), 0
+            elif method == "quantile":
+                bins = _quantile_partition(data, k)
+                c, iterations = data.centre(bins[:-1], bins[1:], method), 0
             else:
                 if self.init == "optimal":
                     start_cuts = _optimal_partition(data, k, method, self.num_candidates)

@@ -86,6 +86,44 @@ def test_method_per_level():
     assert np.isin(q.centroids[0], y).all()
 
 
+def test_dynamic_quantile_bins_hold_equal_counts():
+    """method="quantile" (Table 5's dynamic quantile): equal-count bins, each
+    centroid its bin's mean, no Lloyd iterations."""
+    y = np.arange(100.0)
+    q = ResidualQuantizer(num_levels=1, codebook_size=4, method="quantile").fit(y)
+    np.testing.assert_allclose(q.centroids[0], [12.0, 37.0, 62.0, 87.0])  # 25 values each
+    np.testing.assert_array_equal(np.bincount(q.encode(y)[:, 0]), [25, 25, 25, 25])
+    assert q.fit_info["levels"][0]["lloyd_iterations"] == 0
+    # Weights count as repetitions.
+    w = ResidualQuantizer(num_levels=1, codebook_size=2, method="quantile")
+    w.fit([1.0, 2.0, 3.0], sample_weight=[2.0, 1.0, 1.0])
+    np.testing.assert_allclose(w.centroids[0], [1.0, 2.5])
+
+
+def test_dynamic_quantile_rebalances_after_a_heavy_tie():
+    """70% zeros take one bin; the other bins share the rest equally (static
+    quantile cuts would leave most bins inside the zeros)."""
+    y = np.concatenate([np.zeros(700), np.arange(1.0, 301.0)])
+    q = ResidualQuantizer(num_levels=1, codebook_size=4, method="quantile").fit(y)
+    np.testing.assert_allclose(q.centroids[0], [0.0, 50.5, 150.5, 250.5])
+    # Codes follow the codebook's one decision rule, the nearest centroid: the
+    # values 1..25 are nearer 0 than 50.5 (a bin's edge values may change bin).
+    counts = np.bincount(q.encode(y)[:, 0])
+    np.testing.assert_array_equal(counts, [725, 75, 100, 100])
+    # Residual levels, the codebook file and the in-graph encoder work as for K-means.
+    deep = ResidualQuantizer(num_levels=2, codebook_size=8, method="quantile").fit(y)
+    assert np.abs(deep.decode(deep.encode(y)) - y).mean() < np.abs(q.decode(q.encode(y)) - y).mean()
+
+
+def test_quantile_codebook_round_trip(tmp_path):
+    y = lognormal(3000, seed=21)
+    q = ResidualQuantizer(num_levels=3, codebook_size=16, method="quantile").fit(y)
+    q.save(tmp_path / "q.json")
+    loaded = ResidualQuantizer.load(tmp_path / "q.json")
+    assert loaded.method == ["quantile"] * 3
+    np.testing.assert_array_equal(loaded.encode(y), q.encode(y))
+
+
 def test_exact_midpoint_goes_to_lower_centroid():
     q = ResidualQuantizer(num_levels=1, codebook_size=2).fit([0.0, 1.0, 10.0, 11.0])
     np.testing.assert_array_equal(q.encode([5.5, np.nextafter(5.5, 6.0)])[:, 0], [0, 1])
