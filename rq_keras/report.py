@@ -31,7 +31,14 @@ import numpy as np
 
 from rq_keras.atomic import atomic_path
 
-__all__ = ["cumulative_gain", "decile_calibration", "write_plots"]
+__all__ = [
+    "cumulative_gain",
+    "decile_calibration",
+    "project_2d",
+    "write_embedding_plot",
+    "write_plots",
+    "write_reliability_plot",
+]
 
 PLOT_FILES = {
     "distribution": "distribution.png",
@@ -525,6 +532,77 @@ def write_reliability_plot(
     ax.set_ylabel("observed share")
     ax.set_title(_with_title("reliability of P(y > t)", title))
     ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def project_2d(points: Any, projection: str = "pca", seed: int = 0) -> np.ndarray:
+    """`(n, d)` points -> `(n, 2)`: the first two principal components
+    (`"pca"`, numpy only; signs fixed so the largest loading is positive) or a
+    t-SNE map (`"tsne"`, needs scikit-learn)."""
+    x = np.asarray(points, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"`points` must be (n >= 2, d), got shape {x.shape}")
+    if projection == "tsne":
+        try:
+            from sklearn.manifold import TSNE
+        except ImportError:
+            raise ValueError(
+                "projection 'tsne' needs scikit-learn (pip install scikit-learn)"
+            ) from None
+        perplexity = min(30.0, max(2.0, (x.shape[0] - 1) / 3))
+        return TSNE(2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(x)
+    if projection != "pca":
+        raise ValueError(f"`projection` must be 'pca' or 'tsne', got {projection!r}")
+    centred = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    axes = vt[:2]
+    largest = axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)]
+    axes = axes * np.where(largest < 0, -1.0, 1.0)[:, None]
+    out = centred @ axes.T
+    return out if out.shape[1] == 2 else np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+
+
+def write_embedding_plot(
+    values: Any,
+    embeddings: Any,
+    out_dir: str | os.PathLike,
+    *,
+    title: str = "",
+    projection: str = "pca",
+) -> str:
+    """`embedding.png`: the learned code-sequence embeddings
+    `[e(q_1); ...; e(q_L)]` of target values, projected to 2-D and coloured
+    by the value (the paper's Figure 3).
+
+    Args:
+        values: `(n,)` target values (e.g. quantiles of the training labels).
+        embeddings: `(n, L * D)` their code sequences' embeddings.
+        out_dir: the folder the PNG goes to (created if missing).
+        title: prefix of the figure title.
+        projection: `"pca"` (default) or `"tsne"` (scikit-learn).
+
+    Returns:
+        the PNG's path.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    xy = project_2d(embeddings, projection)
+    if v.size != xy.shape[0]:
+        raise ValueError(f"{v.size} values but {xy.shape[0]} embeddings")
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(os.fspath(out_dir), "embedding.png")
+    fig = _new_figure(6.0, 5.0)
+    ax = fig.add_subplot()
+    # Coloured on a signed log scale: on a linear one a long tail puts every
+    # point but a few at one end of the colour map.
+    shown = np.sign(v) * np.log1p(np.abs(v))
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=shown, cmap="coolwarm", s=14)
+    bar = fig.colorbar(points, ax=ax)
+    bar.set_label("target value (sign(v) log(1 + |v|))")
+    ax.set_xlabel(f"{projection.upper()} 1")
+    ax.set_ylabel(f"{projection.upper()} 2")
+    ax.set_title(_with_title("code-sequence embeddings of target values", title))
     fig.tight_layout()
     _save(fig, path)
     return path

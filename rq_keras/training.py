@@ -692,6 +692,14 @@ def train(
                     out / "plots",
                     title=config.dataset or spec.name,
                 )
+            if config.head in ("rq_reg", "kmeans"):
+                values = _embedding_grid(y_train, quantizer)
+                result.plots["embedding"] = report_lib.write_embedding_plot(
+                    values,
+                    code_sequence_embeddings(final, quantizer, values),
+                    out / "plots",
+                    title=config.dataset or spec.name,
+                )
         metrics["weights_digest"] = result.weights_digest
         _write_json(out / "metrics.json", metrics)
         result.metrics = metrics
@@ -957,6 +965,26 @@ def _predict(model, dataset, quantizer=None, code_report=None):
         for k, v in parts.items()
     }
     return np.concatenate(labels).astype(np.float64), outputs
+
+
+def _embedding_grid(y_train, quantizer, points: int = 400) -> np.ndarray:
+    """Target values for the embedding picture: quantiles of the (clipped)
+    training labels, distinct."""
+    y = np.asarray(y_train, dtype=np.float64)
+    y = np.clip(
+        y,
+        -np.inf if quantizer.clip_min is None else quantizer.clip_min,
+        np.inf if quantizer.clip_max is None else quantizer.clip_max,
+    )
+    return np.unique(np.quantile(y, np.linspace(0.0, 1.0, points)))
+
+
+def code_sequence_embeddings(model, quantizer, values) -> np.ndarray:
+    """`[e(q_1); ...; e(q_L)]` of each value's codes, from an RQ-Reg model's
+    decoder table: float64 `(n, L * D)` (the picture of the paper's Figure 3)."""
+    tokens = quantizer.codes_to_tokens(quantizer.encode(np.asarray(values, dtype=np.float64)))
+    table = np.asarray(model.decoder.code_embeddings.numpy(), dtype=np.float64)
+    return table[tokens].reshape(tokens.shape[0], -1)
 
 
 def _write_predictions(path: pathlib.Path, y_true, outputs, model_config) -> None:

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from rq_keras.metrics import normalized_gini
-from rq_keras.report import _history_series, cumulative_gain, decile_calibration, write_plots
+from rq_keras.report import (
+    _history_series,
+    cumulative_gain,
+    decile_calibration,
+    project_2d,
+    write_embedding_plot,
+    write_plots,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -304,3 +311,29 @@ def test_loss_curves_mark_the_best_epoch_and_an_early_stop(sample, tmp_path):
     # The marks change the picture (two more lines and their legend entries).
     with open(plain, "rb") as a, open(marked["loss_curves"], "rb") as b:
         assert a.read() != b.read()
+
+
+def test_pca_projection_is_the_principal_plane():
+    """Points on a tilted plane in 5-D: PCA recovers the plane's coordinates
+    up to rotation (distances kept), with the first axis along the largest spread."""
+    rng = np.random.default_rng(0)
+    plane = rng.normal(size=(200, 2)) * [5.0, 1.0]
+    basis = np.linalg.qr(rng.normal(size=(5, 2)))[0].T  # orthonormal (2, 5)
+    xy = project_2d(plane @ basis + 3.0)
+    d_in = np.linalg.norm(plane[:, None] - plane[None], axis=-1)
+    d_out = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+    np.testing.assert_allclose(d_out, d_in, atol=1e-9)
+    assert xy[:, 0].std() > 3 * xy[:, 1].std()
+    with pytest.raises(ValueError, match="`projection` must be 'pca' or 'tsne'"):
+        project_2d(plane, "umap")
+    with pytest.raises(ValueError, match=r"must be \(n >= 2, d\)"):
+        project_2d(np.zeros(4))
+
+
+def test_embedding_plot_is_written(tmp_path):
+    values = np.linspace(0.0, 500.0, 50)
+    embeddings = np.stack([np.log1p(values), np.sqrt(values), np.ones(50)], axis=1)
+    path = write_embedding_plot(values, embeddings, tmp_path / "plots", title="toy")
+    assert path.endswith("embedding.png") and os.path.getsize(path) > 1000
+    with pytest.raises(ValueError, match="50 values but 49 embeddings"):
+        write_embedding_plot(values, embeddings[:49], tmp_path)

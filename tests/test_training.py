@@ -351,7 +351,7 @@ def test_train_writes_a_complete_run(toy, tmp_path, strategy_name, request):
     assert trained["weights_digest"] == result.weights_digest and trained["epochs_run"] == epochs
     assert any((out / "logs" / "train").iterdir())
     assert sorted(result.plots) == [
-        "calibration", "distribution", "gain", "loss_curves", "reliability",
+        "calibration", "distribution", "embedding", "gain", "loss_curves", "reliability",
     ]  # fmt: skip
     assert all(pathlib.Path(p).stat().st_size > 1000 for p in result.plots.values())
 
