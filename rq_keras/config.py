@@ -39,8 +39,8 @@ __all__ = [
     "load_config",
 ]
 
-# Recurrent cells of the decoder (Table 4).
-CELLS = ("lstm", "gru", "rnn")
+# Decoder cells (Table 4): recurrent, or a causal Transformer stepped per level.
+CELLS = ("lstm", "gru", "rnn", "transformer")
 # What f_reg reads (see `RQDecoder`): the logits as they are, or behind stop_gradient.
 REGRESSOR_INPUTS = ("logits", "stopped")
 # The unit of L_reg: the label's own (the paper), or the training labels' std
@@ -69,7 +69,11 @@ class ModelConfig:
     Attributes:
         units: recurrent cell units (512).
         code_embedding_dim: D, code embedding size (512).
-        cell: `"lstm"`, `"gru"` or `"rnn"` (Table 4).
+        cell: `"lstm"`, `"gru"`, `"rnn"` or `"transformer"` (a causal
+            Transformer decoder over the code sequence, the encoder output
+            its prefix token; Table 4).
+        transformer_layers: blocks of the `"transformer"` cell (2).
+        transformer_heads: its attention heads (4); they divide `units`.
         encoder_units: hidden units of `f_enc`.
         num_cross_layers: DCN-v2 cross layers before `f_enc` (0: the paper).
         predictor_units: hidden units of `f_pred`.
@@ -125,6 +129,8 @@ class ModelConfig:
     units: int = 512
     code_embedding_dim: int = 512
     cell: str = "lstm"
+    transformer_layers: int = 2
+    transformer_heads: int = 4
     encoder_units: int = 512
     num_cross_layers: int = 0
     predictor_units: int = 512
@@ -151,6 +157,15 @@ class ModelConfig:
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ValueError(f"`cell` must be one of {CELLS}, got {self.cell!r}")
+        if int(self.transformer_layers) < 1 or int(self.transformer_heads) < 1:
+            raise ValueError(
+                f"`transformer_layers` and `transformer_heads` must be >= 1, got "
+                f"{self.transformer_layers} and {self.transformer_heads}"
+            )
+        if self.cell == "transformer" and int(self.units) % int(self.transformer_heads):
+            raise ValueError(
+                f"`transformer_heads` ({self.transformer_heads}) must divide `units` ({self.units})"
+            )
         if self.label_scale not in LABEL_SCALES:
             raise ValueError(
                 f"`label_scale` must be one of {LABEL_SCALES}, got {self.label_scale!r}"

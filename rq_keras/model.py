@@ -197,6 +197,8 @@ def build_decoder(config: ModelConfig, centroids, zero_token: bool, value_range)
         units=config.units,
         embedding_dim=config.code_embedding_dim,
         cell=config.cell,
+        transformer_layers=config.transformer_layers,
+        transformer_heads=config.transformer_heads,
         predictor_units=config.predictor_units,
         regressor_units=config.regressor_units,
         use_regressor=config.use_regressor,

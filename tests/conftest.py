@@ -57,6 +57,7 @@ _SLOW_FIRST = (
     "test_heads.py",
     "test_task.py",
     "test_docs.py",
+    "test_transformer_cell.py",
 )
 
 

@@ -35,12 +35,12 @@ def _decoder(zero_token=False, exact_levels=1, centroids=CENTROIDS, **kwargs):
         seed=3,
         **{**options, **kwargs},
     )
-    decoder({"state": tf.zeros([1, 16])}, training=False)
+    decoder({"state": tf.zeros([1, decoder.state_size])}, training=False)
     return decoder
 
 
-def _state(rows=5):
-    return tf.constant(np.random.default_rng(0).normal(size=(rows, 16)) * 2, tf.float32)
+def _state(rows=5, width=16):
+    return tf.constant(np.random.default_rng(0).normal(size=(rows, width)) * 2, tf.float32)
 
 
 def _enumerate(decoder, state):
@@ -94,11 +94,12 @@ def _positive_mean(values, probs):
     return (positive * values).sum(1) / positive.sum(1)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "transformer"])
 @pytest.mark.parametrize("zero_token", [False, True])
-def test_tree_is_exact_with_all_but_the_last_level_expanded(zero_token):
-    decoder = _decoder(zero_token, exact_levels=2)
+def test_tree_is_exact_with_all_but_the_last_level_expanded(zero_token, cell):
+    decoder = _decoder(zero_token, exact_levels=2, cell=cell)
     decoder.sampling_probability.assign(1.0)
-    state = _state()
+    state = _state(width=decoder.state_size)
     values, probs = _enumerate(decoder, state)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-9)
     mean, quantiles, above = _reference(values, probs)

@@ -36,7 +36,7 @@ def _inputs(batch=5, state=16, seed=0):
     }
 
 
-@pytest.mark.parametrize("cell,state", [("lstm", 16), ("gru", 8), ("rnn", 8)])
+@pytest.mark.parametrize("cell,state", [("lstm", 16), ("gru", 8), ("rnn", 8), ("transformer", 8)])
 def test_shapes(cell, state):
     dec = _decoder(cell=cell)
     assert dec.state_size == state
@@ -152,7 +152,7 @@ def test_config_round_trip_and_validation():
     for kwargs, message in (
         ({"codebook_sizes": []}, "codebook_sizes"),
         ({"codebook_sizes": SIZES, "units": 0}, "`units` must be >= 1, got 0"),
-        ({"codebook_sizes": SIZES, "cell": "transformer"}, "`cell` must be one of"),
+        ({"codebook_sizes": SIZES, "cell": "mamba"}, "`cell` must be one of"),
         ({"codebook_sizes": SIZES, "sampling_probability": 2}, "sampling_probability"),
     ):
         with pytest.raises(ValueError, match=message):

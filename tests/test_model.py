@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -149,11 +151,12 @@ def test_save_and_load(data, tmp_path):
     )
 
 
-def test_trains_under_mirrored_strategy(data, mirrored):
+@pytest.mark.parametrize("cell", ["lstm", "transformer"])
+def test_trains_under_mirrored_strategy(data, mirrored, cell):
     paths, pre, quantizer, _ = data
     strategy = mirrored
     with strategy.scope():
-        model = build_model(SPEC, pre, quantizer, SMALL)
+        model = build_model(SPEC, pre, quantizer, dataclasses.replace(SMALL, cell=cell))
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
     ds = make_dataset(paths["train"], SPEC, batch_size=256).take(4)
     history = model.fit(ds, epochs=1, verbose=0)

@@ -6,5 +6,13 @@ from rq_keras.layers.decoder import RQDecoder
 from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.layers.list_pooling import ListPooling
 from rq_keras.layers.signed_log import SignedLog
+from rq_keras.layers.transformer_cell import CausalTransformerCell
 
-__all__ = ["ListPooling", "MLPEncoder", "RQDecoder", "ResidualCodeEncoder", "SignedLog"]
+__all__ = [
+    "CausalTransformerCell",
+    "ListPooling",
+    "MLPEncoder",
+    "RQDecoder",
+    "ResidualCodeEncoder",
+    "SignedLog",
+]

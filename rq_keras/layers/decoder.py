@@ -8,6 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from rq_keras.config import CELLS, PREDICTIONS, REGRESSOR_INPUTS, check_distribution_options
+from rq_keras.layers.transformer_cell import CausalTransformerCell
 from rq_keras.tokens import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
 
 __all__ = ["CELLS", "PREDICTIONS", "REGRESSOR_INPUTS", "RQDecoder", "atom_quantiles"]
@@ -37,7 +38,11 @@ def atom_quantiles(values, probabilities, levels):
     return tf.gather(sorted_values, index, batch_dims=1)
 
 
-def _cell(kind: str, units: int, seed: int | None):
+def _cell(kind: str, units: int, seed: int | None, layers: int, heads: int, positions: int):
+    if kind == "transformer":
+        return CausalTransformerCell(
+            units, num_layers=layers, num_heads=heads, max_positions=positions, seed=seed
+        )
     init = keras.initializers.GlorotUniform(seed=seed)
     rec = keras.initializers.Orthogonal(seed=None if seed is None else seed + 1)
     if kind == "lstm":
@@ -88,7 +93,12 @@ class RQDecoder(keras.layers.Layer):
             `fitted_codebook_sizes`); L = its length.
         units: the recurrent cell's units (paper: 512).
         embedding_dim: D, the code embedding size (paper: 512).
-        cell: `"lstm"` (default), `"gru"` or `"rnn"` (SimpleRNN; Table 4).
+        cell: `"lstm"` (default), `"gru"`, `"rnn"` (SimpleRNN) or
+            `"transformer"` (a causal Transformer decoder conditioned on the
+            encoder output as a prefix token, `CausalTransformerCell`;
+            Table 4).
+        transformer_layers: the Transformer's blocks (`cell="transformer"`).
+        transformer_heads: its attention heads; they must divide `units`.
         predictor_units: hidden units of `f_pred`.
         regressor_units: hidden units of `f_reg`.
         use_regressor: False is the "w/o f_reg" ablation (Table 3): `y_l` is
@@ -174,6 +184,8 @@ class RQDecoder(keras.layers.Layer):
         units: int = 512,
         embedding_dim: int = 512,
         cell: str = "lstm",
+        transformer_layers: int = 2,
+        transformer_heads: int = 4,
         predictor_units: int = 512,
         regressor_units: int = 128,
         use_regressor: bool = True,
@@ -205,6 +217,15 @@ class RQDecoder(keras.layers.Layer):
                 raise ValueError(f"`{name}` must be >= 1, got {value}")
         if cell not in CELLS:
             raise ValueError(f"`cell` must be one of {CELLS}, got {cell!r}")
+        if cell == "transformer" and (
+            int(transformer_layers) < 1
+            or int(transformer_heads) < 1
+            or int(units) % int(transformer_heads)
+        ):
+            raise ValueError(
+                f"`transformer_layers` and `transformer_heads` must be >= 1 and the heads must "
+                f"divide `units` ({units}), got {transformer_layers} and {transformer_heads}"
+            )
         if regressor_input not in REGRESSOR_INPUTS:
             raise ValueError(
                 f"`regressor_input` must be one of {REGRESSOR_INPUTS}, got {regressor_input!r}"
@@ -234,6 +255,8 @@ class RQDecoder(keras.layers.Layer):
         self.units = int(units)
         self.embedding_dim = int(embedding_dim)
         self.cell = cell
+        self.transformer_layers = int(transformer_layers)
+        self.transformer_heads = int(transformer_heads)
         self.predictor_units = int(predictor_units)
         self.regressor_units = int(regressor_units)
         self.use_regressor = bool(use_regressor)
@@ -280,7 +303,14 @@ class RQDecoder(keras.layers.Layer):
             ),
         )
         step = None if seed is None else seed + 10
-        self.recurrent_cell = _cell(self.cell, self.units, step)
+        self.recurrent_cell = _cell(
+            self.cell,
+            self.units,
+            step,
+            self.transformer_layers,
+            self.transformer_heads,
+            positions=1 + self.num_levels,  # the prefix, then x_0 .. x_{L-1}
+        )
         self.recurrent_cell.build((None, self.embedding_dim))
         self.predictor = _mlp(
             self.predictor_units,
@@ -528,6 +558,8 @@ class RQDecoder(keras.layers.Layer):
                 "units": self.units,
                 "embedding_dim": self.embedding_dim,
                 "cell": self.cell,
+                "transformer_layers": self.transformer_layers,
+                "transformer_heads": self.transformer_heads,
                 "predictor_units": self.predictor_units,
                 "regressor_units": self.regressor_units,
                 "use_regressor": self.use_regressor,
