@@ -74,6 +74,22 @@ ABLATIONS = {
 }
 
 
+# Tables 4 and 5 (`--tables`, first dataset): one change each to RQ-Reg's
+# (tuned) settings; "LSTM" and "RQ K-means (L = 3)" are RQ-Reg itself.
+BACKBONES = {
+    "RNN": {"model.cell": "rnn"},
+    "LSTM": {},
+    "GRU": {"model.cell": "gru"},
+    "Transformer": {"model.cell": "transformer"},
+}
+QUANTIZATIONS = {
+    "K-means (L = 1)": {"quantizer.num_levels": 1},
+    "Dynamic quantile (L = 1)": {"quantizer.num_levels": 1, "quantizer.method": "quantile"},
+    "RQ K-means (L = 2)": {"quantizer.num_levels": 2},
+    "RQ K-means (L = 3)": {},
+}
+
+
 def batch_size(text: str):
     """`--batch-size`: an int, or auto (TrainConfig's default, from the row count)."""
     return text if text == "auto" else int(text)
@@ -253,6 +269,12 @@ def main(argv=None) -> int:
     p.add_argument("--heads", default=",".join(HEADS))
     p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--ablation-seeds", default="0,1", help="seeds of the Table 3 runs")
+    p.add_argument(
+        "--tables",
+        action="store_true",
+        help="also Table 4 (decoder backbones) and Table 5 (quantization) on the first "
+        "dataset, seeds as the heads",
+    )
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--batch-size", type=batch_size, default="auto")
@@ -336,6 +358,28 @@ def main(argv=None) -> int:
                             f"{name} {label} seed {seed}: {brief(ablations[label][-1])}",
                             flush=True,
                         )
+            paper_tables: dict[str, dict[str, list[dict]]] = {}
+            if args.tables and index == 0:
+                tuned_rq = tuned.get(name, {}).get("rq_reg", {})
+                for title, rows in (
+                    ("decoder backbones (Table 4)", BACKBONES),
+                    ("quantization (Table 5)", QUANTIZATIONS),
+                ):
+                    table_runs = paper_tables.setdefault(title, {})
+                    for label, extra in rows.items():
+                        if not extra and "rq_reg" in results:
+                            table_runs[label] = results["rq_reg"]  # RQ-Reg itself
+                            continue
+                        for seed in seeds:
+                            out = os.path.join(
+                                work, "runs", name, "table", label.replace(" ", "_"), str(seed)
+                            )
+                            config = base_config(data, args, seed, "rq_reg", {**tuned_rq, **extra})
+                            table_runs.setdefault(label, []).append(run_one(config, out))
+                            print(
+                                f"{name} {label} seed {seed}: {brief(table_runs[label][-1])}",
+                                flush=True,
+                            )
             spec = FeatureSpec.load(data["spec"])
             train_frame = pd.read_parquet(data["files"]["train"], columns=[spec.label.name])
             y = train_frame[spec.label.name].to_numpy(dtype=np.float64)
@@ -371,6 +415,14 @@ def main(argv=None) -> int:
                     f"### {name}: RQ-Reg ablations (Table 3; seeds {args.ablation_seeds})",
                     "",
                     *table(ablations, every_prediction=False),
+                    "",
+                ]
+            for title, table_runs in paper_tables.items():
+                section += [
+                    f"### {name}: {title}; RQ-Reg's settings, one change per row; "
+                    f"seeds {args.seeds}",
+                    "",
+                    *table(table_runs, every_prediction=False),
                     "",
                 ]
             section += [
