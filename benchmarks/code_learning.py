@@ -40,11 +40,12 @@ VARIANTS = {
     "default, monitor val_mae": {"monitor": "val_mae"},
     # The paper's batch: 17 steps an epoch on CDNOW instead of the auto batch's 65.
     "default, batch 1024": {"batch_size": 1024},
-    # L_reg in units of the training labels' std (delta 2 stds): the paper's
-    # objective with its gradients on the classifier scaled down, and the
-    # default, where only f_reg (the `regressor` output) sees L_reg.
+    # L_reg in units of the training labels' std (delta 2 stds, the default)
+    # or of the label (the paper): the paper's objective with its gradients
+    # on the classifier scaled down, and the default with the paper's unit,
+    # where only f_reg (the `regressor` output) sees L_reg.
     "paper objective, label scale std": {**PAPER, "model.label_scale": "std"},
-    "default, label scale std": {"model.label_scale": "std"},
+    "default, label scale none": {"model.label_scale": "none"},
 }
 METRIC_KEYS = ("mean_ratio", "mae", "normalized_gini_positive", "spearman_positive")
 

@@ -52,6 +52,7 @@ HEADS = ("rq_reg", "rq_reg_paper", "ziln", "mse", "log_mse", "huber", "kmeans")
 # `rq_reg_paper`: the paper's objective and prediction (`presets/paper.yaml`).
 PAPER = {
     "model.regressor_input": "logits",
+    "model.label_scale": "none",
     "model.code_embedding_stddev": 0.05,
     "model.prediction": "regressor",
     "monitor": "val_mae",

@@ -85,10 +85,11 @@ class ModelConfig:
         temperature: tau of Rank-N-Contrast (2.0).
         delta: Huber threshold (2.0; 0.1 Criteo-SSC, 10.0 CIKM16), in the
             unit `label_scale` sets.
-        label_scale: `"none"` (L_reg on the label as it is: the paper; the
-            default) or `"std"` (L_reg on `y / s` and `y_hat / s`, s the std
-            of the training labels stored in the codebook: `delta` is in
-            stds, and L_reg's size no longer grows with the label's unit).
+        label_scale: `"std"` (the default: L_reg on `y / s` and `y_hat / s`,
+            s the std of the training labels stored in the codebook: `delta`
+            is in stds and L_reg's size no longer grows with the label's
+            unit; f_reg's `regressor` output then fits a mean, not a median)
+            or `"none"` (L_reg on the label as it is: the paper).
         cumulative_huber: L_reg's level terms on running sums, earlier levels
             detached (the authors' released code; False: the paper's Eq. 13).
         residual_regressor: a head for what the L codes leave over, added to
@@ -141,7 +142,7 @@ class ModelConfig:
     rnc_weight: float = 0.1
     temperature: float = 2.0
     delta: float = 2.0
-    label_scale: str = "none"
+    label_scale: str = "std"
     cumulative_huber: bool = False
     residual_regressor: bool = False
     rnc_cross_replica: bool = True

@@ -226,8 +226,10 @@ def loss_config(config: ModelConfig, label_std: float | None = None) -> dict[str
     if config.label_scale == "std":
         if label_std is None or not (math.isfinite(label_std) and label_std > 0):
             raise ValueError(
-                f"label_scale='std' needs the training labels' std (the codebook's "
-                f"label_std), a finite number > 0; got {label_std!r}"
+                f"label_scale='std' (the default) needs the training labels' std, a finite "
+                f"number > 0, got {label_std!r}: build from a fitted ResidualQuantizer "
+                "(build_model, RQRegTask.from_quantizer), pass label_std=..., or set "
+                "label_scale='none'"
             )
         scale = float(label_std)
     return {

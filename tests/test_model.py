@@ -127,14 +127,14 @@ def test_ablation_switches(data):
     assert stopped.decoder.regressor_input == "stopped"
     with pytest.raises(ValueError, match="`regressor_input` must be one of"):
         ModelConfig(regressor_input="detached")
-    # label_scale="std": L_reg in units of the codebook's label std.
+    # label_scale "std" (the default): L_reg in units of the codebook's label std.
     quantizer = data[2]
-    scaled = _model(data, ModelConfig(**{**SMALL.__dict__, "label_scale": "std"}))
-    assert scaled.rq_loss.label_scale == quantizer.label_std > 1.0
-    assert no_gen.rq_loss.label_scale == 1.0
+    assert no_gen.rq_loss.label_scale == quantizer.label_std > 1.0
+    plain = _model(data, ModelConfig(**{**SMALL.__dict__, "label_scale": "none"}))
+    assert plain.rq_loss.label_scale == 1.0
     with pytest.raises(ValueError, match="`label_scale` must be one of"):
         ModelConfig(label_scale="max")
-    with pytest.raises(ValueError, match="label_scale='std' needs the training labels' std"):
+    with pytest.raises(ValueError, match="needs the training labels' std"):
         loss_config(ModelConfig(label_scale="std"))
 
 

@@ -56,12 +56,12 @@ def test_exactly_the_four_paper_presets_and_the_paper_switches():
     assert sorted(p.stem for p in PRESETS.glob("*.yaml")) == sorted([*NAMES, "paper"])
     config = load_config(_preset("paper"), {"dataset": "cdnow"})
     _assert_papers_objective(config)
-    # Only the five switches differ from rq_keras's defaults.
+    # Only the six switches differ from rq_keras's defaults.
     default = load_config(None, {"dataset": "cdnow"})
     changed = {k for k, v in _flat(config).items() if _flat(default)[k] != v}
     assert changed == {
         "monitor", "quantizer.zero_threshold", "model.regressor_input",
-        "model.code_embedding_stddev", "model.prediction",
+        "model.code_embedding_stddev", "model.prediction", "model.label_scale",
     }  # fmt: skip
 
 
@@ -69,6 +69,7 @@ def _assert_papers_objective(config):
     assert config.quantizer.zero_threshold is None
     assert config.resolved_monitor == "val_mae"
     assert config.model.regressor_input == "logits"  # Eq. 10
+    assert config.model.label_scale == "none"  # Eq. 12 in the label's unit
     assert config.model.code_embedding_stddev == 0.05
     assert config.model.prediction == "regressor"  # sum_l f_reg(z_l)
 

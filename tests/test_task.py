@@ -81,10 +81,16 @@ def test_tfrs_model_trains_and_loss_falls():
 
 def test_config_round_trip():
     q = ResidualQuantizer(num_levels=2, codebook_size=4).fit(np.arange(100.0))
-    task = RQRegTask.from_quantizer(q, units=8, rnc_weight=0.0, label_scale="std")
+    task = RQRegTask.from_quantizer(q, units=8, rnc_weight=0.0)
     again = RQRegTask.from_config(task.get_config())
     assert again.get_config() == task.get_config()
     assert again.rq_loss.label_scale == task.rq_loss.label_scale == q.label_std
+    # Built from centroids alone, the default label scale needs the std.
+    centroids = [c.tolist() for c in q.centroids]
+    with pytest.raises(ValueError, match="needs the training labels' std.*from_quantizer"):
+        RQRegTask(centroids, units=8)
+    assert RQRegTask(centroids, units=8, label_std=3.0).rq_loss.label_scale == 3.0
+    assert RQRegTask(centroids, units=8, label_scale="none").rq_loss.label_scale == 1.0
     assert isinstance(task, tfrs.tasks.Task)
 
 
