@@ -129,7 +129,7 @@ def _raw_dataset(files, spec, fmt, batch_size):
     """The reader and batching of `make_dataset`, without conversion or parsing."""
     import tensorflow as tf
 
-    from rq_keras import data
+    from rq_keras.data.pipeline import tfio_columns
 
     if fmt == "tfrecord":
         parts = [tf.data.TFRecordDataset(p) for p in files]
@@ -138,7 +138,7 @@ def _raw_dataset(files, spec, fmt, batch_size):
 
         parts = []
         for p in files:
-            columns = data._tfio_columns(p, spec, True)
+            columns = tfio_columns(p, spec, True)
             if columns is None:
                 raise RuntimeError(f"{p}: make_dataset would not use tensorflow-io here")
             parts.append(tfio.IODataset.from_parquet(p, columns=columns))

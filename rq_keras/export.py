@@ -237,33 +237,24 @@ def serialize_examples(spec, inputs: Mapping[str, np.ndarray]) -> list[bytes]:
     """Model-input rows (lists padded) -> serialized `tf.Example`s.
 
     The inverse of what the `examples` signature parses: a list's pad values
-    are dropped, every scalar is written (so nothing falls back to a default).
+    are dropped, every scalar is written, NaN included (so nothing falls back
+    to a default in the parse: the graph's replacement of non-finite values
+    is what the checks exercise). Encoded by `rq_keras.serving.make_example`.
     """
-    import tensorflow as tf
+    from rq_keras.serving import make_example
 
-    train = tf.train
     n = len(next(iter(inputs.values()))) if inputs else 0
+    columns = {f.name: np.asarray(inputs[f.name]) for f in spec.features} if n else {}
     out = []
     for i in range(n):
-        feature = {}
+        row = {}
         for f in spec.features:
-            v = np.asarray(inputs[f.name])[i]
+            v = columns[f.name][i]
             if f.is_list:
-                values = [t for t in v.tolist() if t != f.pad_value and t != b""]
+                row[f.name] = [t for t in v.tolist() if t != f.pad_value and t != b""]
             else:
-                values = [v.item() if hasattr(v, "item") else v]
-            if f.dtype == "string":
-                data = [t if isinstance(t, bytes) else str(t).encode() for t in values]
-                feature[f.name] = train.Feature(bytes_list=train.BytesList(value=data))
-            elif f.dtype == "int64":
-                feature[f.name] = train.Feature(
-                    int64_list=train.Int64List(value=[int(t) for t in values])
-                )
-            else:
-                feature[f.name] = train.Feature(
-                    float_list=train.FloatList(value=[float(t) for t in values])
-                )
-        out.append(train.Example(features=train.Features(feature=feature)).SerializeToString())
+                row[f.name] = v.item() if hasattr(v, "item") else v
+        out.append(make_example(spec, row, keep_missing=True).SerializeToString())
     return out
 
 

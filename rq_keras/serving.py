@@ -6,8 +6,9 @@ writes beside the graph (`assets.extra/feature_spec.yaml`; read it with
 `FeatureSpec.load`):
 
 * `example_from_dict` / `serialize_example`: one row as the `tf.Example` the
-  `examples` signature parses, encoded by `rq_keras.data.make_example`, the
-  encoder `write_tfrecord` uses too;
+  `examples` signature parses, encoded by `make_example`, the one
+  `tf.Example` encoder of rq_keras (`rq_keras.data.write_tfrecord` and the
+  export's checks use it too);
 * `rest_request`: the JSON body of a TF Serving REST `:predict` call, the row
   form (`instances`) for `serving_default`, base64 `tf.Example`s for
   `examples`.
@@ -38,15 +39,21 @@ TensorFlow for its protos (`tf.train.Example`), which is all they use of it.
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from rq_keras.data import make_example
 from rq_keras.features import Feature, FeatureSpec
 
-__all__ = ["SIGNATURES", "example_from_dict", "rest_request", "serialize_example"]
+__all__ = [
+    "SIGNATURES",
+    "example_from_dict",
+    "make_example",
+    "rest_request",
+    "serialize_example",
+]
 
 SIGNATURES = ("serving_default", "examples")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -158,6 +165,60 @@ def _check_row(spec: FeatureSpec, row: Any, where: str = "") -> dict[str, Any]:
         else:
             out[f.name] = None if value is None else _check_scalar(f, value, where)
     return out
+
+
+def make_example(
+    spec: FeatureSpec, values, label: float | None = None, *, keep_missing: bool = False
+):
+    """One row as a `tf.train.Example`, the way the readers and the `examples` signature parse it.
+
+    The one `tf.Example` encoder of rq_keras: `example_from_dict`,
+    `rq_keras.data.write_tfrecord` and the export's check rows
+    (`rq_keras.export.serialize_examples`) all call it. It converts, it does
+    not check types (`example_from_dict` checks a caller's row first).
+
+    Args:
+        spec: the feature spec; its dtypes pick the `tf.train.Feature` kind:
+            strings a `BytesList`, int64 ids an `Int64List`, numerics a
+            `FloatList`.
+        values: feature name -> value. A scalar feature's value, or None
+            (or NaN) when missing: left out, so parsing gives the spec
+            default; a feature absent from `values` is missing too. A list
+            feature's ids as a sequence (None: empty), without pad values.
+        label: written as a float list when given and not NaN.
+        keep_missing: write every scalar feature as it is, None and NaN
+            included, instead of leaving a missing one out: the export's
+            checks send NaN on purpose, to test the graph's replacement.
+
+    Returns:
+        a `tf.train.Example` (`.SerializeToString()` gives the record).
+    """
+    import tensorflow as tf
+
+    train = tf.train
+    feature = {}
+    for f in spec.features:
+        v = values.get(f.name)
+        if f.is_list:
+            ids = [] if v is None else list(v)
+        elif not keep_missing and (
+            v is None or (isinstance(v, (float, np.floating)) and math.isnan(v))
+        ):
+            continue  # missing: the parser gives the spec default
+        else:
+            ids = [v]
+        if f.dtype == "string":
+            data = [t if isinstance(t, bytes) else str(t).encode() for t in ids]
+            feature[f.name] = train.Feature(bytes_list=train.BytesList(value=data))
+        elif f.dtype == "int64":
+            data = [int(t) for t in ids]
+            feature[f.name] = train.Feature(int64_list=train.Int64List(value=data))
+        else:
+            data = [float(t) for t in ids]
+            feature[f.name] = train.Feature(float_list=train.FloatList(value=data))
+    if label is not None and not math.isnan(label):
+        feature[spec.label.name] = train.Feature(float_list=train.FloatList(value=[label]))
+    return train.Example(features=train.Features(feature=feature))
 
 
 def example_from_dict(spec: FeatureSpec, row: Mapping[str, Any]):

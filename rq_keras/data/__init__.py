@@ -1,0 +1,88 @@
+"""Readers, writers and `tf.data` pipelines driven by a feature spec.
+
+Formats, picked by file suffix:
+
+* text tables: `.csv`, `.tsv`, whitespace-separated `.txt`/`.dat`, with a
+  header line; columns are found by name, never by position;
+* Parquet (`.parquet`): read into `tf.data` by tensorflow-io's
+  `IODataset.from_parquet`; a file with nulls in a needed column goes through
+  the checked pyarrow reader instead, because tensorflow-io returns stale
+  values for null strings instead of failing;
+* TFRecord of `tf.Example` (`.tfrecord`, `.tfrecords`, `.tfrec`; `.gz` for
+  GZIP), parsed with the spec's `parse_spec`.
+
+List features are one text cell with the ids joined by the feature's
+`separator` in text and Parquet files, and a repeated feature in `tf.Example`.
+Every reader yields the model's input form: scalars `(batch,)`, lists padded
+or cut to `(batch, max_length)` with the pad value (`""` or `-1`), labels
+float64 `(batch,)`. Integer ids stay int64 from the file to the model (never
+through float64, which rounds ids above 2**53). A table with two columns of
+one name is refused (`MalformedDataError`).
+
+Bad rows. A row is bad when its column count is wrong (text), a number or an
+integer id does not parse (or is outside int64), a numeric feature value is
+NaN, infinite or beyond the float32 range (`1e39`; the model reads float32),
+or its label is missing, NaN or infinite; a `tf.Example` record that does not
+parse with the spec is bad too (the reason names a numeric feature or label
+held as an int64 or bytes list: they are float lists). Empty cells, nulls and
+the tokens `nan`,
+`na`, `n/a`, `null`, `none` (lower, upper or capitalized) in a feature are
+missing values and take the spec default; an absent `tf.Example` feature is
+missing too. `on_bad_rows` says
+what happens to bad rows: `"fail"` raises `MalformedDataError` naming the
+file, the row (1-based, the header not counted) and the reason; `"skip"` drops
+them and counts them, with the first row numbers, in a `DataReport`. Nothing
+is dropped silently: `check_files` (and `read_chunks`) give the exact report
+per file, and the `tf.data` pipeline applies the same policy.
+
+The modules, by idea (none imports TensorFlow when it loads):
+
+* `reports`: `MalformedDataError`, `FileReport`, `DataReport`;
+* `columns`: cells -> typed columns, the bad-row bookkeeping of a chunk;
+* `readers`: file formats, text tables, `read_chunks`, `iter_files`,
+  `check_files`, `read_column`; `parquet` and `tfrecord` read those formats;
+* `pipeline`: `make_dataset`, the `tf.data` pipeline;
+* `writers`: `write_table`, `write_tfrecord`.
+
+`make_example`, the one `tf.Example` encoder, lives in `rq_keras.serving`
+(the client side needs it without the readers). The names of `__all__`,
+and the readers' `BAD_ROW_POLICIES` and `DEFAULT_CHUNK_ROWS`, are imported
+from `rq_keras.data` as before.
+"""
+
+from rq_keras.data.pipeline import make_dataset
+from rq_keras.data.readers import BAD_ROW_POLICIES as BAD_ROW_POLICIES
+from rq_keras.data.readers import DEFAULT_CHUNK_ROWS as DEFAULT_CHUNK_ROWS
+from rq_keras.data.readers import (
+    check_files,
+    chunk_length,
+    delimiter_for,
+    file_format,
+    input_paths,
+    iter_files,
+    read_chunks,
+    read_column,
+)
+from rq_keras.data.reports import DataReport, FileReport, MalformedDataError
+from rq_keras.data.tfrecord import to_model_inputs
+from rq_keras.data.writers import write_table, write_tfrecord
+from rq_keras.serving import make_example
+
+__all__ = [
+    "DataReport",
+    "FileReport",
+    "MalformedDataError",
+    "check_files",
+    "chunk_length",
+    "delimiter_for",
+    "file_format",
+    "input_paths",
+    "iter_files",
+    "make_dataset",
+    "make_example",
+    "read_chunks",
+    "read_column",
+    "to_model_inputs",
+    "write_table",
+    "write_tfrecord",
+]

@@ -1,0 +1,313 @@
+"""`make_dataset`: the `tf.data` pipeline of `(features, label)` batches from files.
+
+Each file is read by the fastest reader that keeps the checked readers'
+policy (see `rq_keras.data`): TFRecord records are parsed in the graph,
+Parquet files without nulls go through tensorflow-io, and everything else
+through `read_chunks`. TensorFlow is imported inside the functions, never
+when the module loads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from rq_keras.data.parquet import check_parquet_schema, parquet_file, parquet_has_nulls
+from rq_keras.data.readers import (
+    DEFAULT_CHUNK_ROWS,
+    check_policy,
+    file_format,
+    input_paths,
+    read_chunks,
+)
+from rq_keras.data.tfrecord import tfrecord_compression, to_model_inputs
+from rq_keras.features import FeatureSpec
+
+__all__ = ["make_dataset", "tfio_columns"]
+
+
+def make_dataset(
+    files: str | os.PathLike | Sequence,
+    spec: FeatureSpec,
+    *,
+    batch_size: int = 1024,
+    shuffle: bool = False,
+    shuffle_buffer: int = 65_536,
+    seed: int | None = None,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    deterministic: bool = True,
+    on_bad_rows: str = "fail",
+    with_label: bool = True,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    input_context: Any = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+):
+    """A `tf.data` pipeline of `(features, label)` batches from files.
+
+    Args:
+        files: one path or a list; the formats may be mixed.
+        spec: the feature spec.
+        batch_size: rows per batch.
+        shuffle: shuffle rows (and file order) each epoch, seeded by `seed`.
+        shuffle_buffer: rows held by the shuffle buffer.
+        seed: shuffle seed (None: a fresh order each run).
+        repeat: repeat forever (for `steps_per_epoch` training).
+        drop_remainder: drop a last partial batch (fixed shapes for TPUs).
+        deterministic: keep element order fixed across runs (with a seed);
+            False lets parallel stages run out of order, slightly faster.
+        on_bad_rows: `"fail"` or `"skip"` (see `rq_keras.data`). In the
+            pipeline a bad `tf.Example`, or a non-finite label or numeric
+            feature in TFRecord or Parquet, fails the step naming the column
+            but not the row under `"fail"`; run `check_files` first for the
+            exact row.
+        with_label: yield `(features, label)`; False yields features only.
+        num_shards: the input is split into this many shards (workers) ...
+        shard_index: ... and this pipeline reads shard `shard_index`. With as
+            many files as shards or more, whole files are dealt round-robin;
+            with fewer, every shard reads every file and keeps every
+            `num_shards`-th row.
+        input_context: a `tf.distribute.InputContext`; overrides the two
+            above and makes `batch_size` the global batch (each pipeline
+            gets `input_context.get_per_replica_batch_size(batch_size)`).
+        chunk_rows: rows per read chunk of the checked (text) reader.
+
+    Returns:
+        `tf.data.Dataset` of `(features, label)` with features a dict of
+        feature name -> tensor in the model's input form and the label
+        float64 `(batch,)`; features only when `with_label` is False.
+    """
+    import tensorflow as tf
+
+    check_policy(on_bad_rows)
+    paths = input_paths(files)
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    if input_context is not None:
+        num_shards = input_context.num_input_pipelines
+        shard_index = input_context.input_pipeline_id
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(
+            f"`shard_index` must be in [0, num_shards), got {shard_index} of {num_shards}"
+        )
+    row_sharding = num_shards > 1 and len(paths) < num_shards
+    if num_shards > 1 and not row_sharding:
+        paths = paths[shard_index::num_shards]
+
+    label = spec.label.name
+    read_batch = min(chunk_rows, max(batch_size, 1024))
+    # The readers' datasets of the text and Parquet files, in file order (None for TFRecord).
+    readers = []
+    for path in paths:
+        fmt = file_format(path)
+        readers.append(
+            None
+            if fmt == "tfrecord"
+            else _file_dataset(path, spec, fmt, on_bad_rows, with_label, read_batch, chunk_rows)
+        )
+
+    parse_spec = spec.parse_spec(with_label=with_label)
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, parse_spec)
+        out = to_model_inputs(parsed, spec)
+        if with_label:
+            out[label] = tf.cast(parsed[label], tf.float64)
+        return out
+
+    def parse_one(serialized):
+        return parse(tf.expand_dims(serialized, 0))
+
+    # Serialized records are shuffled and batched before parsing (cheapest);
+    # rows from the other readers are shuffled and batched as rows; in file
+    # order, the readers' batches are only cut to size (no per-row work).
+    serialized, rows, batches = [], [], []
+    for path, reader in zip(paths, readers):
+        if reader is None:
+            ds = tf.data.TFRecordDataset(path, compression_type=tfrecord_compression(path))
+            if row_sharding:
+                ds = ds.shard(num_shards, shard_index)
+            if on_bad_rows != "skip":
+                serialized.append(ds)
+                continue
+            # Record by record, so one bad record drops only itself.
+            ds = ds.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+            ds = ds.unbatch()
+            rows.append(ds.filter(_FiniteFilter(spec, "skip", with_label).mask))
+        elif shuffle or row_sharding:
+            ds = reader.unbatch()
+            if row_sharding:
+                ds = ds.shard(num_shards, shard_index)
+            rows.append(ds)
+        else:
+            batches.append(reader)
+
+    pipelines = []
+    if batches:
+        ds = _mix(batches, False, seed)
+        pipelines.append(ds.rebatch(batch_size, drop_remainder=drop_remainder))
+    for group, is_serialized in ((serialized, True), (rows, False)):
+        if not group:
+            continue
+        ds = _mix(group, shuffle, seed)
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        if is_serialized:
+            ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+            ds = ds.map(_FiniteFilter(spec, on_bad_rows, with_label))
+        pipelines.append(ds)
+    ds = pipelines[0]
+    for other in pipelines[1:]:
+        ds = ds.concatenate(other)
+    if with_label:
+        ds = ds.map(lambda b: ({k: v for k, v in b.items() if k != label}, b[label]))
+    if repeat:
+        ds = ds.repeat()
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    if input_context is not None or num_shards > 1:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _mix(group, shuffle: bool, seed):
+    """One dataset from several: in file order, or rows drawn at random (seeded)."""
+    import tensorflow as tf
+
+    if len(group) == 1:
+        return group[0]
+    if shuffle:
+        return tf.data.Dataset.sample_from_datasets(group, seed=seed, stop_on_empty_dataset=False)
+    out = group[0]
+    for other in group[1:]:
+        out = out.concatenate(other)
+    return out
+
+
+def _element_signature(spec: FeatureSpec, with_label: bool):
+    import tensorflow as tf
+
+    sig = {
+        f.name: tf.TensorSpec((None, *f.shape), tf.as_dtype(f.tf_dtype_name)) for f in spec.features
+    }
+    if with_label:
+        sig[spec.label.name] = tf.TensorSpec((None,), tf.float64)
+    return sig
+
+
+class _FiniteFilter:
+    """Graph-side bad-value policy for tf.Example and tensorflow-io batches.
+
+    The checked readers' policy: a numeric feature not finite in float32 (the
+    batch is already float32) or a missing, NaN or infinite label is a bad
+    row. Under `"fail"` the step fails naming the column (and `source`, the
+    file, when known); under `"skip"` the rows are dropped.
+    """
+
+    def __init__(self, spec: FeatureSpec, on_bad_rows: str, with_label: bool, source=None):
+        self.on_bad_rows = on_bad_rows
+        self.where = f"{source}: " if source else ""
+        self.columns = [f.name for f in spec.features if f.is_numeric]
+        self.label = spec.label.name if with_label else None
+        if self.label is not None:
+            self.columns.append(self.label)
+
+    def mask(self, batch):
+        """True where every checked column is finite: `(batch,)`, or a scalar for one row."""
+        import tensorflow as tf
+
+        if not self.columns:
+            return tf.constant(True)
+        finite = [tf.math.is_finite(batch[c]) for c in self.columns]
+        return tf.reduce_all(tf.stack(finite), axis=0)
+
+    def _message(self, column: str) -> str:
+        what = (
+            f"label {column!r} is missing, NaN or infinite"
+            if column == self.label
+            else f"column {column!r} is not a finite float32 value"
+        )
+        return f"{self.where}{what} in some row; rq_keras.data.check_files names the file and row"
+
+    def __call__(self, batch):
+        import tensorflow as tf
+
+        if self.on_bad_rows == "fail":
+            out = dict(batch)
+            for c in self.columns:
+                out[c] = tf.debugging.check_numerics(batch[c], self._message(c))
+            return out
+        if not self.columns:
+            return batch
+        keep = self.mask(batch)
+        return {k: tf.boolean_mask(v, keep) for k, v in batch.items()}
+
+
+def tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
+    """tensorflow-io column specs for a Parquet file, or None to use pyarrow.
+
+    None when a needed column may hold nulls (tensorflow-io returns stale
+    values for them) or has a type tensorflow-io does not read.
+    """
+    import pyarrow as pa
+    import tensorflow as tf
+
+    pf = parquet_file(path)
+    schema = pf.schema_arrow
+    check_parquet_schema(path, schema, spec, with_label)
+    if parquet_has_nulls(pf, set(spec.columns if with_label else spec.feature_names)):
+        return None
+    for f in spec.features:
+        if f.dtype == "int64" and not f.is_list and pa.types.is_floating(schema.field(f.name).type):
+            return None  # float ids: the checked reader refuses non-integral ones
+    types = {
+        pa.int32(): tf.int32,
+        pa.int64(): tf.int64,
+        pa.float32(): tf.float32,
+        pa.float64(): tf.float64,
+        pa.string(): tf.string,
+    }
+    columns = {}
+    for name in spec.columns if with_label else spec.feature_names:
+        dtype = types.get(schema.field(name).type)
+        if dtype is None:
+            return None
+        columns[name] = tf.TensorSpec([], dtype)
+    return columns
+
+
+def _file_dataset(path, spec, fmt, on_bad_rows, with_label, batch_size, chunk_rows):
+    """Batches of one file in the model's input form (label included)."""
+    import tensorflow as tf
+
+    columns = tfio_columns(path, spec, with_label) if fmt == "parquet" else None
+    if columns is not None:
+        import tensorflow_io as tfio
+
+        ds = tfio.IODataset.from_parquet(path, columns=columns).batch(batch_size)
+
+        def convert(batch):
+            batch = dict(batch)
+            for f in spec.features:
+                v = batch[f.name]
+                if f.dtype == "string" and not f.is_list and v.dtype != tf.string:
+                    batch[f.name] = tf.strings.as_string(v)
+            out = to_model_inputs(batch, spec)
+            if with_label:
+                out[spec.label.name] = tf.cast(batch[spec.label.name], tf.float64)
+            return out
+
+        ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(_FiniteFilter(spec, on_bad_rows, with_label, source=path))
+    signature = _element_signature(spec, with_label)
+
+    def generate():
+        yield from read_chunks(
+            path, spec, on_bad_rows=on_bad_rows, chunk_rows=chunk_rows, with_label=with_label
+        )
+
+    return tf.data.Dataset.from_generator(generate, output_signature=signature)

@@ -1,0 +1,82 @@
+"""What reading found: the bad-row error and the per-file and total reports (numpy only)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DataReport", "FileReport", "MalformedDataError"]
+
+_MAX_LISTED = 5
+
+
+class MalformedDataError(ValueError):
+    """A bad row under `on_bad_rows="fail"`; names the file, row and reason."""
+
+
+@dataclasses.dataclass
+class FileReport:
+    """What reading one file found.
+
+    Attributes:
+        path: the file.
+        rows_read: data rows read (the header not counted).
+        rows_kept: rows that reached the output.
+        bad_rows: reason -> number of rows dropped for it.
+        first_bad_rows: reason -> the first row numbers (1-based).
+    """
+
+    path: str
+    rows_read: int = 0
+    rows_kept: int = 0
+    bad_rows: dict[str, int] = dataclasses.field(default_factory=dict)
+    first_bad_rows: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def rows_dropped(self) -> int:
+        return sum(self.bad_rows.values())
+
+    def add_bad(self, reason: str, rows: np.ndarray) -> None:
+        if rows.size == 0:
+            return
+        self.bad_rows[reason] = self.bad_rows.get(reason, 0) + int(rows.size)
+        listed = self.first_bad_rows.setdefault(reason, [])
+        listed.extend(int(r) for r in rows[: max(0, _MAX_LISTED - len(listed))])
+
+
+@dataclasses.dataclass
+class DataReport:
+    """What reading a set of files found, per file and in total."""
+
+    files: list[FileReport] = dataclasses.field(default_factory=list)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f.rows_read for f in self.files)
+
+    @property
+    def rows_kept(self) -> int:
+        return sum(f.rows_kept for f in self.files)
+
+    @property
+    def rows_dropped(self) -> int:
+        return sum(f.rows_dropped for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "rows_dropped": self.rows_dropped,
+            "files": [dataclasses.asdict(f) | {"rows_dropped": f.rows_dropped} for f in self.files],
+        }
+
+    def summary(self) -> str:
+        """One line per file with drops, for logs."""
+        lines = [f"{self.rows_kept} of {self.rows_read} rows kept"]
+        for f in self.files:
+            for reason, count in f.bad_rows.items():
+                rows = ", ".join(map(str, f.first_bad_rows[reason]))
+                lines.append(f"  {f.path}: {count} row(s) dropped, {reason} (rows {rows}, ...)")
+        return "\n".join(lines)
