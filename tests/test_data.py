@@ -76,6 +76,27 @@ def test_every_format_round_trips(tmp_path, name):
     np.testing.assert_array_equal(np.concatenate([c["l"] for c in chunks]), got["l"])
 
 
+def test_parquet_without_tensorflow_io_reads_the_same_batches(tmp_path, monkeypatch):
+    """tensorflow-io is optional: without it Parquet is read by the checked
+    pyarrow reader, streamed, with the same values and the same bad-row policy."""
+    from rq_keras.data import pipeline
+
+    frame = _frame(50)
+    frame.loc[7, "y"] = np.inf  # a bad row either path must drop under "skip" (NaN is a null)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    with_tfio = _rows(make_dataset(path, SPEC, batch_size=8, on_bad_rows="skip"))
+    assert pipeline.tfio_columns(str(path), SPEC, True) is not None  # the fast path ran
+    monkeypatch.setattr(pipeline, "tfio_available", lambda: False)
+    assert pipeline.tfio_columns(str(path), SPEC, True) is None
+    without = _rows(make_dataset(path, SPEC, batch_size=8, on_bad_rows="skip"))
+    assert sorted(without) == sorted(with_tfio) and len(without["y"]) == 49
+    for key, value in with_tfio.items():
+        np.testing.assert_array_equal(without[key], value, err_msg=key)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label 'y'"):
+        _rows(make_dataset(path, SPEC, batch_size=8))  # "fail": the bad row stops it
+
+
 def test_cdnow_whitespace_table_is_read_by_name():
     spec = FeatureSpec.from_dict(
         {

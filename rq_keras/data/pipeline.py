@@ -2,13 +2,15 @@
 
 Each file is read by the fastest reader that keeps the checked readers'
 policy (see `rq_keras.data`): TFRecord records are parsed in the graph,
-Parquet files without nulls go through tensorflow-io, and everything else
-through `read_chunks`. TensorFlow is imported inside the functions, never
-when the module loads.
+Parquet files without nulls go through tensorflow-io when it is installed,
+and everything else (Parquet without tensorflow-io too: pyarrow record
+batches, streamed, with the same checks) through `read_chunks`. TensorFlow
+is imported inside the functions, never when the module loads.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -247,11 +249,23 @@ class _FiniteFilter:
         return {k: tf.boolean_mask(v, keep) for k, v in batch.items()}
 
 
+@functools.lru_cache(maxsize=1)
+def tfio_available() -> bool:
+    """Whether tensorflow-io can be imported (it is an optional dependency:
+    its last release is built for TensorFlow 2.16 only)."""
+    try:
+        import tensorflow_io  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
     """tensorflow-io column specs for a Parquet file, or None to use pyarrow.
 
-    None when a needed column may hold nulls (tensorflow-io returns stale
-    values for them) or has a type tensorflow-io does not read.
+    None when tensorflow-io is not installed, when a needed column may hold
+    nulls (tensorflow-io returns stale values for them) or has a type
+    tensorflow-io does not read.
     """
     import pyarrow as pa
     import tensorflow as tf
@@ -259,6 +273,8 @@ def tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
     pf = parquet_file(path)
     schema = pf.schema_arrow
     check_parquet_schema(path, schema, spec, with_label)
+    if not tfio_available():
+        return None
     if parquet_has_nulls(pf, set(spec.columns if with_label else spec.feature_names)):
         return None
     for f in spec.features:
