@@ -14,7 +14,7 @@ DEMO_EPOCHS ?= 20
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup test lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile bench-quality bench-tune bench-code-learning bench-discretization specs clean
+.PHONY: setup test test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile bench-quality bench-tune bench-code-learning bench-discretization specs clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,34 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+# The second tested stack (requirements-compat.txt: TensorFlow 2.21, numpy 2, no
+# tensorflow-io) in its own venv, on the tests that do not need the C++ loader
+# (its build directory is the default stack's), the multi-worker runs or the
+# Transformer run (which uses the C++ loader). .ci/run runs it after `make test`.
+COMPAT_VENV  := .venv-compat
+COMPAT_PY    := $(COMPAT_VENV)/bin/python
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+COMPAT_TESTS := tests/test_quantization.py tests/test_code_encoder.py tests/test_decoder.py \
+	tests/test_code_tree.py tests/test_losses.py tests/test_model.py tests/test_task.py \
+	tests/test_data.py tests/test_heads.py tests/test_package.py tests/test_export.py \
+	tests/test_training.py tests/test_predict.py tests/test_serving_client.py \
+	tests/test_transformer_cell.py tests/test_metrics.py tests/test_report.py \
+	tests/test_features.py tests/test_preprocessing.py
+COMPAT_SKIP  := not cpp and not serving_check and not transformer_run and not multi_worker and not serves_both
+
+$(COMPAT_STAMP): requirements-compat.txt pyproject.toml
+	@test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
+	@echo "installing the compatibility stack into $(COMPAT_VENV) (log: $(COMPAT_VENV)/install.log)"
+	@( $(COMPAT_PY) -m pip install --upgrade pip \
+	   && $(COMPAT_PY) -m pip install -r requirements-compat.txt \
+	   && $(COMPAT_PY) -m pip install --no-deps -e . ) > $(COMPAT_VENV)/install.log 2>&1 \
+	  || { tail -n 40 $(COMPAT_VENV)/install.log; exit 1; }
+	@touch $(COMPAT_STAMP)
+
+test-compat: $(COMPAT_STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(COMPAT_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider \
+	  $(COMPAT_TESTS) -k "$(COMPAT_SKIP)"
 
 # Trains on the bundled CDNOW data (splits, codebook, features, model), evaluates
 # on the test split, prints the metrics and the plots' paths; exports the model
