@@ -11,6 +11,7 @@ import time
 import tf_keras as keras
 
 from rq_keras.atomic import atomic_path, write_json
+from rq_keras.run_dir import temporary_name
 
 __all__ = [
     "EarlyStoppingCheckpoint",
@@ -241,7 +242,7 @@ class EarlyStoppingCheckpoint(keras.callbacks.Callback):
         write_json(
             self.write_state_path,
             self.state,
-            tmp_name=os.path.basename(self.write_state_path) + ".tmp",
+            tmp_name=temporary_name(self.write_state_path),
         )
 
     def on_train_end(self, logs=None):
@@ -270,7 +271,7 @@ class EpochHistory(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.rows[epoch + 1] = {k: float(v) for k, v in (logs or {}).items()}
         keys = sorted({k for row in self.rows.values() for k in row})
-        with atomic_path(self.path, tmp_name=os.path.basename(self.path) + ".tmp") as tmp:
+        with atomic_path(self.path, tmp_name=temporary_name(self.path)) as tmp:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
                 writer = csv.writer(f)
                 writer.writerow(["epoch", *keys])

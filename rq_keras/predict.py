@@ -499,7 +499,7 @@ def predict_files(
             file (`rq_keras.data`'s messages, naming the file).
         MalformedDataError: a bad row under `on_bad_rows="fail"`.
     """
-    from rq_keras.data import BAD_ROW_POLICIES, DataReport, FileReport, read_chunks
+    from rq_keras.data import BAD_ROW_POLICIES, DataReport, FileReport, chunk_length, read_chunks
 
     start = time.perf_counter()
     if (model_dir is None) == (saved_model is None):
@@ -560,7 +560,7 @@ def predict_files(
                     extra_columns=extra,
                 )
                 for rows in chunks:
-                    n = len(rows[spec.features[0].name])
+                    n = chunk_length(rows)
                     parts: dict[str, list[np.ndarray]] = {}
                     for lo in range(0, n, batch_size):
                         batch = {f.name: rows[f.name][lo : lo + batch_size] for f in spec.features}

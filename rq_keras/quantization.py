@@ -484,7 +484,8 @@ class ResidualQuantizer:
         return cls(**config)
 
     # --------------------------------------------------------------------- fit
-    def _clip(self, y: np.ndarray) -> np.ndarray:
+    def clip(self, y: np.ndarray) -> np.ndarray:
+        """Labels clipped to `[clip_min, clip_max]`, as `fit` and `encode` see them."""
         if self.clip_min is None and self.clip_max is None:
             return y
         return np.clip(y, self.clip_min, self.clip_max)
@@ -505,7 +506,7 @@ class ResidualQuantizer:
                 message names the label range. Nothing is fitted then.
         """
         start = time.perf_counter()
-        y = self._clip(as_label_array(y))
+        y = self.clip(as_label_array(y))
         w = _as_weights(sample_weight, y.size)
         if w is None:
             values, weights = np.sort(y), None
@@ -727,7 +728,7 @@ class ResidualQuantizer:
 
     def _encode(self, y: Any) -> tuple[np.ndarray, np.ndarray]:
         centroids = self.require_fitted()
-        r = self._clip(as_label_array(y))
+        r = self.clip(as_label_array(y))
         codes = np.empty((r.size, self.num_levels), dtype=np.int64)
         values = np.empty((r.size, self.num_levels), dtype=np.float64)
         for level, c in enumerate(centroids):
@@ -864,7 +865,7 @@ class ResidualQuantizer:
         partial = np.cumsum(values, axis=1)
         err = np.abs(y[:, None] - partial)
         mean_abs_y = float(np.mean(np.abs(y)))
-        clipped = int(np.count_nonzero(self._clip(y) != y))
+        clipped = int(np.count_nonzero(self.clip(y) != y))
         levels = []
         for level, c in enumerate(self.require_fitted()):
             levels.append(

@@ -61,6 +61,15 @@ ARTIFACTS = (
     "data",
 )
 _FILES = tuple(name for name in ARTIFACTS if "." in name)
+
+
+def temporary_name(path: str | os.PathLike) -> str:
+    """The name a run writes a file through before renaming it into place
+    (`NAME.tmp`, beside it): a name the manifest owns, so a run killed
+    mid-write leaves nothing the next run would refuse."""
+    return f"{os.path.basename(os.fspath(path))}.tmp"
+
+
 # Where a dataset's splits are built before they replace `data/`.
 STAGING = "data.staging"
 # Every name a run may create: its artifacts, the temporary files it writes
@@ -68,7 +77,7 @@ STAGING = "data.staging"
 # before they replace `data/`.
 OWNED = (
     *ARTIFACTS,
-    *(f"{name}.tmp" for name in _FILES),
+    *(temporary_name(name) for name in _FILES),
     "model.keras.tmp.keras",
     STAGING,
 )

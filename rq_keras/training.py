@@ -77,7 +77,14 @@ from rq_keras.config import (  # noqa: F401
 )
 from rq_keras.progress import RowTicker
 from rq_keras.quantization import ResidualQuantizer
-from rq_keras.run_dir import STAGING, RunDir, RunDirError, load_model, read_yaml
+from rq_keras.run_dir import (
+    STAGING,
+    RunDir,
+    RunDirError,
+    load_model,
+    read_yaml,
+    temporary_name,
+)
 
 __all__ = [
     "QuantizerConfig",
@@ -432,8 +439,8 @@ def _adapt(spec, train_files, config, on_chunk=None):
 
 
 def _write_json(path: pathlib.Path, doc) -> None:
-    """A run's JSON file, through `NAME.tmp` (a name the run directory owns)."""
-    write_json(path, doc, tmp_name=path.name + ".tmp")
+    """A run's JSON file, written through its `temporary_name`."""
+    write_json(path, doc, tmp_name=temporary_name(path))
 
 
 def _weights_digest(weights: Sequence[np.ndarray]) -> str:
@@ -567,7 +574,7 @@ def train(
             write_text(
                 out / "config.yaml",
                 yaml.safe_dump(config.to_dict(), sort_keys=False),
-                tmp_name="config.yaml.tmp",
+                tmp_name=temporary_name("config.yaml"),
             )
             spec.save(out / "feature_spec.yaml")
             preprocessor.save(out / "preprocessing.json")
@@ -970,12 +977,7 @@ def _predict(model, dataset, quantizer=None, code_report=None):
 def _embedding_grid(y_train, quantizer, points: int = 400) -> np.ndarray:
     """Target values for the embedding picture: quantiles of the (clipped)
     training labels, distinct."""
-    y = np.asarray(y_train, dtype=np.float64)
-    y = np.clip(
-        y,
-        -np.inf if quantizer.clip_min is None else quantizer.clip_min,
-        np.inf if quantizer.clip_max is None else quantizer.clip_max,
-    )
+    y = quantizer.clip(np.asarray(y_train, dtype=np.float64))
     return np.unique(np.quantile(y, np.linspace(0.0, 1.0, points)))
 
 
@@ -998,5 +1000,5 @@ def _write_predictions(path: pathlib.Path, y_true, outputs, model_config) -> Non
         outputs, quantiles=model_config.quantiles, thresholds=model_config.thresholds
     )
     frame = pd.DataFrame({"label": y_true, **columns})
-    with atomic_path(path, tmp_name=path.name + ".tmp") as tmp:
+    with atomic_path(path, tmp_name=temporary_name(path)) as tmp:
         frame.to_parquet(tmp, index=False)
