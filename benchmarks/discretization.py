@@ -23,11 +23,12 @@ import tempfile
 import time
 
 from _machine import cpu_model, write_results
+from quality import splits
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
-# dataset -> its raw files (None: the copy bundled with rq_keras).
+# dataset -> its raw files (None: the copy bundled with rq_keras, if any).
 RAW = {
     "kuairec": os.path.join(SHARED, "kuairec_sample"),
     "cdnow": None,
@@ -49,15 +50,11 @@ def training_labels(name: str, work: str):
     import numpy as np
     import pandas as pd
 
-    from rq_keras import datasets
     from rq_keras.features import FeatureSpec
-    from rq_keras.training import DEFAULT_RAW_DIRS
 
-    raw = RAW[name] or DEFAULT_RAW_DIRS.get(name)
-    out = os.path.join(work, name)
-    datasets.make(name, None if raw is None else str(raw), out, seed=0)
-    label = FeatureSpec.load(os.path.join(out, "feature_spec.yaml")).label.name
-    frame = pd.read_parquet(os.path.join(out, "train.parquet"), columns=[label])
+    data = splits(name, work, None, raw_dir=RAW[name])
+    label = FeatureSpec.load(data["spec"]).label.name
+    frame = pd.read_parquet(data["files"]["train"], columns=[label])
     return label, frame[label].to_numpy(dtype=np.float64)
 
 

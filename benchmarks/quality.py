@@ -96,8 +96,9 @@ def batch_size(text: str):
     return text if text == "auto" else int(text)
 
 
-def splits(name: str, work: str, max_train_rows: int | None) -> dict:
-    """Builds the dataset's splits (seed 0); row-subsampled when asked."""
+def splits(name: str, work: str, max_train_rows: int | None, raw_dir=None) -> dict:
+    """Builds the dataset's splits (seed 0) from `raw_dir` (default: the
+    bundled copy, if any); row-subsampled when asked."""
     import numpy as np
     import pandas as pd
     import pyarrow.parquet as pq
@@ -106,7 +107,7 @@ def splits(name: str, work: str, max_train_rows: int | None) -> dict:
     from rq_keras.training import DEFAULT_RAW_DIRS
 
     out = os.path.join(work, name)
-    raw = DEFAULT_RAW_DIRS.get(name)
+    raw = raw_dir or DEFAULT_RAW_DIRS.get(name)
     datasets.make(name, None if raw is None else str(raw), out, seed=0)
     files = {s: os.path.join(out, f"{s}.parquet") for s in ("train", "validation", "test")}
     rows = {s: pq.ParquetFile(f).metadata.num_rows for s, f in files.items()}
@@ -179,6 +180,20 @@ def _tuned_summary(tuned: dict) -> str:
         )
         for dataset, heads in sorted(tuned.items())
     )
+
+
+def rq_reg_variants(data, args, tuned, dataset, variants, seeds, runs_dir) -> dict:
+    """`{label: [test metrics per seed]}`: each variant is RQ-Reg with its tuned
+    settings on `dataset` and one change (`variants`: label -> overrides)."""
+    tuned_rq = tuned.get(dataset, {}).get("rq_reg", {})
+    runs: dict[str, list[dict]] = {}
+    for label, extra in variants.items():
+        for seed in seeds:
+            out = os.path.join(runs_dir, label.replace(" ", "_"), str(seed))
+            config = base_config(data, args, seed, "rq_reg", {**tuned_rq, **extra})
+            runs.setdefault(label, []).append(run_one(config, out))
+            print(f"{dataset} {label} seed {seed}: {brief(runs[label][-1])}", flush=True)
+    return runs
 
 
 def mean_std(values) -> str:
@@ -348,39 +363,37 @@ def main(argv=None) -> int:
                 ablations["RQ-Reg"] = [
                     r for r, s in zip(results.get("rq_reg", []), seeds) if s in ablation_seeds
                 ]
-                # Each ablation changes RQ-Reg's (tuned) settings in one place.
-                tuned_rq = tuned.get(name, {}).get("rq_reg", {})
-                for label, extra in ABLATIONS.items():
-                    for seed in ablation_seeds:
-                        out = os.path.join(work, "runs", name, label.replace(" ", "_"), str(seed))
-                        config = base_config(data, args, seed, "rq_reg", {**tuned_rq, **extra})
-                        ablations.setdefault(label, []).append(run_one(config, out))
-                        print(
-                            f"{name} {label} seed {seed}: {brief(ablations[label][-1])}",
-                            flush=True,
-                        )
+                ablations.update(
+                    rq_reg_variants(
+                        data,
+                        args,
+                        tuned,
+                        name,
+                        ABLATIONS,
+                        ablation_seeds,
+                        os.path.join(work, "runs", name),
+                    )
+                )
             paper_tables: dict[str, dict[str, list[dict]]] = {}
             if args.tables and index == 0:
-                tuned_rq = tuned.get(name, {}).get("rq_reg", {})
                 for title, rows in (
                     ("decoder backbones (Table 4)", BACKBONES),
                     ("quantization (Table 5)", QUANTIZATIONS),
                 ):
-                    table_runs = paper_tables.setdefault(title, {})
-                    for label, extra in rows.items():
-                        if not extra and "rq_reg" in results:
-                            table_runs[label] = results["rq_reg"]  # RQ-Reg itself
-                            continue
-                        for seed in seeds:
-                            out = os.path.join(
-                                work, "runs", name, "table", label.replace(" ", "_"), str(seed)
-                            )
-                            config = base_config(data, args, seed, "rq_reg", {**tuned_rq, **extra})
-                            table_runs.setdefault(label, []).append(run_one(config, out))
-                            print(
-                                f"{name} {label} seed {seed}: {brief(table_runs[label][-1])}",
-                                flush=True,
-                            )
+                    # A row without a change is RQ-Reg itself, when it ran.
+                    itself = {k for k, v in rows.items() if not v and "rq_reg" in results}
+                    runs = rq_reg_variants(
+                        data,
+                        args,
+                        tuned,
+                        name,
+                        {k: v for k, v in rows.items() if k not in itself},
+                        seeds,
+                        os.path.join(work, "runs", name, "table"),
+                    )
+                    paper_tables[title] = {
+                        k: results["rq_reg"] if k in itself else runs[k] for k in rows
+                    }
             spec = FeatureSpec.load(data["spec"])
             train_frame = pd.read_parquet(data["files"]["train"], columns=[spec.label.name])
             y = train_frame[spec.label.name].to_numpy(dtype=np.float64)

@@ -37,11 +37,12 @@ LEARNING_RATES = (3e-4, 1e-3, 3e-3)
 # f_reg behind stop_gradient, L_gen and L_rnc are what train the served code
 # distribution; lambda_2 = 0.1 is the paper's). A head with no loss parameter
 # of its own gets two more learning rates instead: every head has 5 trials.
+# head -> (override, its two values, whether they are in stds of the labels)
 PARAMS = {
-    "rq_reg": ("model.rnc_weight", (0.0, 1.0)),
-    "kmeans": ("model.rnc_weight", (0.0, 1.0)),
-    "rq_reg_paper": ("model.delta", "std", (0.1, 1.0)),
-    "huber": ("model.delta", "std", (0.1, 1.0)),
+    "rq_reg": ("model.rnc_weight", (0.0, 1.0), False),
+    "kmeans": ("model.rnc_weight", (0.0, 1.0), False),
+    "rq_reg_paper": ("model.delta", (0.1, 1.0), True),
+    "huber": ("model.delta", (0.1, 1.0), True),
 }
 MORE_LEARNING_RATES = (1e-4, 1e-2)
 
@@ -68,20 +69,18 @@ def label_std(data: dict) -> float:
 
 def settings(head: str, stage: str, data: dict, chosen: dict | None, rates) -> list[dict]:
     """The trials' overrides: stage `lr`, one per learning rate; stage
-    `params`, the stage-1 choice again (a determinism check: the same score
-    as in stage 1) and the two values of `PARAMS` at its learning rate."""
+    `params`, the stage-1 choice again (so that the choice compares trials of
+    one code version) and the two values of `PARAMS` at its learning rate."""
     if stage == "lr":
         return [{"learning_rate": rate} for rate in rates]
     if chosen is None:
         raise SystemExit(f"--stage params: no stage-1 learning rate for {head}; run --stage lr")
     if head not in PARAMS:
         return [dict(chosen)] + [{**chosen, "learning_rate": r} for r in MORE_LEARNING_RATES]
-    key, *values = PARAMS[head]
-    if values[0] == "std":
+    key, values, in_stds = PARAMS[head]
+    if in_stds:
         scale = label_std(data)
-        values = [round(scale * v, 4) for v in values[1]]
-    else:
-        values = values[0]
+        values = [round(scale * v, 4) for v in values]
     return [dict(chosen)] + [{**chosen, key: v} for v in values]
 
 
