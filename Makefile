@@ -35,9 +35,9 @@ test: lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The second tested stack (requirements-compat.txt: TensorFlow 2.21, numpy 2, no
-# tensorflow-io) in its own venv, on the tests that do not need the C++ loader
-# (its build directory is the default stack's), the multi-worker runs or the
-# Transformer run (which uses the C++ loader). .ci/run runs it after `make test`.
+# tensorflow-io) in its own venv, on the compatibility subset: the model, data,
+# training (multi-worker included), export and the C++ serving check built
+# against 2.21's own libraries. .ci/run runs it after `make test`.
 COMPAT_VENV  := .venv-compat
 COMPAT_PY    := $(COMPAT_VENV)/bin/python
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
@@ -46,8 +46,8 @@ COMPAT_TESTS := tests/test_quantization.py tests/test_code_encoder.py tests/test
 	tests/test_data.py tests/test_heads.py tests/test_package.py tests/test_export.py \
 	tests/test_training.py tests/test_predict.py tests/test_serving_client.py \
 	tests/test_transformer_cell.py tests/test_metrics.py tests/test_report.py \
-	tests/test_features.py tests/test_preprocessing.py
-COMPAT_SKIP  := not cpp and not serving_check and not transformer_run and not multi_worker and not serves_both
+	tests/test_features.py tests/test_preprocessing.py tests/test_serving_check.py \
+	tests/test_run_dir.py
 
 $(COMPAT_STAMP): requirements-compat.txt pyproject.toml
 	@test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
@@ -60,7 +60,7 @@ $(COMPAT_STAMP): requirements-compat.txt pyproject.toml
 
 test-compat: $(COMPAT_STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(COMPAT_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider \
-	  $(COMPAT_TESTS) -k "$(COMPAT_SKIP)"
+	  $(COMPAT_TESTS)
 
 # Trains on the bundled CDNOW data (splits, codebook, features, model), evaluates
 # on the test split, prints the metrics and the plots' paths; exports the model

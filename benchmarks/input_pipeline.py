@@ -15,11 +15,13 @@ Stages, each timed in a fresh child process (median of `--repeats` passes,
 each pass a new iterator over the same dataset, after one warm-up pass over
 `--warmup-rows` rows), `--batch-size` rows per batch:
 
-* `raw`: the file reader and batching only (tensorflow-io `from_parquet`
-  with the same columns `make_dataset` reads; `TFRecordDataset` records),
-  no conversion or parsing;
-* `read+parse`: `rq_keras.data.make_dataset(files, spec)`, the batches in the
-  model's input form (ids, padded lists, float numerics, the label);
+* `raw`: the file reader and batching only, no conversion or parsing
+  (`parquet`: pyarrow `iter_batches` of the columns `make_dataset` reads,
+  in Python; `parquet-tfio`: tensorflow-io `from_parquet` with those
+  columns, batched; `tfrecord`: `TFRecordDataset` records, batched);
+* `read+parse`: `rq_keras.data.make_dataset(files, spec, parquet_reader=...)`,
+  the batches in the model's input form (ids, padded lists, float numerics,
+  the label);
 * `full`: `make_dataset` then `FeaturePreprocessor.build_model()` applied in
   the pipeline, `ds.map(lambda x, y: (features(x), y), AUTOTUNE)`: lookups,
   embeddings, list pooling, log and normalization: the float32
@@ -27,6 +29,10 @@ each pass a new iterator over the same dataset, after one warm-up pass over
 * `preprocess only`: the same preprocessing model mapped over 256 batches
   held in memory (`cache()`), repeated to `--preprocess-rows` rows: its cost
   without the reader.
+
+Sources: `parquet` (the default reader, pyarrow through `read_chunks`),
+`parquet-tfio` (the same files through `parquet_reader="tensorflow-io"`;
+skipped when tensorflow-io is not installed) and `tfrecord`.
 
 Every batch reaches Python (`for x, y in ds`). Besides wall-clock examples/s
 each stage reports the CPU seconds the process used per 1M examples
@@ -57,7 +63,12 @@ from _machine import cpu_model
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 STAGES = ("raw", "read+parse", "full", "preprocess only")
-FORMATS = ("parquet", "tfrecord")
+# source -> (file format, make_dataset's parquet_reader)
+SOURCES = {
+    "parquet": ("parquet", "pyarrow"),
+    "parquet-tfio": ("parquet", "tensorflow-io"),
+    "tfrecord": ("tfrecord", "pyarrow"),
+}
 NOTES_MARKER = (
     "<!-- Hand-written notes below this line are kept when the benchmark rewrites the file. -->"
 )
@@ -125,23 +136,36 @@ def child_adapt(stats_path: str, train_file: str) -> dict:
     return {"seconds": time.perf_counter() - start, "rows": pre.report.rows_read}
 
 
-def _raw_dataset(files, spec, fmt, batch_size):
+class _ArrowBatches:
+    """pyarrow record batches of the columns `make_dataset` reads (no conversion)."""
+
+    def __init__(self, files, spec, batch_size):
+        self.files, self.columns, self.batch_size = files, list(spec.columns), batch_size
+
+    def __iter__(self):
+        import pyarrow.parquet as pq
+
+        for path in self.files:
+            for batch in pq.ParquetFile(path).iter_batches(
+                batch_size=self.batch_size, columns=self.columns
+            ):
+                yield {"y": batch}
+
+
+def _raw_dataset(files, spec, source, batch_size):
     """The reader and batching of `make_dataset`, without conversion or parsing."""
     import tensorflow as tf
 
     from rq_keras.data.pipeline import tfio_columns
 
-    if fmt == "tfrecord":
+    if source == "parquet":
+        return _ArrowBatches(files, spec, batch_size)
+    if source == "tfrecord":
         parts = [tf.data.TFRecordDataset(p) for p in files]
     else:
         import tensorflow_io as tfio
 
-        parts = []
-        for p in files:
-            columns = tfio_columns(p, spec, True)
-            if columns is None:
-                raise RuntimeError(f"{p}: make_dataset would not use tensorflow-io here")
-            parts.append(tfio.IODataset.from_parquet(p, columns=columns))
+        parts = [tfio.IODataset.from_parquet(p, columns=tfio_columns(p, spec, True)) for p in files]
     ds = parts[0]
     for other in parts[1:]:
         ds = ds.concatenate(other)
@@ -152,14 +176,15 @@ def _count(ds, limit: int) -> int:
     n = 0
     for batch in ds:
         y = batch[1] if isinstance(batch, tuple) else batch
-        n += int(y.shape[0]) if not isinstance(y, dict) else int(next(iter(y.values())).shape[0])
+        y = next(iter(y.values())) if isinstance(y, dict) else y
+        n += len(y)
         if limit and n >= limit:
             break
     return n
 
 
 def child_stage(
-    stage, fmt, folder, stats_path, batch_size, repeats, max_rows, warmup_rows, pre_rows
+    stage, source, folder, stats_path, batch_size, repeats, max_rows, warmup_rows, pre_rows
 ):
     import tensorflow as tf
 
@@ -173,9 +198,10 @@ def child_stage(
     features = FeaturePreprocessor.load(spec, stats_path).build_model()
     limit = max_rows
     if stage == "raw":
-        ds = _raw_dataset(files, spec, fmt, batch_size)
+        ds = _raw_dataset(files, spec, source, batch_size)
     else:
-        ds = data.make_dataset(files, spec, batch_size=batch_size)
+        reader = SOURCES[source][1]
+        ds = data.make_dataset(files, spec, batch_size=batch_size, parquet_reader=reader)
     if stage == "full":
         ds = ds.map(lambda x, y: (features(x), y), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.prefetch(tf.data.AUTOTUNE)
@@ -210,6 +236,14 @@ def run_child(*args: str) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"child {args} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _tfio_version() -> str | None:
+    try:
+        import tensorflow_io
+    except ImportError:
+        return None
+    return tensorflow_io.__version__
 
 
 # --------------------------------------------------------------------- main
@@ -248,7 +282,7 @@ def main() -> int:
     p.add_argument("--rows", type=int, default=12_500_000, help="rows over the three splits")
     p.add_argument("--repeats", type=int, default=3, help="timed passes per stage (median)")
     p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--formats", default=",".join(FORMATS))
+    p.add_argument("--sources", default=",".join(SOURCES), help="of " + ", ".join(SOURCES))
     p.add_argument("--stages", default=",".join(STAGES))
     p.add_argument(
         "--max-rows", type=int, default=0, help="rows per timed pass (0: the whole data set)"
@@ -280,11 +314,15 @@ def main() -> int:
         print(json.dumps(out))
         return 0
 
-    formats = [f for f in args.formats.split(",") if f]
+    sources = [f for f in args.sources.split(",") if f]
     stages = [s for s in args.stages.split(",") if s]
-    unknown = sorted(set(formats) - set(FORMATS)) + sorted(set(stages) - set(STAGES))
+    unknown = sorted(set(sources) - set(SOURCES)) + sorted(set(stages) - set(STAGES))
     if unknown:
-        p.error(f"unknown format(s)/stage(s) {unknown}; formats {FORMATS}, stages {STAGES}")
+        p.error(f"unknown source(s)/stage(s) {unknown}; sources {SOURCES}, stages {STAGES}")
+    if "parquet-tfio" in sources and not _tfio_version():
+        print("tensorflow-io is not installed: parquet-tfio skipped", flush=True)
+        sources.remove("parquet-tfio")
+    formats = sorted({SOURCES[s][0] for s in sources}, key=["parquet", "tfrecord"].index)
 
     generated = {}
     for fmt in formats:
@@ -301,13 +339,13 @@ def main() -> int:
         print(f"adapted on {train_file}: {adapted['rows']:,} rows", flush=True)
 
     results = {}
-    for fmt in formats:
-        folder = data_dir(args.cache_dir, args.rows, fmt)
+    for source in sources:
+        folder = data_dir(args.cache_dir, args.rows, SOURCES[source][0])
         for stage in stages:
             raw = run_child(
                 "stage",
                 stage,
-                fmt,
+                source,
                 folder,
                 stats_path,
                 "--batch-size",
@@ -321,10 +359,10 @@ def main() -> int:
                 "--preprocess-rows",
                 str(args.preprocess_rows),
             )
-            results[fmt, stage] = s = summarize(raw)
+            results[source, stage] = s = summarize(raw)
             s["output_dim"] = raw["output_dim"]
             print(
-                f"{fmt:8s} {stage:16s} {s['rate']:>10,.0f} ex/s  "
+                f"{source:12s} {stage:16s} {s['rate']:>10,.0f} ex/s  "
                 f"{s['cpu_s_per_m']:.1f} CPU-s/1M  load {s['load'][0]:.1f}->{s['load'][1]:.1f}",
                 flush=True,
             )
@@ -332,7 +370,6 @@ def main() -> int:
     import numpy
     import pyarrow
     import tensorflow as tf
-    import tensorflow_io
 
     cores = os.cpu_count() or 1
     command = "python benchmarks/input_pipeline.py" + "".join(
@@ -346,7 +383,7 @@ def main() -> int:
         f"{pass_rows} (`preprocess only`: {args.preprocess_rows:,} rows), after a warm-up of "
         f"{args.warmup_rows:,} rows.",
         f"Machine: {cores} cores ({cpu_model()}), Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__}, tensorflow-io {tensorflow_io.__version__}, "
+        f"TensorFlow {tf.__version__}, tensorflow-io {_tfio_version() or 'not installed'}, "
         f"pyarrow {pyarrow.__version__}, numpy {numpy.__version__}.",
         "",
         f"Data: `synthetic`, {args.rows:,} rows (train/validation/test files read in order), "
@@ -355,14 +392,15 @@ def main() -> int:
         "embeddings of 64, a pooled 4-id list, 3 log-normalized numerics), output "
         f"`(batch, {next(iter(results.values()))['output_dim'] if results else '?'})` float32.",
         "",
-        "| format | stage | examples/s (median) | min - max | s per pass | CPU-s per 1M ex "
+        "| source | stage | examples/s (median) | min - max | s per pass | CPU-s per 1M ex "
         f"| {cores}-core ceiling ex/s | peak RSS MiB | load avg before -> after |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for (fmt, stage), s in results.items():
+    for (source, stage), s in results.items():
         ceiling = cores / s["cpu_s_per_m"] * 1e6 if s["cpu_s_per_m"] else float("inf")
         lines.append(
-            f"| {fmt} | {stage} | {s['rate']:,.0f} | {s['rate_min']:,.0f} - {s['rate_max']:,.0f} "
+            f"| {source} | {stage} | {s['rate']:,.0f} "
+            f"| {s['rate_min']:,.0f} - {s['rate_max']:,.0f} "
             f"| {s['seconds']:.1f} | {s['cpu_s_per_m']:.1f} | {ceiling:,.0f} | {s['rss']:.0f} "
             f"| {s['load'][0]:.1f} -> {s['load'][1]:.1f} |"
         )
@@ -374,15 +412,25 @@ def main() -> int:
         )
     goal = 50_000
     lines += ["", f"Goal: at least {goal:,} examples/s through `full`."]
-    for fmt in formats:
-        full, parse = results.get((fmt, "full")), results.get((fmt, "read+parse"))
+    for source in sources:
+        full, parse = results.get((source, "full")), results.get((source, "read+parse"))
         if full:
             verdict = "met" if full["rate"] >= goal else "NOT met"
-            line = f"- {fmt}: {full['rate']:,.0f} ex/s, {verdict}"
+            line = f"- {source}: {full['rate']:,.0f} ex/s, {verdict}"
             if parse:
                 share = parse["cpu_s_per_m"] / full["cpu_s_per_m"]
                 line += f"; read+parse is {share:.0%} of the full path's CPU time"
             lines.append(line + ".")
+    arrow, tfio = results.get(("parquet", "full")), results.get(("parquet-tfio", "full"))
+    if arrow and tfio:
+        ratio = arrow["rate"] / tfio["rate"]
+        cpu_ratio = tfio["cpu_s_per_m"] / arrow["cpu_s_per_m"]
+        verdict = "met" if ratio >= 1 else "NOT met"
+        lines += [
+            "",
+            "Goal: the pyarrow Parquet reader at least as fast as tensorflow-io's through `full`: "
+            f"{verdict}, {ratio:.2f}x the examples/s ({cpu_ratio:.2f}x less CPU per example).",
+        ]
     write_report(args.output, lines)
     print("\n".join(lines))
     return 0

@@ -12,8 +12,8 @@ Two models, each exported with `rq_keras.export.export_model`:
   `benchmarks/train_step.py` builds it), untrained.
 
 For batch 1, 64 and 1,024, the `examples` signature (serialized `tf.Example`
-in, so the parse is timed too) runs in `tools/serving_check` (TensorFlow's C++
-`LoadSavedModel` + `Session::Run`, TF Serving's path, `--warmup` untimed runs
+in, so the parse is timed too) runs in `rq_keras/cpp/serving_check.cc`
+(TensorFlow's C++ `LoadSavedModel` + `Session::Run`, TF Serving's path, `--warmup` untimed runs
 first) and in Python (`tf.saved_model.load(...).signatures["examples"]`, the
 outputs read back with `.numpy()`). Each round times C++ then Python at one
 batch size, one round after another; the figures are medians over the
@@ -154,8 +154,9 @@ def main(argv=None) -> int:
         "thread pools on both sides.",
         "",
         "The `examples` signature (serialized `tf.Example` in: parsing, preprocessing, encoder, "
-        "3 decoder steps). C++ = `tools/serving_check` (`LoadSavedModel` + `Session::Run`, TF "
-        "Serving's path, without its RPC layer); Python = `tf.saved_model.load` signatures. "
+        "3 decoder steps). C++ = `rq_keras/cpp/serving_check.cc` (`LoadSavedModel` + "
+        "`Session::Run`, TF Serving's path, without its RPC layer); "
+        "Python = `tf.saved_model.load` signatures. "
         f"{args.warmup} warm-up calls, then {args.runs} timed calls per round "
         f"({max(10, args.runs // 10)} at batch 1,024); medians over {args.rounds} rounds of each "
         "round's p50 / p99; examples/s = batch / p50. Models: `cdnow` = the paper's model on "

@@ -2,10 +2,17 @@
 
 TF Serving loads models with ``tensorflow::LoadSavedModel``; a model that only
 works from Python (a ``tf.py_function``, a Python-only op, state that lives in
-Keras objects) fails there. ``tools/serving_check/serving_check.cc`` is a small
-program on that same C++ path; this module builds it, feeds it inputs and parses
-its JSON output, so tests and benchmarks can compare C++ outputs with
-``tf.saved_model.load(...).signatures[...]`` and time ``Session::Run``.
+Keras objects) fails there. ``rq_keras/cpp/serving_check.cc`` (shipped in the
+package) is a small program on that same C++ path; this module builds it, feeds
+it inputs and parses its JSON output, so tests and benchmarks can compare C++
+outputs with ``tf.saved_model.load(...).signatures[...]`` and time
+``Session::Run``.
+
+The binary is built against the C++ libraries of the tensorflow wheel of the
+running interpreter, into ``build_dir()``: ``$RQ_KERAS_BUILD_DIR`` or
+``~/.cache/rq_keras`` (``$XDG_CACHE_HOME``), one subdirectory per TensorFlow
+install, so two environments (TensorFlow 2.16 and 2.21, say) never run each
+other's binary.
 
 TensorFlow is imported lazily, inside the functions that need it.
 """
@@ -13,6 +20,8 @@ TensorFlow is imported lazily, inside the functions that need it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib.metadata
 import json
 import os
 import pathlib
@@ -24,15 +33,15 @@ from typing import Any
 
 import numpy as np
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-BUILD_SCRIPT = REPO_ROOT / "tools" / "serving_check" / "build.sh"
-BINARY = REPO_ROOT / "build" / "serving_check" / "serving_check"
+BUILD_SCRIPT = pathlib.Path(__file__).resolve().parent / "cpp" / "build_serving_check.sh"
+# TensorFlow's distribution names on PyPI, the CPU-only build second.
+_TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-nightly")
 
 __all__ = [
-    "BINARY",
     "ServingCheckError",
     "ServingCheckResult",
     "build",
+    "build_dir",
     "run",
     "write_inputs",
 ]
@@ -78,23 +87,54 @@ class ServingCheckResult:
     stderr: str
 
 
+def _tensorflow_version() -> str:
+    for name in _TF_DISTRIBUTIONS:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    raise RuntimeError(
+        "no tensorflow distribution is installed for this interpreter "
+        f"({sys.executable}); serving_check builds against its C++ libraries"
+    )
+
+
+def build_dir() -> pathlib.Path:
+    """Where this interpreter's serving_check binary is built.
+
+    ``$RQ_KERAS_BUILD_DIR`` (or ``$XDG_CACHE_HOME/rq_keras``, by default
+    ``~/.cache/rq_keras``) ``/serving_check/tf<version>-<environment>``: the
+    TensorFlow version and a digest of the environment's prefix, so each
+    environment gets its own binary (it links to that wheel's libraries).
+    Found without importing TensorFlow.
+    """
+    base = os.environ.get("RQ_KERAS_BUILD_DIR")
+    if not base:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(cache, "rq_keras")
+    prefix = hashlib.sha256(os.path.realpath(sys.prefix).encode()).hexdigest()[:10]
+    return pathlib.Path(base) / "serving_check" / f"tf{_tensorflow_version()}-{prefix}"
+
+
 def build(force: bool = False) -> pathlib.Path:
     """Build the serving_check binary if it is missing or stale.
 
     Compiles against the C++ libraries of the tensorflow installed for this
-    interpreter. The first build takes a few seconds to a minute; later calls
-    return at once while the binary is newer than its sources.
+    interpreter (g++ and the wheel's headers; no Bazel). The first build takes
+    a few seconds to a minute; later calls return at once while the binary is
+    newer than its sources.
 
     Args:
         force: Rebuild even when the binary is up to date.
 
     Returns:
-        Path of the binary, ``build/serving_check/serving_check``.
+        Path of the binary, ``build_dir() / "serving_check"``.
 
     Raises:
-        RuntimeError: The build failed; the message holds the compiler output.
+        RuntimeError: The build failed or no tensorflow is installed; the
+            message holds the compiler output.
     """
-    command = ["bash", str(BUILD_SCRIPT)] + (["--force"] if force else [])
+    command = ["bash", str(BUILD_SCRIPT), os.fspath(build_dir())] + (["--force"] if force else [])
     env = dict(os.environ, PYTHON=sys.executable)
     proc = subprocess.run(
         command, capture_output=True, text=True, errors="replace", env=env, check=False

@@ -76,32 +76,42 @@ def test_every_format_round_trips(tmp_path, name):
     np.testing.assert_array_equal(np.concatenate([c["l"] for c in chunks]), got["l"])
 
 
-def test_parquet_without_tensorflow_io_reads_the_same_batches(tmp_path, monkeypatch):
-    """tensorflow-io is optional: without it Parquet is read by the checked
-    pyarrow reader, streamed, with the same values and the same bad-row policy."""
+def test_parquet_readers_read_the_same_batches(tmp_path, monkeypatch):
+    """Parquet goes through the checked pyarrow reader (streamed) by default;
+    tensorflow-io, where installed, gives the same values under the same
+    bad-row policy; where it cannot read a file the error says why."""
     from rq_keras.data import pipeline
 
     frame = _frame(50)
     frame.loc[7, "y"] = np.inf  # a bad row either path must drop under "skip" (NaN is a null)
     path = tmp_path / "t.parquet"
     frame.to_parquet(path)
-    monkeypatch.setattr(pipeline, "tfio_available", lambda: False)
-    assert pipeline.tfio_columns(str(path), SPEC, True) is None
-    without = _rows(make_dataset(path, SPEC, batch_size=8, on_bad_rows="skip"))
+    arrow = _rows(make_dataset(path, SPEC, batch_size=8, on_bad_rows="skip"))
     kept = frame.drop(index=7)
-    assert len(without["y"]) == 49 and [s.decode() for s in without["s"]] == kept["s"].tolist()
-    np.testing.assert_array_equal(without["y"], kept["y"])
-    np.testing.assert_array_equal(without["x"], kept["x"])
-    monkeypatch.undo()
-    if pipeline.tfio_available():  # the stacks that have tensorflow-io: the same batches
-        assert pipeline.tfio_columns(str(path), SPEC, True) is not None
-        with_tfio = _rows(make_dataset(path, SPEC, batch_size=8, on_bad_rows="skip"))
-        assert sorted(without) == sorted(with_tfio)
-        for key, value in with_tfio.items():
-            np.testing.assert_array_equal(without[key], value, err_msg=key)
-    monkeypatch.setattr(pipeline, "tfio_available", lambda: False)
+    assert len(arrow["y"]) == 49 and [s.decode() for s in arrow["s"]] == kept["s"].tolist()
+    np.testing.assert_array_equal(arrow["y"], kept["y"])
+    np.testing.assert_array_equal(arrow["x"], kept["x"])
     with pytest.raises(tf.errors.InvalidArgumentError, match="label 'y'"):
         _rows(make_dataset(path, SPEC, batch_size=8))  # "fail": the bad row stops it
+    with pytest.raises(ValueError, match="parquet_reader"):
+        make_dataset(path, SPEC, parquet_reader="arrow")
+    if pipeline.tfio_available():  # the stacks that have tensorflow-io: the same batches
+        skip = {"on_bad_rows": "skip", "batch_size": 8}
+        tfio = _rows(make_dataset(path, SPEC, parquet_reader="tensorflow-io", **skip))
+        assert sorted(arrow) == sorted(tfio)
+        for key, value in tfio.items():
+            np.testing.assert_array_equal(arrow[key], value, err_msg=key)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="label 'y'"):
+            _rows(make_dataset(path, SPEC, batch_size=8, parquet_reader="tensorflow-io"))
+    monkeypatch.setattr(pipeline, "tfio_available", lambda: False)
+    with pytest.raises(ValueError, match=r"tensorflow-io is not installed.*rq_keras\[tfio\]"):
+        make_dataset(path, SPEC, parquet_reader="tensorflow-io")
+    monkeypatch.undo()
+    if pipeline.tfio_available():  # a null is refused by name, not read as a stale value
+        frame.loc[3, "x"] = np.nan
+        frame.to_parquet(path)
+        with pytest.raises(ValueError, match="holds nulls"):
+            make_dataset(path, SPEC, parquet_reader="tensorflow-io")
 
 
 def test_cdnow_whitespace_table_is_read_by_name():
@@ -195,8 +205,8 @@ def test_parquet_nulls_take_defaults_and_null_labels_are_bad(tmp_path):
     report = check_files(path, SPEC, on_bad_rows="skip")
     assert report.files[0].first_bad_rows == {"label 'y': missing or NaN": [3, 4]}
     got = _rows(make_dataset(path, SPEC, on_bad_rows="skip"))
-    # tensorflow-io would return a stale value for the null string; the
-    # pyarrow reader gives the spec default.
+    # the pyarrow reader gives the spec default for a null (tensorflow-io,
+    # which would return a stale value, refuses the file).
     assert got["s"].tolist() == [b"a", b"?"] and got["i"].tolist() == [1, 7]
     assert got["x"].tolist() == [0.5, -1.0] and got["l"][1].tolist() == [-1, -1, -1]
     with pytest.raises(MalformedDataError, match="row 3: label 'y': missing or NaN"):
@@ -206,8 +216,8 @@ def test_parquet_nulls_take_defaults_and_null_labels_are_bad(tmp_path):
 def test_parquet_and_tfrecord_label_policy_in_graph(tmp_path):
     frame = _frame(6)
     frame.loc[2, "y"] = np.nan
-    # pandas stores the NaN as a Parquet null, so that file goes through the
-    # checked reader (exact row); TFRecord labels are checked in the graph.
+    # the checked Parquet reader names the exact row; TFRecord labels are
+    # checked in the graph.
     for name, message in (
         ("p.parquet", "p.parquet: row 3: label 'y'"),
         ("p.tfrecord", "check_files"),
@@ -466,19 +476,14 @@ def _write_parquet_with_x(path, xs, ys=None):
     return frame
 
 
-@pytest.mark.parametrize("with_null", [False, True])
-def test_parquet_non_finite_features_are_bad(tmp_path, with_null):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+@pytest.mark.parametrize("reader", ["pyarrow", "tensorflow-io"])
+def test_parquet_non_finite_features_are_bad(tmp_path, reader):
+    from rq_keras.data import pipeline
 
+    if reader == "tensorflow-io" and not pipeline.tfio_available():
+        pytest.skip("tensorflow-io is not installed on this stack")
     path = tmp_path / "p.parquet"
     frame = _write_parquet_with_x(path, [0.5, 1e39, 1.0, np.nan, -np.inf, 2.0])
-    if with_null:
-        # a null string sends make_dataset to the checked reader; without it
-        # tensorflow-io reads the file and the graph applies the policy
-        table = pq.read_table(path)
-        s = pa.array(["a", None, "c", "d", "e", "f"])
-        pq.write_table(table.set_column(table.schema.get_field_index("s"), "s", s), path)
     with pytest.raises(
         MalformedDataError, match=r"p\.parquet: row 2: column 'x': not a finite float32 value: 1e"
     ):
@@ -486,12 +491,17 @@ def test_parquet_non_finite_features_are_bad(tmp_path, with_null):
     report = check_files(path, SPEC, on_bad_rows="skip")
     assert report.files[0].first_bad_rows == {"column 'x': not a finite float32 value": [2, 4, 5]}
     for with_label in (True, False):
-        got = _rows_any(make_dataset(path, SPEC, on_bad_rows="skip", with_label=with_label))
+        got = _rows_any(
+            make_dataset(
+                path, SPEC, on_bad_rows="skip", with_label=with_label, parquet_reader=reader
+            )
+        )
         assert got["x"].tolist() == pytest.approx([0.5, 1.0, 2.0])
         assert got["i"].tolist() == frame["i"].iloc[[0, 2, 5]].tolist()
-        message = "row 2: column 'x'" if with_null else "column 'x'"
+        # the checked reader names the row; in the graph only the column is known
+        message = "row 2: column 'x'" if reader == "pyarrow" else "column 'x'"
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-            list(make_dataset(path, SPEC, with_label=with_label))
+            list(make_dataset(path, SPEC, with_label=with_label, parquet_reader=reader))
 
 
 def _rows_any(ds):

@@ -4,10 +4,9 @@ Formats, picked by file suffix:
 
 * text tables: `.csv`, `.tsv`, whitespace-separated `.txt`/`.dat`, with a
   header line; columns are found by name, never by position;
-* Parquet (`.parquet`): read into `tf.data` by tensorflow-io's
-  `IODataset.from_parquet`; a file with nulls in a needed column goes through
-  the checked pyarrow reader instead, because tensorflow-io returns stale
-  values for null strings instead of failing;
+* Parquet (`.parquet`): pyarrow record batches, streamed, every value checked
+  (`make_dataset(..., parquet_reader="tensorflow-io")` reads null-free files
+  with tensorflow-io's `IODataset.from_parquet` instead, where installed);
 * TFRecord of `tf.Example` (`.tfrecord`, `.tfrecords`, `.tfrec`; `.gz` for
   GZIP), parsed with the spec's `parse_spec`.
 

@@ -1,9 +1,9 @@
 """The checked Parquet reader: pyarrow record batches -> numpy chunks (no TF).
 
-`make_dataset` reads a Parquet file with tensorflow-io when its statistics
-show no nulls in the needed columns (`parquet_has_nulls`); otherwise, and in
-`read_chunks`, the file goes through `read_parquet` here, which checks every
-value.
+`read_chunks`, and so `make_dataset`, read Parquet files through
+`read_parquet` here, which checks every value. `make_dataset`'s optional
+tensorflow-io reader refuses files whose statistics show nulls in the needed
+columns (`parquet_has_nulls`): tensorflow-io returns stale values for them.
 """
 
 from __future__ import annotations

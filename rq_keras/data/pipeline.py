@@ -1,11 +1,13 @@
 """`make_dataset`: the `tf.data` pipeline of `(features, label)` batches from files.
 
-Each file is read by the fastest reader that keeps the checked readers'
-policy (see `rq_keras.data`): TFRecord records are parsed in the graph,
-Parquet files without nulls go through tensorflow-io when it is installed,
-and everything else (Parquet without tensorflow-io too: pyarrow record
-batches, streamed, with the same checks) through `read_chunks`. TensorFlow
-is imported inside the functions, never when the module loads.
+Each file is read by a reader that keeps the checked readers' policy (see
+`rq_keras.data`): TFRecord records are parsed in the graph; text and Parquet
+files go through `read_chunks` (pyarrow record batches for Parquet,
+streamed, never the whole file in memory). `parquet_reader="tensorflow-io"`
+reads null-free Parquet files with tensorflow-io's `from_parquet` instead
+(an optional dependency, built for TensorFlow 2.16 only; slower, measured in
+benchmarks/results/input_pipeline.md). TensorFlow is imported inside the
+functions, never when the module loads.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from rq_keras.data.readers import (
 from rq_keras.data.tfrecord import tfrecord_compression, to_model_inputs
 from rq_keras.features import FeatureSpec
 
-__all__ = ["make_dataset", "tfio_columns"]
+__all__ = ["PARQUET_READERS", "make_dataset", "tfio_columns"]
+
+PARQUET_READERS = ("pyarrow", "tensorflow-io")
 
 
 def make_dataset(
@@ -46,6 +50,7 @@ def make_dataset(
     shard_index: int = 0,
     input_context: Any = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    parquet_reader: str = "pyarrow",
 ):
     """A `tf.data` pipeline of `(features, label)` batches from files.
 
@@ -74,7 +79,12 @@ def make_dataset(
         input_context: a `tf.distribute.InputContext`; overrides the two
             above and makes `batch_size` the global batch (each pipeline
             gets `input_context.get_per_replica_batch_size(batch_size)`).
-        chunk_rows: rows per read chunk of the checked (text) reader.
+        chunk_rows: rows per read chunk of the checked readers (text and
+            Parquet).
+        parquet_reader: `"pyarrow"` (record batches through `read_chunks`)
+            or `"tensorflow-io"` (`IODataset.from_parquet`; needs the
+            `rq_keras[tfio]` extra and null-free files of the types it reads,
+            a ValueError names what it refuses). Same batches, same checks.
 
     Returns:
         `tf.data.Dataset` of `(features, label)` with features a dict of
@@ -84,6 +94,10 @@ def make_dataset(
     import tensorflow as tf
 
     check_policy(on_bad_rows)
+    if parquet_reader not in PARQUET_READERS:
+        raise ValueError(
+            f"`parquet_reader` must be one of {', '.join(PARQUET_READERS)}, got {parquet_reader!r}"
+        )
     paths = input_paths(files)
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
@@ -108,7 +122,9 @@ def make_dataset(
         readers.append(
             None
             if fmt == "tfrecord"
-            else _file_dataset(path, spec, fmt, on_bad_rows, with_label, read_batch, chunk_rows)
+            else _file_dataset(
+                path, spec, fmt, on_bad_rows, with_label, read_batch, chunk_rows, parquet_reader
+            )
         )
 
     parse_spec = spec.parse_spec(with_label=with_label)
@@ -261,11 +277,13 @@ def tfio_available() -> bool:
 
 
 def tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
-    """tensorflow-io column specs for a Parquet file, or None to use pyarrow.
+    """tensorflow-io column specs for a Parquet file.
 
-    None when tensorflow-io is not installed, when a needed column may hold
-    nulls (tensorflow-io returns stale values for them) or has a type
-    tensorflow-io does not read.
+    Raises:
+        ValueError: tensorflow-io cannot read this file as the checked reader
+            does: it is not installed, a needed column may hold nulls
+            (tensorflow-io returns stale values for them), an id column is
+            float, or a column's type is one tensorflow-io does not read.
     """
     import pyarrow as pa
     import tensorflow as tf
@@ -273,13 +291,17 @@ def tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
     pf = parquet_file(path)
     schema = pf.schema_arrow
     check_parquet_schema(path, schema, spec, with_label)
+    refused = f"{path}: parquet_reader='tensorflow-io' cannot read this file ({{}}); use 'pyarrow'"
     if not tfio_available():
-        return None
-    if parquet_has_nulls(pf, set(spec.columns if with_label else spec.feature_names)):
-        return None
+        raise ValueError(
+            refused.format("tensorflow-io is not installed: pip install 'rq_keras[tfio]'")
+        )
+    names = spec.columns if with_label else spec.feature_names
+    if parquet_has_nulls(pf, set(names)):
+        raise ValueError(refused.format("a column holds nulls"))
     for f in spec.features:
         if f.dtype == "int64" and not f.is_list and pa.types.is_floating(schema.field(f.name).type):
-            return None  # float ids: the checked reader refuses non-integral ones
+            raise ValueError(refused.format(f"id column {f.name!r} is float"))
     types = {
         pa.int32(): tf.int32,
         pa.int64(): tf.int64,
@@ -288,20 +310,24 @@ def tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
         pa.string(): tf.string,
     }
     columns = {}
-    for name in spec.columns if with_label else spec.feature_names:
+    for name in names:
         dtype = types.get(schema.field(name).type)
         if dtype is None:
-            return None
+            raise ValueError(refused.format(f"column {name!r} is {schema.field(name).type}"))
         columns[name] = tf.TensorSpec([], dtype)
     return columns
 
 
-def _file_dataset(path, spec, fmt, on_bad_rows, with_label, batch_size, chunk_rows):
+def _file_dataset(path, spec, fmt, on_bad_rows, with_label, batch_size, chunk_rows, parquet_reader):
     """Batches of one file in the model's input form (label included)."""
     import tensorflow as tf
 
-    columns = tfio_columns(path, spec, with_label) if fmt == "parquet" else None
-    if columns is not None:
+    if fmt == "parquet" and parquet_reader != "tensorflow-io":
+        # the schema is checked now (missing or duplicate columns fail when the
+        # pipeline is built, not at the first batch)
+        check_parquet_schema(path, parquet_file(path).schema_arrow, spec, with_label)
+    if fmt == "parquet" and parquet_reader == "tensorflow-io":
+        columns = tfio_columns(path, spec, with_label)
         import tensorflow_io as tfio
 
         ds = tfio.IODataset.from_parquet(path, columns=columns).batch(batch_size)

@@ -163,7 +163,7 @@ def _customer_table(raw_dir) -> tuple[pd.DataFrame, dict[str, int]]:
     feats = pd.DataFrame(index=first.index)
     first_date = first["date"]
     feats["first_purchase_month"] = first_date.dt.month.astype(np.int64)
-    feats["first_purchase_dow"] = first_date.dt.dayofweek.astype(np.int64)
+    feats["first_purchase_dow"] = first_date.dt.day_of_week.astype(np.int64)
     feats["first_purchase_day"] = (first_date - pd.Timestamp(DATA_START)).dt.days.astype(np.float64)
     feats["first_day_cds"] = first["number_of_cds"]
     feats["first_day_spend"] = first["dollar_value"]
