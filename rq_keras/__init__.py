@@ -15,7 +15,7 @@ import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # name -> the module that defines it.
 _EXPORTS = {
@@ -29,7 +29,10 @@ _EXPORTS = {
     "FeaturePreprocessor": "rq_keras.preprocessing",
     "ResidualCodeEncoder": "rq_keras.layers.code_encoder",
     "RQRegTask": "rq_keras.task",
+    "BaselineTask": "rq_keras.heads",
+    "RQRegModel": "rq_keras.model",
     "build_model": "rq_keras.model",
+    "build_head_model": "rq_keras.heads",
     "make_dataset": "rq_keras.data",
     "export_run": "rq_keras.export",
     "predict_files": "rq_keras.predict",

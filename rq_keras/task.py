@@ -1,25 +1,198 @@
-"""RQRegTask: the RQ-Reg head and objective as a TensorFlow Recommenders task."""
+"""RQRegTask: the RQ-Reg head and objective as a TensorFlow Recommenders task.
+
+The one place where a `ModelConfig` and a codebook become the head: the
+in-graph label encoder, f_enc (`MLPEncoder`), the RQ decoder and the loss
+(Eq. 16). `rq_keras.model.RQRegModel` (what `train.py` trains) is a
+`tfrs.Model` around this task, so a user's own `tfrs.Model` with an
+`RQRegTask` and `train.py` run the same code.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
 from rq_keras.config import ModelConfig
 from rq_keras.layers.code_encoder import ResidualCodeEncoder
+from rq_keras.layers.decoder import RQDecoder
 from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.losses import RQRegLoss, global_batch_mean
-from rq_keras.model import build_decoder, loss_config, regression_targets
 
-__all__ = ["RQRegTask"]
+__all__ = [
+    "HeadTask",
+    "RQRegTask",
+    "build_decoder",
+    "clip_labels",
+    "loss_config",
+    "regression_targets",
+]
+
+
+def clip_labels(labels, clip_min: float | None, clip_max: float | None) -> tf.Tensor:
+    """Raw labels `(batch,)` or `(batch, 1)` -> float32 `(batch,)` clipped to
+    `[clip_min, clip_max]` (None: no bound), as the codebook clips them."""
+    label = tf.cast(tf.reshape(labels, [-1]), tf.float32)
+    if clip_min is None and clip_max is None:
+        return label
+    return tf.clip_by_value(
+        label,
+        -float("inf") if clip_min is None else clip_min,
+        float("inf") if clip_max is None else clip_max,
+    )
+
+
+def regression_targets(label_encoder, labels, residual: bool = False) -> dict[str, tf.Tensor]:
+    """The targets of `RQRegLoss` for raw labels, encoded in the graph.
+
+    Args:
+        label_encoder: the codebook's `ResidualCodeEncoder`.
+        labels: raw labels `(batch,)` or `(batch, 1)`.
+        residual: also return `residual`, what the codes leave over (for a
+            decoder with `residual_regressor`).
+
+    Returns:
+        dict: `label` float32 `(batch,)` clipped like the codebook, `tokens`
+        and `level_values` from the encoder, and optionally `residual`.
+    """
+    coded = label_encoder(labels)
+    label = clip_labels(labels, label_encoder.clip_min, label_encoder.clip_max)
+    targets = {"label": label, "tokens": coded["tokens"], "level_values": coded["level_values"]}
+    if residual:
+        targets["residual"] = label - tf.reduce_sum(coded["level_values"], axis=1)
+    return targets
+
+
+def build_decoder(config: ModelConfig, centroids, zero_token: bool, value_range) -> RQDecoder:
+    """The `RQDecoder` of `config` over a codebook (its `centroids` per level)."""
+    return RQDecoder(
+        [len(c) for c in centroids],
+        units=config.units,
+        embedding_dim=config.code_embedding_dim,
+        cell=config.cell,
+        transformer_layers=config.transformer_layers,
+        transformer_heads=config.transformer_heads,
+        predictor_units=config.predictor_units,
+        regressor_units=config.regressor_units,
+        use_regressor=config.use_regressor,
+        centroids=[[float(v) for v in c] for c in centroids],
+        sampling_probability=config.sampling_probability,
+        residual_regressor=config.residual_regressor,
+        seed=None if config.seed is None else config.seed + 1000,
+        zero_token=zero_token,
+        regressor_input=config.regressor_input,
+        code_embedding_stddev=config.code_embedding_stddev,
+        prediction=config.prediction,
+        quantiles=config.quantiles,
+        thresholds=config.thresholds,
+        exact_levels=config.exact_levels,
+        value_range=value_range,
+        name="decoder",
+    )
+
+
+def loss_config(config: ModelConfig, label_std: float | None = None) -> dict[str, Any]:
+    """The `RQRegLoss` arguments of `config` (Eq. 16); `label_std` (the
+    codebook's `label_std`) is L_reg's unit when `config.label_scale` is
+    `"std"`."""
+    scale = 1.0
+    if config.label_scale == "std":
+        if label_std is None or not (math.isfinite(label_std) and label_std > 0):
+            raise ValueError(
+                f"label_scale='std' (the default) needs the training labels' std, a finite "
+                f"number > 0, got {label_std!r}: build from a fitted ResidualQuantizer "
+                "(build_model, RQRegTask.from_quantizer), pass label_std=..., or set "
+                "label_scale='none'"
+            )
+        scale = float(label_std)
+    return {
+        "gen_weight": config.gen_weight,
+        "reg_weight": config.reg_weight,
+        "rnc_weight": config.rnc_weight,
+        "temperature": config.temperature,
+        "delta": config.delta,
+        "label_scale": scale,
+        "cumulative_huber": config.cumulative_huber,
+        "rnc_cross_replica": config.rnc_cross_replica,
+    }
+
+
+def model_config(config: ModelConfig | Mapping[str, Any] | None, kwargs: dict) -> ModelConfig:
+    """A task's `ModelConfig`: `config` (a dict from `get_config` too) with the
+    `ModelConfig` fields among `kwargs` (popped) applied; the default is
+    `ModelConfig` with an unseeded (random) initialisation."""
+    if isinstance(config, Mapping):
+        config = ModelConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+        )
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
+    return dataclasses.replace(config or ModelConfig(seed=None), **overrides)
+
+
+def config_dict(config: ModelConfig) -> dict[str, Any]:
+    """`config` as plain JSON values (tuples as lists), for `get_config`."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }
+
+
+class HeadTask(keras.layers.Layer, tfrs.tasks.Task):
+    """What every rq_keras head task shares (`RQRegTask`, `BaselineTask`).
+
+    A head task takes the tower's output `(batch, features)`: `predict`
+    (inference outputs), `loss_terms` (per-example terms, `TERMS`, before the
+    batch mean; what `RankingModel`'s train step runs) and
+    `task(labels, predictions)` (the TFRS loss: `loss_terms`, the `mae`
+    metric, the global-batch mean). It remembers the tower's width, so a
+    task restored from its config builds its weights before they are loaded.
+    """
+
+    TERMS: tuple[str, ...] = ("loss",)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.mae = keras.metrics.MeanAbsoluteError(name="mae")
+        self._tower_width: int | None = None
+
+    def _see_tower(self, predictions) -> None:
+        width = predictions.shape[-1]
+        if width is not None:
+            self._tower_width = int(width)
+
+    def predict(self, predictions, labels=None, training=False):
+        raise NotImplementedError
+
+    def loss_terms(self, labels, predictions, sample_weight=None, training=False):
+        raise NotImplementedError
+
+    def call(self, labels, predictions, sample_weight=None, training=False, compute_metrics=True):
+        terms, outputs, targets = self.loss_terms(labels, predictions, sample_weight, training)
+        if compute_metrics:
+            # (batch, 1): MeanAbsoluteError averages over the last axis, so a
+            # (batch,) pair would count each batch's mean once, whatever its size.
+            self.mae.update_state(
+                targets["label"][:, None], outputs["prediction"][:, None], sample_weight
+            )
+        # Scaled by the global batch exactly once (per-replica shares add up).
+        return global_batch_mean(terms["loss"])
+
+    def get_build_config(self):
+        return None if self._tower_width is None else {"tower_width": self._tower_width}
+
+    def build_from_config(self, config):
+        """Creates every weight for a tower `config["tower_width"]` wide (one
+        inference pass on zeros), so saved weights can be loaded."""
+        self.predict(tf.zeros([1, int(config["tower_width"])]), training=False)
 
 
 @keras.utils.register_keras_serializable(package="rq_keras")
-class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
+class RQRegTask(HeadTask):
     """The RQ-Reg head (f_enc + RQ decoder) and its loss, for a `tfrs.Model`.
 
     Put it on top of an existing tower: the tower's output is `x` of Eq. 7.
@@ -76,13 +249,7 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
         label_std: float | None = None,
         **kwargs,
     ):
-        if isinstance(config, Mapping):
-            config = ModelConfig(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-            )
-        fields = {f.name for f in dataclasses.fields(ModelConfig)}
-        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
-        config = dataclasses.replace(config or ModelConfig(seed=None), **overrides)
+        config = model_config(config, kwargs)
         super().__init__(**kwargs)
         self.label_encoder = ResidualCodeEncoder(
             centroids,
@@ -106,7 +273,6 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             name="encoder",
         )
         self.rq_loss = RQRegLoss(**loss_config(config, label_std), reduction="none")
-        self.mae = keras.metrics.MeanAbsoluteError(name="mae")
         self._codebook = {
             "centroids": [list(map(float, c)) for c in self.label_encoder.centroids],
             "clip_min": clip_min,
@@ -129,29 +295,63 @@ class RQRegTask(keras.layers.Layer, tfrs.tasks.Task):
             **kwargs,
         )
 
-    def predict(self, predictions):
-        """Inference: the decoder's outputs for a tower output (no labels)."""
-        return self.decoder({"state": self.encoder(predictions)}, training=False)
+    # The per-example loss terms `loss_terms` returns (Eq. 16 and its parts).
+    TERMS = ("loss", "gen", "reg", "rnc")
 
-    def call(self, labels, predictions, sample_weight=None, training=False, compute_metrics=True):
+    def predict(self, predictions, labels=None, training=False):
+        """The decoder's outputs for a tower output `(batch, features)`.
+
+        At inference (`training` False) the decoder reads its own codes and
+        adds the code tree's distribution outputs; in training, given raw
+        `labels`, it is fed their codes (scheduled sampling).
+        """
+        self._see_tower(predictions)
+        inputs = {"state": self.encoder(predictions, training=training)}
+        if training and labels is not None:
+            inputs["tokens"] = self.label_encoder(labels)["tokens"]
+        return self.decoder(inputs, training=training)
+
+    def loss_terms(
+        self, labels, predictions, sample_weight=None, training=False, distribution=None
+    ):
+        """The per-example loss terms of one batch, before the batch mean.
+
+        Args:
+            labels: raw labels `(batch,)` or `(batch, 1)`.
+            predictions: the tower's output `(batch, features)`.
+            sample_weight: optional `(batch,)`; the terms are weighted.
+            training: Keras' flag: teacher forcing with scheduled sampling
+                when True; the decoder reads its own codes when False.
+            distribution: compute the code tree too (None: when not
+                training and the served prediction is the tree's; f_reg's
+                `"regressor"` needs none).
+
+        Returns:
+            `(terms, outputs, targets)`: `TERMS` -> float32 `(batch,)`, the
+            decoder's outputs, and `regression_targets` (`label` is the
+            clipped label the metrics compare with).
+        """
         targets = regression_targets(self.label_encoder, labels, self.decoder.residual_regressor)
+        if distribution is None:
+            distribution = not training and self.decoder.prediction != "regressor"
+        self._see_tower(predictions)
         state = self.encoder(predictions, training=training)
-        outputs = self.decoder({"state": state, "tokens": targets["tokens"]}, training=training)
+        outputs = self.decoder(
+            {"state": state, "tokens": targets["tokens"]},
+            training=training,
+            distribution=distribution,
+        )
         terms = self.rq_loss(
             outputs, targets, sample_weight, code_embeddings=self.decoder.code_embeddings
         )
-        if compute_metrics:
-            # (batch, 1): the metric averages over the last axis (see RQRegModel).
-            self.mae.update_state(
-                targets["label"][:, None], outputs["prediction"][:, None], sample_weight
-            )
-        return global_batch_mean(terms["loss"])
+        return terms, outputs, targets
+
+    def build_from_config(self, config):
+        super().build_from_config(config)
+        self.label_encoder(tf.zeros([1], tf.float64))
 
     def get_config(self):
         config = super().get_config()
         config.update(self._codebook)
-        config["config"] = {
-            k: list(v) if isinstance(v, tuple) else v
-            for k, v in dataclasses.asdict(self.model_config).items()
-        }
+        config["config"] = config_dict(self.model_config)
         return config

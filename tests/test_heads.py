@@ -156,7 +156,8 @@ def test_steps_clip_weight_and_never_read_the_label(data):
     )
 
     label = np.clip(y.numpy(), 0, 5)
-    per_example = head_per_example_loss("huber", label, model._outputs(x, False), 1.0).numpy()
+    outputs = model.task.outputs(model.features(x, training=False))
+    per_example = head_per_example_loss("huber", label, outputs, 1.0).numpy()
     weights = np.linspace(0.0, 2.0, 32)
     logs = model.test_on_batch(x, y, sample_weight=weights, return_dict=True)
     assert set(logs) == {"loss", "mae"}

@@ -3,6 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 import tf_keras as keras
 from toy_data import SPEC
 from toy_data import frame as _frame
@@ -111,7 +112,7 @@ def test_ablation_switches(data):
     assert not any("regressor" in w.name for w in no_reg.weights)
     assert np.isfinite(no_reg.train_on_batch(x, y, return_dict=True)["loss"])
     cumulative = variant(cumulative_huber=True)
-    assert cumulative.rq_loss.cumulative_huber and not no_gen.rq_loss.cumulative_huber
+    assert cumulative.task.rq_loss.cumulative_huber and not no_gen.task.rq_loss.cumulative_huber
     assert np.isfinite(cumulative.train_on_batch(x, y, return_dict=True)["reg"])
     residual = variant(residual_regressor=True)
     out = residual(x, training=False)
@@ -129,13 +130,52 @@ def test_ablation_switches(data):
         ModelConfig(regressor_input="detached")
     # label_scale "std" (the default): L_reg in units of the codebook's label std.
     quantizer = data[2]
-    assert no_gen.rq_loss.label_scale == quantizer.label_std > 1.0
+    assert no_gen.task.rq_loss.label_scale == quantizer.label_std > 1.0
     plain = _model(data, ModelConfig(**{**SMALL.__dict__, "label_scale": "none"}))
-    assert plain.rq_loss.label_scale == 1.0
+    assert plain.task.rq_loss.label_scale == 1.0
     with pytest.raises(ValueError, match="`label_scale` must be one of"):
         ModelConfig(label_scale="max")
     with pytest.raises(ValueError, match="needs the training labels' std"):
         loss_config(ModelConfig(label_scale="std"))
+
+
+class _UsersRanker(tfrs.Model):
+    """A user's own TFRS model around a tower and an RQRegTask."""
+
+    def __init__(self, tower, task):
+        super().__init__()
+        self.tower = tower
+        self.task = task
+
+    def compute_loss(self, inputs, training=False):
+        features, labels = inputs
+        return self.task(labels, self.tower(features, training=training), training=training)
+
+
+def test_train_py_model_and_a_users_tfrs_model_run_one_head(data):
+    """One assembly: build_model's model is a tfrs.Model around an RQRegTask,
+    and its train/test step computes the loss a user's own tfrs.Model gets
+    from the same task and weights (teacher forcing at p = 1 is deterministic,
+    so training=True compares too)."""
+    model = _model(data)
+    assert isinstance(model, tfrs.Model) and model.decoder is model.task.decoder
+    users = _UsersRanker(model.features, model.task)
+    x, y = next(iter(make_dataset(data[0]["test"], SPEC, batch_size=64)))
+    # Graph (the Keras step) against eager (the user's call): float32 kernels
+    # and summation orders may differ, so a tolerance far below any loss change.
+    for training in (False, True):
+        theirs = float(users.compute_loss((x, y), training=training))
+        ours = float(model.compute_loss((x, y), training=training))
+        assert ours == pytest.approx(theirs, rel=1e-6)
+        step = model.train_on_batch if training else model.test_on_batch
+        logs = step(x, y, return_dict=True)  # the loss before the update
+        assert logs["loss"] == pytest.approx(theirs, rel=1e-5), training
+
+
+def test_a_model_file_of_the_old_layout_is_refused_by_name():
+    old = {"name": "rq_reg", "features": {}, "label_encoder": {}, "encoder": {}, "decoder": {}}
+    with pytest.raises(ValueError, match=r"saved by rq_keras 0\.1.*exports still serve"):
+        RQRegModel.from_config(old)
 
 
 def test_save_and_load(data, tmp_path):
