@@ -86,7 +86,7 @@ def build_train_parser() -> argparse.ArgumentParser:
     )
     data = p.add_argument_group("data (a registered dataset, or your files)")
     data.add_argument("--dataset", choices=sorted(DATASETS), help="build this dataset's splits")
-    data.add_argument("--raw-dir", help="the dataset's raw files (cdnow: data/cdnow by default)")
+    data.add_argument("--raw-dir", help="the dataset's raw files (cdnow: bundled)")
     data.add_argument("--train", nargs="+", metavar="FILE", help="training files")
     data.add_argument("--validation", nargs="+", metavar="FILE", help="validation files")
     data.add_argument("--test", nargs="+", metavar="FILE", help="test files")

@@ -10,7 +10,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-CDNOW = REPO / "data" / "cdnow" / "CDNOW_master.txt"
+CDNOW = REPO / "rq_keras" / "datasets" / "data" / "cdnow" / "CDNOW_master.txt"
 
 
 @pytest.fixture(scope="session")

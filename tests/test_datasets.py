@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import CDNOW, REPO
 from rq_keras import datasets
 from rq_keras.data import check_files, make_dataset
 from rq_keras.features import FeatureSpec
@@ -38,7 +38,7 @@ def _cli(*args):
 
 
 def test_command_line(tmp_path):
-    proc = _cli("cdnow", "--raw-dir", REPO / "data" / "cdnow", "--out-dir", tmp_path, "--seed", 3)
+    proc = _cli("cdnow", "--raw-dir", CDNOW.parent, "--out-dir", tmp_path, "--seed", 3)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
     assert summary["rows"] == 23_570 and summary["seed"] == 3
@@ -58,7 +58,7 @@ def test_command_line(tmp_path):
 @pytest.fixture(scope="module")
 def cdnow_splits(tmp_path_factory):
     out = tmp_path_factory.mktemp("cdnow")
-    summary = datasets.make("cdnow", REPO / "data" / "cdnow", out, seed=0)
+    summary = datasets.make("cdnow", CDNOW.parent, out, seed=0)
     return out, summary
 
 
@@ -93,7 +93,7 @@ def test_cdnow_formats_agree(cdnow_splits, tmp_path):
     spec = FeatureSpec.load(out / "feature_spec.yaml")
     expected = [b for b in make_dataset(out / "test.parquet", spec, batch_size=4096)]
     for fmt in ("csv", "tfrecord"):
-        datasets.make("cdnow", REPO / "data" / "cdnow", tmp_path / fmt, seed=0, fmt=fmt)
+        datasets.make("cdnow", CDNOW.parent, tmp_path / fmt, seed=0, fmt=fmt)
         ext = "csv" if fmt == "csv" else "tfrecord"
         got = list(make_dataset(tmp_path / fmt / f"test.{ext}", spec, batch_size=4096))
         assert len(got) == len(expected)

@@ -26,7 +26,8 @@ from rq_keras.predict import (
     predict_files,
     predict_main,
 )
-from rq_keras.training import _write_predictions, train
+from rq_keras.training import train
+from rq_keras.training.evaluate import write_predictions
 
 ROWS = 300
 FIRST_ID = 2**62  # above 2**53: an id that passes through float64 comes out wrong
@@ -373,7 +374,7 @@ def test_output_column_names_are_one_function(tmp_path):
     # training's predictions.parquet uses the same names
     config = ModelConfig(quantiles=(0.25, 0.75), thresholds=(1e-5,))
     training_outputs = {k: v for k, v in outputs.items() if k != "level_values"}
-    _write_predictions(tmp_path / "p.parquet", np.zeros(2), training_outputs, config)
+    write_predictions(tmp_path / "p.parquet", np.zeros(2), training_outputs, config)
     assert list(pd.read_parquet(tmp_path / "p.parquet").columns) == ["label"] + [
         n for n in named if not n.startswith("level_value")
     ]

@@ -160,21 +160,21 @@ class _Killed(BaseException):
 
 
 def test_a_kill_after_training_resumes_without_training_again(toy, tmp_path, capsys, monkeypatch):
-    import rq_keras.training as training_module
+    from rq_keras.training import run as training_module
 
     # Early stopping ends this run at epoch 2 (no later epoch improves by 1e9).
     config = _config(toy, epochs=6, patience=1, min_delta=1e9)
     out = tmp_path / "run"
 
     def kill_at(target):
-        original = training_module._write_json
+        original = training_module.write_run_json
 
         def write(path, doc):
             if path.name == target:
                 raise _Killed(target)
             return original(path, doc)
 
-        monkeypatch.setattr(training_module, "_write_json", write)
+        monkeypatch.setattr(training_module, "write_run_json", write)
 
     # 1. Killed after fit returned, before training was recorded as finished.
     kill_at("trained.json")

@@ -18,7 +18,6 @@ from training_runs import cli_args as _cli_args
 from training_runs import train_config as _config
 
 from conftest import REPO
-from rq_keras import training as training_module
 from rq_keras.callbacks import (
     EarlyStoppingCheckpoint,
     EpochEstimate,
@@ -43,6 +42,7 @@ from rq_keras.training import (
     make_strategy,
     train,
 )
+from rq_keras.training import console as training_console
 
 
 @pytest.fixture(scope="module")
@@ -591,7 +591,7 @@ def test_kmeans_head_defaults_to_one_level_from_python():
 def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys, monkeypatch):
     out = tmp_path / "kmeans"
     # A progress line for every chunk (a long pass prints one every 10 s).
-    monkeypatch.setattr(training_module, "PROGRESS_SECONDS", 1e-9)
+    monkeypatch.setattr(training_console, "PROGRESS_SECONDS", 1e-9)
     code = train_main(_cli_args(toy, out, "--head", "kmeans", "--epochs", "1"))
     assert code == 0, capsys.readouterr().err[-3000:]
     config = yaml.safe_load((out / "config.yaml").read_text())

@@ -1,7 +1,7 @@
 """CDNOW: customer lifetime value of an online CD retailer (the default dataset).
 
 Source: the CDNOW master file of P. Fader and B. Hardie, as shipped in the
-`lifetimes==0.11.3` wheel (MIT; see `data/cdnow/SOURCE.md`). One text file,
+`lifetimes==0.11.3` wheel (MIT; see `rq_keras/datasets/data/cdnow/SOURCE.md`). One text file,
 `CDNOW_master.txt`, whitespace-separated with a header line
 `customer_id date number_of_cds dollar_value`; `date` is `YYYYMMDD`, customer
 ids are zero-padded strings. 69,659 transactions of 23,570 customers, all

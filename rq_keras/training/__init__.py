@@ -1,0 +1,89 @@
+"""Training runs (the configs, `TrainConfig` among them, are in
+`rq_keras.config`).
+
+`train(config, output_dir)` is what `python train.py` runs:
+
+1. checks the input files (a missing, unreadable or malformed file fails
+   here, naming it, before anything is trained) while adapting the feature
+   preprocessing and collecting the training labels in one pass;
+2. fits the residual quantizer on the training labels;
+3. builds the model, its optimizer and metrics inside the strategy's scope
+   and trains it with scheduled sampling, early stopping on a validation
+   metric (best weights restored), `BackupAndRestore` (a killed run started
+   again with the same command resumes from its last finished epoch),
+   TensorBoard logs and a stop at the first NaN loss;
+4. evaluates on the test split and writes `metrics.json`, the test
+   predictions and the plots.
+
+Output directory::
+
+    rq_keras_run.json      the manifest: the names runs here own (`run_dir`)
+    config.yaml            the resolved TrainConfig
+    feature_spec.yaml      the spec the model was built from
+    preprocessing.json     the adapted statistics (vocabularies, moments)
+    codebook.json          the fitted quantizer
+    data_report.json       rows read and dropped per input file
+    history.csv            one row per epoch (losses, validation metrics, p)
+    checkpoints/           best weights and the early-stopping state
+    backup/                BackupAndRestore state (removed once metrics.json is written)
+    logs/                  TensorBoard
+    model.keras            the trained model (best weights)
+    trained.json           training finished: a rerun goes straight to evaluation
+    predictions.parquet    test labels, predictions and codes
+    metrics.json           test metrics; its presence marks a finished run
+    plots/                 distribution, calibration, gain, loss curves
+
+Under `MultiWorkerMirroredStrategy` only the chief writes these; the other
+workers write their checkpoints to temporary directories and read the
+chief's (storage shared by the workers, as `backup/` needs anyway).
+
+What a run may delete, and what survives a kill, is `rq_keras.run_dir`'s
+contract: a run writes only into a new or empty directory or one an earlier
+run made, removes only what the manifest lists and only after every input
+was checked; a kill during training resumes at the last finished epoch, a
+kill after training at the evaluation.
+
+Modules: `run` (`train()`, phase by phase), `distribute` (strategies),
+`inputs` (the input files and their checked passes), `state` (where a run
+starts, resume checks, `TrainResult`), `fit` (callbacks and `model.fit`),
+`evaluate` (the test split: metrics, predictions, plots), `console` (what a
+run prints).
+"""
+
+from rq_keras.config import (
+    HEAD_CHOICES,
+    MONITORS,
+    PREDICTIONS,
+    STRATEGIES,
+    QuantizerConfig,
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+)
+from rq_keras.run_dir import RunDirError
+from rq_keras.training.distribute import is_chief, make_strategy
+from rq_keras.training.evaluate import code_sequence_embeddings
+from rq_keras.training.inputs import DEFAULT_RAW_DIRS
+from rq_keras.training.run import train
+from rq_keras.training.state import RunExistsError, TrainResult
+
+__all__ = [
+    "DEFAULT_RAW_DIRS",
+    "HEAD_CHOICES",
+    "MONITORS",
+    "PREDICTIONS",
+    "QuantizerConfig",
+    "RunDirError",
+    "RunExistsError",
+    "STRATEGIES",
+    "TrainConfig",
+    "TrainResult",
+    "apply_overrides",
+    "code_sequence_embeddings",
+    "config_from_dict",
+    "is_chief",
+    "load_config",
+    "make_strategy",
+    "train",
+]
