@@ -16,16 +16,11 @@ from toy_data import frame as _frame
 from training_runs import toy_files, train_config
 
 from conftest import REPO
+from rq_keras.cli import predict_main
 from rq_keras.config import PREDICTIONS, ModelConfig
 from rq_keras.data import MalformedDataError, read_chunks
 from rq_keras.export import OUTPUTS, OUTPUTS_FILE, export_model, feature_tensors
-from rq_keras.predict import (
-    PredictError,
-    output_columns,
-    output_levels,
-    predict_files,
-    predict_main,
-)
+from rq_keras.predict import PredictError, output_columns, output_levels, predict_files
 from rq_keras.training import train
 from rq_keras.training.evaluate import write_predictions
 

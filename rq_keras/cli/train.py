@@ -1,16 +1,11 @@
-"""The `train.py` and `export.py` command lines.
+"""`python train.py`: flags -> `TrainConfig` -> `rq_keras.training.train`.
 
-`train.py`: flags -> `TrainConfig` -> `training.train`. Exit status: 0 done;
-1 the loss became NaN (the message names epoch and step); 2 a bad flag,
-config or input file, an output directory that is not a run's (not empty and
-no `rq_keras_run.json`), or a damaged file of an unfinished run (each named on
-stderr, before anything in the output directory is removed); 3 the output
-directory holds a finished run (use `--overwrite`) or an unfinished run of
-another config.
-
-`export.py`: `export.export_run`. Exit status: 0 written and checked; 1 the
-export failed its checks (nothing was left under the export base); 2 a bad
-flag, a model directory that is not a finished run, or an existing version.
+Exit status: 0 done; 1 the loss became NaN (the message names epoch and
+step); 2 a bad flag, config or input file, an output directory that is not a
+run's (not empty and no `rq_keras_run.json`), or a damaged file of an
+unfinished run (each named on stderr, before anything in the output directory
+is removed); 3 the output directory holds a finished run (use `--overwrite`)
+or an unfinished run of another config.
 """
 
 from __future__ import annotations
@@ -22,14 +17,8 @@ from collections.abc import Sequence
 
 import yaml
 
-__all__ = [
-    "build_export_parser",
-    "build_train_parser",
-    "export_main",
-    "format_metrics",
-    "parse_key_value",
-    "train_main",
-]
+__all__ = ["build_train_parser", "format_metrics", "parse_key_value", "train_main"]
+
 
 # Flag -> TrainConfig key, for the flags that set one key each.
 _FLAGS = {
@@ -283,64 +272,6 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         "resumed": result.resumed,
         "weights_digest": result.weights_digest,
         "test": {k: v for k, v in (metrics.get("test") or {}).items() if k != "decile_calibration"},
-    }
-    print(json.dumps(summary))
-    return 0
-
-
-def build_export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python export.py",
-        description=(
-            "Export a finished train.py run as a SavedModel for TF Serving: BASE/N/, written "
-            "to a temporary directory, checked in a fresh process without rq_keras, renamed."
-        ),
-    )
-    p.add_argument("--model-dir", required=True, help="a finished train.py --output-dir")
-    p.add_argument("--export-base", required=True, help="the directory TF Serving watches")
-    p.add_argument("--version", type=int, help="N (default: the next integer in BASE)")
-    p.add_argument(
-        "--check-files",
-        nargs="+",
-        metavar="FILE",
-        help="held-out rows for the checks (default: the run's test split)",
-    )
-    p.add_argument("--check-rows", type=int, default=256, help="rows used by the checks")
-    return p
-
-
-def export_main(argv: Sequence[str] | None = None) -> int:
-    args = build_export_parser().parse_args(argv)
-    from rq_keras.export import ExportCheckError, ExportError, export_run
-
-    if args.check_rows < 1:
-        print("export.py: error: --check-rows must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        result = export_run(
-            args.model_dir,
-            args.export_base,
-            version=args.version,
-            check_files=args.check_files,
-            check_rows=args.check_rows,
-        )
-    except ExportCheckError as err:
-        print(f"export.py: check failed: {err}", file=sys.stderr)
-        return 1
-    except (ExportError, ValueError, FileNotFoundError, OSError) as err:
-        print(f"export.py: error: {err}", file=sys.stderr)
-        return 2
-    checks = result.checks
-    print(f"exported {result.export_dir} ({result.size_bytes / 2**20:.1f} MiB)")
-    for key in sorted(checks):
-        if key.endswith("_max_abs_diff") or key.endswith("_mismatched"):
-            print(f"  check {key:<42} {checks[key]}")
-    summary = {
-        "export_dir": result.export_dir,
-        "version": result.version,
-        "size_bytes": result.size_bytes,
-        "check_rows": checks.get("rows"),
-        "seconds": round(result.seconds, 2),
     }
     print(json.dumps(summary))
     return 0
