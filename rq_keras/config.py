@@ -4,7 +4,8 @@
 the codebook's, `TrainConfig` a whole training run (data, optimisation,
 distribution, and the two others). `config_from_dict` / `load_config` build a
 `TrainConfig` from YAML with every key and type checked, `apply_overrides`
-sets dotted keys (`--set model.units=64`). The command line reads the fields
+sets dotted keys (`--set model.units=64`); how plain values are read and
+checked is `rq_keras.config_loading`. The command line reads the fields
 (and `train.py --help` their choices) without starting TensorFlow.
 """
 
@@ -13,14 +14,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import types
-import typing
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import yaml
 
+from rq_keras.config_loading import (
+    apply_overrides,
+    dataclass_from,
+    plain_values,
+    read_yaml_mapping,
+)
 from rq_keras.quantization import ResidualQuantizer
 
 __all__ = [
@@ -457,86 +461,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types (lists for tuples), as written to `config.yaml`."""
-        return _plain(dataclasses.asdict(self))
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-# ------------------------------------------------------------ config parsing
-def _check_type(value, annotation, where: str):
-    """`value` converted to `annotation` (a resolved type hint), or ValueError."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        errors = []
-        for option in typing.get_args(annotation):
-            try:
-                return _check_type(value, option, where)
-            except ValueError as err:
-                errors.append(str(err))
-        raise ValueError(f"config: `{where}` got {value!r}, which is none of {annotation}")
-    if annotation is type(None):
-        if value is None:
-            return None
-        raise ValueError(f"config: `{where}` must be null, got {value!r}")
-    if origin is tuple:
-        item = typing.get_args(annotation)[0]
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ValueError(f"config: `{where}` must be a list, got {value!r}")
-        return tuple(_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            # YAML 1.1 (PyYAML) reads `1e-3` and `1.0e9` as strings; they are
-            # numbers to anyone writing a config or a --set value.
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif annotation is str:
-        if isinstance(value, str):
-            return value
-    name = getattr(annotation, "__name__", str(annotation))
-    raise ValueError(f"config: `{where}` must be {name}, got {value!r}")
-
-
-def _dataclass_from(cls, values: Mapping[str, Any], where: str):
-    if not isinstance(values, Mapping):
-        raise ValueError(f"config: `{where or 'the config'}` must be a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(
-            f"config: unknown key(s) {unknown} in `{where or 'the top level'}`; "
-            f"known: {sorted(fields)}"
-        )
-    kwargs = {}
-    for key, value in values.items():
-        path = f"{where}.{key}" if where else key
-        if dataclasses.is_dataclass(hints[key]):
-            kwargs[key] = _dataclass_from(hints[key], value or {}, path)
-        else:
-            kwargs[key] = _check_type(value, hints[key], path)
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as err:
-        message = str(err)
-        if not message.startswith("config:"):
-            message = f"config: `{where}`: {message}" if where else f"config: {message}"
-        raise ValueError(message) from None
+        return plain_values(dataclasses.asdict(self))
 
 
 def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
@@ -546,7 +471,7 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
         ValueError: an unknown key, a wrong type or an invalid value, naming
             the key path (`model.units`).
     """
-    return _dataclass_from(TrainConfig, values, "")
+    return dataclass_from(TrainConfig, values, "")
 
 
 def load_config(path: str | os.PathLike | None, overrides: Mapping[str, Any] = ()) -> TrainConfig:
@@ -557,30 +482,5 @@ def load_config(path: str | os.PathLike | None, overrides: Mapping[str, Any] = (
             `model:` sections), or None.
         overrides: `{"model.units": 64, "epochs": 3}`, applied on top.
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        with open(path, encoding="utf-8") as f:
-            try:
-                values = yaml.safe_load(f) or {}
-            except yaml.YAMLError as err:
-                raise ValueError(f"config: {path} is not valid YAML: {err}") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"config: {path} must hold a mapping, got {type(values).__name__}")
+    values: dict[str, Any] = {} if path is None else read_yaml_mapping(path)
     return config_from_dict(apply_overrides(values, overrides))
-
-
-def apply_overrides(values: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Sets dotted keys (`{"model.units": 64}`) in a config mapping, in place.
-
-    Returns:
-        `values`, for chaining into `config_from_dict`.
-    """
-    for key, value in dict(overrides).items():
-        *parents, last = key.split(".")
-        node = values
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"config: cannot set `{key}`: `{part}` is not a section")
-        node[last] = value
-    return values

@@ -47,7 +47,17 @@ def test_the_quantizer_and_the_token_layout_are_leaves():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    loaded = "['rq_keras', 'rq_keras.atomic', 'rq_keras.quantization', 'rq_keras.tokens']"
+    loaded = [
+        "rq_keras",
+        "rq_keras.atomic",
+        "rq_keras.clustering1d",
+        "rq_keras.codebook_json",
+        "rq_keras.codebook_report",
+        "rq_keras.labels",
+        "rq_keras.quantization",
+        "rq_keras.residual_fit",
+        "rq_keras.tokens",
+    ]
     assert proc.stdout.strip() == f"{loaded} False"
 
 

@@ -5,10 +5,10 @@ import re
 import numpy as np
 import pytest
 
+from rq_keras.codebook_json import centroids_digest
 from rq_keras.quantization import (
     FORMAT_VERSION,
     ResidualQuantizer,
-    _digest,
     decision_boundaries,
 )
 
@@ -317,7 +317,7 @@ def test_load_rejects_tampered_centroids(tmp_path):
 def test_load_rejects_unsorted_centroids(tmp_path):
     path, doc = _saved(tmp_path)
     doc["centroids"][0] = doc["centroids"][0][::-1]
-    doc["centroids_sha256"] = _digest(doc["centroids"])
+    doc["centroids_sha256"] = centroids_digest(doc["centroids"])
     with pytest.raises(ValueError, match="level 0: centroids must be strictly increasing"):
         ResidualQuantizer.load(_write(path, doc))
 

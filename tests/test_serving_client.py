@@ -287,7 +287,13 @@ def test_client_needs_no_model_code(tmp_path):
         "rq_keras.atomic",
         "rq_keras.data",
         "rq_keras.features",
+        "rq_keras.feature_validation",
         "rq_keras.quantization",
+        "rq_keras.clustering1d",
+        "rq_keras.codebook_json",
+        "rq_keras.codebook_report",
+        "rq_keras.labels",
+        "rq_keras.residual_fit",
         "rq_keras.serving",
         "rq_keras.tokens",
     }
