@@ -37,6 +37,20 @@ run both signatures on held-out rows and compare with the in-memory model;
 that process ends with the exporting one, and its files live inside the
 temporary directory. An export starts by removing the temporary directories
 (`BASE/.tmp-N-PID/`) of exports whose process no longer runs.
+
+The modules, by idea (none imports TensorFlow when it loads):
+
+* `rq_keras.export` (this one): `export_model`, `export_run`, `load_run`,
+  the versions and the temporary directories of `BASE`;
+* `rq_keras.serving_signatures`: the `tf.Module`, its two signatures and
+  their `OUTPUTS`, and the inputs they take (`feature_tensors`,
+  `serialize_examples`);
+* `rq_keras.export_checks`: the held-out rows (`read_rows`), the Python-op
+  check, the warm-up requests and the check in a fresh process;
+* `rq_keras.export_errors`: `ExportError`, `ExportCheckError`.
+
+The names those modules define that were defined here are imported from
+`rq_keras.export` as before.
 """
 
 from __future__ import annotations
@@ -48,14 +62,19 @@ import os
 import pathlib
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from rq_keras.export_checks import PYTHON_OPS as PYTHON_OPS
+from rq_keras.export_checks import TOLERANCE as TOLERANCE
+from rq_keras.export_checks import WARMUP_FILE as WARMUP_FILE
+from rq_keras.export_checks import check_in_fresh_process, python_ops, read_rows, write_warmup
+from rq_keras.export_errors import ExportCheckError, ExportError
+from rq_keras.serving_signatures import OUTPUTS, build_serving_module, serialize_examples
+from rq_keras.serving_signatures import feature_tensors as feature_tensors
 
 __all__ = [
     "ExportCheckError",
@@ -71,41 +90,15 @@ __all__ = [
     "serialize_examples",
 ]
 
-OUTPUTS = (
-    "prediction",
-    "regressor",
-    "mean",
-    "median",
-    "positive_mean",
-    "quantiles",
-    "exceedance",
-    "level_values",
-    "codes",
-)
-# Output dtypes; a baseline head exports `prediction` only, an RQ-Reg model
-# saved before the code tree has no distribution outputs.
-_OUTPUT_DTYPES = {k: "float32" for k in OUTPUTS} | {"codes": "int32"}
-WARMUP_FILE = "tf_serving_warmup_requests"
 # The spec beside the warm-up file: clients and `python -m rq_keras.serving_check`
 # read the features from it. TF Serving ignores other files in assets.extra.
 SPEC_FILE = "feature_spec.yaml"
 # The levels behind the 2-D outputs: {"quantiles": [...], "thresholds": [...]}.
 OUTPUTS_FILE = "outputs.json"
-# Ops that call back into Python: a graph with one cannot be served.
-PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
-TOLERANCE = 1e-5
 # `BASE/.tmp-N-PID`: an export's temporary directory (see `export_model`).
 _TEMP_NAME = re.compile(r"\.tmp-([1-9][0-9]*)-([1-9][0-9]*)")
 
 logger = logging.getLogger(__name__)
-
-
-class ExportError(RuntimeError):
-    """The export cannot start: an existing version, a bad version, no rows."""
-
-
-class ExportCheckError(ExportError):
-    """The written SavedModel failed a check; nothing was left in place."""
 
 
 @dataclasses.dataclass
@@ -129,167 +122,6 @@ class ExportResult:
     checks: dict[str, Any]
     seconds: float
     removed_stale: list[str] = dataclasses.field(default_factory=list)
-
-
-# ------------------------------------------------------------ the graph
-def build_serving_module(model, spec):
-    """A `tf.Module` holding `model` with the two serving functions.
-
-    Args:
-        model: an `RQRegModel`, a `rq_keras.heads.HeadModel`, or any Keras
-            model taking the spec's feature dict and returning a dict with
-            `prediction` (and optionally `level_values` and `codes`).
-        spec: its `FeatureSpec`.
-
-    Returns:
-        `(module, signatures)`: pass both to `tf.saved_model.save`.
-    """
-    import tensorflow as tf
-
-    from rq_keras.data import to_model_inputs
-
-    features = spec.features
-    input_signature = spec.input_signature()
-
-    def outputs_of(inputs):
-        out = model(inputs, training=False)
-        if "prediction" not in out:
-            raise ExportError("the model's outputs have no `prediction`")
-        result = {"prediction": tf.cast(tf.reshape(out["prediction"], [-1]), tf.float32)}
-        for key in OUTPUTS[1:]:
-            if key in out:
-                result[key] = tf.cast(out[key], _OUTPUT_DTYPES[key])
-        return result
-
-    def checked(inputs):
-        """Shape checks that run in the graph and name the feature.
-
-        Python callers meet the signature's own checks first; a C++ or TF
-        Serving client can feed any shape, and without these the graph would
-        compute on it (the optimizer trusts the declared static shapes).
-        `tf.ensure_shape` checks rank and list length at run time; an
-        assertion checks that all inputs have the same batch.
-        """
-        out = {
-            f.name: tf.ensure_shape(inputs[f.name], (None, *f.shape), name=f"check_{f.name}")
-            for f in features
-        }
-        first = features[0].name
-        batch = tf.shape(out[first])[0]
-        checks = [
-            tf.debugging.Assert(
-                tf.equal(tf.shape(out[f.name])[0], batch),
-                [
-                    f"serving input {f.name}: batch size differs from {first}'s:",
-                    tf.shape(out[f.name])[0],
-                    batch,
-                ],
-                name=f"check_batch_{f.name}",
-            )
-            for f in features[1:]
-        ]
-        with tf.control_dependencies(checks):
-            return {k: tf.identity(v) for k, v in out.items()}
-
-    def finite(inputs):
-        """NaN, inf and -inf in a numeric feature -> the feature's spec default.
-
-        The readers give a missing or NaN numeric cell the default in training
-        (`rq_keras.data`); serving does the same instead of letting one bad
-        value make the prediction NaN, or failing the batch. Lists hold ids
-        (string or int64), which cannot be non-finite.
-        """
-        out = dict(inputs)
-        for f in features:
-            if f.is_numeric:
-                value = out[f.name]
-                out[f.name] = tf.where(
-                    tf.math.is_finite(value), value, tf.constant(f.default, value.dtype)
-                )
-        return out
-
-    @tf.function(input_signature=[input_signature])
-    def serve_features(inputs):
-        return outputs_of(finite(checked(inputs)))
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve_examples(examples):
-        rank_ok = tf.debugging.assert_rank(
-            examples, 1, message="input 'examples' must be a (batch,) string tensor"
-        )
-        with tf.control_dependencies([rank_ok]):
-            parsed = tf.io.parse_example(examples, spec.parse_spec(with_label=False))
-        return outputs_of(finite(to_model_inputs(parsed, spec)))
-
-    module = tf.Module()
-    module.model = model
-    module.serve_features = serve_features
-    module.serve_examples = serve_examples
-    signatures = {
-        "serving_default": serve_features.get_concrete_function(),
-        "examples": serve_examples.get_concrete_function(),
-    }
-    return module, signatures
-
-
-# ---------------------------------------------------------- input rows
-def serialize_examples(spec, inputs: Mapping[str, np.ndarray]) -> list[bytes]:
-    """Model-input rows (lists padded) -> serialized `tf.Example`s.
-
-    The inverse of what the `examples` signature parses: a list's pad values
-    are dropped, every scalar is written, NaN included (so nothing falls back
-    to a default in the parse: the graph's replacement of non-finite values
-    is what the checks exercise). Encoded by `rq_keras.serving.make_example`.
-    """
-    from rq_keras.serving import make_example
-
-    n = len(next(iter(inputs.values()))) if inputs else 0
-    columns = {f.name: np.asarray(inputs[f.name]) for f in spec.features} if n else {}
-    out = []
-    for i in range(n):
-        row = {}
-        for f in spec.features:
-            v = columns[f.name][i]
-            if f.is_list:
-                row[f.name] = [t for t in v.tolist() if t != f.pad_value and t != b""]
-            else:
-                row[f.name] = v.item() if hasattr(v, "item") else v
-        out.append(make_example(spec, row, keep_missing=True).SerializeToString())
-    return out
-
-
-def read_rows(files: Sequence[str], spec, rows: int) -> dict[str, np.ndarray]:
-    """The first `rows` rows of `files` in the model's input form (no label)."""
-    from rq_keras.data import read_chunks
-
-    parts: dict[str, list[np.ndarray]] = {f.name: [] for f in spec.features}
-    have = 0
-    for path in files:
-        for chunk in read_chunks(path, spec, with_label=False, chunk_rows=rows):
-            take = min(rows - have, len(chunk[spec.features[0].name]))
-            for f in spec.features:
-                parts[f.name].append(chunk[f.name][:take])
-            have += take
-            if have >= rows:
-                break
-        if have >= rows:
-            break
-    if have == 0:
-        raise ExportError(f"no rows for the export checks in {list(files)}")
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
-def feature_tensors(spec, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """numpy model-input rows -> tensors of the spec's dtypes."""
-    import tensorflow as tf
-
-    out = {}
-    for f in spec.features:
-        v = np.asarray(inputs[f.name])
-        if f.dtype == "string":
-            v = v.astype(object)
-        out[f.name] = tf.constant(v, dtype=tf.as_dtype(f.tf_dtype_name))
-    return out
 
 
 # ---------------------------------------------------------------- runs
@@ -383,234 +215,6 @@ def _dir_size(path: pathlib.Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _python_ops(export_dir: pathlib.Path) -> list[str]:
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved = saved_model_pb2.SavedModel()
-    saved.ParseFromString((export_dir / "saved_model.pb").read_bytes())
-    found = set()
-    for meta in saved.meta_graphs:
-        nodes = list(meta.graph_def.node)
-        for fn in meta.graph_def.library.function:
-            nodes.extend(fn.node_def)
-        found.update(n.op for n in nodes if n.op in PYTHON_OPS)
-    return sorted(found)
-
-
-def _write_warmup(export_dir: pathlib.Path, spec, rows: Mapping[str, np.ndarray], examples):
-    """`assets.extra/tf_serving_warmup_requests`: PredictionLogs for both signatures."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
-    extra = export_dir / "assets.extra"
-    extra.mkdir(parents=True, exist_ok=True)
-    n = len(examples)
-    records = 0
-    with tf.io.TFRecordWriter(str(extra / WARMUP_FILE)) as writer:
-        for size in sorted({1, min(n, 64)}):
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(signature_name="examples")
-            )
-            request.inputs["examples"].CopyFrom(
-                tf.make_tensor_proto(examples[:size], dtype=tf.string)
-            )
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)
-            )
-            writer.write(log.SerializeToString())
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(signature_name="serving_default")
-            )
-            for f in spec.features:
-                value = np.asarray(rows[f.name])[:size]
-                if f.dtype == "string":
-                    value = value.astype(object)
-                request.inputs[f.name].CopyFrom(
-                    tf.make_tensor_proto(value, dtype=tf.as_dtype(f.tf_dtype_name))
-                )
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)
-            )
-            writer.write(log.SerializeToString())
-            records += 2
-    return records
-
-
-# Prepended to a `_run_tied_to_parent` script: a thread that ends the process
-# once its parent is gone (reparented), wherever PR_SET_PDEATHSIG is missing.
-_WATCH_PARENT = r"""
-import os as _os, threading as _threading, time as _time
-def _watch_parent(parent=int(_os.environ.pop("RQ_KERAS_PARENT_PID", "0") or 0)):
-    while parent and _os.getppid() == parent:
-        _time.sleep(0.2)
-    if parent:
-        _os._exit(1)
-_threading.Thread(target=_watch_parent, daemon=True).start()
-del _watch_parent
-"""
-_PR_SET_PDEATHSIG = 1
-
-
-def _parent_death_signal():
-    """A `preexec_fn` that makes the child get SIGKILL when its parent dies.
-
-    Linux only (`prctl(PR_SET_PDEATHSIG)`); None elsewhere or when libc has no
-    `prctl`. `prctl` is looked up here, before the fork, so the child only
-    calls it. A parent that died before `prctl` ran is caught by comparing
-    `getppid` with its pid.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    import signal
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    sigkill = int(signal.SIGKILL)
-
-    def preexec():
-        prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
-def _run_tied_to_parent(
-    script: str,
-    args: Sequence[str],
-    *,
-    cwd: str | os.PathLike | None = None,
-    env: Mapping[str, str] | None = None,
-    pdeathsig: bool = True,
-) -> subprocess.CompletedProcess:
-    """`python -c script args...`, ended when this process dies.
-
-    On Linux the kernel kills the child when its parent dies
-    (`PR_SET_PDEATHSIG`); everywhere a thread in the child (`_WATCH_PARENT`)
-    ends it once its parent pid changes, within 0.2 s.
-
-    Args:
-        script: the Python source to run.
-        args: its `sys.argv[1:]`.
-        cwd: the child's working directory.
-        env: the child's environment (default: this process's).
-        pdeathsig: use `PR_SET_PDEATHSIG` where available (False leaves only
-            the child's watch, for tests).
-
-    Returns:
-        The finished process, stdout and stderr captured as text (undecodable
-        bytes replaced).
-    """
-    env = dict(os.environ if env is None else env)
-    env["RQ_KERAS_PARENT_PID"] = str(os.getpid())
-    return subprocess.run(
-        [sys.executable, "-c", _WATCH_PARENT + script, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        preexec_fn=_parent_death_signal() if pdeathsig else None,
-    )
-
-
-# The fresh process of the checks: rq_keras is made unimportable first.
-_CHECK_SCRIPT = r"""
-import sys
-sys.modules["rq_keras"] = None
-import json, os
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np
-import tensorflow as tf
-try:
-    import rq_keras  # noqa: F401
-    raise SystemExit("rq_keras is importable in the check process")
-except ImportError:
-    pass
-export_dir, work = sys.argv[1], sys.argv[2]
-loaded = tf.saved_model.load(export_dir)
-rows = np.load(os.path.join(work, "rows.npz"), allow_pickle=True)
-with open(os.path.join(work, "dtypes.json")) as f:
-    dtypes = json.load(f)
-inputs = {k: tf.constant(rows[k], dtype=tf.as_dtype(dtypes[k])) for k in rows.files}
-examples = tf.constant(list(np.load(os.path.join(work, "examples.npy"), allow_pickle=True)))
-results = {}
-for name, kwargs in (("serving_default", inputs), ("examples", {"examples": examples})):
-    out = loaded.signatures[name](**kwargs)
-    for key, value in out.items():
-        results[f"{name}/{key}"] = value.numpy()
-np.savez(os.path.join(work, "outputs.npz"), **results)
-print(json.dumps({"signatures": sorted(loaded.signatures.keys())}))
-"""
-
-
-def _check_in_fresh_process(export_dir: pathlib.Path, spec, model, rows, examples):
-    """Reloads `export_dir` without rq_keras and compares with `model`.
-
-    The rows and outputs go through a directory inside `export_dir` (removed
-    before the rename; if this process is killed, the next export's start
-    removes the whole temporary directory), and the process ends with this one.
-    """
-    expected = model(feature_tensors(spec, rows), training=False)
-    expected = {k: np.asarray(expected[k]) for k in OUTPUTS if k in expected}
-    with tempfile.TemporaryDirectory(prefix=".check-", dir=export_dir) as work:
-        saved_rows = {
-            f.name: np.asarray(rows[f.name]).astype(object)
-            if f.dtype == "string"
-            else np.asarray(rows[f.name])
-            for f in spec.features
-        }
-        np.savez(os.path.join(work, "rows.npz"), **saved_rows)
-        with open(os.path.join(work, "dtypes.json"), "w") as f:
-            json.dump({f.name: f.tf_dtype_name for f in spec.features}, f)
-        np.save(os.path.join(work, "examples.npy"), np.array(examples, dtype=object))
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        proc = _run_tied_to_parent(
-            _CHECK_SCRIPT,
-            [str(export_dir.resolve()), str(pathlib.Path(work).resolve())],
-            cwd=work,  # not the repository: nothing of rq_keras on sys.path
-            env=env,
-        )
-        if proc.returncode != 0:
-            raise ExportCheckError(
-                f"the SavedModel did not run in a fresh process without rq_keras:\n"
-                f"{proc.stderr.strip()[-3000:]}"
-            )
-        signatures = json.loads(proc.stdout.strip().splitlines()[-1])["signatures"]
-        got = dict(np.load(os.path.join(work, "outputs.npz")))
-    checks: dict[str, Any] = {"rows": int(len(examples)), "signatures": signatures}
-    problems = []
-    for signature in ("serving_default", "examples"):
-        for key in expected:
-            value = got.get(f"{signature}/{key}")
-            if value is None:
-                problems.append(f"{signature}: no output {key!r}")
-                continue
-            want = expected[key]
-            if value.shape != want.shape:
-                problems.append(f"{signature}/{key}: shape {value.shape}, expected {want.shape}")
-                continue
-            if key == "codes":
-                mismatched = int(np.count_nonzero(value != want))
-                checks[f"{signature}/codes_mismatched"] = mismatched
-                if mismatched:
-                    problems.append(f"{signature}/codes: {mismatched} codes differ")
-            else:
-                diff = float(np.max(np.abs(value - want), initial=0.0))
-                checks[f"{signature}/{key}_max_abs_diff"] = diff
-                if not np.allclose(value, want, rtol=TOLERANCE, atol=TOLERANCE):
-                    problems.append(f"{signature}/{key}: largest difference {diff:.3g}")
-    if problems:
-        raise ExportCheckError(
-            "the SavedModel does not reproduce the model: " + "; ".join(problems)
-        )
-    return checks
-
-
 # ---------------------------------------------------------------- export
 def export_model(
     model,
@@ -672,23 +276,21 @@ def export_model(
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         (tmp / "assets.extra").mkdir(exist_ok=True)
         spec.save(tmp / "assets.extra" / SPEC_FILE)
-        from rq_keras.predict import output_levels
+        from rq_keras.output_tables import output_levels
 
         levels = output_levels(model)
         if levels is not None:
             (tmp / "assets.extra" / OUTPUTS_FILE).write_text(json.dumps(levels) + "\n")
-        python_ops = _python_ops(tmp)
-        if python_ops:
-            raise ExportCheckError(
-                f"the graph calls back into Python ({python_ops}); it cannot serve"
-            )
+        found = python_ops(tmp)
+        if found:
+            raise ExportCheckError(f"the graph calls back into Python ({found}); it cannot serve")
         checks: dict[str, Any] = {}
         if check_rows:
             rows = {f.name: np.asarray(check_rows[f.name]) for f in spec.features}
             examples = serialize_examples(spec, rows)
-            checks["warmup_records"] = _write_warmup(tmp, spec, rows, examples)
+            checks["warmup_records"] = write_warmup(tmp, spec, rows, examples)
             if check:
-                checks.update(_check_in_fresh_process(tmp, spec, model, rows, examples))
+                checks.update(check_in_fresh_process(tmp, spec, model, rows, examples))
         try:
             os.rename(tmp, final)
         except OSError as err:

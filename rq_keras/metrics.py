@@ -54,6 +54,11 @@ Undefined values are NaN (``evaluate`` reports them as ``None``):
 * constant predictions: Spearman (Eq. 18 gives 0, tie-aware XAUC 0.5, Gini is
   defined and follows the input order of the rows);
 * no row with a label > 0: the (+) variants.
+
+The code classifier's report (:class:`CodeReport`, in
+:mod:`rq_keras.code_report`) and the predictive distribution's
+(:func:`distribution_report`, in :mod:`rq_keras.distribution_metrics`) are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.code_report import CodeReport
+from rq_keras.distribution_metrics import distribution_report as distribution_report
 from rq_keras.quantization import as_label_array
 
 __all__ = [
@@ -429,171 +436,3 @@ def trivial_predictors(y_train: Any, y_true: Any) -> dict[str, dict[str, float |
             "mean_ratio": value_calibration(y, p)["mean_ratio"],
         }
     return out
-
-
-def distribution_report(
-    y_true: Any,
-    quantiles: Any,
-    quantile_levels: Any,
-    exceedance: Any = None,
-    thresholds: Any = (),
-    bins: int = 10,
-) -> dict[str, Any]:
-    """Is the predictive distribution calibrated? Quantiles and P(y > t).
-
-    Args:
-        y_true: labels `(n,)`.
-        quantiles: predicted quantiles `(n, Q)`, column j at level
-            `quantile_levels[j]`.
-        quantile_levels: the Q levels, each in (0, 1).
-        exceedance: predicted P(y > t) `(n, T)`, or None.
-        thresholds: the T thresholds t.
-        bins: equal-width probability bins of the reliability table.
-
-    Returns:
-        dict: `quantile_coverage`, per level the share of labels at or below
-        the predicted quantile (a calibrated q-quantile covers q);
-        `interval` (the lowest and highest level, the share of labels inside
-        `[q_low, q_high]`, and the nominal share `high - low`); and per
-        threshold in `exceedance` the mean predicted P(y > t) against the
-        observed share, the Brier score against the Brier score of the
-        observed share as a constant (the base rate: a useful P beats it),
-        and a reliability table (per bin: rows, mean predicted, observed).
-    """
-    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
-    q = np.asarray(quantiles, dtype=np.float64).reshape(y.size, -1)
-    levels = [float(v) for v in quantile_levels]
-    if q.shape[1] != len(levels):
-        raise ValueError(f"`quantiles` has {q.shape[1]} columns for {len(levels)} levels")
-    report: dict[str, Any] = {
-        "quantile_coverage": {
-            f"{level:g}": float(np.mean(y <= q[:, j])) for j, level in enumerate(levels)
-        }
-    }
-    if len(levels) >= 2:
-        lo, hi = int(np.argmin(levels)), int(np.argmax(levels))
-        report["interval"] = {
-            "low": levels[lo],
-            "high": levels[hi],
-            "nominal": levels[hi] - levels[lo],
-            "coverage": float(np.mean((y >= q[:, lo]) & (y <= q[:, hi]))),
-        }
-    report["exceedance"] = {}
-    if exceedance is not None:
-        e = np.asarray(exceedance, dtype=np.float64).reshape(y.size, -1)
-        edges = np.linspace(0.0, 1.0, bins + 1)
-        for j, t in enumerate(thresholds):
-            p, hit = e[:, j], (y > float(t)).astype(np.float64)
-            base = float(hit.mean())
-            which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-            table = [
-                {
-                    "low": float(edges[b]),
-                    "high": float(edges[b + 1]),
-                    "rows": int(np.sum(which == b)),
-                    "mean_predicted": float(p[which == b].mean()),
-                    "observed": float(hit[which == b].mean()),
-                }
-                for b in range(bins)
-                if np.any(which == b)
-            ]
-            report["exceedance"][f"{float(t):g}"] = {
-                "mean_predicted": float(p.mean()),
-                "observed": base,
-                "brier": float(np.mean((p - hit) ** 2)),
-                "brier_base_rate": float(np.mean((base - hit) ** 2)),
-                "reliability": table,
-            }
-    return report
-
-
-class CodeReport:
-    """How well the code classifier predicts each level's code, beside the
-    training codes' marginal distribution (the score of knowing nothing).
-
-    Fed batch by batch with the decoder's logits at inference, so level 1 is
-    p(q_1 | x) and a deeper level is conditioned on the model's own earlier
-    codes, as served. Per level it reports the mean NLL of the true code
-    under the softmax over the whole vocabulary (as L_gen reads it) and under
-    the marginal (add-half smoothed), the accuracy of the served code and of
-    always serving the most frequent one, and the probability the model puts
-    on tokens of other levels (and `<start>`).
-
-    Args:
-        train_codes: `(n, L)` codes of the training labels (-1: the zero code).
-        codebook_sizes: K per level.
-        token_offsets: global token of code 0 per level (the quantizer's).
-        zero_token: the vocabulary has `<zero>` (token 1) for code -1.
-    """
-
-    def __init__(self, train_codes, codebook_sizes, token_offsets, zero_token: bool = False):
-        codes = np.asarray(train_codes, dtype=np.int64)
-        self.sizes = [int(k) for k in codebook_sizes]
-        self.offsets = np.asarray(token_offsets, dtype=np.int64)
-        self.zero_token = bool(zero_token)
-        if codes.ndim != 2 or codes.shape[1] != len(self.sizes) or codes.shape[0] == 0:
-            raise ValueError(f"`train_codes` must be (n > 0, {len(self.sizes)}), got {codes.shape}")
-        self.log_marginal, self.majority = [], []
-        for level, k in enumerate(self.sizes):
-            slots = k + 1 if self.zero_token else k
-            counts = np.bincount(self._slots(codes[:, level], level), minlength=slots)
-            self.log_marginal.append(np.log((counts + 0.5) / (counts.sum() + 0.5 * slots)))
-            self.majority.append(int(np.argmax(counts)))
-        levels = len(self.sizes)
-        self.rows = 0
-        self.sums = {k: np.zeros(levels) for k in ("nll", "marginal_nll", "other_mass")}
-        self.correct = np.zeros(levels)
-        self.majority_correct = np.zeros(levels)
-
-    def _slots(self, codes: np.ndarray, level: int) -> np.ndarray:
-        """Code -> index in the level's marginal (the zero code last)."""
-        return np.where(codes < 0, self.sizes[level], codes)
-
-    def _tokens(self, codes: np.ndarray, level: int) -> np.ndarray:
-        return np.where(codes < 0, 1, codes + self.offsets[level])
-
-    def update(self, logits, predicted_codes, true_codes) -> None:
-        """Adds a batch: logits `(n, L, V)`, served and true codes `(n, L)`."""
-        z = np.asarray(logits, dtype=np.float64)
-        predicted = np.asarray(predicted_codes, dtype=np.int64)
-        true = np.asarray(true_codes, dtype=np.int64)
-        if z.ndim != 3 or z.shape[:2] != true.shape or predicted.shape != true.shape:
-            raise ValueError(
-                f"logits (n, L, V) and codes (n, L) do not match: {z.shape}, "
-                f"{predicted.shape}, {true.shape}"
-            )
-        top = z.max(axis=2, keepdims=True)
-        log_p = z - top - np.log(np.exp(z - top).sum(axis=2, keepdims=True))
-        rows = np.arange(z.shape[0])
-        for level, k in enumerate(self.sizes):
-            codes = true[:, level]
-            self.sums["nll"][level] -= log_p[rows, level, self._tokens(codes, level)].sum()
-            marginal = self.log_marginal[level][self._slots(codes, level)]
-            self.sums["marginal_nll"][level] -= marginal.sum()
-            own = list(range(self.offsets[level], self.offsets[level] + k))
-            if self.zero_token:
-                own.append(1)
-            mass = np.exp(log_p[:, level, own]).sum(axis=1)
-            self.sums["other_mass"][level] += (1.0 - mass).sum()
-            self.correct[level] += (predicted[:, level] == codes).sum()
-            majority = self.majority[level]
-            self.majority_correct[level] += (self._slots(codes, level) == majority).sum()
-        self.rows += z.shape[0]
-
-    def result(self) -> list[dict[str, float | int]]:
-        """One dict per level: `level` (1-based), `nll`, `marginal_nll`,
-        `accuracy`, `majority_accuracy`, `other_level_mass`."""
-        if self.rows == 0:
-            return []
-        n = float(self.rows)
-        return [
-            {
-                "level": level + 1,
-                "nll": float(self.sums["nll"][level] / n),
-                "marginal_nll": float(self.sums["marginal_nll"][level] / n),
-                "accuracy": float(self.correct[level] / n),
-                "majority_accuracy": float(self.majority_correct[level] / n),
-                "other_level_mass": float(self.sums["other_mass"][level] / n),
-            }
-            for level in range(len(self.sizes))
-        ]

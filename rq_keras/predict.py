@@ -21,24 +21,36 @@ leaves no partial output (a killed one may leave the hidden
 `.NAME.tmp-PID` beside it).
 
 Its command line is `rq_keras.cli.predict`.
+
+The modules, by idea: `rq_keras.scorers` loads the model (`Scorer`),
+`rq_keras.output_tables` names the output columns and writes the table,
+`rq_keras.predict_errors` holds `PredictError`; this one checks the
+arguments and inputs and runs the scoring. The names of `__all__` are
+imported from `rq_keras.predict` as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import pathlib
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from rq_keras.atomic import atomic_path
-from rq_keras.config import PREDICTIONS
+from rq_keras.output_tables import (
+    OUTPUT_SUFFIXES,
+    ParquetTable,
+    TextTable,
+    output_columns,
+    output_levels,
+)
+from rq_keras.predict_errors import PredictError
 from rq_keras.progress import RowTicker
+from rq_keras.scorers import load_run_scorer, load_saved_model_scorer
 
 __all__ = [
     "OUTPUT_SUFFIXES",
@@ -49,26 +61,7 @@ __all__ = [
     "predict_files",
 ]
 
-# Output table formats by suffix; text ones with their delimiter (" " for
-# whitespace-separated tables, as `rq_keras.data.write_table` writes them).
-OUTPUT_SUFFIXES = {".parquet": None, ".csv": ",", ".tsv": "\t", ".txt": " ", ".dat": " "}
-# Column-name prefixes of the 2-D outputs; the levels of `quantiles` and
-# `exceedance` name their columns when known, an index (from 1) otherwise.
-_PREFIXES = {
-    "quantiles": "quantile_",
-    "exceedance": "p_above_",
-    "codes": "code_",
-    "level_values": "level_value_",
-}
-# Index names when the levels are unknown: `exceedance_1`, never `p_above_1`,
-# which would read as the threshold 1.
-_INDEX_PREFIXES = {"quantiles": "quantile_", "exceedance": "exceedance_"}
-_LEVELS = {"quantiles": "quantiles", "exceedance": "thresholds"}
 _PROGRESS_SECONDS = 1.0
-
-
-class PredictError(ValueError):
-    """Scoring cannot start or go on: a bad argument, model, output or id column."""
 
 
 @dataclasses.dataclass
@@ -91,274 +84,6 @@ class PredictResult:
     seconds: float
     columns: list[str]
     report: Any
-
-
-# ------------------------------------------------------------ column names
-def output_columns(
-    outputs: Mapping[str, np.ndarray],
-    *,
-    quantiles: Sequence[float] | None = None,
-    thresholds: Sequence[float] | None = None,
-) -> dict[str, np.ndarray]:
-    """Per-row model outputs -> named 1-D columns, in the order of `outputs`.
-
-    A `(batch,)` output keeps its name (`prediction`, `regressor`, `mean`,
-    `median`, `positive_mean`); a `(batch, n)` one gives n columns: `quantile_0.1`..,
-    `p_above_0`.. (the levels formatted with `:g`), `code_1`..,
-    `level_value_1`.., `NAME_1`.. for any other. Without `quantiles`
-    (`thresholds`) the columns are numbered instead: `quantile_1`..,
-    `exceedance_1`...
-
-    Args:
-        outputs: output name -> `(batch,)` or `(batch, n)` array.
-        quantiles: the levels of the `quantiles` output, or None if unknown.
-        thresholds: the thresholds t of the `exceedance` output P(y > t),
-            or None if unknown.
-
-    Returns:
-        column name -> `(batch,)` array (views of `outputs`).
-
-    Raises:
-        ValueError: known levels whose number differs from the output's
-            columns.
-    """
-    levels = {"quantiles": quantiles, "exceedance": thresholds}
-    columns: dict[str, np.ndarray] = {}
-    for key, value in outputs.items():
-        value = np.asarray(value)
-        if value.ndim == 1:
-            columns[key] = value
-            continue
-        width = value.shape[1]
-        known = levels.get(key)
-        if known is not None:
-            known = list(known)
-            if len(known) != width:
-                raise ValueError(
-                    f"output {key!r} has {width} columns but {len(known)} "
-                    f"{_LEVELS[key]} are given ({known})"
-                )
-            names = [f"{_PREFIXES[key]}{v:g}" for v in known]
-        else:
-            prefix = _INDEX_PREFIXES.get(key) or _PREFIXES.get(key) or f"{key}_"
-            names = [f"{prefix}{j + 1}" for j in range(width)]
-        for j, name in enumerate(names):
-            columns[name] = value[:, j]
-    return columns
-
-
-def output_levels(model) -> dict[str, list[float]] | None:
-    """`{"quantiles": [...], "thresholds": [...]}` of a model's decoder, or None.
-
-    None for a model without an RQ decoder (a baseline head), which has no
-    `quantiles` or `exceedance` output. `export.py` writes this as
-    `assets.extra/outputs.json`.
-    """
-    decoder = getattr(model, "decoder", None)
-    if decoder is None or not hasattr(decoder, "quantiles"):
-        return None
-    return {
-        "quantiles": [float(q) for q in decoder.quantiles],
-        "thresholds": [float(t) for t in getattr(decoder, "thresholds", ())],
-    }
-
-
-# ----------------------------------------------------------------- models
-class _Scorer:
-    """A loaded model: `(spec, levels)` and a call from numpy rows to outputs."""
-
-    def __init__(
-        self,
-        spec,
-        levels: Mapping[str, list[float]] | None,
-        call: Callable[[dict], Mapping[str, Any]],
-        source: str,
-        holds: Any = None,
-    ):
-        self.spec = spec
-        self.levels = dict(levels or {})
-        self.source = source
-        self._call = call
-        self._holds = holds  # what `call` needs alive (a loaded SavedModel)
-
-    def __call__(self, rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Feature rows (the readers' form) -> outputs, in `OUTPUTS` order.
-
-        Floats as float32 (`prediction` and the other per-row values
-        `(batch,)`), `codes` int32, as the SavedModel serves them.
-        """
-        from rq_keras.export import OUTPUTS, feature_tensors
-
-        out = self._call(feature_tensors(self.spec, rows))
-        result = {}
-        for key in OUTPUTS:
-            if key not in out:
-                continue
-            value = np.asarray(out[key])
-            if key == "prediction" or key in PREDICTIONS:
-                value = value.reshape(-1)
-            result[key] = value.astype(np.int32 if key == "codes" else np.float32, copy=False)
-        if "prediction" not in result:
-            raise PredictError(f"{self.source}: the model's outputs have no `prediction`")
-        return result
-
-    def empty_rows(self) -> dict[str, np.ndarray]:
-        """Zero rows of every feature: scoring them gives the output columns."""
-        out = {}
-        for f in self.spec.features:
-            dtype = object if f.dtype == "string" else np.dtype(f.tf_dtype_name)
-            out[f.name] = np.zeros((0, *f.shape), dtype=dtype)
-        return out
-
-
-def _load_run(model_dir: str | os.PathLike) -> _Scorer:
-    import tensorflow as tf
-
-    from rq_keras.export import OUTPUTS
-    from rq_keras.run_dir import load_trained
-
-    run = pathlib.Path(model_dir)
-    try:
-        model, spec = load_trained(run)
-    except FileNotFoundError as err:
-        raise PredictError(str(err)) from None
-
-    @tf.function(reduce_retracing=True, autograph=False)
-    def step(features):
-        out = model(features, training=False)
-        return {k: out[k] for k in OUTPUTS if k in out}
-
-    def call(features):
-        return {k: v.numpy() for k, v in step(features).items()}
-
-    return _Scorer(spec, output_levels(model), call, str(run / "model.keras"))
-
-
-def _load_saved_model(export_dir: str | os.PathLike) -> _Scorer:
-    from rq_keras.export import OUTPUTS_FILE, SPEC_FILE, latest_version
-    from rq_keras.features import FeatureSpec
-
-    path = pathlib.Path(export_dir)
-    if not (path / "saved_model.pb").is_file():
-        latest = latest_version(path)
-        hint = f" (it holds versions: the latest is {path / str(latest)})" if latest else ""
-        raise PredictError(
-            f"{path} is not a SavedModel (no saved_model.pb): --saved-model must be an "
-            f"export.py version directory BASE/N{hint}"
-        )
-    spec_path = path / "assets.extra" / SPEC_FILE
-    if not spec_path.is_file():
-        raise PredictError(
-            f"{spec_path} is missing: --saved-model must be a SavedModel written by export.py"
-        )
-    spec = FeatureSpec.load(spec_path)
-    levels = None
-    levels_path = path / "assets.extra" / OUTPUTS_FILE
-    if levels_path.is_file():
-        levels = _read_levels(levels_path)
-
-    import tensorflow as tf
-
-    try:
-        loaded = tf.saved_model.load(str(path))
-        serve = loaded.signatures["serving_default"]
-    except Exception as err:  # noqa: BLE001  TF raises many kinds for a damaged SavedModel
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise PredictError(
-            f"{path} cannot be loaded as a SavedModel ({type(err).__name__}: {first})"
-        ) from None
-
-    def call(features):
-        out = serve(**features)
-        return {k: v.numpy() for k, v in out.items()}
-
-    return _Scorer(spec, levels, call, str(path), holds=loaded)
-
-
-def _read_levels(path: pathlib.Path) -> dict[str, list[float]]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PredictError(f"{path} cannot be read: {err}") from None
-    ok = isinstance(doc, dict) and all(
-        isinstance(doc.get(k, []), list)
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in doc.get(k, []))
-        for k in ("quantiles", "thresholds")
-    )
-    if not ok:
-        raise PredictError(f"{path} does not hold lists of `quantiles` and `thresholds`")
-    return {k: [float(v) for v in doc[k]] for k in ("quantiles", "thresholds") if k in doc}
-
-
-# ---------------------------------------------------------------- writers
-class _ParquetTable:
-    """Appends chunks to a Parquet file, one row group each.
-
-    A column's type is fixed by `types` (the input's Parquet type of an id
-    column) or else by its first chunk (all-null: string). In the `ids`
-    columns NaN and None are nulls; the model's outputs are written as they
-    are (a NaN stays NaN).
-    """
-
-    def __init__(self, path: str, types: Mapping[str, Any], ids: Sequence[str]):
-        self.path = path
-        self.types = dict(types)
-        self.ids = set(ids)
-        self.writer = None
-        self.schema = None
-
-    def write(self, columns: Mapping[str, np.ndarray], source: str) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        arrays = []
-        for name, values in columns.items():
-            want = self.schema.field(name).type if self.schema is not None else self.types.get(name)
-            try:
-                array = pa.array(values, type=want, from_pandas=name in self.ids)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
-                raise PredictError(
-                    f"{source}: column {name!r} does not fit the output's type {want} "
-                    f"(set by the earlier rows or files): {err}"
-                ) from None
-            if want is None and pa.types.is_null(array.type):
-                array = pa.array(values, type=pa.string(), from_pandas=True)
-            arrays.append(array)
-        table = pa.Table.from_arrays(arrays, names=list(columns))
-        if self.writer is None:
-            self.schema = table.schema
-            self.writer = pq.ParquetWriter(self.path, self.schema)
-        self.writer.write_table(table)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-class _TextTable:
-    """Appends chunks to a delimited text table, the header line first.
-
-    Cells holding the delimiter, a quote or a line break are quoted (CSV
-    rules); missing values are empty cells.
-    """
-
-    def __init__(self, path: str, delimiter: str):
-        self.path = path
-        self.delimiter = delimiter
-        self.fh = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115  closed in close()
-        self.header = True
-
-    def write(self, columns: Mapping[str, np.ndarray], source: str) -> None:
-        import pandas as pd
-
-        frame = pd.DataFrame(dict(columns), copy=False)
-        frame.to_csv(
-            self.fh, sep=self.delimiter, index=False, header=self.header, lineterminator="\n"
-        )
-        self.header = False
-
-    def close(self) -> None:
-        self.fh.close()
 
 
 # ---------------------------------------------------------------- progress
@@ -508,7 +233,10 @@ def predict_files(
     paths = _input_paths(inputs)
     progress = _Progress(verbose)
 
-    scorer = _load_run(model_dir) if model_dir is not None else _load_saved_model(saved_model)
+    if model_dir is not None:
+        scorer = load_run_scorer(model_dir)
+    else:
+        scorer = load_saved_model_scorer(saved_model)
     spec = scorer.spec
     progress.say(f"loaded {scorer.source} in {time.perf_counter() - start:.1f} s")
     for name in ids:
@@ -539,7 +267,7 @@ def predict_files(
     ticker = RowTicker(progress.say, "scored rows", every=_PROGRESS_SECONDS)
     # Written under `.NAME.tmp-PID` and renamed when complete; removed on an error.
     with atomic_path(output, tmp_name=f".{os.path.basename(output)}.tmp-{os.getpid()}") as tmp:
-        table = _ParquetTable(tmp, types, ids) if delimiter is None else _TextTable(tmp, delimiter)
+        table = ParquetTable(tmp, types, ids) if delimiter is None else TextTable(tmp, delimiter)
         try:
             for path in paths:
                 file_report = FileReport(path)

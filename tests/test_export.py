@@ -17,7 +17,7 @@ import tensorflow as tf
 import yaml
 
 from conftest import REPO
-from rq_keras import ResidualQuantizer
+from rq_keras import ResidualQuantizer, export_checks
 from rq_keras import export as export_module
 from rq_keras.cli import export_main
 from rq_keras.config import PREDICTIONS
@@ -148,7 +148,7 @@ def test_layout_version_warmup_and_checks(exported):
 
 
 def test_no_python_ops_and_signature_shapes(exported, loaded):
-    assert export_module._python_ops(exported[0] / "1") == []
+    assert export_checks.python_ops(exported[0] / "1") == []
     inputs = loaded.signatures["serving_default"].structured_input_signature[1]
     assert {k: (v.dtype, tuple(v.shape)) for k, v in inputs.items()} == {
         "group": (tf.string, (None,)),
@@ -296,7 +296,7 @@ def test_version_clash_and_failed_checks_leave_nothing(run, exported, tmp_path, 
     with pytest.raises(ExportError, match="held-out rows"):
         export_model(model, SPEC, tmp_path / "b")
     broken = "import sys; raise SystemExit('broken on purpose; work dir ' + sys.argv[2])"
-    monkeypatch.setattr(export_module, "_CHECK_SCRIPT", broken)
+    monkeypatch.setattr(export_checks, "_CHECK_SCRIPT", broken)
     with pytest.raises(ExportCheckError, match="broken on purpose") as err:
         export_model(model, SPEC, tmp_path / "c", check_rows=_rows(run, 4))
     assert os.listdir(tmp_path / "c") == []
@@ -369,7 +369,7 @@ def test_check_process_dies_with_its_parent(tmp_path, pdeathsig):
         "time.sleep(60)\n"
     )
     parent_code = (
-        "from rq_keras.export import _run_tied_to_parent\n"
+        "from rq_keras.export_checks import _run_tied_to_parent\n"
         f"_run_tied_to_parent({child!r}, [], pdeathsig={pdeathsig})\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=tmp_path)

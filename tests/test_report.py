@@ -292,7 +292,7 @@ def test_report_needs_neither_tensorflow_nor_pyplot(tmp_path):
 
 
 def test_calibration_labels_merge_near_coincident_deciles():
-    from rq_keras.report import _label_groups
+    from rq_keras.plots import _label_groups
 
     bins = [{"bin": b} for b in range(1, 11)]
     # Seven deciles at about 0 (a zero-inflated target), then three spread out.

@@ -8,34 +8,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from rq_keras.config import CELLS, PREDICTIONS, REGRESSOR_INPUTS, check_distribution_options
+from rq_keras.layers.code_tree import CodeTreeAtoms, atom_quantiles, atom_summary
 from rq_keras.layers.transformer_cell import CausalTransformerCell
 from rq_keras.tokens import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
 
 __all__ = ["CELLS", "PREDICTIONS", "REGRESSOR_INPUTS", "RQDecoder", "atom_quantiles"]
-
-
-def atom_quantiles(values, probabilities, levels):
-    """Quantiles of discrete distributions given by atoms.
-
-    Args:
-        values: float `(batch, atoms)`, the atoms' values.
-        probabilities: float `(batch, atoms)`, their masses (rows summing to
-            about 1; each row is normalised by its own sum).
-        levels: the quantile levels, each in (0, 1).
-
-    Returns:
-        float32 `(batch, len(levels))`: per row and level q the smallest atom
-        value v with P(y <= v) >= q (the lower quantile of a step CDF).
-    """
-    values = tf.cast(values, tf.float32)
-    probabilities = tf.cast(probabilities, tf.float32)
-    order = tf.argsort(values, axis=1, stable=True)
-    sorted_values = tf.gather(values, order, batch_dims=1)
-    cdf = tf.math.cumsum(tf.gather(probabilities, order, batch_dims=1), axis=1)
-    targets = tf.constant([list(map(float, levels))], tf.float32) * cdf[:, -1:]
-    index = tf.searchsorted(cdf, targets, side="left")
-    index = tf.minimum(index, tf.shape(values)[1] - 1)
-    return tf.gather(sorted_values, index, batch_dims=1)
 
 
 def _cell(kind: str, units: int, seed: int | None, layers: int, heads: int, positions: int):
@@ -426,11 +403,6 @@ class RQDecoder(keras.layers.Layer):
                 prediction = outputs[self.prediction]
         return {"prediction": prediction, **outputs}
 
-    def _level_atoms(self, level: int):
-        """Level `level`'s code values in the order of `_level_logits`."""
-        values = list(self.centroids[level])
-        return tf.constant(([0.0] + values) if self.zero_token else values, tf.float32)
-
     def code_tree(
         self, state, exact_levels: int | None = None, pass_logits=None
     ) -> dict[str, tf.Tensor]:
@@ -462,12 +434,7 @@ class RQDecoder(keras.layers.Layer):
         if not reuse:
             states = self._initial_states(tf.cast(state, self.compute_dtype))
             x = tf.repeat(table[START_TOKEN][tf.newaxis, :], batch, axis=0)
-        branches = 1  # per example; rows are (example, branch), example-major
-        path_p = tf.ones([batch, 1], tf.float32)
-        path_v = tf.zeros([batch, 1], tf.float32)
-        path_zero = tf.zeros([batch, 1], tf.bool)
-        atom_p = atom_v = None
-        shift = 0.0
+        tree = CodeTreeAtoms(batch, expand, self.zero_token)
         for level in range(self.num_levels):
             if reuse:
                 logits = tf.cast(pass_logits[:, level], tf.float32)
@@ -476,79 +443,23 @@ class RQDecoder(keras.layers.Layer):
                 states = list(states) if isinstance(states, (list, tuple)) else [states]
                 logits = tf.cast(self.predictor(h), tf.float32)
             own = self._level_logits(level, logits)
-            size = own.shape[-1]
-            probs = tf.reshape(tf.nn.softmax(own, axis=-1), [batch, branches, size])
-            if self.zero_token:
-                # A branch at <zero> stays there: value 0 at every later level.
-                zero_row = tf.one_hot(0, size, dtype=tf.float32)
-                probs = tf.where(path_zero[:, :, tf.newaxis], zero_row, probs)
-            values = self._level_atoms(level)
+            branches = tree.branches
+            tree.add_level(level, own, self.centroids[level])
             if level < expand:
-                path_p = tf.reshape(path_p[:, :, tf.newaxis] * probs, [batch, branches * size])
-                path_v = tf.reshape(path_v[:, :, tf.newaxis] + values, [batch, branches * size])
-                if self.zero_token:
-                    is_zero = tf.range(size) == 0
-                    path_zero = tf.reshape(
-                        path_zero[:, :, tf.newaxis] | is_zero, [batch, branches * size]
-                    )
                 if level + 1 < self.num_levels:
                     # Each row becomes `size` rows, one per code of this level,
                     # and the next step reads that code's embedding.
+                    size = own.shape[-1]
                     states = [tf.repeat(s, size, axis=0) for s in states]
                     start = self.token_offsets[level]
                     tokens = tf.range(start, start + self.codebook_sizes[level])
                     if self.zero_token:
                         tokens = tf.concat([[ZERO_TOKEN], tokens], axis=0)
                     x = tf.tile(tf.gather(table, tokens), [batch * branches, 1])
-                branches *= size
-                continue
-            if level == expand:
-                atom_p = path_p[:, :, tf.newaxis] * probs
-                atom_v = path_v[:, :, tf.newaxis] + values
-                # After a <zero> code every level is <zero>: no deeper value.
-                atom_open = tf.constant(
-                    [0.0] + [1.0] * (size - 1) if self.zero_token else [1.0] * size
-                )
-            else:
-                shift += tf.linalg.matvec(probs, values)
-            if not reuse:
+            elif not reuse:
                 full = tf.nn.softmax(logits, axis=-1)
                 x = tf.matmul(tf.cast(full, self.compute_dtype), table)
-        if atom_p is None:
-            atom_p, atom_v = path_p, path_v
-        else:
-            if not isinstance(shift, float):
-                atom_v += shift[:, :, tf.newaxis] * atom_open
-            atom_p = tf.reshape(atom_p, [batch, -1])
-            atom_v = tf.reshape(atom_v, [batch, -1])
-        low, high = self.value_range
-        if low is not None or high is not None:
-            atom_v = tf.clip_by_value(
-                atom_v,
-                -float("inf") if low is None else low,
-                float("inf") if high is None else high,
-            )
-        total = tf.reduce_sum(atom_p, axis=1)
-        quantiles = atom_quantiles(atom_v, atom_p, [0.5, *self.quantiles])
-        # E[y | x, y > 0]: the mass and value of the atoms above 0 (0 when
-        # no atom is above 0).
-        positive_p = atom_p * tf.cast(atom_v > 0.0, tf.float32)
-        out = {
-            "mean": tf.math.divide_no_nan(tf.reduce_sum(atom_p * atom_v, axis=1), total),
-            "median": quantiles[:, 0],
-            "positive_mean": tf.math.divide_no_nan(
-                tf.reduce_sum(positive_p * atom_v, axis=1), tf.reduce_sum(positive_p, axis=1)
-            ),
-            "quantiles": quantiles[:, 1:],
-        }
-        if self.thresholds:
-            above = tf.cast(
-                atom_v[:, tf.newaxis, :] > tf.constant(self.thresholds)[:, tf.newaxis], tf.float32
-            )
-            out["exceedance"] = tf.math.divide_no_nan(
-                tf.reduce_sum(atom_p[:, tf.newaxis, :] * above, axis=2), total[:, tf.newaxis]
-            )
-        return out
+        return atom_summary(*tree.atoms(), self.quantiles, self.thresholds, self.value_range)
 
     def get_config(self):
         config = super().get_config()

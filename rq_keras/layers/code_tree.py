@@ -1,0 +1,163 @@
+"""The code tree's distribution math: atoms of code sequences and what is read from them.
+
+`RQDecoder.code_tree` runs the decoder level by level (see its class doc);
+`CodeTreeAtoms` turns each level's logits and centroids into branches and
+atoms (value, probability), and `atom_summary` reads the mean, median,
+quantiles, P(y > t) and the mean given y > 0 off the atoms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+__all__ = ["CodeTreeAtoms", "atom_quantiles", "atom_summary"]
+
+
+def atom_quantiles(values, probabilities, levels):
+    """Quantiles of discrete distributions given by atoms.
+
+    Args:
+        values: float `(batch, atoms)`, the atoms' values.
+        probabilities: float `(batch, atoms)`, their masses (rows summing to
+            about 1; each row is normalised by its own sum).
+        levels: the quantile levels, each in (0, 1).
+
+    Returns:
+        float32 `(batch, len(levels))`: per row and level q the smallest atom
+        value v with P(y <= v) >= q (the lower quantile of a step CDF).
+    """
+    values = tf.cast(values, tf.float32)
+    probabilities = tf.cast(probabilities, tf.float32)
+    order = tf.argsort(values, axis=1, stable=True)
+    sorted_values = tf.gather(values, order, batch_dims=1)
+    cdf = tf.math.cumsum(tf.gather(probabilities, order, batch_dims=1), axis=1)
+    targets = tf.constant([list(map(float, levels))], tf.float32) * cdf[:, -1:]
+    index = tf.searchsorted(cdf, targets, side="left")
+    index = tf.minimum(index, tf.shape(values)[1] - 1)
+    return tf.gather(sorted_values, index, batch_dims=1)
+
+
+class CodeTreeAtoms:
+    """The code tree's branches and atoms, gathered level by level.
+
+    Rows are (example, branch), example-major. Each of the first `expand`
+    levels branches: a row becomes one row per code of the level, with the
+    path's probability and value. Level `expand`'s codes make the atoms
+    (each branch times each code); each deeper level adds its expected value
+    to the atoms. With the zero code, a branch at `<zero>` stays `<zero>`
+    (value 0) at every later level.
+
+    Args:
+        batch: the examples (a scalar tensor).
+        expand: the levels expanded branch by branch (at most L - 1).
+        zero_token: the levels' logits start with `<zero>`.
+    """
+
+    def __init__(self, batch, expand: int, zero_token: bool):
+        self.batch = batch
+        self.expand = expand
+        self.zero_token = zero_token
+        self.branches = 1  # per example
+        self.path_p = tf.ones([batch, 1], tf.float32)
+        self.path_v = tf.zeros([batch, 1], tf.float32)
+        self.path_zero = tf.zeros([batch, 1], tf.bool)
+        self.atom_p = self.atom_v = self.atom_open = None
+        self.shift = 0.0
+
+    def add_level(self, level: int, own_logits, centroids: Sequence[float]) -> None:
+        """Adds level `level` (levels come in order, from 0).
+
+        Args:
+            level: the level, 0-based.
+            own_logits: float32 `(batch * branches, size)`, the logits of what
+                the level may emit (`[<zero>,] codes`) on every row.
+            centroids: the level's code values (without `<zero>`).
+        """
+        batch, branches = self.batch, self.branches
+        size = own_logits.shape[-1]
+        probs = tf.reshape(tf.nn.softmax(own_logits, axis=-1), [batch, branches, size])
+        if self.zero_token:
+            # A branch at <zero> stays there: value 0 at every later level.
+            zero_row = tf.one_hot(0, size, dtype=tf.float32)
+            probs = tf.where(self.path_zero[:, :, tf.newaxis], zero_row, probs)
+        values = list(centroids)
+        values = tf.constant(([0.0] + values) if self.zero_token else values, tf.float32)
+        if level < self.expand:
+            width = branches * size
+            self.path_p = tf.reshape(self.path_p[:, :, tf.newaxis] * probs, [batch, width])
+            self.path_v = tf.reshape(self.path_v[:, :, tf.newaxis] + values, [batch, width])
+            if self.zero_token:
+                is_zero = tf.range(size) == 0
+                path_zero = self.path_zero[:, :, tf.newaxis] | is_zero
+                self.path_zero = tf.reshape(path_zero, [batch, width])
+            self.branches *= size
+        elif level == self.expand:
+            self.atom_p = self.path_p[:, :, tf.newaxis] * probs
+            self.atom_v = self.path_v[:, :, tf.newaxis] + values
+            # After a <zero> code every level is <zero>: no deeper value.
+            self.atom_open = tf.constant(
+                [0.0] + [1.0] * (size - 1) if self.zero_token else [1.0] * size
+            )
+        else:
+            self.shift += tf.linalg.matvec(probs, values)
+
+    def atoms(self):
+        """`(probabilities, values)`, each float32 `(batch, atoms)`."""
+        if self.atom_p is None:
+            return self.path_p, self.path_v
+        atom_v = self.atom_v
+        if not isinstance(self.shift, float):
+            atom_v += self.shift[:, :, tf.newaxis] * self.atom_open
+        return tf.reshape(self.atom_p, [self.batch, -1]), tf.reshape(atom_v, [self.batch, -1])
+
+
+def atom_summary(
+    atom_p,
+    atom_v,
+    quantiles: Sequence[float],
+    thresholds: Sequence[float],
+    value_range: Sequence[float | None],
+) -> dict[str, tf.Tensor]:
+    """What `RQDecoder.code_tree` returns, read off the atoms.
+
+    Args:
+        atom_p: float32 `(batch, atoms)`, the atoms' probabilities.
+        atom_v: float32 `(batch, atoms)`, their values.
+        quantiles: the levels of the `quantiles` output.
+        thresholds: the t of the `exceedance` output P(y > t).
+        value_range: `(low, high)` the atoms' values are clipped to (None: open).
+
+    Returns:
+        dict: `mean`, `median`, `positive_mean` `(batch,)`, `quantiles` `(batch, Q)`,
+        `exceedance` `(batch, T)` (when there are thresholds), float32.
+    """
+    low, high = value_range
+    if low is not None or high is not None:
+        atom_v = tf.clip_by_value(
+            atom_v,
+            -float("inf") if low is None else low,
+            float("inf") if high is None else high,
+        )
+    total = tf.reduce_sum(atom_p, axis=1)
+    levels = atom_quantiles(atom_v, atom_p, [0.5, *quantiles])
+    # E[y | x, y > 0]: the mass and value of the atoms above 0 (0 when
+    # no atom is above 0).
+    positive_p = atom_p * tf.cast(atom_v > 0.0, tf.float32)
+    out = {
+        "mean": tf.math.divide_no_nan(tf.reduce_sum(atom_p * atom_v, axis=1), total),
+        "median": levels[:, 0],
+        "positive_mean": tf.math.divide_no_nan(
+            tf.reduce_sum(positive_p * atom_v, axis=1), tf.reduce_sum(positive_p, axis=1)
+        ),
+        "quantiles": levels[:, 1:],
+    }
+    if thresholds:
+        above = tf.cast(
+            atom_v[:, tf.newaxis, :] > tf.constant(thresholds)[:, tf.newaxis], tf.float32
+        )
+        out["exceedance"] = tf.math.divide_no_nan(
+            tf.reduce_sum(atom_p[:, tf.newaxis, :] * above, axis=2), total[:, tf.newaxis]
+        )
+    return out
