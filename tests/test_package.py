@@ -75,3 +75,51 @@ def test_the_flat_api_names_what_a_user_needs():
         assert getattr(rq_keras, name) is getattr(importlib.import_module(module), name)
     with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
         _ = rq_keras.nothing
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """rq_keras module -> the rq_keras modules its top-level statements import."""
+    import ast
+
+    files = {}
+    for path in (REPO / "rq_keras").rglob("*.py"):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for module, path in files.items():
+        edges = set()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name in files}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in files:
+                for a in node.names:
+                    sub = f"{node.module}.{a.name}"
+                    edges.add(sub if sub in files else node.module)
+        graph[module] = edges - {module}
+    return graph
+
+
+def test_no_module_is_over_500_lines_and_no_import_cycle():
+    """One idea per module (about 500 lines is the warning) and no cycle among
+    the modules' top-level imports (lazy imports inside functions aside)."""
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in (REPO / "rq_keras").rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500
+    }
+    assert not long, long
+    graph = _module_imports()
+    assert graph["rq_keras.model"] >= {"rq_keras.task"}  # the walk sees real imports
+    done: set[str] = set()
+
+    def visit(module, path):
+        if module in path:
+            raise AssertionError(f"import cycle: {' -> '.join([*path, module])}")
+        if module in done:
+            return
+        for other in sorted(graph[module]):
+            visit(other, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
