@@ -37,6 +37,7 @@ from rq_keras.config import ModelConfig
 from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.losses.heads import HEADS, HeadLoss, head_loss
 from rq_keras.model import RankingModel
+from rq_keras.seeds import sub_seed
 from rq_keras.task import HeadTask, clip_labels, config_dict, model_config
 
 __all__ = [
@@ -127,16 +128,14 @@ class BaselineTask(HeadTask):
             config.encoder_units,
             hidden_units=config.encoder_units,
             num_cross_layers=config.num_cross_layers,
-            seed=None if seed is None else seed + 2000,
+            seed=sub_seed(seed, "encoder"),
             name="encoder",
         )
         self.activation = keras.layers.ReLU(name="encoder_relu")
         # float32 under mixed precision too: ZILN exponentiates its outputs.
         self.output_layer = keras.layers.Dense(
             self.head_loss.output_units,
-            kernel_initializer=keras.initializers.GlorotUniform(
-                seed=None if seed is None else seed + 1000
-            ),
+            kernel_initializer=keras.initializers.GlorotUniform(seed=sub_seed(seed, "head_output")),
             dtype="float32",
             name="head",
         )

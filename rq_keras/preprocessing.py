@@ -32,6 +32,7 @@ import numpy as np
 
 from rq_keras.atomic import write_json
 from rq_keras.features import Feature, FeatureSpec
+from rq_keras.seeds import sub_seed
 
 __all__ = ["FeaturePreprocessor"]
 
@@ -350,7 +351,7 @@ class FeaturePreprocessor:
         parts = []
         for i, f in enumerate(self.spec.features):
             x = inputs[f.name]
-            init = keras.initializers.RandomUniform(-0.05, 0.05, seed=seed + i)
+            init = keras.initializers.RandomUniform(-0.05, 0.05, seed=sub_seed(seed, index=i))
             if f.is_numeric:
                 if f.transform == "log":
                     x = SignedLog(name=f"{f.name}_log")(x)

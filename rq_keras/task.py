@@ -23,6 +23,7 @@ from rq_keras.layers.code_encoder import ResidualCodeEncoder
 from rq_keras.layers.decoder import RQDecoder
 from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.losses import RQRegLoss, global_batch_mean
+from rq_keras.seeds import sub_seed
 
 __all__ = [
     "HeadTask",
@@ -83,7 +84,7 @@ def build_decoder(config: ModelConfig, centroids, zero_token: bool, value_range)
         centroids=[[float(v) for v in c] for c in centroids],
         sampling_probability=config.sampling_probability,
         residual_regressor=config.residual_regressor,
-        seed=None if config.seed is None else config.seed + 1000,
+        seed=sub_seed(config.seed, "decoder"),
         zero_token=zero_token,
         regressor_input=config.regressor_input,
         code_embedding_stddev=config.code_embedding_stddev,
@@ -269,7 +270,7 @@ class RQRegTask(HeadTask):
             self.decoder.state_size,
             hidden_units=config.encoder_units,
             num_cross_layers=config.num_cross_layers,
-            seed=None if config.seed is None else config.seed + 2000,
+            seed=sub_seed(config.seed, "encoder"),
             name="encoder",
         )
         self.rq_loss = RQRegLoss(**loss_config(config, label_std), reduction="none")

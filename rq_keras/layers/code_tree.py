@@ -12,7 +12,27 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-__all__ = ["CodeTreeAtoms", "atom_quantiles", "atom_summary"]
+__all__ = ["CodeTreeAtoms", "atom_quantiles", "atom_summary", "expected_level_value"]
+
+
+def expected_level_value(level_logits, centroids, zero_token: bool):
+    """One level's expected code value, `sum_k softmax(z)_k c_k`: the "w/o
+    f_reg" prediction of that level (Table 3).
+
+    Args:
+        level_logits: float `(batch, [1 +] K)`, the logits of what the level may
+            emit (`<zero>` first with the zero code, then its K codes).
+        centroids: the level's K centroids (a tensor or a float32 array).
+        zero_token: `level_logits` starts with `<zero>`, whose value is 0.
+
+    Returns:
+        `(batch,)` in the logits' dtype.
+    """
+    probs = tf.nn.softmax(level_logits, axis=-1)
+    centroids = tf.cast(centroids, probs.dtype)
+    if zero_token:
+        centroids = tf.concat([tf.zeros([1], probs.dtype), centroids], axis=0)
+    return tf.linalg.matvec(probs, centroids)
 
 
 def atom_quantiles(values, probabilities, levels):

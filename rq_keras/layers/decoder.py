@@ -8,8 +8,14 @@ import tensorflow as tf
 import tf_keras as keras
 
 from rq_keras.config import CELLS, PREDICTIONS, REGRESSOR_INPUTS, check_distribution_options
-from rq_keras.layers.code_tree import CodeTreeAtoms, atom_quantiles, atom_summary
+from rq_keras.layers.code_tree import (
+    CodeTreeAtoms,
+    atom_quantiles,
+    atom_summary,
+    expected_level_value,
+)
 from rq_keras.layers.transformer_cell import CausalTransformerCell
+from rq_keras.seeds import sub_seed
 from rq_keras.tokens import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
 
 __all__ = ["CELLS", "PREDICTIONS", "REGRESSOR_INPUTS", "RQDecoder", "atom_quantiles"]
@@ -21,7 +27,7 @@ def _cell(kind: str, units: int, seed: int | None, layers: int, heads: int, posi
             units, num_layers=layers, num_heads=heads, max_positions=positions, seed=seed
         )
     init = keras.initializers.GlorotUniform(seed=seed)
-    rec = keras.initializers.Orthogonal(seed=None if seed is None else seed + 1)
+    rec = keras.initializers.Orthogonal(seed=sub_seed(seed, "recurrent_kernel"))
     if kind == "lstm":
         return keras.layers.LSTMCell(units, kernel_initializer=init, recurrent_initializer=rec)
     if kind == "gru":
@@ -31,7 +37,7 @@ def _cell(kind: str, units: int, seed: int | None, layers: int, heads: int, posi
 
 def _mlp(hidden: int, out: int, name: str, seed: int | None):
     def init(k):
-        return keras.initializers.GlorotUniform(seed=None if seed is None else seed + k)
+        return keras.initializers.GlorotUniform(seed=sub_seed(seed, index=k))
 
     return keras.Sequential(
         [
@@ -279,7 +285,7 @@ class RQDecoder(keras.layers.Layer):
                 stddev=self.code_embedding_stddev, seed=seed
             ),
         )
-        step = None if seed is None else seed + 10
+        step = sub_seed(seed, "recurrent_cell")
         self.recurrent_cell = _cell(
             self.cell,
             self.units,
@@ -293,17 +299,15 @@ class RQDecoder(keras.layers.Layer):
             self.predictor_units,
             self.vocabulary_size,
             "predictor",
-            None if seed is None else seed + 20,
+            sub_seed(seed, "predictor"),
         )
         self.predictor.build((None, self.units))
         if self.use_regressor:
-            self.regressor = _mlp(
-                self.regressor_units, 1, "regressor", None if seed is None else seed + 30
-            )
+            self.regressor = _mlp(self.regressor_units, 1, "regressor", sub_seed(seed, "regressor"))
             self.regressor.build((None, self.vocabulary_size))
         if self.residual_regressor:
             self.residual_head = _mlp(
-                self.regressor_units, 1, "residual_regressor", None if seed is None else seed + 40
+                self.regressor_units, 1, "residual_regressor", sub_seed(seed, "residual_regressor")
             )
             self.residual_head.build((None, self.vocabulary_size))
         if not self.use_regressor:
@@ -335,11 +339,9 @@ class RQDecoder(keras.layers.Layer):
         if self.use_regressor:
             return self.regressor(logits)[:, 0]
         size = self.codebook_sizes[level]
-        probs = tf.nn.softmax(self._level_logits(level, logits), axis=-1)
-        centroids = tf.cast(self.level_centroids[level, :size], probs.dtype)
-        if self.zero_token:
-            centroids = tf.concat([tf.zeros([1], probs.dtype), centroids], axis=0)
-        return tf.linalg.matvec(probs, centroids)
+        return expected_level_value(
+            self._level_logits(level, logits), self.level_centroids[level, :size], self.zero_token
+        )
 
     def call(self, inputs, training=None, distribution=None):
         state = inputs["state"]
@@ -374,9 +376,7 @@ class RQDecoder(keras.layers.Layer):
                 break
             if teacher:
                 true_e = tf.gather(table, tokens[:, level])
-                coin = tf.random.uniform(
-                    [batch, 1], seed=None if self.seed is None else self.seed + level
-                )
+                coin = tf.random.uniform([batch, 1], seed=sub_seed(self.seed, index=level))
                 x = tf.where(coin < p, true_e, e_hat)
             else:
                 x = e_hat

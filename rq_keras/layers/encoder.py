@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tf_keras as keras
 
+from rq_keras.seeds import sub_seed
+
 
 @keras.utils.register_keras_serializable(package="rq_keras")
 class MLPEncoder(keras.layers.Layer):
@@ -46,7 +48,7 @@ class MLPEncoder(keras.layers.Layer):
         self.seed = seed
 
     def _init(self, k: int):
-        return keras.initializers.GlorotUniform(seed=None if self.seed is None else self.seed + k)
+        return keras.initializers.GlorotUniform(seed=sub_seed(self.seed, index=k))
 
     def build(self, input_shape):
         import tensorflow_recommenders as tfrs

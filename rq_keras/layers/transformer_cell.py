@@ -29,6 +29,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
+from rq_keras.seeds import sub_seed
+
 __all__ = ["CausalTransformerCell"]
 
 
@@ -42,7 +44,7 @@ class _Block(keras.layers.Layer):
         self.units, self.num_heads = units, num_heads
 
         def dense(width, offset, name, activation=None):
-            init = keras.initializers.GlorotUniform(seed=None if seed is None else seed + offset)
+            init = keras.initializers.GlorotUniform(seed=sub_seed(seed, index=offset))
             return keras.layers.Dense(
                 width, activation=activation, kernel_initializer=init, name=name
             )
@@ -142,9 +144,7 @@ class CausalTransformerCell(keras.layers.Layer):
         self.seed = seed
 
     def _init(self, offset: int):
-        return keras.initializers.GlorotUniform(
-            seed=None if self.seed is None else self.seed + offset
-        )
+        return keras.initializers.GlorotUniform(seed=sub_seed(self.seed, index=offset))
 
     def build(self, input_shape):
         units = self.units
@@ -156,14 +156,14 @@ class CausalTransformerCell(keras.layers.Layer):
             name="positions",
             shape=(self.max_positions, units),
             initializer=keras.initializers.RandomNormal(
-                stddev=0.02, seed=None if self.seed is None else self.seed + 1
+                stddev=0.02, seed=sub_seed(self.seed, "positions")
             ),
         )
         self.blocks = [
             _Block(
                 units,
                 self.num_heads,
-                None if self.seed is None else self.seed + 10 * (i + 1),
+                sub_seed(self.seed, "transformer_block", 10 * i),
                 name=f"block{i}",
             )
             for i in range(self.num_layers)

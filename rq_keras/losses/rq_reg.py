@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from rq_keras.layers.code_tree import expected_level_value
 from rq_keras.losses.rnc import factored_is_cheaper, rank_n_contrast, rank_n_contrast_factored
 from rq_keras.losses.terms import (
     check_positive,
@@ -90,9 +91,7 @@ def expected_level_values(
         own = logits[:, level, offset : offset + table.size]
         if zero_token:
             own = tf.concat([logits[:, level, ZERO_TOKEN : ZERO_TOKEN + 1], own], axis=1)
-            table = np.concatenate([[0.0], table]).astype(np.float32)
-        probs = tf.nn.softmax(own, axis=-1)
-        values.append(tf.linalg.matvec(probs, tf.constant(table)))
+        values.append(expected_level_value(own, table, zero_token))
     return tf.stack(values, axis=1)
 
 
