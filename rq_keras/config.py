@@ -345,6 +345,9 @@ class TrainConfig:
         shuffle_buffer: rows in the shuffle buffer.
         on_bad_rows: `"fail"` (stop at the first bad row, naming it) or
             `"skip"` (drop bad rows, counted in `data_report.json`).
+        parquet_reader: how training and evaluation read Parquet files:
+            `"pyarrow"` (the checked reader, the faster) or `"tensorflow-io"`
+            (needs the `rq_keras[tfio]` extra; see `make_dataset`).
         monitor: the validation metric of early stopping (lower is better);
             `"auto"`: `val_gen` (the code classifier's NLL) for RQ-Reg with
             L_gen, else `val_mae`. f_reg's error (`val_mae` of the regressor)
@@ -384,6 +387,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     shuffle_buffer: int = 65_536
     on_bad_rows: str = "fail"
+    parquet_reader: str = "pyarrow"
     monitor: str = "auto"
     patience: int | None = 5
     min_delta: float = 0.0
@@ -421,6 +425,8 @@ class TrainConfig:
             bad("learning_rate", self.learning_rate, "a finite number > 0")
         if self.on_bad_rows not in ("fail", "skip"):
             bad("on_bad_rows", self.on_bad_rows, "'fail' or 'skip'")
+        if self.parquet_reader not in ("pyarrow", "tensorflow-io"):
+            bad("parquet_reader", self.parquet_reader, "'pyarrow' or 'tensorflow-io'")
         if self.monitor not in MONITORS:
             bad("monitor", self.monitor, f"one of {MONITORS}")
         if self.patience is not None and self.patience < 1:

@@ -70,7 +70,7 @@ def test_label_is_play_duration_in_seconds(frame):
 def test_hour_and_day_of_week_match_the_beijing_time_column(frame):
     time = pd.to_datetime(_raw("big_matrix.csv")["time"], format="%Y-%m-%d %H:%M:%S.%f")
     np.testing.assert_array_equal(frame["hour"], time.dt.hour)
-    np.testing.assert_array_equal(frame["day_of_week"], time.dt.dayofweek)
+    np.testing.assert_array_equal(frame["day_of_week"], time.dt.day_of_week)
 
 
 def test_golden_row_with_two_categories(frame):

@@ -627,3 +627,23 @@ def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys, monkeypatch):
         assert f"    {kind:<15} MAE " in table
     assert "interval          [q0.1, q0.9] holds " in table and "(nominal 80%)" in table
     assert "P(y > 0)          mean " in table and "(base rate " in table
+
+
+def test_parquet_reader_choice_trains_the_same_run(toy, tmp_path):
+    """`parquet_reader` reaches training and evaluation. Where tensorflow-io is
+    installed (the TF 2.16 stack) a run read through it equals the default
+    pyarrow run to the weight (the same batches); without it the run fails
+    before training, naming the extra."""
+    from rq_keras.data import pipeline
+
+    with pytest.raises(ValueError, match="`parquet_reader` must be 'pyarrow' or 'tensorflow-io'"):
+        _config(toy, parquet_reader="arrow")
+    config = _config(toy, epochs=1, parquet_reader="tensorflow-io")
+    if not pipeline.tfio_available():
+        with pytest.raises(ValueError, match=r"rq_keras\[tfio\]"):
+            train(config, tmp_path / "tfio", verbose=0)
+        return
+    tfio = train(config, tmp_path / "tfio", verbose=0)
+    arrow = train(_config(toy, epochs=1), tmp_path / "arrow", verbose=0)
+    assert tfio.weights_digest == arrow.weights_digest
+    assert tfio.metrics["test"]["mae"] == arrow.metrics["test"]["mae"]

@@ -194,7 +194,8 @@ def _chunks(path: str, chunksize: int):
 
 def _strings(values: pd.Series) -> np.ndarray:
     """A categorical column as an object array of str; -1 and empty cells are ""."""
-    categories = values.cat.categories.to_numpy(dtype=object)
+    # as str: pandas 3 may infer numeric categories for a chunk of numbers only
+    categories = values.cat.categories.astype(str).to_numpy(dtype=object)
     categories = np.append(np.where(categories == str(MISSING), "", categories), "")
     codes = values.cat.codes.to_numpy()
     return categories[np.where(codes < 0, len(categories) - 1, codes)]

@@ -277,7 +277,7 @@ def _customer_table(raw_dir, companies=None, chunksize=DEFAULT_CHUNKSIZE):
     frame = pd.DataFrame(index=first.index)
     for c in INT_IDS:
         frame[c] = first[c].astype(np.int64)
-    frame["productmeasure"] = first["productmeasure"].astype(str)
+    frame["productmeasure"] = first["productmeasure"].astype(str).astype(object)
     frame["first_day_spend"] = first["spend"].astype(np.float64)
     frame["first_day_items"] = first["items"].astype(np.float64)
     frame["first_day_quantity"] = first["quantity"].astype(np.float64)

@@ -114,7 +114,9 @@ def evaluate_run(model, config, spec, quantizer, y_train, test_files, out: pathl
         )
     # 1,024: with `exact_levels` >= 1 the code tree multiplies the decoder's
     # rows by K_1.
-    test_data = make_dataset(test_files, spec, batch_size=1024)
+    test_data = make_dataset(
+        test_files, spec, batch_size=1024, parquet_reader=config.parquet_reader
+    )
     y_true, outputs = predict_outputs(model, test_data, quantizer, code_report)
     y_pred = outputs["prediction"]
     metrics = evaluate(y_true, y_pred)

@@ -46,6 +46,7 @@ def fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose,
             shuffle_buffer=config.shuffle_buffer,
             seed=config.seed,
             on_bad_rows=config.on_bad_rows,
+            parquet_reader=config.parquet_reader,
             repeat=repeat,
             input_context=input_context,
         )
