@@ -54,10 +54,10 @@ def expected(raw, household, product):
     item = raw["products"][raw["products"]["product_id"] == product].iloc[0]
     want["manufacturer_id"] = item["manufacturer_id"]
     for c in cj.PRODUCT_STRINGS:
-        want[c] = item[c] if item[c] is not None else ""
+        want[c] = "" if pd.isna(item[c]) else item[c]
     demo = raw["demographics"][raw["demographics"]["household_id"] == household]
     for c in cj.DEMOGRAPHIC_STRINGS:
-        want[c] = "" if demo.empty or demo[c].iloc[0] is None else demo[c].iloc[0]
+        want[c] = "" if demo.empty or pd.isna(demo[c].iloc[0]) else demo[c].iloc[0]
     return want
 
 
@@ -102,7 +102,10 @@ def test_rows_columns_and_types(frame):
     assert tuple(frame.columns) == ("household_id", *cj.SPEC.columns, "__split__")
     assert "household_id" not in cj.SPEC.feature_names  # unseen households under this split
     for f in cj.SPEC.features:
-        want = {"int64": np.int64, "string": object, "float32": np.float64}[f.dtype]
+        if f.dtype == "string":  # object (pandas 2) or pandas 3's str dtype: strings
+            assert pd.api.types.is_string_dtype(frame[f.name]), f.name
+            continue
+        want = {"int64": np.int64, "float32": np.float64}[f.dtype]
         assert frame[f.name].dtype == want, f.name
     assert frame["future_sales_value"].dtype == np.float64
     assert not frame.isna().any().any()

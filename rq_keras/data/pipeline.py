@@ -268,10 +268,12 @@ class _FiniteFilter:
 @functools.lru_cache(maxsize=1)
 def tfio_available() -> bool:
     """Whether tensorflow-io can be imported (it is an optional dependency:
-    its last release is built for TensorFlow 2.16 only)."""
+    its last release is built for TensorFlow 2.16 only, and on a newer
+    TensorFlow its import fails with undefined symbols: then it counts as
+    absent, so the default reader still works)."""
     try:
         import tensorflow_io  # noqa: F401
-    except ImportError:
+    except Exception:  # ImportError, or a broken build for another TensorFlow
         return False
     return True
 
