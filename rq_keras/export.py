@@ -127,21 +127,10 @@ class ExportResult:
 # ---------------------------------------------------------------- runs
 def load_run(model_dir: str | os.PathLike):
     """(model, spec, held-out files) of a `train.py` output directory."""
-    from rq_keras.run_dir import load_trained, read_yaml
+    from rq_keras.run_dir import held_out_files, load_trained
 
-    run = pathlib.Path(model_dir)
-    model, spec = load_trained(run)
-    held_out: list[str] = []
-    config_path = run / "config.yaml"
-    if config_path.is_file():
-        config = read_yaml(config_path) or {}
-        if not isinstance(config, dict):
-            raise ExportError(f"{config_path} does not hold a run config")
-        held_out = list(config.get("test_files") or config.get("validation_files") or [])
-        if config.get("dataset"):
-            held_out = sorted(str(p) for p in (run / "data").glob("test.*"))
-            held_out = [p for p in held_out if not p.endswith(".json")]
-    return model, spec, held_out
+    model, spec = load_trained(model_dir)
+    return model, spec, held_out_files(model_dir)
 
 
 def latest_version(base: str | os.PathLike) -> int | None:

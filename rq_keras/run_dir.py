@@ -36,6 +36,7 @@ __all__ = [
     "STAGING",
     "RunDir",
     "RunDirError",
+    "held_out_files",
     "load_model",
     "load_trained",
     "read_yaml",
@@ -258,3 +259,31 @@ def load_trained(run: str | os.PathLike):
             )
     spec = FeatureSpec.load(run / "feature_spec.yaml")
     return load_model(run / "model.keras"), spec
+
+
+def held_out_files(run: str | os.PathLike) -> list[str]:
+    """The held-out files of a run, from its `config.yaml` read as a
+    `TrainConfig`: its test files (its validation files when it had none), or
+    for a registered dataset the `data/test.*` split the run built. Empty
+    without a config.
+
+    Raises:
+        RunDirError: `config.yaml` cannot be read or is not a run config.
+    """
+    from rq_keras.config import config_from_dict
+
+    run = pathlib.Path(run)
+    path = run / "config.yaml"
+    if not path.is_file():
+        return []
+    doc = read_yaml(path)
+    if not isinstance(doc, dict):
+        raise RunDirError(f"{path} does not hold a run config (got {type(doc).__name__})")
+    try:
+        config = config_from_dict(doc)
+    except (TypeError, ValueError, KeyError) as err:
+        raise RunDirError(f"{path} does not hold a run config ({err})") from None
+    if config.dataset is not None:
+        built = sorted((run / "data").glob("test.*"))
+        return [os.fspath(p) for p in built if p.suffix != ".json"]
+    return [os.fspath(p) for p in (config.test_files or config.validation_files)]

@@ -378,3 +378,37 @@ def test_a_dataset_run_builds_its_splits_before_replacing_data(tmp_path, capsys)
     assert train_main([*args, "--overwrite", "--raw-dir", str(tmp_path / "typo")]) == 2
     assert "typo" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == finished
+
+
+def test_held_out_files_come_from_the_run_config(tmp_path):
+    """export.load_run's held-out rows: one reading of a run's layout."""
+    from rq_keras.config import TrainConfig
+    from rq_keras.run_dir import held_out_files
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert held_out_files(run) == []
+    given = TrainConfig(train_files=["a.parquet"], feature_spec="s.yaml")
+    (run / "config.yaml").write_text(yaml.safe_dump(given.to_dict()))
+    assert held_out_files(run) == []
+    with_validation = TrainConfig(
+        train_files=["a.parquet"], validation_files=["v.parquet"], feature_spec="s.yaml"
+    )
+    (run / "config.yaml").write_text(yaml.safe_dump(with_validation.to_dict()))
+    assert held_out_files(run) == ["v.parquet"]
+    tested = TrainConfig(
+        train_files=["a"], validation_files=["v"], test_files=["t"], feature_spec="s"
+    )
+    (run / "config.yaml").write_text(yaml.safe_dump(tested.to_dict()))
+    assert held_out_files(run) == ["t"]
+    (run / "config.yaml").write_text(yaml.safe_dump(TrainConfig(dataset="cdnow").to_dict()))
+    (run / "data").mkdir()
+    for name in ("train.parquet", "test.parquet", "test.json"):
+        (run / "data" / name).write_text("")
+    assert held_out_files(run) == [str(run / "data" / "test.parquet")]
+    (run / "config.yaml").write_text("- a list\n")
+    with pytest.raises(RunDirError, match="does not hold a run config"):
+        held_out_files(run)
+    (run / "config.yaml").write_text(yaml.safe_dump({"dataset": "cdnow", "epochz": 3}))
+    with pytest.raises(RunDirError, match="does not hold a run config"):
+        held_out_files(run)
