@@ -34,6 +34,7 @@ __all__ = [
     "MONITORS",
     "PREDICTIONS",
     "REGRESSOR_INPUTS",
+    "SEEDED_KEYS",
     "STRATEGIES",
     "ModelConfig",
     "QuantizerConfig",
@@ -468,6 +469,20 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain types (lists for tuples), as written to `config.yaml`."""
         return plain_values(dataclasses.asdict(self))
+
+    def seeded(self, seed: int) -> TrainConfig:
+        """This config with `seed` as the run's, the model's and the codebook's
+        seed (`train.py --seed`; the keys are `SEEDED_KEYS`)."""
+        return dataclasses.replace(
+            self,
+            seed=seed,
+            model=dataclasses.replace(self.model, seed=seed),
+            quantizer=dataclasses.replace(self.quantizer, seed=seed),
+        )
+
+
+# The keys one run seed sets (TrainConfig.seeded; `train.py --seed`).
+SEEDED_KEYS = ("seed", "model.seed", "quantizer.seed")
 
 
 def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:

@@ -647,3 +647,15 @@ def test_parquet_reader_choice_trains_the_same_run(toy, tmp_path):
     arrow = train(_config(toy, epochs=1), tmp_path / "arrow", verbose=0)
     assert tfio.weights_digest == arrow.weights_digest
     assert tfio.metrics["test"]["mae"] == arrow.metrics["test"]["mae"]
+
+
+def test_one_seed_sets_the_run_model_and_codebook(toy):
+    """`train.py --seed N` and `TrainConfig.seeded(N)` are one rule."""
+    from rq_keras.config import SEEDED_KEYS, apply_overrides
+
+    base = _config(toy)
+    seeded = base.seeded(7)
+    assert (seeded.seed, seeded.model.seed, seeded.quantizer.seed) == (7, 7, 7)
+    assert seeded.model.units == base.model.units  # nothing else changes
+    from_flags = config_from_dict(apply_overrides(base.to_dict(), dict.fromkeys(SEEDED_KEYS, 7)))
+    assert from_flags == seeded

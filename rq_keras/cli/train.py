@@ -219,6 +219,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser = build_train_parser()
     args = parser.parse_args(argv)
     from rq_keras.callbacks import NonFiniteLossError
+    from rq_keras.config import SEEDED_KEYS
     from rq_keras.training import RunExistsError, load_config, train
 
     overrides = {}
@@ -227,7 +228,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         if value is not None:
             overrides[key] = list(value) if isinstance(value, list) else value
     if args.seed is not None:
-        overrides.update({"seed": args.seed, "model.seed": args.seed, "quantizer.seed": args.seed})
+        overrides.update(dict.fromkeys(SEEDED_KEYS, args.seed))
     overrides.update(dict(args.set))
     try:
         config = load_config(args.config, overrides)
