@@ -34,10 +34,11 @@ lint: setup
 test: lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-# The second tested stack (requirements-compat.txt: TensorFlow 2.21, numpy 2, no
-# tensorflow-io) in its own venv, on the compatibility subset: the model, data,
-# training (multi-worker included), export and the C++ serving check built
-# against 2.21's own libraries. .ci/run runs it after `make test`.
+# The second tested stack (requirements-compat.txt: TensorFlow 2.16 with
+# tensorflow-io, numpy 1.26, pandas 2) in its own venv, on the compatibility
+# subset: the model, data (both Parquet readers), training (multi-worker and a
+# run through tensorflow-io included), export and the C++ serving check built
+# against 2.16's own libraries. .ci/run runs it after `make test`.
 COMPAT_VENV  := .venv-compat
 COMPAT_PY    := $(COMPAT_VENV)/bin/python
 COMPAT_STAMP := $(COMPAT_VENV)/.installed

@@ -631,20 +631,22 @@ def test_cli_head_kmeans_is_one_level(toy, tmp_path, capsys, monkeypatch):
 
 def test_parquet_reader_choice_trains_the_same_run(toy, tmp_path):
     """`parquet_reader` reaches training and evaluation. Where tensorflow-io is
-    installed (the TF 2.16 stack) a run read through it equals the default
-    pyarrow run to the weight (the same batches); without it the run fails
-    before training, naming the extra."""
+    installed (the TF 2.16 stack) a CDNOW run (its Parquet splits) read
+    through it equals the default pyarrow run to the weight (the same
+    batches); without it the run fails before training, naming the extra."""
     from rq_keras.data import pipeline
 
     with pytest.raises(ValueError, match="`parquet_reader` must be 'pyarrow' or 'tensorflow-io'"):
         _config(toy, parquet_reader="arrow")
-    config = _config(toy, epochs=1, parquet_reader="tensorflow-io")
     if not pipeline.tfio_available():
+        config = _config(toy, epochs=1, parquet_reader="tensorflow-io")
         with pytest.raises(ValueError, match=r"rq_keras\[tfio\]"):
             train(config, tmp_path / "tfio", verbose=0)
         return
-    tfio = train(config, tmp_path / "tfio", verbose=0)
-    arrow = train(_config(toy, epochs=1), tmp_path / "arrow", verbose=0)
+    base = {"dataset": "cdnow", "epochs": 1, "batch_size": 1024, "model": dict(TINY)}
+    tfio_config = config_from_dict({**base, "parquet_reader": "tensorflow-io"})
+    tfio = train(tfio_config, tmp_path / "t", verbose=0)
+    arrow = train(config_from_dict(base), tmp_path / "a", verbose=0)
     assert tfio.weights_digest == arrow.weights_digest
     assert tfio.metrics["test"]["mae"] == arrow.metrics["test"]["mae"]
 
