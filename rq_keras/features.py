@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
 from typing import Any
 
 from rq_keras.atomic import atomic_path
@@ -303,7 +302,3 @@ class FeatureSpec:
             f.name: keras.Input(shape=f.shape, dtype=f.tf_dtype_name, name=f.name)
             for f in self.features
         }
-
-    def with_features(self, names: Sequence[str]) -> FeatureSpec:
-        """A copy that keeps only the named features (in the given order)."""
-        return dataclasses.replace(self, features=tuple(self.feature(n) for n in names))

@@ -26,8 +26,10 @@ def as_paths(value) -> list[str]:
 
 
 def split_files(data_dir: pathlib.Path, fmt: str) -> list[list[str]]:
-    ext = {"parquet": ".parquet", "csv": ".csv", "tfrecord": ".tfrecord"}[fmt]
-    return [[os.fspath(data_dir / f"{split}{ext}")] for split in ("train", "validation", "test")]
+    """The train, validation and test files a dataset's splits were built into."""
+    from rq_keras.datasets._common import FORMATS, SPLITS
+
+    return [[os.fspath(data_dir / f"{split}{FORMATS[fmt]}")] for split in SPLITS]
 
 
 def resolve_data(config: TrainConfig, data_dir: pathlib.Path):
