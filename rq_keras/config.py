@@ -25,6 +25,7 @@ from rq_keras.config_loading import (
     plain_values,
     read_yaml_mapping,
 )
+from rq_keras.labels import auto_zero_threshold
 from rq_keras.quantization import ResidualQuantizer
 
 __all__ = [
@@ -277,13 +278,7 @@ class QuantizerConfig:
         """The zero code threshold for these training labels (`"auto"` resolved)."""
         if self.zero_threshold != "auto":
             return self.zero_threshold
-        if labels is None:
-            return None
-        y = np.abs(np.asarray(labels, dtype=np.float64).reshape(-1))
-        zeros = y == 0
-        if y.size == 0 or zeros.mean() < AUTO_ZERO_SHARE or zeros.all():
-            return None
-        return min(AUTO_ZERO_THRESHOLD, 0.5 * float(y[~zeros].min()))
+        return None if labels is None else auto_zero_threshold(labels)
 
     def build(self, clip_min: float | None = None, clip_max: float | None = None, labels=None):
         """The (unfitted) `ResidualQuantizer` this config describes (`labels`:
@@ -313,9 +308,6 @@ class QuantizerConfig:
 # `batch_size="auto"`: at least this many steps an epoch, within the bounds.
 AUTO_MIN_STEPS = 64
 AUTO_MIN_BATCH, AUTO_MAX_BATCH = 32, 1024
-# `zero_threshold="auto"`: a zero code when this share of the labels is 0.
-AUTO_ZERO_SHARE = 0.01
-AUTO_ZERO_THRESHOLD = 5e-3
 
 
 @dataclasses.dataclass(frozen=True)

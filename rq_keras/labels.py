@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_label_array"]
+__all__ = ["as_label_array", "auto_zero_threshold"]
 
 # How many bad rows an error message lists.
 _MAX_LISTED = 5
@@ -86,3 +86,20 @@ def as_weights(sample_weight: Any, n: int) -> np.ndarray | None:
     if not w.sum() > 0:
         raise ValueError("`sample_weight` sums to 0: no value carries weight")
     return w
+
+
+# `zero_threshold="auto"`: a zero code when this share of the labels is 0.
+AUTO_ZERO_SHARE = 0.01
+AUTO_ZERO_THRESHOLD = 5e-3
+
+
+def auto_zero_threshold(labels) -> float | None:
+    """The zero code's threshold for these training labels (`QuantizerConfig`'s
+    `zero_threshold="auto"`): when at least `AUTO_ZERO_SHARE` of them are exactly
+    0 (and not all), `min(AUTO_ZERO_THRESHOLD, half the smallest non-zero
+    |label|)`; otherwise None (no zero code)."""
+    y = np.abs(np.asarray(labels, dtype=np.float64).reshape(-1))
+    zeros = y == 0
+    if y.size == 0 or zeros.mean() < AUTO_ZERO_SHARE or zeros.all():
+        return None
+    return min(AUTO_ZERO_THRESHOLD, 0.5 * float(y[~zeros].min()))
