@@ -262,16 +262,14 @@ def load_trained(run: str | os.PathLike):
 
 
 def held_out_files(run: str | os.PathLike) -> list[str]:
-    """The held-out files of a run, from its `config.yaml` read as a
-    `TrainConfig`: its test files (its validation files when it had none), or
-    for a registered dataset the `data/test.*` split the run built. Empty
-    without a config.
+    """The held-out files of a run, from its `config.yaml`: its `test_files`
+    (its `validation_files` when it had none), or for a registered `dataset`
+    the `data/test.*` split the run built. Empty without a config. Only these
+    keys are read, so a config written by hand or by another version works.
 
     Raises:
-        RunDirError: `config.yaml` cannot be read or is not a run config.
+        RunDirError: `config.yaml` cannot be read or is not a mapping.
     """
-    from rq_keras.config import config_from_dict
-
     run = pathlib.Path(run)
     path = run / "config.yaml"
     if not path.is_file():
@@ -279,11 +277,7 @@ def held_out_files(run: str | os.PathLike) -> list[str]:
     doc = read_yaml(path)
     if not isinstance(doc, dict):
         raise RunDirError(f"{path} does not hold a run config (got {type(doc).__name__})")
-    try:
-        config = config_from_dict(doc)
-    except (TypeError, ValueError, KeyError) as err:
-        raise RunDirError(f"{path} does not hold a run config ({err})") from None
-    if config.dataset is not None:
+    if doc.get("dataset"):
         built = sorted((run / "data").glob("test.*"))
         return [os.fspath(p) for p in built if p.suffix != ".json"]
-    return [os.fspath(p) for p in (config.test_files or config.validation_files)]
+    return [os.fspath(p) for p in (doc.get("test_files") or doc.get("validation_files") or [])]
