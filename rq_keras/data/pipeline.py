@@ -278,6 +278,16 @@ def tfio_available() -> bool:
     return True
 
 
+def require_tfio(where: str) -> None:
+    """Raises a ValueError, prefixed by `where`, when `parquet_reader="tensorflow-io"`
+    cannot run because tensorflow-io is not importable (`tfio_available`)."""
+    if not tfio_available():
+        raise ValueError(
+            f"{where}: parquet_reader='tensorflow-io' cannot run (tensorflow-io is not "
+            "installed: pip install 'rq_keras[tfio]', TensorFlow 2.16 only); use 'pyarrow'"
+        )
+
+
 def tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
     """tensorflow-io column specs for a Parquet file.
 
@@ -293,11 +303,8 @@ def tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
     pf = parquet_file(path)
     schema = pf.schema_arrow
     check_parquet_schema(path, schema, spec, with_label)
+    require_tfio(path)
     refused = f"{path}: parquet_reader='tensorflow-io' cannot read this file ({{}}); use 'pyarrow'"
-    if not tfio_available():
-        raise ValueError(
-            refused.format("tensorflow-io is not installed: pip install 'rq_keras[tfio]'")
-        )
     names = spec.columns if with_label else spec.feature_names
     if parquet_has_nulls(pf, set(names)):
         raise ValueError(refused.format("a column holds nulls"))

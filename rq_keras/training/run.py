@@ -158,14 +158,10 @@ def _read_inputs(config: TrainConfig, staging: pathlib.Path, say) -> dict[str, A
     features and collects the labels): spec, files per split, format of
     built splits (None for given files), preprocessor, labels, reports."""
     from rq_keras.data import check_files
-    from rq_keras.data.pipeline import tfio_available
+    from rq_keras.data.pipeline import require_tfio
 
-    if config.parquet_reader == "tensorflow-io" and not tfio_available():
-        raise ValueError(
-            "config: parquet_reader 'tensorflow-io' needs tensorflow-io, which is not installed "
-            "(pip install 'rq_keras[tfio]', TensorFlow 2.16 only); the default 'pyarrow' needs "
-            "nothing"
-        )
+    if config.parquet_reader == "tensorflow-io":
+        require_tfio("config")  # before any input is read or anything written
     spec, train_files, validation_files, test_files, fmt = resolve_data(config, staging)
     if fmt is not None:
         say(f"built the {config.dataset} splits ({fmt})", since=True)
