@@ -48,7 +48,7 @@ COMPAT_TESTS := tests/test_quantization.py tests/test_code_encoder.py tests/test
 	tests/test_training.py tests/test_predict.py tests/test_serving_client.py \
 	tests/test_transformer_cell.py tests/test_metrics.py tests/test_report.py \
 	tests/test_features.py tests/test_preprocessing.py tests/test_serving_check.py \
-	tests/test_run_dir.py
+	tests/test_run_dir.py tests/test_deprecated.py
 
 $(COMPAT_STAMP): requirements-compat.txt pyproject.toml
 	@test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
@@ -69,7 +69,7 @@ test-compat: $(COMPAT_STAMP)
 demo: setup
 	$(PY) train.py --dataset cdnow --output-dir $(OUT)/cdnow --epochs $(DEMO_EPOCHS) --overwrite --verbose 2
 	$(PY) export.py --model-dir $(OUT)/cdnow --export-base $(OUT)/serving/cdnow
-	$(PY) -m rq_keras.serving_check --export-base $(OUT)/serving/cdnow \
+	$(PY) -m rq_keras.cli.serving_check --export-base $(OUT)/serving/cdnow \
 	    --rows-from $(OUT)/cdnow/data/test.parquet --rows 1
 
 bench-setup: setup

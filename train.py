@@ -12,7 +12,7 @@ import sys
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off by default.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from rq_keras.cli import train_main  # noqa: E402
+from rq_keras.cli.train import train_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(train_main())

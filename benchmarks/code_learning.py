@@ -8,7 +8,7 @@ RQ-Reg with `benchmarks/quality.py`'s settings (width 128, batch 1,024, at
 most 12 epochs, patience 3) and is scored on the VALIDATION split only (the
 test split stays unseen while settings are chosen): per code level the NLL
 against the marginal and the accuracy against the most frequent code
-(`rq_keras.metrics.CodeReport`), and for each prediction type (f_reg's sum,
+(`rq_keras.evaluation.metrics.CodeReport`), and for each prediction type (f_reg's sum,
 the code tree's mean and median) the total value (mean prediction / mean
 label), MAE and the (+) ranking metrics; then the calibration of the
 distribution (quantile coverage, P(y > 0)) and the error of the served
@@ -66,7 +66,7 @@ def tree_error(run_dir: str, files: list[str], rows: int = 512) -> dict:
 
     from rq_keras.data import make_dataset
     from rq_keras.features import FeatureSpec
-    from rq_keras.run_dir import load_model
+    from rq_keras.training.run_dir import load_model
 
     model = load_model(os.path.join(run_dir, "model.keras"))
     spec = FeatureSpec.load(os.path.join(run_dir, "feature_spec.yaml"))

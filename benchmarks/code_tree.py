@@ -35,9 +35,10 @@ def main(argv=None) -> int:
     import numpy as np
 
     from rq_keras.data import make_dataset
+    from rq_keras.evaluation.distribution_metrics import distribution_report
+    from rq_keras.evaluation.metrics import evaluate
     from rq_keras.features import FeatureSpec
-    from rq_keras.metrics import distribution_report, evaluate
-    from rq_keras.run_dir import load_model
+    from rq_keras.training.run_dir import load_model
 
     model = load_model(os.path.join(args.run, "model.keras"))
     spec = FeatureSpec.load(os.path.join(args.run, "feature_spec.yaml"))

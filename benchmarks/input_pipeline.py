@@ -128,7 +128,7 @@ def child_generate(folder: str, rows: int, fmt: str) -> dict:
 
 def child_adapt(stats_path: str, train_file: str) -> dict:
     from rq_keras.datasets import synthetic
-    from rq_keras.preprocessing import FeaturePreprocessor
+    from rq_keras.features.preprocessing import FeaturePreprocessor
 
     start = time.perf_counter()
     pre = FeaturePreprocessor(synthetic.SPEC).adapt([train_file])
@@ -190,7 +190,7 @@ def child_stage(
 
     from rq_keras import data
     from rq_keras.datasets import synthetic
-    from rq_keras.preprocessing import FeaturePreprocessor
+    from rq_keras.features.preprocessing import FeaturePreprocessor
 
     spec = synthetic.SPEC
     with open(os.path.join(folder, "summary.json"), encoding="utf-8") as fh:

@@ -1,4 +1,4 @@
-"""Benchmark: the evaluation metrics of rq_keras.metrics on 1M rows.
+"""Benchmark: the evaluation metrics of rq_keras.evaluation.metrics on 1M rows.
 
     python benchmarks/metrics.py [--rows 1000000] [--repeats 5]
 
@@ -29,7 +29,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from rq_keras import metrics  # noqa: E402
+from rq_keras.evaluation import metrics  # noqa: E402
 
 FUNCTIONS = (
     "mae",

@@ -9,7 +9,7 @@ packager describes as simulated from real data), the splits are built once
 validation split (`monitor: auto`); the test split is evaluated once per
 run. Heads: RQ-Reg (rq_keras's defaults, one row per prediction type), RQ-Reg
 with the paper's objective (`rq_reg_paper`), the baselines of
-`rq_keras.heads` (MSE, MSE on log1p, Huber, ZILN), K-means classification
+`rq_keras.models.baselines` (MSE, MSE on log1p, Huber, ZILN), K-means classification
 (RQ-Reg with L = 1) and the "last period's value" rule; on the first dataset
 also the RQ-Reg ablations of Table 3. The quantizer table (reconstruction error by L) comes
 from the codebook alone.
@@ -47,7 +47,7 @@ METRICS = (
     ("normalized_gini_positive", "Norm-Gini(+)"),
     ("spearman_positive", "Spearman(+)"),
 )
-HEADS = ("rq_reg", "rq_reg_paper", "ziln", "mse", "log_mse", "huber", "kmeans")
+BASELINE_HEADS = ("rq_reg", "rq_reg_paper", "ziln", "mse", "log_mse", "huber", "kmeans")
 # Rows that are RQ-Reg with other settings: name -> (head, TrainConfig overrides).
 # `rq_reg_paper`: the paper's objective and prediction (`presets/paper.yaml`).
 PAPER = {
@@ -125,7 +125,7 @@ def splits(name: str, work: str, max_train_rows: int | None, raw_dir=None) -> di
 
 
 def base_config(data: dict, args, seed: int, head: str, extra: dict | None = None):
-    from rq_keras.training import apply_overrides, config_from_dict
+    from rq_keras.config import apply_overrides, config_from_dict
 
     units = args.units
     values = {
@@ -239,8 +239,8 @@ def last_period_rule(data: dict, name: str, split: str) -> dict | None:
     """`evaluate` of the "last period's value" feature as the prediction."""
     import pandas as pd
 
+    from rq_keras.evaluation.metrics import evaluate
     from rq_keras.features import FeatureSpec
-    from rq_keras.metrics import evaluate
 
     column = LAST_PERIOD.get(name)
     if column is None:
@@ -256,7 +256,7 @@ def gain_plot(curves: dict[str, tuple], path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rq_keras.report import cumulative_gain
+    from rq_keras.evaluation.calibration import cumulative_gain
 
     fig, ax = plt.subplots(figsize=(6, 5))
     perfect = None
@@ -282,7 +282,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default="cdnow,complete_journey")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--heads", default=",".join(HEADS))
+    p.add_argument("--heads", default=",".join(BASELINE_HEADS))
     p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--ablation-seeds", default="0,1", help="seeds of the Table 3 runs")
     p.add_argument(
@@ -323,7 +323,7 @@ def main(argv=None) -> int:
             tuned = json.load(f)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, REPO)
-    from rq_keras.cli import parse_key_value
+    from rq_keras.cli.train import parse_key_value
 
     try:
         args.set = [parse_key_value(item) for item in args.set]
@@ -333,7 +333,7 @@ def main(argv=None) -> int:
     import pandas as pd
 
     from rq_keras.features import FeatureSpec
-    from rq_keras.quantization import ResidualQuantizer
+    from rq_keras.quantizer.residual import ResidualQuantizer
 
     seeds = [int(s) for s in args.seeds.split(",")]
     heads = args.heads.split(",")

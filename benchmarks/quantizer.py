@@ -53,7 +53,7 @@ def rss_peak_mib() -> float:
 
 def child_rq(dist: str, n: int, repeats: int) -> dict:
     sys.path.insert(0, REPO)
-    from rq_keras.quantization import ResidualQuantizer
+    from rq_keras.quantizer.residual import ResidualQuantizer
 
     y = make_labels(dist, n)
     data_mib = rss_peak_mib()

@@ -2,7 +2,7 @@
 
     python benchmarks/serving.py            # or: make bench-serving
 
-Two models, each exported with `rq_keras.export.export_model`:
+Two models, each exported with `rq_keras.serving.export.export_model`:
 
 * `cdnow`: the CDNOW model of `make demo` (the paper's model on CDNOW's 11
   features), trained for `--cdnow-epochs` epochs by `rq_keras.training.train`
@@ -12,7 +12,7 @@ Two models, each exported with `rq_keras.export.export_model`:
   `benchmarks/train_step.py` builds it), untrained.
 
 For batch 1, 64 and 1,024, the `examples` signature (serialized `tf.Example`
-in, so the parse is timed too) runs in `rq_keras/cpp/serving_check.cc`
+in, so the parse is timed too) runs in `rq_keras/serving/cpp/serving_check.cc`
 (TensorFlow's C++ `LoadSavedModel` + `Session::Run`, TF Serving's path, `--warmup` untimed runs
 first) and in Python (`tf.saved_model.load(...).signatures["examples"]`, the
 outputs read back with `.numpy()`). Each round times C++ then Python at one
@@ -39,9 +39,10 @@ BATCHES = (1, 64, 1024)
 
 def cdnow_model(work: str, epochs: int):
     """(model, spec, rows) of a CDNOW run trained with the paper's config."""
-    from rq_keras.export import read_rows
+    from rq_keras.config import TrainConfig
     from rq_keras.features import FeatureSpec
-    from rq_keras.training import TrainConfig, train
+    from rq_keras.serving.export_checks import read_rows
+    from rq_keras.training import train
 
     run = os.path.join(work, "cdnow_run")
     result = train(TrainConfig(dataset="cdnow", epochs=epochs, patience=None), run, verbose=0)
@@ -54,7 +55,7 @@ def cikm16_model():
     """(model, spec, rows): the paper's model on CIKM16-shaped input, untrained."""
     from train_step import cikm16_model as build
 
-    from rq_keras.model import ModelConfig
+    from rq_keras.config.configs import ModelConfig
 
     spec, model, rows, _ = build(max(BATCHES), ModelConfig())
     return model, spec, rows
@@ -81,8 +82,9 @@ def measure(name, model, spec, rows, base, args) -> list[dict]:
     import numpy as np
     import tensorflow as tf
 
-    from rq_keras import serving_check
-    from rq_keras.export import export_model, serialize_examples
+    from rq_keras.serving import cpp_check as serving_check
+    from rq_keras.serving.export import export_model
+    from rq_keras.serving.signatures import serialize_examples
 
     check = {k: np.asarray(v)[:256] for k, v in rows.items()}
     result = export_model(model, spec, os.path.join(base, name), check_rows=check)
@@ -154,7 +156,7 @@ def main(argv=None) -> int:
         "thread pools on both sides.",
         "",
         "The `examples` signature (serialized `tf.Example` in: parsing, preprocessing, encoder, "
-        "3 decoder steps). C++ = `rq_keras/cpp/serving_check.cc` (`LoadSavedModel` + "
+        "3 decoder steps). C++ = `rq_keras/serving/cpp/serving_check.cc` (`LoadSavedModel` + "
         "`Session::Run`, TF Serving's path, without its RPC layer); "
         "Python = `tf.saved_model.load` signatures. "
         f"{args.warmup} warm-up calls, then {args.runs} timed calls per round "

@@ -60,7 +60,8 @@ def child(kind: str, data_dir: str, batch: int, steps: int, epochs: int) -> dict
         )
     import tf_keras as keras
 
-    from rq_keras.training import config_from_dict, train
+    from rq_keras.config import config_from_dict
+    from rq_keras.training import train
 
     train_files = sorted(
         os.path.join(data_dir, f) for f in os.listdir(data_dir) if f.startswith("train")
@@ -80,12 +81,12 @@ def child(kind: str, data_dir: str, batch: int, steps: int, epochs: int) -> dict
     if kind == "bare":
         import numpy as np
 
-        from rq_keras.callbacks import EpochTimer
         from rq_keras.data import make_dataset, read_column
         from rq_keras.features import FeatureSpec
-        from rq_keras.model import build_model
-        from rq_keras.preprocessing import FeaturePreprocessor
-        from rq_keras.quantization import ResidualQuantizer
+        from rq_keras.features.preprocessing import FeaturePreprocessor
+        from rq_keras.models.rq_reg import build_model
+        from rq_keras.quantizer.residual import ResidualQuantizer
+        from rq_keras.training.callbacks import EpochTimer
 
         spec_obj = FeatureSpec.load(spec)
         pre = FeaturePreprocessor(spec_obj).adapt(train_files)

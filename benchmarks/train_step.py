@@ -66,7 +66,7 @@ def paper_model(batch: int, precision: str = "float32", threads: int = 0):
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    from rq_keras.model import ModelConfig
+    from rq_keras.config.configs import ModelConfig
 
     _, model, features, y = cikm16_model(batch * 8, ModelConfig(sampling_probability=0.5))
     ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(batch).cache().repeat()
@@ -81,9 +81,9 @@ def cikm16_model(n: int, config):
     import numpy as np
 
     from rq_keras.features import FeatureSpec
-    from rq_keras.model import build_model
-    from rq_keras.preprocessing import FeaturePreprocessor
-    from rq_keras.quantization import ResidualQuantizer
+    from rq_keras.features.preprocessing import FeaturePreprocessor
+    from rq_keras.models.rq_reg import build_model
+    from rq_keras.quantizer.residual import ResidualQuantizer
 
     spec = FeatureSpec.from_dict(spec_dict())
     rng = np.random.default_rng(0)

@@ -25,7 +25,7 @@ import sys
 import tempfile
 
 from _machine import cpu_model, write_results
-from quality import HEADS, VARIANT_HEADS, base_config, batch_size, run_one, splits
+from quality import BASELINE_HEADS, VARIANT_HEADS, base_config, batch_size, run_one, splits
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -91,7 +91,7 @@ def describe(overrides: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default="cdnow,complete_journey")
-    p.add_argument("--heads", default=",".join(HEADS))
+    p.add_argument("--heads", default=",".join(BASELINE_HEADS))
     p.add_argument(
         "--stage",
         choices=("lr", "params"),

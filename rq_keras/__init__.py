@@ -15,27 +15,31 @@ import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
+# The module paths of rq_keras 0.2 (`rq_keras.quantization`, ...) still import,
+# from deprecation stubs (rq_keras/_deprecated), for one release.
+__path__.append(os.path.join(os.path.dirname(__file__), "_deprecated"))
+
 __version__ = "0.2.0"
 
 # name -> the module that defines it.
 _EXPORTS = {
-    "ResidualQuantizer": "rq_keras.quantization",
-    "FeatureSpec": "rq_keras.features",
-    "ModelConfig": "rq_keras.config",
-    "TrainConfig": "rq_keras.config",
-    "QuantizerConfig": "rq_keras.config",
-    "load_config": "rq_keras.config",
+    "ResidualQuantizer": "rq_keras.quantizer.residual",
+    "FeatureSpec": "rq_keras.features.spec",
+    "ModelConfig": "rq_keras.config.configs",
+    "TrainConfig": "rq_keras.config.configs",
+    "QuantizerConfig": "rq_keras.config.configs",
+    "load_config": "rq_keras.config.configs",
     "train": "rq_keras.training",
-    "FeaturePreprocessor": "rq_keras.preprocessing",
+    "FeaturePreprocessor": "rq_keras.features.preprocessing",
     "ResidualCodeEncoder": "rq_keras.layers.code_encoder",
-    "RQRegTask": "rq_keras.task",
-    "BaselineTask": "rq_keras.heads",
-    "RQRegModel": "rq_keras.model",
-    "build_model": "rq_keras.model",
-    "build_head_model": "rq_keras.heads",
+    "RQRegTask": "rq_keras.models.rq_reg",
+    "BaselineTask": "rq_keras.models.baselines",
+    "RQRegModel": "rq_keras.models.rq_reg",
+    "build_model": "rq_keras.models.rq_reg",
+    "build_baseline_model": "rq_keras.models.baselines",
     "make_dataset": "rq_keras.data",
-    "export_run": "rq_keras.export",
-    "predict_files": "rq_keras.predict",
+    "export_run": "rq_keras.serving.export",
+    "predict_files": "rq_keras.serving.predict",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -44,7 +48,10 @@ __all__ = [*sorted(_EXPORTS), "__version__"]
 def __getattr__(name):
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'rq_keras' has no attribute {name!r}")
+        from rq_keras._deprecated import module_getattr
+
+        # A 0.2 name (it warns), or AttributeError.
+        return module_getattr(__name__, stacklevel=3)(name)
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # the next lookup skips __getattr__
     return value

@@ -6,7 +6,7 @@ file system): a reader never sees half a file, and a failed or killed write
 leaves the previous file as it was. On an error the temporary file is
 removed; a killed process leaves it behind under a name that says whose it
 was (`NAME.tmp-PID`), or under a name its directory's owner knows (a run
-directory's `NAME.tmp`, see `rq_keras.run_dir`).
+directory's `NAME.tmp`, see `rq_keras.training.run_dir`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["atomic_path", "write_json", "write_text"]
+__all__ = ["atomic_path", "temporary_name", "write_json", "write_text"]
+
+
+def temporary_name(path: str | os.PathLike) -> str:
+    """The name a run directory's file is written through before it is renamed
+    into place (`NAME.tmp`, beside it): a name the run's manifest owns
+    (`rq_keras.training.run_dir`), so a run killed mid-write leaves nothing the
+    next run would refuse."""
+    return f"{os.path.basename(os.fspath(path))}.tmp"
 
 
 @contextlib.contextmanager

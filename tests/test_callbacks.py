@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from rq_keras.callbacks import ScheduledSampling, sampling_probability
 from rq_keras.layers.decoder import RQDecoder
+from rq_keras.training.callbacks import ScheduledSampling, sampling_probability
 
 
 def test_inverse_sigmoid_decay_eq17():

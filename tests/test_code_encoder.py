@@ -4,7 +4,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from rq_keras.layers import ResidualCodeEncoder
-from rq_keras.quantization import ResidualQuantizer
+from rq_keras.quantizer.residual import ResidualQuantizer
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from training_runs import TINY
 
+from rq_keras.config import config_from_dict
 from rq_keras.data import write_table
 from rq_keras.features import FeatureSpec
-from rq_keras.training import config_from_dict, train
+from rq_keras.training import train
 
 BANDS = [0.0, 5.0, 12.0, 20.0, 35.0, 60.0, 100.0, 160.0]  # segment 0: the zeros
 OFFSETS = [0.0, 0.5, 1.0, 1.5]

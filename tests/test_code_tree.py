@@ -13,8 +13,9 @@ import pytest
 import tensorflow as tf
 
 from rq_keras.config import PREDICTIONS
-from rq_keras.layers.decoder import RQDecoder, atom_quantiles
-from rq_keras.tokens import token_offsets_for
+from rq_keras.layers.code_tree import atom_quantiles
+from rq_keras.layers.decoder import RQDecoder
+from rq_keras.quantizer.tokens import token_offsets_for
 
 CENTROIDS = [[0.5, 4.0, 9.0], [-1.0, 1.5], [-0.2, 0.1, 0.3]]
 QUANTILES = (0.1, 0.25, 0.9)

@@ -11,7 +11,7 @@ from conftest import CDNOW, REPO
 from rq_keras import datasets
 from rq_keras.data import check_files, make_dataset
 from rq_keras.features import FeatureSpec
-from rq_keras.preprocessing import FeaturePreprocessor
+from rq_keras.features.preprocessing import FeaturePreprocessor
 
 
 @pytest.mark.parametrize("name", sorted(datasets.DATASETS))
@@ -30,7 +30,7 @@ def test_unknown_dataset():
 
 def _cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "rq_keras.datasets", *map(str, args)],
+        [sys.executable, "-m", "rq_keras.cli.datasets", *map(str, args)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -78,3 +78,125 @@ def test_every_docs_page_is_in_the_index():
     linked = set(LINK.findall(index))
     pages = {p.name for p in PAGES if p.parent.name == "docs" and p.name != "README.md"}
     assert pages <= linked, f"docs/README.md does not list {sorted(pages - linked)}"
+
+
+# ------------------------------------------------ what the pages name exists
+# `rq_keras.x.y` in prose or code, not inside a quoted string (a file format's
+# name such as "rq_keras.residual_quantizer" is not a Python path).
+DOTTED = re.compile(r"(?<![\w./\"'-])rq_keras(?:\.[A-Za-z_]\w*)+")
+# A flag of a command line.
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
+# Flags of other programs the pages show (the tool in the comment).
+OTHER_FLAGS = {
+    "--help",  # every argparse command line
+    "--all", "--dir",  # saved_model_cli show
+    "--rm",  # docker run
+    "--model_config_file", "--model_name", "--model_base_path", "--rest_api_port", "--port",
+    # tensorflow_model_server
+    "--no-deps",  # pip install
+}  # fmt: skip
+# Words written in capitals stand for a value: `feature_specs/NAME.yaml`.
+PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9_]*\b")
+
+
+def _resolves(dotted: str) -> bool:
+    """`rq_keras.a.b.C.d` imports (the longest module prefix) and its
+    attributes exist, with no DeprecationWarning (a 0.2 path does not count)."""
+    import importlib
+    import warnings
+
+    parts = dotted.split(".")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        for i in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ModuleNotFoundError:
+                continue
+            except DeprecationWarning:
+                return False
+            try:
+                for attr in parts[i:]:
+                    obj = getattr(obj, attr)
+            except (AttributeError, DeprecationWarning):
+                return False
+            return True
+    return False
+
+
+def _repository_paths(text: str) -> set[str]:
+    """The repository paths a page names: under a top-level directory of the
+    repository, or one of its top-level files."""
+    tops = sorted(p.name for p in REPO.iterdir() if not p.name.startswith(".") or p.name == ".ci")
+    tops = [t for t in tops if t not in (".venv", ".venv-compat", "out")]
+    dirs = "|".join(re.escape(t) for t in tops if (REPO / t).is_dir())
+    files = "|".join(re.escape(t) for t in tops if (REPO / t).is_file())
+    path = re.compile(rf"(?<![\w/.-])((?:{dirs})/[\w./*-]*|(?:{files})\b)")
+    return {m.rstrip(".,:;") for m in path.findall(text)}
+
+
+def _exists(path: str) -> bool:
+    import glob
+
+    pattern = PLACEHOLDER.sub("*", path)
+    return bool(glob.glob(str(REPO / pattern))) if "*" in pattern else (REPO / path).exists()
+
+
+def _command_flags() -> set[str]:
+    """Every flag of rq_keras's command lines, the benchmarks' and the C++ check's."""
+    import ast
+
+    flags = set(
+        re.findall(
+            r'"(--[a-z][a-z0-9-]*)"',
+            (REPO / "rq_keras" / "serving" / "cpp" / "serving_check.cc").read_text(),
+        )
+    )
+    for path in [*(REPO / "rq_keras" / "cli").glob("*.py"), *(REPO / "benchmarks").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (
+                isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"
+            ):
+                continue
+            names = [a.value for a in node.args if isinstance(a, ast.Constant)]
+            flags |= {n for n in names if isinstance(n, str) and n.startswith("--")}
+            if any("BooleanOptionalAction" in ast.unparse(k.value) for k in node.keywords):
+                flags |= {f"--no-{n[2:]}" for n in names if n.startswith("--")}
+    return flags
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_name_path_and_flag_a_page_mentions_exists(page):
+    text = page.read_text(encoding="utf-8")
+    names = sorted(n for n in set(DOTTED.findall(text)) if not _resolves(n))
+    paths = sorted(p for p in _repository_paths(text) if not _exists(p))
+    known = _command_flags() | OTHER_FLAGS
+    flags = sorted(f for f in set(FLAG.findall(text)) if f not in known)
+    assert not (names or paths or flags), (
+        f"{page.relative_to(REPO)} mentions what does not exist: names {names}, "
+        f"paths {paths}, flags {flags}"
+    )
+
+
+def test_every_rq_keras_name_in_the_sources_exists():
+    """Docstrings and comments name rq_keras objects by their one current path."""
+    stale = {}
+    for path in sorted((REPO / "rq_keras").rglob("*.py")):
+        if "_deprecated" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        missing = sorted(n for n in set(DOTTED.findall(text)) if not _resolves(n))
+        if missing:
+            stale[str(path.relative_to(REPO))] = missing
+    assert not stale, stale
+
+
+def test_the_checks_catch_what_is_missing():
+    assert _resolves("rq_keras.quantizer.ResidualQuantizer")
+    assert not _resolves("rq_keras.quantizer.NoSuchThing")
+    assert not _resolves("rq_keras.quantization.ResidualQuantizer")  # a 0.2 path: it warns
+    assert _exists("feature_specs/NAME.yaml") and not _exists("docs/nothing.md")
+    assert {"--output-dir", "--export-base", "--no-ablations", "--repeat"} <= _command_flags()
+    assert _repository_paths("see `docs/model.md`, train.py and out/x") >= {
+        "docs/model.md", "train.py"
+    }  # fmt: skip

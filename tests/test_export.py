@@ -17,24 +17,20 @@ import tensorflow as tf
 import yaml
 
 from conftest import REPO
-from rq_keras import ResidualQuantizer, export_checks
-from rq_keras import export as export_module
-from rq_keras.cli import export_main
+from rq_keras import ResidualQuantizer
+from rq_keras.cli.export import export_main
 from rq_keras.config import PREDICTIONS
+from rq_keras.config.configs import ModelConfig
 from rq_keras.data import write_table
-from rq_keras.export import (
-    ExportCheckError,
-    ExportError,
-    export_model,
-    export_run,
-    feature_tensors,
-    next_version,
-    read_rows,
-    serialize_examples,
-)
 from rq_keras.features import FeatureSpec
-from rq_keras.model import ModelConfig, build_model
-from rq_keras.preprocessing import FeaturePreprocessor
+from rq_keras.features.preprocessing import FeaturePreprocessor
+from rq_keras.models.rq_reg import build_model
+from rq_keras.serving import export as export_module
+from rq_keras.serving import export_checks
+from rq_keras.serving.errors import ExportCheckError, ExportError
+from rq_keras.serving.export import export_model, export_run, next_version
+from rq_keras.serving.export_checks import read_rows
+from rq_keras.serving.signatures import OUTPUTS, feature_tensors, serialize_examples
 
 SPEC = FeatureSpec.from_dict(
     {
@@ -179,8 +175,8 @@ def test_both_signatures_reproduce_the_model(run, loaded):
         examples=tf.constant(serialize_examples(SPEC, rows))
     )
     for out in (by_features, by_examples):
-        assert set(out) == set(export_module.OUTPUTS)
-        for key in set(export_module.OUTPUTS) - {"codes"}:
+        assert set(out) == set(OUTPUTS)
+        for key in set(OUTPUTS) - {"codes"}:
             np.testing.assert_allclose(out[key].numpy(), want[key].numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(out["codes"].numpy(), want["codes"].numpy())
 
@@ -350,7 +346,7 @@ def test_export_start_removes_stale_temporary_directories(run, tmp_path, monkeyp
         raise RuntimeError("stopped after the start-up clean-up")
 
     monkeypatch.setattr(export_module, "build_serving_module", stop)
-    with caplog.at_level(logging.INFO, logger="rq_keras.export"):
+    with caplog.at_level(logging.INFO, logger="rq_keras.serving.export"):
         with pytest.raises(RuntimeError, match="stopped after"):
             export_model(model, SPEC, base, check=False)
     assert sorted(os.listdir(base)) == sorted(kept)
@@ -369,7 +365,7 @@ def test_check_process_dies_with_its_parent(tmp_path, pdeathsig):
         "time.sleep(60)\n"
     )
     parent_code = (
-        "from rq_keras.export_checks import _run_tied_to_parent\n"
+        "from rq_keras.serving.export_checks import _run_tied_to_parent\n"
         f"_run_tied_to_parent({child!r}, [], pdeathsig={pdeathsig})\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=tmp_path)
@@ -452,13 +448,13 @@ def test_export_command(run, tmp_path, capsys):
 # ------------------------------------------------ the C++ loader (TF Serving's)
 @pytest.fixture(scope="module")
 def binary():
-    from rq_keras import serving_check
+    from rq_keras.serving import cpp_check as serving_check
 
     return serving_check.build()
 
 
 def test_cpp_loader_serves_both_signatures_like_python(run, exported, loaded, binary):
-    from rq_keras import serving_check
+    from rq_keras.serving import cpp_check as serving_check
 
     export_dir = exported[1].export_dir
     rows = _rows(run, 64)
@@ -478,7 +474,7 @@ def test_cpp_loader_serves_both_signatures_like_python(run, exported, loaded, bi
 
 
 def test_cpp_loader_bad_input(exported, loaded, binary):
-    from rq_keras import serving_check
+    from rq_keras.serving import cpp_check as serving_check
 
     export_dir = exported[1].export_dir
 
@@ -525,7 +521,7 @@ def test_cpp_loader_bad_input(exported, loaded, binary):
 
 
 def test_cpp_loader_non_finite_numeric_input(exported, loaded, binary):
-    from rq_keras import serving_check
+    from rq_keras.serving import cpp_check as serving_check
 
     export_dir = exported[1].export_dir
     bad = _rows_with_x(NON_FINITE_X)
@@ -545,7 +541,7 @@ def test_cpp_loader_non_finite_numeric_input(exported, loaded, binary):
 def test_serve_rows_command(run, exported):
     root, _ = run
     proc = subprocess.run(
-        [sys.executable, "-m", "rq_keras.serving_check", "--export-base", str(exported[0]),
+        [sys.executable, "-m", "rq_keras.cli.serving_check", "--export-base", str(exported[0]),
          "--rows-from", str(root / "test.parquet"), "--rows", "3"],
         capture_output=True,
         text=True,
@@ -561,7 +557,7 @@ def test_serve_rows_command(run, exported):
     np.testing.assert_allclose(summary["predictions"], want.numpy(), rtol=1e-5)
     assert "served by the C++ SavedModel loader" in proc.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "rq_keras.serving_check", "--export-base", str(root),
+        [sys.executable, "-m", "rq_keras.cli.serving_check", "--export-base", str(root),
          "--rows-from", str(root / "test.parquet")],
         capture_output=True,
         text=True,

@@ -8,18 +8,19 @@ import tf_keras as keras
 from toy_data import SPEC, SPEC_DICT
 from toy_data import frame as _frame
 
+from rq_keras.config.configs import ModelConfig
 from rq_keras.data import make_dataset, write_table
-from rq_keras.export import export_model, read_rows
 from rq_keras.features import FeatureSpec
-from rq_keras.heads import (
-    HEADS,
-    HeadModel,
-    build_head_model,
-    head_per_example_loss,
-    head_predictions,
+from rq_keras.features.preprocessing import FeaturePreprocessor
+from rq_keras.losses.baselines import BASELINE_HEADS
+from rq_keras.models.baselines import (
+    BaselineModel,
+    baseline_per_example_loss,
+    baseline_predictions,
+    build_baseline_model,
 )
-from rq_keras.model import ModelConfig
-from rq_keras.preprocessing import FeaturePreprocessor
+from rq_keras.serving.export import export_model
+from rq_keras.serving.export_checks import read_rows
 
 SMALL = ModelConfig(encoder_units=32, delta=1.0, seed=0)
 
@@ -36,7 +37,7 @@ def data(tmp_path_factory):
 
 
 def _model(data, head, spec=SPEC, config=SMALL):
-    model = build_head_model(spec, data[1], head, config, prediction_max=1e4)
+    model = build_baseline_model(spec, data[1], head, config, prediction_max=1e4)
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     return model
 
@@ -54,15 +55,15 @@ def test_point_losses_match_the_formulas():
     y = np.array([-4.0, 0.0, 0.5, 3.0, 10.0])
     out = np.array([[1.0], [-0.5], [0.5], [0.2], [4.0]], np.float32)
     o = out[:, 0].astype(np.float64)
-    np.testing.assert_allclose(head_per_example_loss("mse", y, out), (y - o) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(baseline_per_example_loss("mse", y, out), (y - o) ** 2, rtol=1e-6)
     signed_log = np.sign(y) * np.log(1.0 + np.abs(y))
     np.testing.assert_allclose(
-        head_per_example_loss("log_mse", y, out), (signed_log - o) ** 2, rtol=1e-6
+        baseline_per_example_loss("log_mse", y, out), (signed_log - o) ** 2, rtol=1e-6
     )
     delta = 2.0
     error = np.abs(y - o)  # 5, 0.5, 0, 2.8, 6: both sides of delta
     huber = np.where(error <= delta, 0.5 * error**2, delta * error - 0.5 * delta**2)
-    np.testing.assert_allclose(head_per_example_loss("huber", y, out, delta), huber, rtol=1e-6)
+    np.testing.assert_allclose(baseline_per_example_loss("huber", y, out, delta), huber, rtol=1e-6)
 
 
 def test_ziln_loss_and_prediction_match_the_formulas():
@@ -87,12 +88,12 @@ def test_ziln_loss_and_prediction_match_the_formulas():
         safe_y * sigma * math.sqrt(2 * math.pi)
     )
     expected = bce + positive * -np.log(pdf)
-    got = head_per_example_loss("ziln", y, out).numpy()
+    got = baseline_per_example_loss("ziln", y, out).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     # Floored, (1e-3)^2 / (2 sigma^2) is 5; with softplus(-30) ~ 1e-13 it would be ~1e20.
     assert abs(got[3]) < 10
 
-    predictions = head_predictions("ziln", out)
+    predictions = baseline_predictions("ziln", out)
     np.testing.assert_allclose(predictions["prediction"], q * np.exp(mu + sigma**2 / 2), rtol=1e-5)
     np.testing.assert_allclose(predictions["positive_probability"], q, rtol=1e-6)
     # E[y | y > 0]: the lognormal's mean, the prediction without the buy probability.
@@ -100,28 +101,28 @@ def test_ziln_loss_and_prediction_match_the_formulas():
     # Bounded (train(): by the largest training label): the mean of a wide
     # lognormal explodes, exp(sigma^2 / 2) times its median.
     wide = np.array([[3.0, 2.0, 6.0], [0.0, 1.0, 0.5]], np.float32)  # sigma ~6, ~0.97
-    bounded = head_predictions("ziln", wide, prediction_max=500.0)["prediction"].numpy()
-    free = head_predictions("ziln", wide)["prediction"].numpy()
+    bounded = baseline_predictions("ziln", wide, prediction_max=500.0)["prediction"].numpy()
+    free = baseline_predictions("ziln", wide)["prediction"].numpy()
     assert free[0] > 1e6 and bounded[0] == 500.0 and bounded[1] == free[1] < 500
 
     # y = 0 rows must not send NaN back through the masked lognormal term.
     logits = tf.Variable(out)
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(head_per_example_loss("ziln", y, logits))
+        loss = tf.reduce_sum(baseline_per_example_loss("ziln", y, logits))
     assert np.isfinite(tape.gradient(loss, logits).numpy()).all()
 
 
 def test_log_mse_prediction_inverts_the_signed_log():
     y = np.array([-1234.5, -3.0, -0.01, 0.0, 0.01, 2.0, 98765.0])
     z = (np.sign(y) * np.log1p(np.abs(y))).astype(np.float32)[:, None]
-    np.testing.assert_allclose(head_predictions("log_mse", z)["prediction"], y, rtol=1e-5)
-    assert float(head_per_example_loss("log_mse", y, z).numpy().max()) < 1e-10
+    np.testing.assert_allclose(baseline_predictions("log_mse", z)["prediction"], y, rtol=1e-5)
+    assert float(baseline_per_example_loss("log_mse", y, z).numpy().max()) < 1e-10
 
 
 def test_ziln_rejects_negative_labels(data):
     out = np.zeros((2, 3), np.float32)
     with pytest.raises(tf.errors.InvalidArgumentError, match="ZILN head needs non-negative.*'y'"):
-        head_per_example_loss("ziln", [1.0, -0.5], out, label_name="y")
+        baseline_per_example_loss("ziln", [1.0, -0.5], out, label_name="y")
     # A spec without clip_min lets negative labels reach the loss inside `fit`.
     unclipped = FeatureSpec.from_dict({**SPEC_DICT, "label": {"name": "y"}})
     model = _model(data, "ziln", spec=unclipped)
@@ -132,9 +133,9 @@ def test_ziln_rejects_negative_labels(data):
 
 def test_unknown_head_is_rejected(data):
     with pytest.raises(ValueError, match=r"`head` must be one of \('mse', 'log_mse'"):
-        build_head_model(SPEC, data[1], "mae", SMALL)
+        build_baseline_model(SPEC, data[1], "mae", SMALL)
     with pytest.raises(ValueError, match="`head` must be one of"):
-        head_per_example_loss("quantile", [1.0], [[1.0]])
+        baseline_per_example_loss("quantile", [1.0], [[1.0]])
 
 
 # --------------------------------------------------------------- the model
@@ -157,7 +158,7 @@ def test_steps_clip_weight_and_never_read_the_label(data):
 
     label = np.clip(y.numpy(), 0, 5)
     outputs = model.task.outputs(model.features(x, training=False))
-    per_example = head_per_example_loss("huber", label, outputs, 1.0).numpy()
+    per_example = baseline_per_example_loss("huber", label, outputs, 1.0).numpy()
     weights = np.linspace(0.0, 2.0, 32)
     logs = model.test_on_batch(x, y, sample_weight=weights, return_dict=True)
     assert set(logs) == {"loss", "mae"}
@@ -170,7 +171,7 @@ def test_steps_clip_weight_and_never_read_the_label(data):
     assert out["positive_probability"].shape == (32,) and out["prediction"].shape == (32,)
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("head", BASELINE_HEADS)
 def test_each_head_beats_the_training_mean(data, head):
     paths, _, y_train = data
     model = _model(data, head)
@@ -192,21 +193,21 @@ def test_each_head_beats_the_training_mean(data, head):
     assert history.history["val_mae"][-1] == pytest.approx(mae, rel=1e-4)
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("head", BASELINE_HEADS)
 def test_save_load_and_config_round_trip(data, head, tmp_path):
     model = _model(data, head)
     x, _ = _batch(data)
     expected = model(x, training=False)
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras")
-    assert isinstance(again, HeadModel) and again.head == head
+    assert isinstance(again, BaselineModel) and again.head == head
     got = again(x, training=False)
     assert set(got) == set(expected)
     for key in expected:
         np.testing.assert_array_equal(got[key].numpy(), expected[key].numpy())
 
     config = model.get_config()
-    rebuilt = HeadModel.from_config(config)
+    rebuilt = BaselineModel.from_config(config)
     assert rebuilt.get_config() == config
     assert (rebuilt.clip_min, rebuilt.clip_max, rebuilt.delta) == (0, None, 1.0)
     assert rebuilt.prediction_max == model.prediction_max
@@ -237,7 +238,7 @@ def test_trains_under_mirrored_strategy(data, mirrored):
 
 def test_model_config_fields_used(data):
     config = dataclasses.replace(SMALL, encoder_units=24, delta=3.0, seed=7)
-    model = build_head_model(SPEC, data[1], "mse", config)
+    model = build_baseline_model(SPEC, data[1], "mse", config)
     assert model.encoder.state_size == model.encoder.hidden_units == 24
     assert model.delta == 3.0 and model.label_name == "y" and model.clip_min == 0
     assert model.output_layer.kernel.shape == (24, 1)

@@ -1,4 +1,4 @@
-"""Tests for rq_keras.metrics against brute-force O(n^2) references and hand-computed values."""
+"""rq_keras.evaluation.metrics against brute-force O(n^2) references and hand-computed values."""
 
 import json
 import math
@@ -7,9 +7,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from rq_keras import metrics
-from rq_keras.metrics import (
-    CodeReport,
+from rq_keras.evaluation import metrics
+from rq_keras.evaluation.code_report import CodeReport
+from rq_keras.evaluation.metrics import (
     evaluate,
     mae,
     normalized_gini,
@@ -368,7 +368,7 @@ def test_code_report_zero_code_and_errors():
 
 
 def test_distribution_report_coverage_and_reliability():
-    from rq_keras.metrics import distribution_report
+    from rq_keras.evaluation.distribution_metrics import distribution_report
 
     y = np.array([0.0, 0.0, 1.0, 2.0, 5.0, 10.0, 0.0, 3.0])
     # q0.1 = 0 everywhere; q0.9 = 4: covers every label but 5 and 10.

@@ -9,10 +9,11 @@ from toy_data import SPEC
 from toy_data import frame as _frame
 
 from rq_keras import ResidualQuantizer
+from rq_keras.config.configs import ModelConfig
 from rq_keras.data import make_dataset, write_table
-from rq_keras.metrics import spearman, spearman_positive
-from rq_keras.model import ModelConfig, RQRegModel, build_model, loss_config
-from rq_keras.preprocessing import FeaturePreprocessor
+from rq_keras.evaluation.metrics import spearman, spearman_positive
+from rq_keras.features.preprocessing import FeaturePreprocessor
+from rq_keras.models.rq_reg import RQRegModel, build_model, loss_config
 
 SMALL = ModelConfig(
     units=32,

@@ -16,11 +16,14 @@ from toy_data import frame as _frame
 from training_runs import toy_files, train_config
 
 from conftest import REPO
-from rq_keras.cli import predict_main
+from rq_keras.cli.predict import predict_main
 from rq_keras.config import PREDICTIONS, ModelConfig
 from rq_keras.data import MalformedDataError, read_chunks
-from rq_keras.export import OUTPUTS, OUTPUTS_FILE, export_model, feature_tensors
-from rq_keras.predict import PredictError, output_columns, output_levels, predict_files
+from rq_keras.evaluation.output_columns import output_columns, output_levels
+from rq_keras.serving.errors import PredictError
+from rq_keras.serving.export import OUTPUTS_FILE, export_model
+from rq_keras.serving.predict import predict_files
+from rq_keras.serving.signatures import OUTPUTS, feature_tensors
 from rq_keras.training import train
 from rq_keras.training.evaluate import write_predictions
 

@@ -8,8 +8,8 @@ import tf_keras as keras
 
 from rq_keras.data import make_dataset, write_table
 from rq_keras.features import FeatureSpec
+from rq_keras.features.preprocessing import FeaturePreprocessor
 from rq_keras.layers.signed_log import signed_log
-from rq_keras.preprocessing import FeaturePreprocessor
 
 SPEC = FeatureSpec.from_dict(
     {

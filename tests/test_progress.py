@@ -1,12 +1,12 @@
-"""Progress lines of long passes over input rows (`rq_keras.progress`)."""
+"""Progress lines of long passes over input rows (`rq_keras.data.progress`)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from rq_keras.data import check_files, write_table
+from rq_keras.data.progress import RowTicker
 from rq_keras.features import FeatureSpec
-from rq_keras.progress import RowTicker
 
 
 class _Clock:

@@ -5,12 +5,9 @@ import re
 import numpy as np
 import pytest
 
-from rq_keras.codebook_json import centroids_digest
-from rq_keras.quantization import (
-    FORMAT_VERSION,
-    ResidualQuantizer,
-    decision_boundaries,
-)
+from rq_keras.quantizer.codebook_json import FORMAT_VERSION, centroids_digest
+from rq_keras.quantizer.residual import ResidualQuantizer
+from rq_keras.quantizer.tokens import decision_boundaries
 
 
 def lognormal(n, seed=0, zero_share=0.0):

@@ -1,4 +1,4 @@
-"""The `python -m rq_keras.quantize` command, end to end."""
+"""The `python -m rq_keras.cli.quantize` command, end to end."""
 
 import json
 import subprocess
@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from conftest import CDNOW, REPO
-from rq_keras.quantization import ResidualQuantizer
-from rq_keras.quantize import main
+from rq_keras.cli.quantize import main
+from rq_keras.quantizer.residual import ResidualQuantizer
 
 
 def run_cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "rq_keras.quantize", *map(str, args)],
+        [sys.executable, "-m", "rq_keras.cli.quantize", *map(str, args)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""Tests for rq_keras.report: hand-computed calibration and gain values, input checks, PNGs."""
+"""rq_keras.evaluation.calibration: hand-computed calibration and gain, input checks, PNGs."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ import sys
 import numpy as np
 import pytest
 
-from rq_keras.metrics import normalized_gini
-from rq_keras.report import (
+from rq_keras.evaluation.calibration import (
     _history_series,
     cumulative_gain,
     decile_calibration,
-    project_2d,
-    write_embedding_plot,
     write_plots,
 )
+from rq_keras.evaluation.metrics import normalized_gini
+from rq_keras.evaluation.plots import project_2d, write_embedding_plot
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -282,7 +281,7 @@ def test_history_panels_order_and_exclusions():
 def test_report_needs_neither_tensorflow_nor_pyplot(tmp_path):
     code = (
         "import sys\n"
-        "from rq_keras.report import write_plots\n"
+        "from rq_keras.evaluation.calibration import write_plots\n"
         "write_plots([0.0, 1.0, 9.0], [0.2, 1.5, 7.0], {'loss': [1.0, 0.5]}, sys.argv[1])\n"
         "bad = [m for m in ('tensorflow', 'matplotlib.pyplot') if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -292,7 +291,7 @@ def test_report_needs_neither_tensorflow_nor_pyplot(tmp_path):
 
 
 def test_calibration_labels_merge_near_coincident_deciles():
-    from rq_keras.plots import _label_groups
+    from rq_keras.evaluation.plots import _label_groups
 
     bins = [{"bin": b} for b in range(1, 11)]
     # Seven deciles at about 0 (a zero-inflated target), then three spread out.

@@ -1,5 +1,5 @@
 """The run-directory contract: what a run may delete, and what survives a kill
-(rq_keras.run_dir, through train() and train.py)."""
+(rq_keras.training.run_dir, through train() and train.py)."""
 
 import json
 import os
@@ -17,10 +17,10 @@ from training_runs import summary as _summary
 from training_runs import train_config as _config
 
 from conftest import REPO
-from rq_keras.callbacks import EarlyStoppingCheckpoint, read_history
-from rq_keras.cli import train_main
-from rq_keras.run_dir import ARTIFACTS, MANIFEST, OWNED, RunDir, RunDirError
+from rq_keras.cli.train import train_main
 from rq_keras.training import RunExistsError, train
+from rq_keras.training.callbacks import EarlyStoppingCheckpoint, read_history
+from rq_keras.training.run_dir import ARTIFACTS, MANIFEST, OWNED, RunDir, RunDirError
 
 
 def _claimed(path):
@@ -383,7 +383,7 @@ def test_a_dataset_run_builds_its_splits_before_replacing_data(tmp_path, capsys)
 def test_held_out_files_come_from_the_run_config(tmp_path):
     """export.load_run's held-out rows: one reading of a run's layout."""
     from rq_keras.config import TrainConfig
-    from rq_keras.run_dir import held_out_files
+    from rq_keras.training.run_dir import held_out_files
 
     run = tmp_path / "run"
     run.mkdir()

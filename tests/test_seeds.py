@@ -1,6 +1,6 @@
 import pytest
 
-from rq_keras.seeds import OFFSETS, sub_seed
+from rq_keras.config.seeds import OFFSETS, sub_seed
 
 
 def test_sub_seeds_are_the_seed_plus_the_named_offset():

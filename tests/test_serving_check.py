@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rq_keras import serving_check
+from rq_keras.serving import cpp_check as serving_check
 
 CATEGORIES = ["a", "b", "c"]
 

@@ -5,9 +5,9 @@ import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
 from rq_keras import ResidualQuantizer
-from rq_keras.callbacks import ScheduledSampling
-from rq_keras.metrics import CodeReport
-from rq_keras.task import RQRegTask
+from rq_keras.evaluation.code_report import CodeReport
+from rq_keras.models.rq_reg import RQRegTask
+from rq_keras.training.callbacks import ScheduledSampling
 
 
 class Ranker(tfrs.Model):

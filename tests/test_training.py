@@ -18,7 +18,15 @@ from training_runs import cli_args as _cli_args
 from training_runs import train_config as _config
 
 from conftest import REPO
-from rq_keras.callbacks import (
+from rq_keras.cli.train import train_main
+from rq_keras.config import PREDICTIONS, QuantizerConfig, TrainConfig, config_from_dict, load_config
+from rq_keras.config.configs import ModelConfig
+from rq_keras.features.preprocessing import FeaturePreprocessor
+from rq_keras.models.rq_reg import build_model
+from rq_keras.quantizer.residual import ResidualQuantizer
+from rq_keras.training import RunExistsError, make_strategy, train
+from rq_keras.training import console as training_console
+from rq_keras.training.callbacks import (
     EarlyStoppingCheckpoint,
     EpochEstimate,
     EpochHistory,
@@ -28,21 +36,6 @@ from rq_keras.callbacks import (
     read_history,
     sampling_probability,
 )
-from rq_keras.cli import train_main
-from rq_keras.config import PREDICTIONS
-from rq_keras.model import ModelConfig, build_model
-from rq_keras.preprocessing import FeaturePreprocessor
-from rq_keras.quantization import ResidualQuantizer
-from rq_keras.training import (
-    QuantizerConfig,
-    RunExistsError,
-    TrainConfig,
-    config_from_dict,
-    load_config,
-    make_strategy,
-    train,
-)
-from rq_keras.training import console as training_console
 
 
 @pytest.fixture(scope="module")
@@ -534,7 +527,7 @@ def test_cli_nan_loss_stops_with_epoch_and_step(toy, tmp_path, capsys):
 
 
 def test_baseline_head_run_and_its_export(toy, tmp_path):
-    from rq_keras.export import export_run
+    from rq_keras.serving.export import export_run
 
     out = tmp_path / "ziln"
     result = train(_config(toy, head="ziln", epochs=3), out, verbose=0)

@@ -15,8 +15,8 @@ from training_runs import train_config as _config
 
 from rq_keras.config import PREDICTIONS, ModelConfig
 from rq_keras.layers import CausalTransformerCell, RQDecoder
-from rq_keras.run_dir import load_model
 from rq_keras.training import train
+from rq_keras.training.run_dir import load_model
 
 UNITS, LENGTH = 8, 4  # the prefix and three inputs (L = 3)
 
@@ -94,8 +94,9 @@ def toy(tmp_path_factory):
 
 
 def test_a_transformer_run_trains_saves_exports_and_serves(toy, tmp_path):
-    from rq_keras import serving_check
-    from rq_keras.export import export_model, feature_tensors, serialize_examples
+    from rq_keras.serving import cpp_check as serving_check
+    from rq_keras.serving.export import export_model
+    from rq_keras.serving.signatures import feature_tensors, serialize_examples
 
     config = _config(
         toy, epochs=3, batch_size=128, model={"cell": "transformer", "transformer_heads": 2}

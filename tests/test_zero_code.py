@@ -12,7 +12,7 @@ from rq_keras import ResidualQuantizer
 from rq_keras.layers import ResidualCodeEncoder
 from rq_keras.layers.decoder import RQDecoder
 from rq_keras.losses import code_nll, expected_level_values
-from rq_keras.tokens import ZERO_CODE, ZERO_TOKEN, token_offsets_for
+from rq_keras.quantizer.tokens import ZERO_CODE, ZERO_TOKEN, token_offsets_for
 
 THRESHOLD = 5e-3
 

@@ -6,8 +6,8 @@ import json
 from toy_data import SPEC
 from toy_data import frame as _frame
 
+from rq_keras.config import config_from_dict
 from rq_keras.data import write_table
-from rq_keras.training import config_from_dict
 
 TINY = {
     "units": 16,

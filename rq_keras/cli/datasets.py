@@ -1,4 +1,4 @@
-"""python -m rq_keras.datasets NAME --raw-dir DIR --out-dir DIR
+"""python -m rq_keras.cli.datasets NAME --raw-dir DIR --out-dir DIR
 
 Writes train/validation/test splits, `feature_spec.yaml` and `summary.json`
 into DIR and prints the summary as JSON. `--write-specs DIR` instead writes
@@ -19,7 +19,7 @@ from rq_keras.datasets._common import FORMATS
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m rq_keras.datasets",
+        prog="python -m rq_keras.cli.datasets",
         description="Build a dataset's splits and feature spec from its raw files.",
     )
     p.add_argument("name", nargs="?", choices=sorted(datasets.DATASETS))
@@ -54,3 +54,7 @@ def main(argv=None) -> int:
         return 2
     print(json.dumps(summary, indent=2))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

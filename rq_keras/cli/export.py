@@ -1,4 +1,4 @@
-"""`python export.py`: `rq_keras.export.export_run`.
+"""`python export.py`: `rq_keras.serving.export.export_run`.
 
 Exit status: 0 written and checked; 1 the export failed its checks (nothing
 was left under the export base); 2 a bad flag, a model directory that is not
@@ -38,7 +38,8 @@ def build_export_parser() -> argparse.ArgumentParser:
 
 def export_main(argv: Sequence[str] | None = None) -> int:
     args = build_export_parser().parse_args(argv)
-    from rq_keras.export import ExportCheckError, ExportError, export_run
+    from rq_keras.serving.errors import ExportCheckError, ExportError
+    from rq_keras.serving.export import export_run
 
     if args.check_rows < 1:
         print("export.py: error: --check-rows must be >= 1", file=sys.stderr)

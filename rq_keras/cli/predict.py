@@ -1,4 +1,4 @@
-"""`python predict.py`: flags -> `rq_keras.predict.predict_files`.
+"""`python predict.py`: flags -> `rq_keras.serving.predict.predict_files`.
 
 Exit status: 0 written; 2 a bad flag, a missing or unreadable input or model,
 a missing column, a bad row under `--on-bad-rows fail`, an output suffix that
@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from rq_keras.predict import predict_files
+from rq_keras.serving.predict import predict_files
 
 __all__ = ["build_predict_parser", "predict_main"]
 
@@ -80,7 +80,7 @@ def build_predict_parser() -> argparse.ArgumentParser:
 def predict_main(argv: Sequence[str] | None = None) -> int:
     """`python predict.py`: flags -> `predict_files`; returns the exit status."""
     args = build_predict_parser().parse_args(argv)
-    from rq_keras.data import MalformedDataError
+    from rq_keras.data.reports import MalformedDataError
 
     try:
         result = predict_files(

@@ -1,6 +1,6 @@
 """Command line: fit a residual-quantization codebook on one column of a file.
 
-    python -m rq_keras.quantize --input FILE --column NAME \
+    python -m rq_keras.cli.quantize --input FILE --column NAME \
         --levels 3 --codebook-size 48 --output codebook.json
 
 Reads CSV/TSV/whitespace text, Parquet or `.npy`; writes the codebook JSON, its
@@ -17,8 +17,9 @@ import os
 import sys
 import time
 
-from rq_keras.data import read_column
-from rq_keras.quantization import INITS, METHODS, ResidualQuantizer, as_label_array
+from rq_keras.data.readers import read_column
+from rq_keras.features.labels import as_label_array
+from rq_keras.quantizer.residual import INITS, METHODS, ResidualQuantizer
 
 
 def _codebook_sizes(text: str) -> int | list[int]:
@@ -36,7 +37,7 @@ def _codebook_sizes(text: str) -> int | list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m rq_keras.quantize",
+        prog="python -m rq_keras.cli.quantize",
         description="Fit an RQ K-means codebook (RQ-Reg, Algorithm 1) on one column.",
     )
     p.add_argument("--input", required=True, help=".csv, .tsv, .txt/.dat, .parquet or .npy")
@@ -150,3 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(json.dumps(summary))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

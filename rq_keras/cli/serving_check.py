@@ -1,5 +1,5 @@
-"""`python -m rq_keras.serving_check`: serve rows of a data file through
-TensorFlow's C++ SavedModel loader (`rq_keras.serving_check`)."""
+"""`python -m rq_keras.cli.serving_check`: serve rows of a data file through
+TensorFlow's C++ SavedModel loader (`rq_keras.serving.cpp_check`)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import sys
 
 import numpy as np
 
-from rq_keras.serving_check import ServingCheckError, run
+from rq_keras.serving.cpp_check import ServingCheckError, run
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m rq_keras.serving_check`: serve rows of a file from C++.
+    """`python -m rq_keras.cli.serving_check`: serve rows of a file from C++.
 
     Reads rows (features and label) from a data file, writes them as
     `tf.Example`s, runs the `examples` signature of an exported version
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter off (the rows are read with TensorFlow).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     p = argparse.ArgumentParser(
-        prog="python -m rq_keras.serving_check",
+        prog="python -m rq_keras.cli.serving_check",
         description="Serve rows of a data file through TensorFlow's C++ SavedModel loader.",
     )
     p.add_argument("--export-base", required=True, help="export.py's --export-base")
@@ -36,9 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows-from", required=True, help="a data file with the spec's columns")
     p.add_argument("--rows", type=int, default=1, help="how many rows to serve")
     args = p.parse_args(argv)
-    from rq_keras.data import read_chunks
-    from rq_keras.export import SPEC_FILE, latest_version, serialize_examples
-    from rq_keras.features import FeatureSpec
+    from rq_keras.data.readers import read_chunks
+    from rq_keras.features.spec import FeatureSpec
+    from rq_keras.serving.export import SPEC_FILE, latest_version
+    from rq_keras.serving.signatures import serialize_examples
 
     try:
         if args.rows < 1:
@@ -82,3 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -63,7 +63,7 @@ def _batch_size(text: str):
 
 
 def build_train_parser() -> argparse.ArgumentParser:
-    from rq_keras.config import HEAD_CHOICES, MONITORS, STRATEGIES
+    from rq_keras.config.configs import HEAD_CHOICES, MONITORS, STRATEGIES
     from rq_keras.datasets import DATASETS
 
     p = argparse.ArgumentParser(
@@ -218,9 +218,10 @@ _NOTES = {
 def train_main(argv: Sequence[str] | None = None) -> int:
     parser = build_train_parser()
     args = parser.parse_args(argv)
-    from rq_keras.callbacks import NonFiniteLossError
-    from rq_keras.config import SEEDED_KEYS
-    from rq_keras.training import RunExistsError, load_config, train
+    from rq_keras.config.configs import SEEDED_KEYS, load_config
+    from rq_keras.training.callbacks import NonFiniteLossError
+    from rq_keras.training.run import train
+    from rq_keras.training.state import RunExistsError
 
     overrides = {}
     for flag, key in _FLAGS.items():
@@ -246,7 +247,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
-        from rq_keras.data import MalformedDataError
+        from rq_keras.data.reports import MalformedDataError
 
         if isinstance(err, MalformedDataError):
             print(

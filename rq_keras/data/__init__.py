@@ -41,18 +41,19 @@ The modules, by idea (none imports TensorFlow when it loads):
 * `readers`: file formats, text tables, `read_chunks`, `iter_files`,
   `check_files`, `read_column`; `parquet` and `tfrecord` read those formats;
 * `pipeline`: `make_dataset`, the `tf.data` pipeline;
-* `writers`: `write_table`, `write_tfrecord`.
+* `writers`: `write_table`, `write_tfrecord`;
+* `examples`: `make_example`, the one `tf.Example` encoder, and the check of
+  a caller's row (the client side uses them without the readers);
+* `progress`: progress lines of long passes over input rows.
 
-`make_example`, the one `tf.Example` encoder, lives in `rq_keras.serving`
-(the client side needs it without the readers). The names of `__all__`,
-and the readers' `BAD_ROW_POLICIES` and `DEFAULT_CHUNK_ROWS`, are imported
-from `rq_keras.data` as before.
+The names of `__all__` are imported from `rq_keras.data`.
 """
 
+from rq_keras._deprecated import module_getattr
 from rq_keras.data.pipeline import make_dataset
-from rq_keras.data.readers import BAD_ROW_POLICIES as BAD_ROW_POLICIES
-from rq_keras.data.readers import DEFAULT_CHUNK_ROWS as DEFAULT_CHUNK_ROWS
 from rq_keras.data.readers import (
+    BAD_ROW_POLICIES,
+    DEFAULT_CHUNK_ROWS,
     check_files,
     chunk_length,
     delimiter_for,
@@ -65,9 +66,10 @@ from rq_keras.data.readers import (
 from rq_keras.data.reports import DataReport, FileReport, MalformedDataError
 from rq_keras.data.tfrecord import to_model_inputs
 from rq_keras.data.writers import write_table, write_tfrecord
-from rq_keras.serving import make_example
 
 __all__ = [
+    "BAD_ROW_POLICIES",
+    "DEFAULT_CHUNK_ROWS",
     "DataReport",
     "FileReport",
     "MalformedDataError",
@@ -78,10 +80,13 @@ __all__ = [
     "input_paths",
     "iter_files",
     "make_dataset",
-    "make_example",
     "read_chunks",
     "read_column",
     "to_model_inputs",
     "write_table",
     "write_tfrecord",
 ]
+
+
+# The names these modules had in rq_keras 0.2 resolve, with a DeprecationWarning.
+__getattr__ = module_getattr(__name__)

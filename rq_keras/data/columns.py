@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rq_keras.data.reports import FileReport, MalformedDataError
-from rq_keras.features import Feature, FeatureSpec
+from rq_keras.features.spec import Feature, FeatureSpec
 
 _MISSING_TOKENS = ("", "nan", "na", "null", "none")
 _MISSING_CELLS = frozenset(

@@ -19,7 +19,7 @@ from rq_keras.data.columns import (
     list_column,
     scalar_column,
 )
-from rq_keras.features import Feature
+from rq_keras.features.spec import Feature
 
 
 def parquet_file(path):

@@ -26,7 +26,7 @@ from rq_keras.data.readers import (
     read_chunks,
 )
 from rq_keras.data.tfrecord import tfrecord_compression, to_model_inputs
-from rq_keras.features import FeatureSpec
+from rq_keras.features.spec import FeatureSpec
 
 __all__ = ["PARQUET_READERS", "make_dataset", "tfio_columns"]
 

@@ -19,7 +19,7 @@ from rq_keras.data.columns import Chunk, check_unique_columns, convert_cells, fi
 from rq_keras.data.parquet import read_parquet
 from rq_keras.data.reports import DataReport, FileReport
 from rq_keras.data.tfrecord import read_tfrecord
-from rq_keras.features import FeatureSpec
+from rq_keras.features.spec import FeatureSpec
 
 __all__ = [
     "BAD_ROW_POLICIES",

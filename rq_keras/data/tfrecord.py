@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from rq_keras.data.columns import Chunk, finish_chunk, float32_column, label_column
-from rq_keras.features import FeatureSpec
+from rq_keras.features.spec import FeatureSpec
 
 
 def tfrecord_compression(path: str) -> str:

@@ -1,7 +1,7 @@
 """Writers: a DataFrame as a text table, a Parquet file or `tf.Example` records.
 
 Files are written to a temporary name and renamed when complete. The
-`tf.Example` records are encoded by `rq_keras.serving.make_example`, the one
+`tf.Example` records are encoded by `rq_keras.serving.client.make_example`, the one
 encoder of rq_keras.
 """
 
@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from rq_keras.atomic import atomic_path
+from rq_keras.data.examples import make_example
 from rq_keras.data.readers import delimiter_for, file_format
 from rq_keras.data.tfrecord import tfrecord_compression
-from rq_keras.features import FeatureSpec
-from rq_keras.serving import make_example
+from rq_keras.features.spec import FeatureSpec
 
 __all__ = ["write_table", "write_tfrecord"]
 

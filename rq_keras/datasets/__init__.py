@@ -3,7 +3,7 @@
 One module per dataset; each defines `INFO` (a `DatasetInfo`) and
 `make(raw_dir, out_dir, *, seed=0, fmt="parquet", **options)`, which writes
 the splits, `feature_spec.yaml` and `summary.json` and returns the summary.
-Run one with `python -m rq_keras.datasets NAME --raw-dir DIR --out-dir DIR`.
+Run one with `python -m rq_keras.cli.datasets NAME --raw-dir DIR --out-dir DIR`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from rq_keras.features import FeatureSpec
+from rq_keras.features.spec import FeatureSpec
 
 __all__ = ["DatasetInfo", "split_frame", "write_splits", "label_summary", "SPLITS", "FORMATS"]
 
@@ -23,7 +23,7 @@ class DatasetInfo:
     """A dataset module's entry in the registry.
 
     Attributes:
-        name: the dataset name (`python -m rq_keras.datasets NAME`).
+        name: the dataset name (`python -m rq_keras.cli.datasets NAME`).
         build: `build(raw_dir, seed) -> pandas.DataFrame` with one column per
             spec column (lists joined by the feature's separator) and, when the
             split is not random, a `__split__` column of `"train"` /
@@ -109,7 +109,7 @@ def write_splits(
     Returns:
         the summary dict (also written to `summary.json`).
     """
-    from rq_keras.data import write_table
+    from rq_keras.data.writers import write_table
 
     if fmt not in FORMATS:
         raise ValueError(f"`fmt` must be one of {sorted(FORMATS)}, got {fmt!r}")

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from rq_keras.datasets._common import DatasetInfo, write_splits
-from rq_keras.features import FeatureSpec
+from rq_keras.features.spec import FeatureSpec
 
 __all__ = ["SPEC", "INFO", "build", "make", "DATA_START", "CALIBRATION", "HOLDOUT"]
 

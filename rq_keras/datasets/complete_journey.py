@@ -87,7 +87,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from rq_keras.datasets._common import DatasetInfo, split_frame, write_splits
-from rq_keras.features import FeatureSpec
+from rq_keras.features.spec import FeatureSpec
 
 __all__ = ["SPEC", "INFO", "build", "make", "CALIBRATION_LAST_WEEK", "SPLITS_BY"]
 

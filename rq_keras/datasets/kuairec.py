@@ -93,7 +93,6 @@ from rq_keras.datasets.kuairec_tables import (
     DAILY_COUNT_COLUMNS,
     DAILY_INT_COLUMNS,
     DAILY_STRING_COLUMNS,
-    MATRICES,
     MAX_CATEGORIES,
     STATIC_STRING_COLUMNS,
     USER_INT_COLUMNS,
@@ -105,9 +104,9 @@ from rq_keras.datasets.kuairec_tables import (
     resolve,
     user_table,
 )
-from rq_keras.features import FeatureSpec
+from rq_keras.features.spec import FeatureSpec
 
-__all__ = ["SPEC", "INFO", "build", "make", "MATRICES", "MS_PER_SECOND"]
+__all__ = ["SPEC", "INFO", "build", "make", "MS_PER_SECOND"]
 
 MS_PER_SECOND = 1000.0
 DEFAULT_CHUNKSIZE = 2_000_000

@@ -84,7 +84,7 @@ import numpy as np
 import pandas as pd
 
 from rq_keras.datasets._common import FORMATS, SPLITS, DatasetInfo, label_summary
-from rq_keras.features import FeatureSpec
+from rq_keras.features.spec import FeatureSpec
 
 __all__ = [
     "SPEC",
@@ -391,7 +391,7 @@ def make(
         `quantile_rows` rows (all rows up to 1M per split, else every k-th row,
         an unbiased sample as rows are i.i.d.).
     """
-    from rq_keras.data import write_table
+    from rq_keras.data.writers import write_table
 
     if fmt not in FORMATS:
         raise ValueError(f"`fmt` must be one of {sorted(FORMATS)}, got {fmt!r}")

@@ -9,7 +9,7 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
-from rq_keras.tokens import (
+from rq_keras.quantizer.tokens import (
     ZERO_CODE,
     ZERO_TOKEN,
     decision_boundaries,
@@ -38,7 +38,7 @@ def _validated_centroids(centroids: Any) -> list[list[float]]:
 class ResidualCodeEncoder(keras.layers.Layer):
     """Encodes raw labels into RQ codes inside the graph (Eq. 2-4).
 
-    Applies the decision rule of `rq_keras.quantization`: at each level the
+    Applies the decision rule of `rq_keras.quantizer.residual`: at each level the
     code is the number of decision boundaries strictly below the residual
     (nearest centroid, the lower one on an exact midpoint), computed in float64
     from the same boundaries, so the codes are bit-identical to

@@ -7,18 +7,17 @@ from collections.abc import Sequence
 import tensorflow as tf
 import tf_keras as keras
 
-from rq_keras.config import CELLS, PREDICTIONS, REGRESSOR_INPUTS, check_distribution_options
+from rq_keras.config.configs import CELLS, PREDICTIONS, REGRESSOR_INPUTS, check_distribution_options
+from rq_keras.config.seeds import sub_seed
 from rq_keras.layers.code_tree import (
     CodeTreeAtoms,
-    atom_quantiles,
     atom_summary,
     expected_level_value,
 )
 from rq_keras.layers.transformer_cell import CausalTransformerCell
-from rq_keras.seeds import sub_seed
-from rq_keras.tokens import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
+from rq_keras.quantizer.tokens import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
 
-__all__ = ["CELLS", "PREDICTIONS", "REGRESSOR_INPUTS", "RQDecoder", "atom_quantiles"]
+__all__ = ["RQDecoder"]
 
 
 def _cell(kind: str, units: int, seed: int | None, layers: int, heads: int, positions: int):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from rq_keras.seeds import sub_seed
+from rq_keras.config.seeds import sub_seed
 
 
 @keras.utils.register_keras_serializable(package="rq_keras")

@@ -13,7 +13,7 @@ class ListPooling(keras.layers.Layer):
     """Mean or sum of list-id embeddings, ignoring padding.
 
     Index 0 is padding (the lookup and hashing layers of
-    `rq_keras.preprocessing` map the pad value there). A row with no ids pools
+    `rq_keras.features.preprocessing` map the pad value there). A row with no ids pools
     to zeros.
 
     Args:

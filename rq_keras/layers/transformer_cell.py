@@ -29,7 +29,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from rq_keras.seeds import sub_seed
+from rq_keras.config.seeds import sub_seed
 
 __all__ = ["CausalTransformerCell"]
 

@@ -38,24 +38,27 @@ Modules: `terms` (L_gen, L_reg, `global_batch_mean`), `rnc` (L_rnc),
 registered Keras losses: MSE, log-MSE, Huber, ZILN).
 """
 
-from rq_keras.losses.heads import (
-    HEAD_LOSSES,
-    HEADS,
-    HeadLoss,
+import os
+
+from rq_keras._deprecated import module_getattr
+from rq_keras.losses.baselines import (
+    BASELINE_HEADS,
+    BASELINE_LOSSES,
+    BaselineLoss,
     HuberLoss,
     LogMSELoss,
     MSELoss,
     ZILNLoss,
-    head_loss,
+    baseline_loss,
 )
 from rq_keras.losses.rnc import rank_n_contrast, rank_n_contrast_factored
 from rq_keras.losses.rq_reg import RQRegLoss, expected_level_values
 from rq_keras.losses.terms import code_nll, global_batch_mean, huber, huber_terms
 
 __all__ = [
-    "HEADS",
-    "HEAD_LOSSES",
-    "HeadLoss",
+    "BASELINE_HEADS",
+    "BASELINE_LOSSES",
+    "BaselineLoss",
     "HuberLoss",
     "LogMSELoss",
     "MSELoss",
@@ -64,9 +67,16 @@ __all__ = [
     "code_nll",
     "expected_level_values",
     "global_batch_mean",
-    "head_loss",
+    "baseline_loss",
     "huber",
     "huber_terms",
     "rank_n_contrast",
     "rank_n_contrast_factored",
 ]
+
+
+# The names these modules had in rq_keras 0.2 resolve, with a DeprecationWarning.
+__getattr__ = module_getattr(__name__)
+
+# `rq_keras.losses.heads` of rq_keras 0.2 imports from its deprecation stub.
+__path__.append(os.path.join(os.path.dirname(os.path.dirname(__file__)), "_deprecated", "losses"))

@@ -20,7 +20,7 @@ from rq_keras.losses.terms import (
     huber,
     huber_terms,
 )
-from rq_keras.tokens import ZERO_TOKEN, token_offsets_for
+from rq_keras.quantizer.tokens import ZERO_TOKEN, token_offsets_for
 
 __all__ = ["REDUCTIONS", "TERMS", "RQRegLoss", "expected_level_values"]
 

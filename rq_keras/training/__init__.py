@@ -1,5 +1,5 @@
 """Training runs (the configs, `TrainConfig` among them, are in
-`rq_keras.config`).
+`rq_keras.config.configs`).
 
 `train(config, output_dir)` is what `python train.py` runs:
 
@@ -37,7 +37,7 @@ Under `MultiWorkerMirroredStrategy` only the chief writes these; the other
 workers write their checkpoints to temporary directories and read the
 chief's (storage shared by the workers, as `backup/` needs anyway).
 
-What a run may delete, and what survives a kill, is `rq_keras.run_dir`'s
+What a run may delete, and what survives a kill, is `rq_keras.training.run_dir`'s
 contract: a run writes only into a new or empty directory or one an earlier
 run made, removes only what the manifest lists and only after every input
 was checked; a kill during training resumes at the last finished epoch, a
@@ -46,44 +46,30 @@ kill after training at the evaluation.
 Modules: `run` (`train()`, phase by phase), `distribute` (strategies),
 `inputs` (the input files and their checked passes), `state` (where a run
 starts, resume checks, `TrainResult`), `fit` (callbacks and `model.fit`),
-`evaluate` (the test split: metrics, predictions, plots), `console` (what a
-run prints).
+`callbacks` (scheduled sampling, NaN stop, resumable early stopping,
+history), `run_dir` (the run directory's manifest and files), `evaluate` (the
+test split: metrics, predictions, plots), `console` (what a run prints).
 """
 
-from rq_keras.config import (
-    HEAD_CHOICES,
-    MONITORS,
-    PREDICTIONS,
-    STRATEGIES,
-    QuantizerConfig,
-    TrainConfig,
-    apply_overrides,
-    config_from_dict,
-    load_config,
-)
-from rq_keras.run_dir import RunDirError
+from rq_keras._deprecated import module_getattr
 from rq_keras.training.distribute import is_chief, make_strategy
 from rq_keras.training.evaluate import code_sequence_embeddings
 from rq_keras.training.inputs import DEFAULT_RAW_DIRS
 from rq_keras.training.run import train
+from rq_keras.training.run_dir import RunDirError
 from rq_keras.training.state import RunExistsError, TrainResult
 
 __all__ = [
     "DEFAULT_RAW_DIRS",
-    "HEAD_CHOICES",
-    "MONITORS",
-    "PREDICTIONS",
-    "QuantizerConfig",
     "RunDirError",
     "RunExistsError",
-    "STRATEGIES",
-    "TrainConfig",
     "TrainResult",
-    "apply_overrides",
     "code_sequence_embeddings",
-    "config_from_dict",
     "is_chief",
-    "load_config",
     "make_strategy",
     "train",
 ]
+
+
+# The names these modules had in rq_keras 0.2 resolve, with a DeprecationWarning.
+__getattr__ = module_getattr(__name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from rq_keras.progress import RowTicker
+from rq_keras.data.progress import RowTicker
 
 __all__ = ["PROGRESS_SECONDS", "Progress", "rows_text", "verbosity"]
 

@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from rq_keras.config import STRATEGIES
+from rq_keras.config.configs import STRATEGIES
 
 __all__ = ["in_multi_worker", "is_chief", "make_strategy", "strategy_name"]
 

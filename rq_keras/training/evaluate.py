@@ -7,9 +7,8 @@ import pathlib
 
 import numpy as np
 
-from rq_keras.atomic import atomic_path
-from rq_keras.config import PREDICTIONS
-from rq_keras.run_dir import temporary_name
+from rq_keras.atomic import atomic_path, temporary_name
+from rq_keras.config.configs import PREDICTIONS
 
 __all__ = [
     "EVALUATED",
@@ -79,7 +78,7 @@ def write_predictions(path: pathlib.Path, y_true, outputs, model_config) -> None
     column each: `code_1`.., `quantile_0.1`.., `p_above_0`..)."""
     import pandas as pd
 
-    from rq_keras.predict import output_columns
+    from rq_keras.evaluation.output_columns import output_columns
 
     columns = output_columns(
         outputs, quantiles=model_config.quantiles, thresholds=model_config.thresholds
@@ -99,9 +98,12 @@ def evaluate_run(model, config, spec, quantizer, y_train, test_files, out: pathl
         prediction type, the distribution and decile calibration) and plot
         name -> path.
     """
-    from rq_keras import report as report_lib
-    from rq_keras.data import make_dataset
-    from rq_keras.metrics import CodeReport, distribution_report, evaluate, trivial_predictors
+    from rq_keras.data.pipeline import make_dataset
+    from rq_keras.evaluation import calibration
+    from rq_keras.evaluation import plots as plot_lib
+    from rq_keras.evaluation.code_report import CodeReport
+    from rq_keras.evaluation.distribution_metrics import distribution_report
+    from rq_keras.evaluation.metrics import evaluate, trivial_predictors
 
     code_report = None
     coded = config.head in ("rq_reg", "kmeans")
@@ -136,10 +138,10 @@ def evaluate_run(model, config, spec, quantizer, y_train, test_files, out: pathl
             outputs.get("exceedance"),
             config.model.thresholds,
         )
-    metrics["decile_calibration"] = report_lib.decile_calibration(y_true, y_pred)
+    metrics["decile_calibration"] = calibration.decile_calibration(y_true, y_pred)
     write_predictions(out / "predictions.parquet", y_true, outputs, config.model)
     title = config.dataset or spec.name
-    plots = report_lib.write_plots(
+    plots = calibration.write_plots(
         y_true,
         y_pred,
         result.history,
@@ -149,12 +151,12 @@ def evaluate_run(model, config, spec, quantizer, y_train, test_files, out: pathl
         epochs=config.epochs,
     )
     if "exceedance" in outputs:
-        plots["reliability"] = report_lib.write_reliability_plot(
+        plots["reliability"] = plot_lib.write_reliability_plot(
             metrics["distribution"]["exceedance"], out / "plots", title=title
         )
     if coded:
         values = embedding_grid(y_train, quantizer)
-        plots["embedding"] = report_lib.write_embedding_plot(
+        plots["embedding"] = plot_lib.write_embedding_plot(
             values, code_sequence_embeddings(model, quantizer, values), out / "plots", title=title
         )
     return metrics, plots

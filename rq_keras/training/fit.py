@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from rq_keras.config import TrainConfig
+from rq_keras.config.configs import TrainConfig
 from rq_keras.training.console import verbosity
 from rq_keras.training.distribute import in_multi_worker
 from rq_keras.training.state import RESUME, TrainResult, weights_digest
@@ -25,8 +25,8 @@ def fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose,
     """Trains `model` (resuming from the backup); (TrainResult, final weights)."""
     import tf_keras as keras
 
-    from rq_keras import callbacks as cb
-    from rq_keras.data import make_dataset
+    from rq_keras.data.pipeline import make_dataset
+    from rq_keras.training import callbacks as cb
 
     train_files, validation_files = data
     chief = scratch is None
@@ -159,14 +159,16 @@ def fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose,
 
 def build_head(spec, preprocessor, quantizer, config: TrainConfig, y_train):
     """The model of `config.head`, built (weights made), not compiled."""
-    from rq_keras.model import build_model
+    from rq_keras.models.rq_reg import build_model
 
     if config.head in ("rq_reg", "kmeans"):
         return build_model(spec, preprocessor, quantizer, config.model)
-    from rq_keras.heads import build_head_model
+    from rq_keras.models.baselines import build_baseline_model
 
     # ZILN's lognormal mean is bounded by the largest training label (clipped).
     largest = float(np.max(y_train))
     if spec.label.clip_max is not None:
         largest = min(largest, spec.label.clip_max)
-    return build_head_model(spec, preprocessor, config.head, config.model, prediction_max=largest)
+    return build_baseline_model(
+        spec, preprocessor, config.head, config.model, prediction_max=largest
+    )

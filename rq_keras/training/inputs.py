@@ -11,7 +11,7 @@ import shutil
 
 import numpy as np
 
-from rq_keras.config import TrainConfig
+from rq_keras.config.configs import TrainConfig
 
 __all__ = ["DEFAULT_RAW_DIRS", "adapt", "as_paths", "resolve_data", "split_files"]
 
@@ -39,7 +39,7 @@ def resolve_data(config: TrainConfig, data_dir: pathlib.Path):
     them into place once every input is checked).
     """
     from rq_keras import datasets
-    from rq_keras.features import FeatureSpec
+    from rq_keras.features.spec import FeatureSpec
 
     if config.dataset is None:
         spec = FeatureSpec.load(config.feature_spec)
@@ -63,8 +63,9 @@ def resolve_data(config: TrainConfig, data_dir: pathlib.Path):
 def adapt(spec, train_files, config, on_chunk=None):
     """One checked pass over the training files: statistics and labels.
     `on_chunk(rows, path)` after each chunk (progress)."""
-    from rq_keras.data import DataReport, chunk_length, iter_files
-    from rq_keras.preprocessing import FeaturePreprocessor
+    from rq_keras.data.readers import chunk_length, iter_files
+    from rq_keras.data.reports import DataReport
+    from rq_keras.features.preprocessing import FeaturePreprocessor
 
     report = DataReport()
     labels = []

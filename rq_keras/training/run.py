@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from rq_keras.atomic import write_text
-from rq_keras.config import TrainConfig
-from rq_keras.run_dir import STAGING, RunDir, temporary_name
+from rq_keras.atomic import temporary_name, write_text
+from rq_keras.config.configs import TrainConfig
 from rq_keras.training.console import Progress, rows_text, verbosity
 from rq_keras.training.distribute import is_chief, make_strategy, strategy_name
 from rq_keras.training.evaluate import evaluate_run
 from rq_keras.training.fit import build_head, fit
 from rq_keras.training.inputs import adapt, resolve_data, split_files
+from rq_keras.training.run_dir import STAGING, RunDir
 from rq_keras.training.state import (
     EVALUATE,
     FRESH,
@@ -157,8 +157,8 @@ def _read_inputs(config: TrainConfig, staging: pathlib.Path, say) -> dict[str, A
     """Every input file read and checked (the training pass adapts the
     features and collects the labels): spec, files per split, format of
     built splits (None for given files), preprocessor, labels, reports."""
-    from rq_keras.data import check_files
     from rq_keras.data.pipeline import require_tfio
+    from rq_keras.data.readers import check_files
 
     if config.parquet_reader == "tensorflow-io":
         require_tfio("config")  # before any input is read or anything written

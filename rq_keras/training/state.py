@@ -1,7 +1,7 @@
 """A run's state on disk between processes: where a run starts (fresh, resume,
 evaluate), the checks that a resumed run continues the same one, the record
 of finished training (`trained.json`) and the result `train` returns. What
-may be deleted is `rq_keras.run_dir`'s contract."""
+may be deleted is `rq_keras.training.run_dir`'s contract."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from rq_keras.atomic import write_json
-from rq_keras.config import TrainConfig
-from rq_keras.quantization import ResidualQuantizer
-from rq_keras.run_dir import RunDirError, load_model, read_yaml, temporary_name
+from rq_keras.atomic import temporary_name, write_json
+from rq_keras.config.configs import TrainConfig
+from rq_keras.quantizer.residual import ResidualQuantizer
+from rq_keras.training.run_dir import RunDirError, load_model, read_yaml
 
 __all__ = [
     "EVALUATE",
@@ -185,7 +185,7 @@ def trained_doc(result: TrainResult) -> dict[str, Any]:
 
 def trained_result(out: pathlib.Path, chief: bool):
     """The result of a run whose training finished before it was stopped."""
-    from rq_keras import callbacks as cb
+    from rq_keras.training import callbacks as cb
 
     doc = read_state_json(out / "trained.json")
     try:

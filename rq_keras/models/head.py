@@ -1,0 +1,133 @@
+"""What every head shares: `HeadTask`, the interface between a features tower and a head.
+
+A head is the part of a model between the features tower and the prediction,
+with its objective: `RQRegTask` (`rq_keras.models.rq_reg`) and `BaselineTask`
+(`rq_keras.models.baselines`). Both are TFRS tasks, so `task(labels,
+tower_output)` is the loss of a user's own `tfrs.Model.compute_loss`, and
+`rq_keras.models.ranking_model.RankingModel` trains them through that same
+call: one loss path. The task owns its loss trackers and metrics (the running
+means of its loss terms, `TERMS`, and `mae` on the clipped label), so any
+`tfrs.Model` around it reports the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tf_keras as keras
+
+from rq_keras.config.configs import ModelConfig
+from rq_keras.losses.terms import global_batch_mean
+
+__all__ = ["HeadTask", "clip_labels", "config_dict", "model_config"]
+
+
+def clip_labels(labels, clip_min: float | None, clip_max: float | None) -> tf.Tensor:
+    """Raw labels `(batch,)` or `(batch, 1)` -> float32 `(batch,)` clipped to
+    `[clip_min, clip_max]` (None: no bound), as the codebook clips them."""
+    label = tf.cast(tf.reshape(labels, [-1]), tf.float32)
+    if clip_min is None and clip_max is None:
+        return label
+    return tf.clip_by_value(
+        label,
+        -float("inf") if clip_min is None else clip_min,
+        float("inf") if clip_max is None else clip_max,
+    )
+
+
+def model_config(config: ModelConfig | Mapping[str, Any] | None, kwargs: dict) -> ModelConfig:
+    """A task's `ModelConfig`: `config` (a dict from `get_config` too) with the
+    `ModelConfig` fields among `kwargs` (popped) applied; the default is
+    `ModelConfig` with an unseeded (random) initialisation."""
+    if isinstance(config, Mapping):
+        config = ModelConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+        )
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
+    return dataclasses.replace(config or ModelConfig(seed=None), **overrides)
+
+
+def config_dict(config: ModelConfig) -> dict[str, Any]:
+    """`config` as plain JSON values (tuples as lists), for `get_config`."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }
+
+
+class HeadTask(keras.layers.Layer, tfrs.tasks.Task):
+    """What every rq_keras head shares (`RQRegTask`, `BaselineTask`).
+
+    A head takes the tower's output `(batch, features)`: `predict` (inference
+    outputs), `loss_terms` (per-example terms, `TERMS`, before the batch mean)
+    and `task(labels, predictions)`, the TFRS loss: `loss_terms`, then the
+    task's metrics (the running mean of each term and `mae` on the clipped
+    label, `task_metrics`), then the global-batch mean of `loss`. A
+    `tfrs.Model`'s `compute_loss` and `RankingModel`'s train and test steps
+    all call that, so they compute the same loss and report the same metrics.
+    The task remembers the tower's width, so a task restored from its config
+    builds its weights before they are loaded.
+    """
+
+    TERMS: tuple[str, ...] = ("loss",)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Metrics assigned to a layer are tracked by it: any Keras model around
+        # the task reports them (`Model.metrics` collects its layers' metrics).
+        self.trackers = {term: keras.metrics.Mean(name=term) for term in self.TERMS}
+        self.mae = keras.metrics.MeanAbsoluteError(name="mae")
+        self._tower_width: int | None = None
+
+    @property
+    def task_metrics(self) -> list:
+        """The task's metrics, in the order a train step reports them: the
+        running mean of each of `TERMS`, then `mae`."""
+        return [*self.trackers.values(), self.mae]
+
+    def _see_tower(self, predictions) -> None:
+        width = predictions.shape[-1]
+        if width is not None:
+            self._tower_width = int(width)
+
+    def predict(self, predictions, labels=None, training=False):
+        raise NotImplementedError
+
+    def loss_terms(self, labels, predictions, sample_weight=None, training=False):
+        raise NotImplementedError
+
+    def call(self, labels, predictions, sample_weight=None, training=False, compute_metrics=True):
+        """The loss of one batch, scaled by the global batch (a scalar).
+
+        Args:
+            labels: raw labels `(batch,)` or `(batch, 1)`.
+            predictions: the tower's output `(batch, features)`.
+            sample_weight: optional `(batch,)`; the terms are weighted.
+            training: Keras' flag.
+            compute_metrics: update the task's metrics (`task_metrics`).
+        """
+        terms, outputs, targets = self.loss_terms(labels, predictions, sample_weight, training)
+        if compute_metrics:
+            # The terms are already weighted per example, so their plain mean
+            # is the loss; a weight here would count twice.
+            for key, tracker in self.trackers.items():
+                tracker.update_state(terms[key])
+            # (batch, 1): MeanAbsoluteError averages over the last axis, so a
+            # (batch,) pair would count each batch's mean once, whatever its size.
+            self.mae.update_state(
+                targets["label"][:, None], outputs["prediction"][:, None], sample_weight
+            )
+        # Scaled by the global batch exactly once (per-replica shares add up).
+        return global_batch_mean(terms["loss"])
+
+    def get_build_config(self):
+        return None if self._tower_width is None else {"tower_width": self._tower_width}
+
+    def build_from_config(self, config):
+        """Creates every weight for a tower `config["tower_width"]` wide (one
+        inference pass on zeros), so saved weights can be loaded."""
+        self.predict(tf.zeros([1, int(config["tower_width"])]), training=False)
