@@ -14,7 +14,7 @@ DEMO_EPOCHS ?= 20
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup test test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile bench-quality bench-tune bench-code-learning bench-discretization specs clean
+.PHONY: setup test test-fast test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile bench-quality bench-tune bench-code-learning bench-discretization specs clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+# Every test but the ones marked `slow` (they train, export or serve a model), for
+# a quick round while editing; `make test` and CI run everything.
+test-fast: setup
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # The second tested stack (requirements-compat.txt: TensorFlow 2.16 with
 # tensorflow-io, numpy 1.26, pandas 2) in its own venv, on the compatibility

@@ -10,8 +10,8 @@ learn the codes, put the total value right and give calibrated P(y > 0).
 import numpy as np
 import pandas as pd
 import pytest
-from training_runs import TINY
 
+from conftest import TINY
 from rq_keras.config import config_from_dict
 from rq_keras.data import write_table
 from rq_keras.features import FeatureSpec
@@ -31,6 +31,9 @@ SPEC = FeatureSpec.from_dict(
         ],
     }
 )
+
+# Trains, exports or serves: `make test-fast` leaves these out.
+pytestmark = pytest.mark.slow
 
 
 def _frame(n, seed):

@@ -95,6 +95,7 @@ def _positive_mean(values, probs):
     return (positive * values).sum(1) / positive.sum(1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["lstm", "transformer"])
 @pytest.mark.parametrize("zero_token", [False, True])
 def test_tree_is_exact_with_all_but_the_last_level_expanded(zero_token, cell):

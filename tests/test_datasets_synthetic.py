@@ -106,6 +106,7 @@ def test_zero_share_and_long_tail_are_plausible(frame):
     assert np.array_equal(np.round(y, 3), y)
 
 
+@pytest.mark.slow
 def test_make_writes_chunked_files_and_summary(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "CHUNK_ROWS", 8_000)
     monkeypatch.setattr(synthetic, "SAMPLE_CAP", 5_000)

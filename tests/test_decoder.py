@@ -161,6 +161,7 @@ def test_config_round_trip_and_validation():
         _decoder()({"state": tf.zeros((2, 5))})
 
 
+@pytest.mark.slow
 def test_save_load(tmp_path):
     dec = _decoder()
     state = keras.Input((16,))

@@ -11,16 +11,14 @@ import sys
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 import yaml
 
-from conftest import REPO
+from conftest import REPO, SERVING_SPEC_DICT, TINY_MODEL, serving_frame
 from rq_keras import ResidualQuantizer
 from rq_keras.cli.export import export_main
 from rq_keras.config import PREDICTIONS
-from rq_keras.config.configs import ModelConfig
 from rq_keras.data import write_table
 from rq_keras.features import FeatureSpec
 from rq_keras.features.preprocessing import FeaturePreprocessor
@@ -32,43 +30,17 @@ from rq_keras.serving.export import export_model, export_run, next_version
 from rq_keras.serving.export_checks import read_rows
 from rq_keras.serving.signatures import OUTPUTS, feature_tensors, serialize_examples
 
-SPEC = FeatureSpec.from_dict(
-    {
-        "name": "toy",
-        "label": {"name": "y", "clip_min": 0},
-        "embedding_dim": 4,
-        "features": [
-            {"name": "group", "kind": "categorical", "dtype": "string"},
-            {"name": "store", "kind": "categorical", "dtype": "int64"},
-            {"name": "x", "kind": "numeric", "default": 0.5},
-            {"name": "tags", "kind": "list", "dtype": "int64", "max_length": 3},
-        ],
-    }
-)
-SMALL = ModelConfig(
-    units=16,
-    code_embedding_dim=8,
-    encoder_units=16,
-    predictor_units=16,
-    regressor_units=8,
-    seed=0,
-)
+# The serving toy set without its string list: the hand-written inputs below name
+# four features.
+SPEC = FeatureSpec.from_dict({**SERVING_SPEC_DICT, "features": SERVING_SPEC_DICT["features"][:4]})
 
 
 def _frame(n, seed):
-    rng = np.random.default_rng(seed)
-    group = rng.integers(0, 4, n)
-    x = rng.normal(size=n)
-    y = np.where(rng.random(n) < 0.3, 0.0, np.exp(group + 0.5 * x))
-    return pd.DataFrame(
-        {
-            "group": [f"g{g}" for g in group],
-            "store": rng.integers(100, 110, n),
-            "x": x,
-            "tags": ["|".join(map(str, rng.integers(0, 5, rng.integers(0, 4)))) for _ in range(n)],
-            "y": y,
-        }
-    )
+    return serving_frame(n, seed).drop(columns="words")
+
+
+# Trains, exports or serves: `make test-fast` leaves these out.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +54,7 @@ def run(tmp_path_factory):
     pre = FeaturePreprocessor(SPEC).adapt(train)
     y = _frame(2000, 0)["y"].to_numpy()
     quantizer = ResidualQuantizer(3, 8, clip_min=0, zero_threshold=5e-3).fit(y)
-    model = build_model(SPEC, pre, quantizer, SMALL)
+    model = build_model(SPEC, pre, quantizer, TINY_MODEL)
     model.save(root / "model.keras")
     SPEC.save(root / "feature_spec.yaml")
     (root / "config.yaml").write_text(yaml.safe_dump({"test_files": [str(test)]}))

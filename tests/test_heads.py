@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
-from toy_data import SPEC, SPEC_DICT
-from toy_data import frame as _frame
 
+from conftest import TOY_SPEC as SPEC
+from conftest import TOY_SPEC_DICT as SPEC_DICT
+from conftest import toy_frame as _frame
 from rq_keras.config.configs import ModelConfig
 from rq_keras.data import make_dataset, write_table
 from rq_keras.features import FeatureSpec
@@ -119,6 +120,7 @@ def test_log_mse_prediction_inverts_the_signed_log():
     assert float(baseline_per_example_loss("log_mse", y, z).numpy().max()) < 1e-10
 
 
+@pytest.mark.slow
 def test_ziln_rejects_negative_labels(data):
     out = np.zeros((2, 3), np.float32)
     with pytest.raises(tf.errors.InvalidArgumentError, match="ZILN head needs non-negative.*'y'"):
@@ -171,6 +173,7 @@ def test_steps_clip_weight_and_never_read_the_label(data):
     assert out["positive_probability"].shape == (32,) and out["prediction"].shape == (32,)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", BASELINE_HEADS)
 def test_each_head_beats_the_training_mean(data, head):
     paths, _, y_train = data
@@ -214,6 +217,7 @@ def test_save_load_and_config_round_trip(data, head, tmp_path):
     assert rebuilt(x, training=False)["prediction"].shape == (16,)
 
 
+@pytest.mark.slow
 def test_export_serves_the_prediction_and_ziln_its_positive_mean(data, tmp_path):
     model = _model(data, "ziln")
     rows = read_rows([str(data[0]["test"])], SPEC, 32)
@@ -229,6 +233,7 @@ def test_export_serves_the_prediction_and_ziln_its_positive_mean(data, tmp_path)
     assert set(outputs) == {"prediction"}
 
 
+@pytest.mark.slow
 def test_trains_under_mirrored_strategy(data, mirrored):
     with mirrored.scope():
         model = _model(data, "ziln")

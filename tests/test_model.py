@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
-from toy_data import SPEC
-from toy_data import frame as _frame
 
+from conftest import TOY_SPEC as SPEC
+from conftest import toy_frame as _frame
 from rq_keras import ResidualQuantizer
 from rq_keras.config.configs import ModelConfig
 from rq_keras.data import make_dataset, write_table
@@ -46,6 +46,7 @@ def _model(data, config=SMALL, run_eagerly=False):
     return model
 
 
+@pytest.mark.slow
 def test_outputs_and_loss_terms(data):
     paths = data[0]
     model = _model(data)
@@ -73,6 +74,7 @@ def test_inference_never_reads_the_label(data):
     np.testing.assert_allclose(model.predict_on_batch(x)["prediction"], a, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_trains_until_it_beats_the_training_mean(data):
     paths, _, _, y_train = data
     model = _model(data)
@@ -95,6 +97,7 @@ def test_trains_until_it_beats_the_training_mean(data):
     assert rho > 0.4 and rho_pos > 0.85, (rho, rho_pos)
 
 
+@pytest.mark.slow
 def test_ablation_switches(data):
     paths = data[0]
     x, y = next(iter(make_dataset(paths["test"], SPEC, batch_size=16)))
@@ -153,6 +156,7 @@ class _UsersRanker(tfrs.Model):
         return self.task(labels, self.tower(features, training=training), training=training)
 
 
+@pytest.mark.slow
 def test_train_py_model_and_a_users_tfrs_model_run_one_head(data):
     """One assembly: build_model's model is a tfrs.Model around an RQRegTask,
     and its train/test step computes the loss a user's own tfrs.Model gets
@@ -171,6 +175,29 @@ def test_train_py_model_and_a_users_tfrs_model_run_one_head(data):
         step = model.train_on_batch if training else model.test_on_batch
         logs = step(x, y, return_dict=True)  # the loss before the update
         assert logs["loss"] == pytest.approx(theirs, rel=1e-5), training
+
+
+@pytest.mark.slow
+def test_a_users_tfrs_model_reports_the_library_models_loss_and_metrics(data):
+    """One loss path: the task owns its metrics, so a user's own tfrs.Model
+    (TFRS's own train and test steps) around the same task and weights reports
+    what RQRegModel reports, every loss term and `mae`, on the same batch."""
+    model = build_model(SPEC, data[1], data[2], SMALL)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))  # the weights stay as they are
+    users = _UsersRanker(model.features, model.task)
+    users.compile(optimizer=keras.optimizers.SGD(0.0))
+    x, y = next(iter(make_dataset(data[0]["test"], SPEC, batch_size=64)))
+    keys = [*model.task.TERMS, "mae"]
+    assert [m.name for m in model.metrics] == keys
+    for training in (False, True):  # p = 1: teacher forcing, deterministic
+        step = "train_on_batch" if training else "test_on_batch"
+        ours = getattr(model, step)(x, y, return_dict=True)
+        theirs = getattr(users, step)(x, y, return_dict=True)
+        assert set(keys) <= set(theirs) and set(ours) == set(keys)
+        assert all(np.isfinite(ours[k]) and ours[k] > 0 for k in keys)
+        # Both steps run in graph mode; they differ only in summation order.
+        for key in keys:
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-5), (training, key)
 
 
 def test_a_model_file_of_the_old_layout_is_refused_by_name():
@@ -192,6 +219,7 @@ def test_save_and_load(data, tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["lstm", "transformer"])
 def test_trains_under_mirrored_strategy(data, mirrored, cell):
     paths, pre, quantizer, _ = data
@@ -204,6 +232,7 @@ def test_trains_under_mirrored_strategy(data, mirrored, cell):
     assert np.isfinite(history.history["loss"][0])
 
 
+@pytest.mark.slow
 def test_zero_code_model_trains_saves_and_predicts_zero_codes(data, tmp_path):
     paths, pre, _, y_train = data
     quantizer = ResidualQuantizer(

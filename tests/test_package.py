@@ -8,6 +8,7 @@ import pytest
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_rq_keras_then_tfrs_in_fresh_interpreter():
     code = (
         "import os; os.environ.pop('TF_USE_LEGACY_KERAS', None)\n"

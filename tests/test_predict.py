@@ -11,11 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
-from toy_data import SPEC
-from toy_data import frame as _frame
-from training_runs import toy_files, train_config
 
-from conftest import REPO
+from conftest import REPO, toy_files, train_config
+from conftest import TOY_SPEC as SPEC
+from conftest import toy_frame as _frame
 from rq_keras.cli.predict import predict_main
 from rq_keras.config import PREDICTIONS, ModelConfig
 from rq_keras.data import MalformedDataError, read_chunks
@@ -26,6 +25,9 @@ from rq_keras.serving.predict import predict_files
 from rq_keras.serving.signatures import OUTPUTS, feature_tensors
 from rq_keras.training import train
 from rq_keras.training.evaluate import write_predictions
+
+# Trains, exports or serves: `make test-fast` leaves these out.
+pytestmark = pytest.mark.slow
 
 ROWS = 300
 FIRST_ID = 2**62  # above 2**53: an id that passes through float64 comes out wrong

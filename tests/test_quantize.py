@@ -22,6 +22,7 @@ def run_cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_cli_on_cdnow(tmp_path, cdnow_values):
     out = tmp_path / "cb" / "codebook.json"
     proc = run_cli(

@@ -251,6 +251,7 @@ def test_write_plots_history_with_nan_and_inf(tmp_path):
     _assert_pngs(paths, tmp_path)
 
 
+@pytest.mark.slow
 def test_write_plots_overwrites_existing_files(sample, tmp_path):
     first = write_plots(*sample, None, tmp_path)
     before = os.path.getsize(first["loss_curves"])
@@ -304,6 +305,7 @@ def test_calibration_labels_merge_near_coincident_deciles():
     assert [(first, last) for first, last, _, _ in spread] == [(b, b) for b in range(1, 11)]
 
 
+@pytest.mark.slow
 def test_loss_curves_mark_the_best_epoch_and_an_early_stop(sample, tmp_path):
     plain = write_plots(*sample, HISTORY, tmp_path / "plain")["loss_curves"]
     marked = write_plots(*sample, HISTORY, tmp_path / "marked", best_epoch=1, epochs=50)

@@ -11,16 +11,18 @@ import time
 
 import pytest
 import yaml
-from training_runs import TINY, toy_files
-from training_runs import cli_args as _cli_args
-from training_runs import summary as _summary
-from training_runs import train_config as _config
 
-from conftest import REPO
+from conftest import REPO, TINY, toy_files
+from conftest import cli_args as _cli_args
+from conftest import summary as _summary
+from conftest import train_config as _config
 from rq_keras.cli.train import train_main
 from rq_keras.training import RunExistsError, train
 from rq_keras.training.callbacks import EarlyStoppingCheckpoint, read_history
 from rq_keras.training.run_dir import ARTIFACTS, MANIFEST, OWNED, RunDir, RunDirError
+
+# Trains, exports or serves: `make test-fast` leaves these out.
+pytestmark = pytest.mark.slow
 
 
 def _claimed(path):

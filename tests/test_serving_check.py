@@ -9,6 +9,9 @@ import tensorflow as tf
 
 from rq_keras.serving import cpp_check as serving_check
 
+# Trains, exports or serves: `make test-fast` leaves these out.
+pytestmark = pytest.mark.slow
+
 CATEGORIES = ["a", "b", "c"]
 
 

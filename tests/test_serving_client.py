@@ -8,12 +8,13 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 
+from conftest import SERVING_SPEC as SPEC
+from conftest import TINY_MODEL
+from conftest import serving_frame as _frame
 from rq_keras import ResidualQuantizer
-from rq_keras.config.configs import ModelConfig
 from rq_keras.data import write_table
 from rq_keras.data.examples import example_from_dict, serialize_example
 from rq_keras.features import FeatureSpec
@@ -21,30 +22,6 @@ from rq_keras.features.preprocessing import FeaturePreprocessor
 from rq_keras.models.rq_reg import build_model
 from rq_keras.serving.client import rest_request
 from rq_keras.serving.export import export_model
-
-# The toy set's kinds (tests/toy_data.py), plus an int64 category and a string list.
-SPEC = FeatureSpec.from_dict(
-    {
-        "name": "toy",
-        "label": {"name": "y", "clip_min": 0},
-        "embedding_dim": 4,
-        "features": [
-            {"name": "group", "kind": "categorical", "dtype": "string", "default": "?"},
-            {"name": "store", "kind": "categorical", "dtype": "int64", "default": 7},
-            {"name": "x", "kind": "numeric", "default": 0.5},
-            {"name": "tags", "kind": "list", "dtype": "int64", "max_length": 3},
-            {"name": "words", "kind": "list", "dtype": "string", "max_length": 2},
-        ],
-    }
-)
-SMALL = ModelConfig(
-    units=16,
-    code_embedding_dim=8,
-    encoder_units=16,
-    predictor_units=16,
-    regressor_units=8,
-    seed=0,
-)
 
 # Raw rows as a client has them, and the `serving_default` inputs they mean.
 ROWS = [
@@ -72,25 +49,6 @@ TENSORS = {
 }
 
 
-def _frame(n, seed):
-    rng = np.random.default_rng(seed)
-    group = rng.integers(0, 4, n)
-    x = rng.normal(size=n)
-    y = np.where(rng.random(n) < 0.3, 0.0, np.exp(group + 0.5 * x))
-    return pd.DataFrame(
-        {
-            "group": [f"g{g}" for g in group],
-            "store": rng.integers(100, 110, n),
-            "x": x,
-            "tags": ["|".join(map(str, rng.integers(0, 5, rng.integers(0, 4)))) for _ in range(n)],
-            "words": [
-                "|".join(f"w{v}" for v in rng.integers(0, 4, rng.integers(0, 3))) for _ in range(n)
-            ],
-            "y": y,
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     """A tiny untrained model exported and reloaded: the client must match whatever it computes."""
@@ -99,7 +57,7 @@ def loaded(tmp_path_factory):
     write_table(frame, SPEC, root / "train.parquet")
     pre = FeaturePreprocessor(SPEC).adapt(root / "train.parquet")
     quantizer = ResidualQuantizer(3, 8, clip_min=0, zero_threshold=5e-3).fit(frame["y"].to_numpy())
-    model = build_model(SPEC, pre, quantizer, SMALL)
+    model = build_model(SPEC, pre, quantizer, TINY_MODEL)
     result = export_model(model, SPEC, root / "serving", check=False)
     # A client reads the spec the export wrote beside the graph.
     spec = FeatureSpec.load(pathlib.Path(result.export_dir) / "assets.extra" / "feature_spec.yaml")
@@ -135,6 +93,7 @@ def _assert_same(got, want):
             np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_examples_give_the_outputs_of_the_same_rows_as_tensors(loaded):
     by_examples = loaded.signatures["examples"](
         examples=tf.constant([serialize_example(SPEC, row) for row in ROWS])
@@ -167,6 +126,7 @@ def test_examples_encode_the_spec_kinds_and_leave_missing_scalars_out():
     assert example_from_dict(SPEC, {}).features.feature["words"].bytes_list.value == []
 
 
+@pytest.mark.slow
 def test_rest_request_serving_default_rows_match_the_example_path(loaded):
     body = json.loads(json.dumps(rest_request(SPEC, ROWS), allow_nan=False))
     assert list(body) == ["instances"] and len(body["instances"]) == len(ROWS)
@@ -183,6 +143,7 @@ def test_rest_request_serving_default_rows_match_the_example_path(loaded):
     _assert_same(by_rest, by_examples)
 
 
+@pytest.mark.slow
 def test_rest_request_examples_is_the_readme_form(loaded):
     body = json.loads(json.dumps(rest_request(SPEC, ROWS, signature="examples"), allow_nan=False))
     assert body["signature_name"] == "examples" and list(body["inputs"]) == ["examples"]
@@ -273,6 +234,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_client_needs_no_model_code(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", _CLIENT, json.dumps(SPEC.to_dict())],

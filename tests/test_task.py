@@ -58,6 +58,7 @@ def _head_learned(model, features, y, quantizer):
     return out, [level["nll"] - level["marginal_nll"] for level in report.result()]
 
 
+@pytest.mark.slow
 def test_tfrs_model_trains_and_loss_falls():
     features, y = _data()
     quantizer = ResidualQuantizer(num_levels=2, codebook_size=8, clip_min=0).fit(y)
@@ -94,6 +95,7 @@ def test_config_round_trip():
     assert isinstance(task, tfrs.tasks.Task)
 
 
+@pytest.mark.slow
 def test_zero_code_task_trains_in_a_tfrs_model():
     features, y = _data()
     quantizer = ResidualQuantizer(

@@ -11,13 +11,12 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 import yaml
-from toy_data import SPEC
-from toy_data import frame as _frame
-from training_runs import TINY, toy_files
-from training_runs import cli_args as _cli_args
-from training_runs import train_config as _config
 
-from conftest import REPO
+from conftest import REPO, TINY, toy_files
+from conftest import TOY_SPEC as SPEC
+from conftest import cli_args as _cli_args
+from conftest import toy_frame as _frame
+from conftest import train_config as _config
 from rq_keras.cli.train import train_main
 from rq_keras.config import PREDICTIONS, QuantizerConfig, TrainConfig, config_from_dict, load_config
 from rq_keras.config.configs import ModelConfig
@@ -36,6 +35,9 @@ from rq_keras.training.callbacks import (
     read_history,
     sampling_probability,
 )
+
+# Trains, exports or serves: `make test-fast` leaves these out.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
-from toy_data import SPEC
-from training_runs import toy_files
-from training_runs import train_config as _config
 
+from conftest import TOY_SPEC as SPEC
+from conftest import toy_files
+from conftest import train_config as _config
 from rq_keras.config import PREDICTIONS, ModelConfig
 from rq_keras.layers import CausalTransformerCell, RQDecoder
 from rq_keras.training import train
@@ -93,6 +93,7 @@ def toy(tmp_path_factory):
     return toy_files(tmp_path_factory.mktemp("toy"))
 
 
+@pytest.mark.slow
 def test_a_transformer_run_trains_saves_exports_and_serves(toy, tmp_path):
     from rq_keras.serving import cpp_check as serving_check
     from rq_keras.serving.export import export_model
