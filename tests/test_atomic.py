@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 
@@ -12,7 +13,10 @@ def test_a_finished_block_replaces_the_file(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("old")
     with atomic_path(path) as tmp:
-        assert os.path.basename(tmp) == f"a.txt.tmp-{os.getpid()}"
+        # Unique across processes and hosts: PID, a random part, the host.
+        assert re.fullmatch(
+            rf"a\.txt\.tmp-{os.getpid()}-[0-9a-f]{{8}}-[\w.]+", os.path.basename(tmp)
+        )
         with open(tmp, "w") as f:
             f.write("new")
         assert path.read_text() == "old"  # not before the block ends

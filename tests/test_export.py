@@ -4,8 +4,10 @@ import json
 import logging
 import os
 import pathlib
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -271,7 +273,8 @@ def test_version_clash_and_failed_checks_leave_nothing(run, exported, tmp_path, 
     # The check's files live inside the version's temporary directory, which the
     # next export removes if this process dies, not in the system temp directory.
     work = pathlib.Path(str(err.value).rsplit("work dir ", 1)[1].strip())
-    assert work.parent == (tmp_path / "c" / f".tmp-1-{os.getpid()}").resolve()
+    assert work.parent.parent == (tmp_path / "c").resolve()
+    assert work.parent.name.startswith(f".tmp-1-{os.getpid()}-")
 
 
 def _dead_pid():
@@ -301,8 +304,12 @@ def test_export_start_removes_stale_temporary_directories(run, tmp_path, monkeyp
     stale = base / f".tmp-3-{dead}"
     (stale / "variables").mkdir(parents=True)
     (stale / "saved_model.pb").write_bytes(b"half written")
+    host = re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname())
+    stale_new = base / f".tmp-6-{dead}-0123abcd-{host}"  # this host's, its process gone
+    stale_new.mkdir(parents=True)
     kept = [
         f".tmp-4-{os.getpid()}",  # its process (this one) is running
+        f".tmp-7-{dead}-0123abcd-another.host",  # another host's: cannot be checked here
         "notes",
         f".tmp-3-{dead}.old",  # not the exact pattern
         f".tmp-x-{dead}",
@@ -323,6 +330,8 @@ def test_export_start_removes_stale_temporary_directories(run, tmp_path, monkeyp
             export_model(model, SPEC, base, check=False)
     assert sorted(os.listdir(base)) == sorted(kept)
     assert f"removed {stale}" in caplog.text and f"process {dead}" in caplog.text
+    assert f"removed {stale_new}" in caplog.text
+    assert "an export on host another.host, whose process cannot be checked" in caplog.text
 
 
 @pytest.mark.parametrize("pdeathsig", [True, False], ids=["prctl", "poll"])

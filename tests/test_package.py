@@ -195,6 +195,14 @@ def test_each_public_name_has_one_import_path():
         own = set().union(*(_defined(t) for m, t in trees.items() if m.startswith(module + ".")))
         if not is_package:
             borrowed += [f"{module}.{n}" for n in sorted(set(names) - _defined(trees[module]))]
+            # `from rq_keras.x import name as name` re-exports too.
+            borrowed += [
+                f"{module}.{a.name}"
+                for node in trees[module].body
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rq_keras")
+                for a in node.names
+                if a.asname == a.name
+            ]
         loaded = importlib.import_module(module)
         for name in names:
             if module == "rq_keras" or (is_package and name in own):

@@ -2,7 +2,8 @@
 
 Exit status: 0 written and checked; 1 the export failed its checks (nothing
 was left under the export base); 2 a bad flag, a model directory that is not
-a finished run, or an existing version.
+a finished run, or an existing version; 4 another export writes into the
+export base (the message names it), or a lock file left there by another host.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def build_export_parser() -> argparse.ArgumentParser:
 
 def export_main(argv: Sequence[str] | None = None) -> int:
     args = build_export_parser().parse_args(argv)
+    from rq_keras.atomic import DirectoryInUseError
     from rq_keras.serving.errors import ExportCheckError, ExportError
     from rq_keras.serving.export import export_run
 
@@ -52,6 +54,9 @@ def export_main(argv: Sequence[str] | None = None) -> int:
             check_files=args.check_files,
             check_rows=args.check_rows,
         )
+    except DirectoryInUseError as err:
+        print(f"export.py: {err}", file=sys.stderr)
+        return 4
     except ExportCheckError as err:
         print(f"export.py: check failed: {err}", file=sys.stderr)
         return 1

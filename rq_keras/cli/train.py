@@ -5,7 +5,9 @@ step); 2 a bad flag, config or input file, an output directory that is not a
 run's (not empty and no `rq_keras_run.json`), or a damaged file of an
 unfinished run (each named on stderr, before anything in the output directory
 is removed); 3 the output directory holds a finished run (use `--overwrite`)
-or an unfinished run of another config.
+or an unfinished run of another config; 4 another process writes into the
+output directory (the message names it: host, PID, start), or a lock file left
+there by another host (the message says how to clear it).
 """
 
 from __future__ import annotations
@@ -218,6 +220,7 @@ _NOTES = {
 def train_main(argv: Sequence[str] | None = None) -> int:
     parser = build_train_parser()
     args = parser.parse_args(argv)
+    from rq_keras.atomic import DirectoryInUseError
     from rq_keras.config.configs import SEEDED_KEYS, load_config
     from rq_keras.training.callbacks import NonFiniteLossError
     from rq_keras.training.run import train
@@ -242,6 +245,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     except RunExistsError as err:
         print(f"train.py: {err}", file=sys.stderr)
         return 3
+    except DirectoryInUseError as err:
+        print(f"train.py: {err}", file=sys.stderr)
+        return 4
     except NonFiniteLossError as err:
         print(f"train.py: {err}", file=sys.stderr)
         return 1

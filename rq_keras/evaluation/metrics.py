@@ -68,7 +68,6 @@ from typing import Any
 
 import numpy as np
 
-from rq_keras.evaluation.distribution_metrics import distribution_report as distribution_report
 from rq_keras.features.labels import as_label_array
 
 __all__ = [

@@ -52,6 +52,7 @@ The modules, by idea (none imports TensorFlow when it loads):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -65,10 +66,8 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.atomic import DirectoryLock, unique_suffix
 from rq_keras.serving.errors import ExportCheckError, ExportError
-from rq_keras.serving.export_checks import PYTHON_OPS as PYTHON_OPS
-from rq_keras.serving.export_checks import TOLERANCE as TOLERANCE
-from rq_keras.serving.export_checks import WARMUP_FILE as WARMUP_FILE
 from rq_keras.serving.export_checks import (
     check_in_fresh_process,
     python_ops,
@@ -76,7 +75,6 @@ from rq_keras.serving.export_checks import (
     write_warmup,
 )
 from rq_keras.serving.signatures import build_serving_module, serialize_examples
-from rq_keras.serving.signatures import feature_tensors as feature_tensors
 
 __all__ = [
     "ExportResult",
@@ -93,8 +91,9 @@ __all__ = [
 SPEC_FILE = "feature_spec.yaml"
 # The levels behind the 2-D outputs: {"quantiles": [...], "thresholds": [...]}.
 OUTPUTS_FILE = "outputs.json"
-# `BASE/.tmp-N-PID`: an export's temporary directory (see `export_model`).
-_TEMP_NAME = re.compile(r"\.tmp-([1-9][0-9]*)-([1-9][0-9]*)")
+# `BASE/.tmp-N-PID-RANDOM-HOST`: an export's temporary directory (see
+# `export_model`); rq_keras 0.2 named it `.tmp-N-PID`.
+_TEMP_NAME = re.compile(r"\.tmp-([1-9][0-9]*)-([1-9][0-9]*)(?:-[0-9a-f]{8}-([A-Za-z0-9._]+))?")
 
 logger = logging.getLogger(__name__)
 
@@ -163,11 +162,13 @@ def _process_gone(pid: int) -> bool:
 
 
 def remove_stale_temporaries(base: str | os.PathLike) -> list[str]:
-    """Removes the temporary directories that killed exports left in `base`.
+    """Removes the temporary directories that killed exports of this host left in `base`.
 
-    Only directories named exactly `.tmp-N-PID` (N and PID positive integers
-    without leading zeros) whose process PID no longer runs are removed; a
-    running export's directory, files, links and every other name are kept.
+    Only directories named exactly `.tmp-N-PID-RANDOM-HOST` (or `.tmp-N-PID`,
+    rq_keras 0.2's form) whose HOST is this host and whose process PID no
+    longer runs are removed; a running export's directory, another host's
+    (whose process cannot be checked from here: it is logged), files, links and
+    every other name are kept.
 
     Args:
         base: the export base (`BASE` of `BASE/N`).
@@ -175,15 +176,26 @@ def remove_stale_temporaries(base: str | os.PathLike) -> list[str]:
     Returns:
         The removed directories' paths; each is also logged (WARNING).
     """
+    import socket
+
     base = pathlib.Path(base)
     if not base.is_dir():
         return []
+    host = re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "host"
     removed = []
     for path in sorted(base.iterdir()):
         match = _TEMP_NAME.fullmatch(path.name)
         if not match or path.is_symlink() or not path.is_dir():
             continue
-        pid = int(match.group(2))
+        pid, its_host = int(match.group(2)), match.group(3)
+        if its_host is not None and its_host != host:
+            logger.warning(
+                "kept %s: the temporary directory of an export on host %s, whose process "
+                "cannot be checked from here; delete it once no export runs there",
+                path,
+                its_host,
+            )
+            continue
         if not _process_gone(pid):
             continue
         shutil.rmtree(path, ignore_errors=True)
@@ -226,8 +238,11 @@ def export_model(
             signatures with `model` on `check_rows` (to 1e-5; codes exactly)
             before the version is renamed into place.
 
-    The export starts by removing the temporary directories that killed
-    exports left in `export_base` (`remove_stale_temporaries`).
+    The export holds `export_base`'s lock (`rq_keras.atomic.DirectoryLock`)
+    from choosing the version to renaming it into place, so a second export
+    into the same base fails at once, naming this one; it starts by removing
+    the temporary directories that killed exports of this host left there
+    (`remove_stale_temporaries`).
 
     Returns:
         an `ExportResult`.
@@ -237,27 +252,57 @@ def export_model(
             are no rows to check with.
         ExportCheckError: the graph has a Python op or a check failed;
             nothing is left under `export_base`.
+        DirectoryInUseError: another export holds `export_base`, or a lock
+            file of another host is there.
     """
-    import tensorflow as tf
-
     start = time.perf_counter()
-    base = pathlib.Path(export_base)
+    if check and not check_rows:
+        raise ExportError("the export checks need held-out rows (`check_rows`)")
+    with _base_lock(export_base, version):
+        return _export_held(
+            model, spec, pathlib.Path(export_base), version, check_rows, check, start
+        )
+
+
+@contextlib.contextmanager
+def _base_lock(export_base, version):
+    """Holds `export_base`'s lock: one export into a base at a time, so the
+    version number and the temporary directories' cleanup are decided alone."""
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise ExportError(f"version must be an integer >= 1, got {version!r}")
+    with DirectoryLock(export_base, f"export.py into {os.fspath(export_base)}") as lock:
+        if lock.notice:
+            logger.warning("%s", lock.notice)
+        yield
+
+
+def _export_held(model, spec, base, version, check_rows, check, start) -> ExportResult:
     if version is None:
         version = next_version(base)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ExportError(f"version must be an integer >= 1, got {version!r}")
     final = base / str(version)
     if final.exists():
         raise ExportError(
             f"{final} exists: TF Serving versions are immutable; pick another --version"
         )
-    if check and not check_rows:
-        raise ExportError("the export checks need held-out rows (`check_rows`)")
-    base.mkdir(parents=True, exist_ok=True)
     removed_stale = remove_stale_temporaries(base)
-    tmp = base / f".tmp-{version}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    checks = _write_version(model, spec, base, final, version, check_rows, check)
+    return ExportResult(
+        export_dir=str(final),
+        version=version,
+        size_bytes=_dir_size(final),
+        checks=checks,
+        seconds=time.perf_counter() - start,
+        removed_stale=removed_stale,
+    )
+
+
+def _write_version(model, spec, base, final, version, check_rows, check) -> dict[str, Any]:
+    """Writes, checks and renames one version into place (under the base's lock)."""
+    import tensorflow as tf
+
+    tmp = base / f".tmp-{version}-{unique_suffix()}"
     try:
         module, signatures = build_serving_module(model, spec)
         tf.saved_model.save(module, str(tmp), signatures=signatures)
@@ -285,14 +330,7 @@ def export_model(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(
-        export_dir=str(final),
-        version=version,
-        size_bytes=_dir_size(final),
-        checks=checks,
-        seconds=time.perf_counter() - start,
-        removed_stale=removed_stale,
-    )
+    return checks
 
 
 def export_run(
@@ -308,15 +346,18 @@ def export_run(
     The held-out rows come from `check_files`, or else the run's test split
     (its validation split when it has no test split).
     """
-    model, spec, held_out = load_run(model_dir)
-    files = list(check_files) if check_files else held_out
-    if not files:
-        raise ExportError(
-            f"{model_dir}: the run has no test or validation files for the export checks; "
-            "pass --check-files"
-        )
-    for path in files:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"check file {path} does not exist")
-    rows = read_rows(files, spec, check_rows)
-    return export_model(model, spec, export_base, version=version, check_rows=rows)
+    start = time.perf_counter()
+    # The base's lock first: a second export into it fails before loading anything.
+    with _base_lock(export_base, version):
+        model, spec, held_out = load_run(model_dir)
+        files = list(check_files) if check_files else held_out
+        if not files:
+            raise ExportError(
+                f"{model_dir}: the run has no test or validation files for the export checks; "
+                "pass --check-files"
+            )
+        for path in files:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"check file {path} does not exist")
+        rows = read_rows(files, spec, check_rows)
+        return _export_held(model, spec, pathlib.Path(export_base), version, rows, True, start)

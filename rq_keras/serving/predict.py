@@ -18,7 +18,7 @@ chunk is scored and appended to a temporary file beside the output (a
 Parquet row group, or text lines), and the temporary file is renamed over
 the output only when every row is written; a failed or interrupted run
 leaves no partial output (a killed one may leave the hidden
-`.NAME.tmp-PID` beside it).
+`.NAME.tmp-PID-RANDOM-HOST` beside it).
 
 Its command line is `rq_keras.cli.predict`.
 
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from rq_keras.atomic import atomic_path
+from rq_keras.atomic import atomic_path, unique_suffix
 from rq_keras.data.progress import RowTicker
 from rq_keras.evaluation.output_columns import output_columns
 from rq_keras.serving.errors import PredictError
@@ -255,8 +255,8 @@ def predict_files(
     written = 0
     columns: list[str] = []
     ticker = RowTicker(progress.say, "scored rows", every=_PROGRESS_SECONDS)
-    # Written under `.NAME.tmp-PID` and renamed when complete; removed on an error.
-    with atomic_path(output, tmp_name=f".{os.path.basename(output)}.tmp-{os.getpid()}") as tmp:
+    # Written under a hidden temporary name and renamed when complete; removed on an error.
+    with atomic_path(output, tmp_name=f".{os.path.basename(output)}.tmp-{unique_suffix()}") as tmp:
         table = ParquetTable(tmp, types, ids) if delimiter is None else TextTable(tmp, delimiter)
         try:
             for path in paths:

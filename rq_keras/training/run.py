@@ -8,12 +8,13 @@ import os
 import pathlib
 import shutil
 import tempfile
+import warnings
 from typing import Any
 
 import numpy as np
 import yaml
 
-from rq_keras.atomic import temporary_name, write_text
+from rq_keras.atomic import DirectoryLock, temporary_name, write_text
 from rq_keras.config.configs import TrainConfig
 from rq_keras.training.console import Progress, rows_text, verbosity
 from rq_keras.training.distribute import is_chief, make_strategy, strategy_name
@@ -73,15 +74,32 @@ def train(
         ValueError / FileNotFoundError / MalformedDataError: bad config or
             input files, before training starts.
         NonFiniteLossError: the loss became NaN or infinite.
+        DirectoryInUseError: another process holds `output_dir` (a second
+            `train.py` on it), or a lock file of another host is there.
     """
     # The strategy first: MultiWorkerMirroredStrategy must exist before any op.
     strategy = strategy or make_strategy(config.strategy, config.devices, config.cpu_devices)
-    import tf_keras as keras
-
-    out = pathlib.Path(output_dir)
-    run_dir = RunDir(out)
     chief = is_chief(strategy)
     say = Progress(chief and verbosity(verbose) > 0)
+    if not chief:  # the other workers write only into temporary directories
+        return _train(config, pathlib.Path(output_dir), overwrite, strategy, verbose, say, chief)
+    # One run per directory: a second train.py here fails now, naming this one.
+    lock = DirectoryLock(output_dir, f"train.py --output-dir {os.fspath(output_dir)}")
+    notice = lock.acquire()
+    if notice and say.on:
+        say(notice)
+    elif notice:
+        warnings.warn(notice, stacklevel=2)
+    try:
+        return _train(config, pathlib.Path(output_dir), overwrite, strategy, verbose, say, chief)
+    finally:
+        lock.release()
+
+
+def _train(config, out, overwrite, strategy, verbose, say, chief) -> TrainResult:
+    import tf_keras as keras
+
+    run_dir = RunDir(out)
     if chief:
         run_dir.inspect()  # a directory that is not a run's is refused, untouched
     phase = run_phase(out, config, overwrite)

@@ -27,7 +27,7 @@ import pathlib
 import shutil
 from collections.abc import Iterable
 
-from rq_keras.atomic import temporary_name, write_json
+from rq_keras.atomic import LOCK_NAME, temporary_name, write_json
 
 __all__ = [
     "ARTIFACTS",
@@ -111,7 +111,7 @@ class RunDir:
             self._listed = set()
             return
         if not self.manifest_path.exists():
-            present = sorted(os.listdir(self.path))
+            present = sorted(n for n in os.listdir(self.path) if n != LOCK_NAME)
             if present:
                 shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
                 raise RunDirError(
