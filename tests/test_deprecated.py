@@ -72,3 +72,31 @@ def test_a_baseline_model_file_of_0_2_loads_as_baseline_model():
     from rq_keras.models.baselines import BaselineModel
 
     assert keras.utils.get_registered_object("rq_keras>HeadModel") is BaselineModel
+
+
+def test_a_model_file_of_0_2_loads_and_predicts_as_it_did():
+    """tests/fixtures/rq_keras_0.2/: a tiny RQRegModel saved by rq_keras 0.2
+    (whose model, not its task, tracked the loss terms) and its predictions
+    on five rows, recorded by 0.2 when the fixture was made."""
+    import json
+
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from rq_keras.models.rq_reg import RQRegModel
+
+    root = REPO / "tests" / "fixtures" / "rq_keras_0.2"
+    model = keras.models.load_model(root / "model.keras")
+    assert isinstance(model, RQRegModel)
+    want = json.loads((root / "predictions.json").read_text())
+    rows = want["rows"]
+    x = {
+        "group": tf.constant(rows["group"]),
+        "x": tf.constant(rows["x"], tf.float32),
+        "tags": tf.constant(rows["tags"], tf.int64),
+    }
+    got = model(x, training=False)
+    np.testing.assert_allclose(got["prediction"].numpy(), want["prediction"], rtol=1e-5)
+    np.testing.assert_array_equal(got["codes"].numpy(), want["codes"])
+    assert [m.name for m in model.metrics] == ["loss", "gen", "reg", "rnc", "mae"]

@@ -206,3 +206,15 @@ def test_the_checks_catch_what_is_missing():
     assert _repository_paths("see `docs/model.md`, train.py and out/x") >= {
         "docs/model.md", "train.py"
     }  # fmt: skip
+
+
+def test_the_saved_model_cli_listing_shows_every_served_output():
+    """docs/serving.md shows `saved_model_cli show --all` of the demo export:
+    both signatures list exactly the outputs an RQ-Reg export serves."""
+    from rq_keras.serving.signatures import OUTPUTS
+
+    text = (REPO / "docs" / "serving.md").read_text(encoding="utf-8")
+    for signature in ("examples", "serving_default"):
+        block = text.split(f"signature_def['{signature}']:", 1)[1].split("signature_def[", 1)[0]
+        shown = set(re.findall(r"outputs\['(\w+)'\]", block))
+        assert shown == set(OUTPUTS), (signature, sorted(shown ^ set(OUTPUTS)))

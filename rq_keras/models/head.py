@@ -59,6 +59,24 @@ def config_dict(config: ModelConfig) -> dict[str, Any]:
     }
 
 
+class _Restartable:
+    """A task metric that a `.keras` file of rq_keras 0.2 holds no variables
+    for (the model tracked the running means itself): it starts at zero."""
+
+    def load_own_variables(self, store):
+        if len(store.keys()) == 0:
+            return
+        super().load_own_variables(store)
+
+
+class _RunningMean(_Restartable, keras.metrics.Mean):
+    """A loss term's running mean."""
+
+
+class _RunningMAE(_Restartable, keras.metrics.MeanAbsoluteError):
+    """The running MAE against the clipped label."""
+
+
 class HeadTask(keras.layers.Layer, tfrs.tasks.Task):
     """What every rq_keras head shares (`RQRegTask`, `BaselineTask`).
 
@@ -79,8 +97,8 @@ class HeadTask(keras.layers.Layer, tfrs.tasks.Task):
         super().__init__(**kwargs)
         # Metrics assigned to a layer are tracked by it: any Keras model around
         # the task reports them (`Model.metrics` collects its layers' metrics).
-        self.trackers = {term: keras.metrics.Mean(name=term) for term in self.TERMS}
-        self.mae = keras.metrics.MeanAbsoluteError(name="mae")
+        self.trackers = {term: _RunningMean(name=term) for term in self.TERMS}
+        self.mae = _RunningMAE(name="mae")
         self._tower_width: int | None = None
 
     @property
