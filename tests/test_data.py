@@ -403,8 +403,9 @@ def test_parquet_float_ids_must_be_integers_in_int64_range(tmp_path):
     assert report.files[0].first_bad_rows == {"column 'u': not an integer id": [2, 3]}
     got = _rows(make_dataset(path, ID_SPEC, on_bad_rows="skip"))
     assert got["u"].tolist() == [1, -(2**63)]
-    with pytest.raises(MalformedDataError, match=r"f\.parquet: row 2: column 'u': .*2\.5"):
+    with pytest.raises(MalformedDataError, match=r"f\.parquet: row 2: column 'u': .*2\.5") as err:
         check_files(path, ID_SPEC)
+    assert err.value.row == 2
 
 
 # duplicate column names (issue 4)
@@ -412,8 +413,9 @@ def test_duplicate_header_names_are_refused(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("s,i,l,ls,x,y,x,s\na,1,1,p,0.5,1,0.7,b\n")
     message = rf"{path}: duplicate column name\(s\) \['s', 'x'\]"
-    with pytest.raises(MalformedDataError, match=message):
+    with pytest.raises(MalformedDataError, match=message) as err:
         check_files(path, SPEC)
+    assert err.value.row is None  # the file is at fault, not a row: skipping cannot help
     with pytest.raises(tf.errors.InvalidArgumentError, match="duplicate column name"):
         list(make_dataset(path, SPEC))
     with pytest.raises(MalformedDataError, match=message):

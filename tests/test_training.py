@@ -517,6 +517,14 @@ def test_cli_malformed_input_fails_before_training(toy, tmp_path, capsys):
     missing[missing.index("--validation") + 1] = str(tmp_path / "nope.parquet")
     assert train_main(missing) == 2
     assert "nope.parquet" in capsys.readouterr().err
+    # A file no row policy can read: no hint that skipping rows would help.
+    twice = tmp_path / "twice.csv"
+    frame.assign(x2=frame["x"]).rename(columns={"x2": "x"}).to_csv(twice, index=False)
+    duplicate = _cli_args(toy, tmp_path / "run3")
+    duplicate[duplicate.index("--test") + 1] = str(twice)
+    assert train_main(duplicate) == 2
+    err = capsys.readouterr().err
+    assert "duplicate column name(s) ['x']" in err and "--on-bad-rows" not in err
 
 
 def test_cli_nan_loss_stops_with_epoch_and_step(toy, tmp_path, capsys):

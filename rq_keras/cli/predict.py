@@ -96,7 +96,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         )
     except (ValueError, OSError) as err:
         print(f"predict.py: error: {' '.join(str(err).splitlines())}", file=sys.stderr)
-        if isinstance(err, MalformedDataError):
+        if isinstance(err, MalformedDataError) and err.row is not None:
             print(
                 "predict.py: to drop such rows instead (counted in the final line), pass "
                 "--on-bad-rows skip",

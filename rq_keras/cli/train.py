@@ -255,7 +255,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print(f"train.py: error: {err}", file=sys.stderr)
         from rq_keras.data.reports import MalformedDataError
 
-        if isinstance(err, MalformedDataError):
+        if isinstance(err, MalformedDataError) and err.row is not None:
             print(
                 "train.py: to drop such rows instead (counted in data_report.json), pass "
                 "--on-bad-rows skip",

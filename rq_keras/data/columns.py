@@ -52,7 +52,7 @@ class Chunk:
         """Under "fail": raises for the earliest bad row of the chunk."""
         if self.first_failure is not None:
             row, reason = self.first_failure
-            raise MalformedDataError(f"{self.report.path}: row {row}: {reason}")
+            raise MalformedDataError(f"{self.report.path}: row {row}: {reason}", row=row)
 
 
 def _show(value: Any) -> str:

@@ -13,7 +13,18 @@ _MAX_LISTED = 5
 
 
 class MalformedDataError(ValueError):
-    """A bad row under `on_bad_rows="fail"`; names the file, row and reason."""
+    """A bad row under `on_bad_rows="fail"`, naming the file, row and reason;
+    or a file no row policy can read (two columns of one name).
+
+    Attributes:
+        row: the bad row's number (1-based, the header not counted), or None
+            when the file itself is at fault: `on_bad_rows="skip"` would not
+            help, and the command lines suggest it only when it would.
+    """
+
+    def __init__(self, message: str, row: int | None = None):
+        super().__init__(message)
+        self.row = row
 
 
 @dataclasses.dataclass
