@@ -71,6 +71,11 @@ def atomic_path(path: str | os.PathLike, tmp_name: str | None = None) -> Iterato
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is not None or err.errno is None:
+            raise
+        # A failed write() names no file: say which one (a full disk, say).
+        raise OSError(err.errno, f"could not write {path}: {err.strerror}") from err
     finally:
         if os.path.lexists(tmp):
             os.remove(tmp)

@@ -305,7 +305,10 @@ def _write_version(model, spec, base, final, version, check_rows, check) -> dict
     tmp = base / f".tmp-{version}-{unique_suffix()}"
     try:
         module, signatures = build_serving_module(model, spec)
-        tf.saved_model.save(module, str(tmp), signatures=signatures)
+        try:
+            tf.saved_model.save(module, str(tmp), signatures=signatures)
+        except tf.errors.OpError as err:  # a full disk, a read-only base
+            raise ExportError(f"could not write the SavedModel into {tmp}: {err.message}") from None
         (tmp / "assets.extra").mkdir(exist_ok=True)
         spec.save(tmp / "assets.extra" / SPEC_FILE)
         from rq_keras.evaluation.output_columns import output_levels
