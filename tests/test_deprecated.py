@@ -87,9 +87,16 @@ def test_a_model_file_of_0_2_loads_and_predicts_as_it_did():
     from rq_keras.models.rq_reg import RQRegModel
 
     root = REPO / "tests" / "fixtures" / "rq_keras_0.2"
+    want = json.loads((root / "predictions.json").read_text())
+    saved_with = want["saved_with"]["tf_keras"]
+    older = [int(v) for v in keras.__version__.split(".")[:2]]
+    if older < [int(v) for v in saved_with.split(".")[:2]]:
+        pytest.skip(
+            f"the fixture was saved by tf-keras {saved_with}; an older Keras "
+            f"({keras.__version__}) cannot read its layers' configs, whatever rq_keras does"
+        )
     model = keras.models.load_model(root / "model.keras")
     assert isinstance(model, RQRegModel)
-    want = json.loads((root / "predictions.json").read_text())
     rows = want["rows"]
     x = {
         "group": tf.constant(rows["group"]),
