@@ -27,6 +27,8 @@ __all__ = [
     "DirectoryInUseError",
     "DirectoryLock",
     "atomic_path",
+    "host_tag",
+    "process_gone",
     "temporary_name",
     "unique_suffix",
     "write_json",
@@ -34,16 +36,39 @@ __all__ = [
 ]
 
 
-def unique_suffix() -> str:
-    """`PID-RANDOM-HOST`: a temporary name's part that no other process, on this
-    host or another sharing the file system, uses at the same time (the host
-    with every character but letters, digits, `.` and `_` as `_`)."""
+def host_tag() -> str:
+    """This host's name as temporary names carry it: every character but
+    letters, digits, `.` and `_` as `_`."""
     import re
-    import secrets
     import socket
 
-    host = re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "host"
-    return f"{os.getpid()}-{secrets.token_hex(4)}-{host}"
+    return re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "host"
+
+
+def process_gone(pid: int) -> bool:
+    """True when no process `pid` runs on this host; another user's process
+    counts as running.
+
+    On Windows `os.kill(pid, 0)` would terminate the process, so nothing
+    counts as gone there.
+    """
+    if os.name == "nt":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it runs as another user
+        return False
+    return False
+
+
+def unique_suffix() -> str:
+    """`PID-RANDOM-HOST`: a temporary name's part that no other process, on this
+    host or another sharing the file system, uses at the same time (`host_tag`)."""
+    import secrets
+
+    return f"{os.getpid()}-{secrets.token_hex(4)}-{host_tag()}"
 
 
 def temporary_name(path: str | os.PathLike) -> str:
@@ -122,18 +147,6 @@ def _read_holder(fd: int) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return {"what": "an unreadable lock"}  # a writer killed mid-write
     return holder if isinstance(holder, dict) else {"what": "an unreadable lock"}
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
 
 
 class DirectoryLock:
@@ -230,11 +243,9 @@ class DirectoryLock:
                     f"If no process on {previous.get('host', 'that host')} uses it, delete "
                     f"{self.path} and run again"
                 )
-            state = (
-                "still runs but does not hold it"
-                if _pid_alive(previous.get("pid"))
-                else ("is gone")
-            )
+            pid = previous.get("pid")
+            alive = isinstance(pid, int) and pid > 0 and not process_gone(pid)
+            state = "still runs but does not hold it" if alive else "is gone"
             notice = f"took over the lock of {self.directory} left by {_holder_text(previous)}"
             notice += f" (that process {state})"
         holder = {

@@ -12,7 +12,9 @@
 call these. Each module's docstring gives its exit statuses.
 """
 
-from rq_keras._deprecated import module_getattr
 
-# The names these modules had in rq_keras 0.2 resolve, with a DeprecationWarning.
-__getattr__ = module_getattr(__name__)
+def __getattr__(name):
+    """A name this package had in rq_keras 0.2 (it warns), or AttributeError."""
+    from rq_keras._deprecated import module_getattr
+
+    return module_getattr(__name__, stacklevel=3)(name)

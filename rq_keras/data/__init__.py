@@ -49,7 +49,6 @@ The modules, by idea (none imports TensorFlow when it loads):
 The names of `__all__` are imported from `rq_keras.data`.
 """
 
-from rq_keras._deprecated import module_getattr
 from rq_keras.data.pipeline import make_dataset
 from rq_keras.data.readers import (
     BAD_ROW_POLICIES,
@@ -88,5 +87,8 @@ __all__ = [
 ]
 
 
-# The names these modules had in rq_keras 0.2 resolve, with a DeprecationWarning.
-__getattr__ = module_getattr(__name__)
+def __getattr__(name):
+    """A name this package had in rq_keras 0.2 (it warns), or AttributeError."""
+    from rq_keras._deprecated import module_getattr
+
+    return module_getattr(__name__, stacklevel=3)(name)

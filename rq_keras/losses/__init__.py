@@ -40,7 +40,6 @@ registered Keras losses: MSE, log-MSE, Huber, ZILN).
 
 import os
 
-from rq_keras._deprecated import module_getattr
 from rq_keras.losses.baselines import (
     BASELINE_HEADS,
     BASELINE_LOSSES,
@@ -75,8 +74,12 @@ __all__ = [
 ]
 
 
-# The names these modules had in rq_keras 0.2 resolve, with a DeprecationWarning.
-__getattr__ = module_getattr(__name__)
+def __getattr__(name):
+    """A name this package had in rq_keras 0.2 (it warns), or AttributeError."""
+    from rq_keras._deprecated import module_getattr
+
+    return module_getattr(__name__, stacklevel=3)(name)
+
 
 # `rq_keras.losses.heads` of rq_keras 0.2 imports from its deprecation stub.
 __path__.append(os.path.join(os.path.dirname(os.path.dirname(__file__)), "_deprecated", "losses"))

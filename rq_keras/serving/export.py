@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from rq_keras.atomic import DirectoryLock, unique_suffix
+from rq_keras.atomic import DirectoryLock, host_tag, process_gone, unique_suffix
 from rq_keras.serving.errors import ExportCheckError, ExportError
 from rq_keras.serving.export_checks import (
     check_in_fresh_process,
@@ -144,23 +144,6 @@ def next_version(base: str | os.PathLike) -> int:
     return (latest_version(base) or 0) + 1
 
 
-def _process_gone(pid: int) -> bool:
-    """True when no process `pid` exists; another user's process counts as running.
-
-    On Windows `os.kill(pid, 0)` would terminate the process, so nothing
-    counts as gone there.
-    """
-    if os.name == "nt":
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # PermissionError: it runs as another user
-        return False
-    return False
-
-
 def remove_stale_temporaries(base: str | os.PathLike) -> list[str]:
     """Removes the temporary directories that killed exports of this host left in `base`.
 
@@ -176,12 +159,10 @@ def remove_stale_temporaries(base: str | os.PathLike) -> list[str]:
     Returns:
         The removed directories' paths; each is also logged (WARNING).
     """
-    import socket
-
     base = pathlib.Path(base)
     if not base.is_dir():
         return []
-    host = re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "host"
+    host = host_tag()
     removed = []
     for path in sorted(base.iterdir()):
         match = _TEMP_NAME.fullmatch(path.name)
@@ -196,7 +177,7 @@ def remove_stale_temporaries(base: str | os.PathLike) -> list[str]:
                 its_host,
             )
             continue
-        if not _process_gone(pid):
+        if not process_gone(pid):
             continue
         shutil.rmtree(path, ignore_errors=True)
         if not path.exists():

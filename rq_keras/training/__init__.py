@@ -51,7 +51,6 @@ history), `run_dir` (the run directory's manifest and files), `evaluate` (the
 test split: metrics, predictions, plots), `console` (what a run prints).
 """
 
-from rq_keras._deprecated import module_getattr
 from rq_keras.training.distribute import is_chief, make_strategy
 from rq_keras.training.evaluate import code_sequence_embeddings
 from rq_keras.training.inputs import DEFAULT_RAW_DIRS
@@ -71,5 +70,8 @@ __all__ = [
 ]
 
 
-# The names these modules had in rq_keras 0.2 resolve, with a DeprecationWarning.
-__getattr__ = module_getattr(__name__)
+def __getattr__(name):
+    """A name this package had in rq_keras 0.2 (it warns), or AttributeError."""
+    from rq_keras._deprecated import module_getattr
+
+    return module_getattr(__name__, stacklevel=3)(name)
