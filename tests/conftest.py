@@ -207,6 +207,23 @@ def cli_args(toy, out, *extra):
     return [*args, *extra]
 
 
+def start_script(script, args, stderr=None):
+    """`python SCRIPT ARGS` (train.py, export.py ...) started in the repository,
+    TensorFlow's C++ log off, stdout discarded; stderr as asked (None: discarded,
+    or `subprocess.PIPE` as text)."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, str(REPO / script), *map(str, args)],
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if stderr is None else stderr,
+        text=True,
+    )
+
+
 def summary(stdout):
     """The JSON summary train.py prints as its last line."""
     return json.loads(stdout.strip().splitlines()[-1])

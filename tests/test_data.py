@@ -281,6 +281,37 @@ def test_shuffle_is_seeded_and_sharding_partitions_rows(tmp_path):
     assert sum(len(y) for _, y in batches) == 20
 
 
+@pytest.mark.parametrize("global_seed", [0, 9])
+def test_repeated_passes_are_ordered_by_seed_and_pass_alone(tmp_path, global_seed):
+    """What resuming a run needs: a pipeline started at pass p, batch b yields
+    the batches an uninterrupted one yields from there, whatever was read
+    before in the process and whatever the global seed."""
+    frame = _frame(40).assign(i=np.arange(40))
+    paths = []
+    for k in range(2):
+        paths.append(tmp_path / f"part{k}.csv")
+        write_table(frame.iloc[20 * k : 20 * (k + 1)], SPEC, paths[-1])
+
+    def labels(**kw):
+        ds = make_dataset(paths, SPEC, batch_size=6, shuffle=True, seed=3, repeat=True, **kw)
+        return [y.numpy().tolist() for _, y in ds.take(12)]
+
+    tf.random.set_seed(global_seed)
+    whole = labels()  # 40 rows: 7 batches a pass, the last of 4 rows
+    assert [len(b) for b in whole[:8]] == [6] * 6 + [4, 6]
+    passes = [sorted(sum(whole[:7], [])), sorted(sum(whole[7:14], []))]
+    assert passes[0] == sorted(frame["y"].tolist())  # every row once a pass
+    assert whole[:7] != whole[7:14]  # each pass in its own order
+    assert labels(start_pass=1, skip_batches=2)[:3] == whole[9:12]
+    assert labels(skip_batches=5)[:7] == whole[5:12]
+    tf.random.set_seed(global_seed + 1)
+    assert labels() == whole
+    with pytest.raises(ValueError, match="`start_pass` needs `repeat=True`"):
+        make_dataset(paths, SPEC, start_pass=1)
+    with pytest.raises(ValueError, match="`skip_batches` must be an integer >= 0"):
+        make_dataset(paths, SPEC, repeat=True, skip_batches=-1)
+
+
 def test_features_only_and_drop_remainder(tmp_path):
     path = tmp_path / "t.csv"
     write_table(_frame(10), SPEC, path)

@@ -99,6 +99,93 @@ def test_teacher_forcing_and_free_running_are_exact():
     assert (diff[changed] > 0).all() and (diff[~changed] == 0).all()
 
 
+def _teacher_forced(dec, inputs, p):
+    """Per example, whether level 2 read the true code in one training call at
+    `p` (its logits equal those of a call at p = 1, not those at p = 0), and
+    whether that can be told (the two differ)."""
+    mixed = _outputs(dec, inputs, p)["logits"][:, 1].numpy()
+    forced = _outputs(dec, inputs, 1.0)["logits"][:, 1].numpy()
+    free = _outputs(dec, inputs, 0.0)["logits"][:, 1].numpy()
+    to_forced = np.abs(mixed - forced).max(axis=1)
+    to_free = np.abs(mixed - free).max(axis=1)
+    assert (np.minimum(to_forced, to_free) < 1e-6).all()  # one or the other
+    return to_forced < 1e-6, np.abs(forced - free).max(axis=1) > 1e-5
+
+
+def test_sampling_coins_fall_at_rate_p_and_anew_each_training_call():
+    dec = _decoder()
+    inputs = _inputs(batch=4000)
+    dec(inputs)
+    first, told = _teacher_forced(dec, inputs, 0.3)
+    second, _ = _teacher_forced(dec, inputs, 0.3)
+    assert told.mean() > 0.9
+    first, second = first[told], second[told]
+    # about 4,000 coins at p = 0.3: std 0.0073, so 5 std is 0.037
+    assert abs(first.mean() - 0.3) < 0.037 and abs(second.mean() - 0.3) < 0.037
+    # a new call draws new coins: they agree at chance (0.3^2 + 0.7^2 = 0.58)
+    assert abs((first == second).mean() - 0.58) < 0.04
+    # each training call (three per `_teacher_forced`) counts once
+    assert int(dec.sampling_step.numpy()) == 6
+    dec(inputs, training=False)  # inference draws no coin
+    assert int(dec.sampling_step.numpy()) == 6
+
+
+def test_sampling_coins_are_a_function_of_seed_and_call_count():
+    """What resuming from a checkpoint needs: a layer restored at call k
+    draws the coins the uninterrupted one draws at call k."""
+    inputs = _inputs(batch=400)
+    a, b, c = _decoder(), _decoder(), _decoder(seed=2)
+    for dec in (a, b, c):
+        dec(inputs)
+    b.set_weights(a.get_weights())
+    c.set_weights(a.get_weights())
+    _teacher_forced(a, inputs, 0.5)  # calls 1-3
+    b.sampling_step.assign(a.sampling_step)
+    c.sampling_step.assign(a.sampling_step)
+    coins_a, told = _teacher_forced(a, inputs, 0.5)
+    coins_b, _ = _teacher_forced(b, inputs, 0.5)
+    coins_c, _ = _teacher_forced(c, inputs, 0.5)
+    np.testing.assert_array_equal(coins_a, coins_b)
+    assert (coins_c[told] != coins_a[told]).mean() > 0.3  # another seed, other coins
+
+
+def test_replicas_draw_their_own_coins_and_a_step_counts_once(mirrored):
+    inputs = _inputs(batch=400)
+    with mirrored.scope():
+        dec = _decoder()
+        dec(inputs)
+    dec.sampling_probability.assign(0.5)
+
+    @tf.function
+    def step():
+        return mirrored.run(lambda: dec(inputs, training=True)["logits"])
+
+    first, second = (t.numpy() for t in mirrored.experimental_local_results(step()))
+    assert not np.allclose(first, second)  # same examples, other coins
+    assert [int(v.numpy()) for v in dec.sampling_step.values] == [1, 1]
+
+
+def test_a_decoder_saved_without_the_coin_counter_loads(tmp_path):
+    """rq_keras 0.2's decoders had no `sampling_step`: their .keras files
+    load every other variable, and the counter starts at 0."""
+    inputs = _inputs()
+    dec = _decoder()
+    dec(inputs)
+    for w in dec.trainable_weights:
+        w.assign(w + 0.25)
+    own = dec._trainable_weights + dec._non_trainable_weights
+    assert own[-1] is dec.sampling_step
+    old_store = {f"{i}": w.numpy() for i, w in enumerate(own[:-1])}
+    fresh = _decoder()
+    fresh(inputs)
+    fresh.load_own_variables(old_store)
+    for a, b in zip(own[:-1], fresh._trainable_weights + fresh._non_trainable_weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(fresh.sampling_step.numpy()) == 0
+    with pytest.raises(ValueError, match="variables"):
+        fresh.load_own_variables({"0": old_store["0"]})
+
+
 def test_inference_never_reads_tokens():
     dec = _decoder()
     inputs = _inputs()

@@ -14,11 +14,11 @@ def test_sub_seeds_are_the_seed_plus_the_named_offset():
 
 def test_the_parts_one_seed_feeds_never_share_a_seed():
     # The head's parts (from ModelConfig.seed), the decoder's (from its seed):
-    # a layer's own index offsets (its k-th initializer, level coins) stay
-    # below the next part's offset.
+    # a layer's own index offsets (its k-th initializer) stay below the next
+    # part's offset.
     head = [OFFSETS["decoder"], OFFSETS["encoder"]]
     decoder = [0, *(OFFSETS[p] for p in ("recurrent_cell", "predictor", "regressor"))]
-    decoder.append(OFFSETS["residual_regressor"])
+    decoder += [OFFSETS["residual_regressor"], OFFSETS["sampling_coins"]]
     for offsets in (head, decoder):
         assert len(set(offsets)) == len(offsets)
         assert min(b - a for a, b in zip(sorted(offsets), sorted(offsets)[1:])) >= 10

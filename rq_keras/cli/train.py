@@ -7,7 +7,9 @@ unfinished run (each named on stderr, before anything in the output directory
 is removed); 3 the output directory holds a finished run (use `--overwrite`)
 or an unfinished run of another config; 4 another process writes into the
 output directory (the message names it: host, PID, start), or a lock file left
-there by another host (the message says how to clear it).
+there by another host (the message says how to clear it); 75 stopped by
+SIGTERM (preemption), the state saved at the step: the same command resumes
+there (`rq_keras.training.preemption`).
 """
 
 from __future__ import annotations
@@ -223,6 +225,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     from rq_keras.atomic import DirectoryInUseError
     from rq_keras.config.configs import SEEDED_KEYS, load_config
     from rq_keras.training.callbacks import NonFiniteLossError
+    from rq_keras.training.preemption import PREEMPTED_EXIT, PreemptionGuard, TrainingPreempted
     from rq_keras.training.run import train
     from rq_keras.training.state import RunExistsError
 
@@ -236,12 +239,17 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     overrides.update(dict(args.set))
     try:
         config = load_config(args.config, overrides)
-        result = train(
-            config,
-            args.output_dir,
-            overwrite=args.overwrite,
-            verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
-        )
+        with PreemptionGuard() as guard:
+            result = train(
+                config,
+                args.output_dir,
+                overwrite=args.overwrite,
+                verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
+                preemption=guard,
+            )
+    except TrainingPreempted as err:
+        print(f"train.py: {err}", file=sys.stderr)
+        return PREEMPTED_EXIT
     except RunExistsError as err:
         print(f"train.py: {err}", file=sys.stderr)
         return 3

@@ -23,6 +23,7 @@ OFFSETS = {
     "predictor": 20,
     "regressor": 30,
     "residual_regressor": 40,
+    "sampling_coins": 50,  # the key of the scheduled-sampling coins
     # a recurrent cell's recurrent kernel, from the cell's seed
     "recurrent_kernel": 1,
     # CausalTransformerCell's parts, from the cell's seed
@@ -33,7 +34,7 @@ OFFSETS = {
 
 def sub_seed(seed: int | None, part: str | None = None, index: int = 0) -> int | None:
     """`seed` plus the offset of `part` (none for None) plus `index` (the
-    k-th initializer of one layer, the coin of level l); None stays None.
+    k-th initializer of one layer); None stays None.
 
     Raises:
         KeyError: `part` is not in `OFFSETS`.

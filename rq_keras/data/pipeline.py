@@ -28,9 +28,22 @@ from rq_keras.data.readers import (
 from rq_keras.data.tfrecord import tfrecord_compression, to_model_inputs
 from rq_keras.features.spec import FeatureSpec
 
-__all__ = ["PARQUET_READERS", "make_dataset", "tfio_columns"]
+__all__ = ["PARQUET_READERS", "make_dataset", "pass_seed", "tfio_columns"]
 
 PARQUET_READERS = ("pyarrow", "tensorflow-io")
+
+# The passes of a repeated pipeline (a number no training reaches).
+_FOREVER = 2**62
+# The graph seed the passes' shuffles combine their pass seed with.
+_PASS_GRAPH_SEED = 20_240_817
+
+
+def pass_seed(seed, index):
+    """The shuffle seed of pass `index` of a pipeline seeded `seed`: a function
+    of the two alone (ints, or int64 tensors inside a pipeline), and apart
+    from the passes of neighbouring seeds (seed 1's first pass is not seed
+    0's second)."""
+    return (seed * 1_000_003 + index) % (2**31 - 1)
 
 
 def make_dataset(
@@ -51,6 +64,8 @@ def make_dataset(
     input_context: Any = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     parquet_reader: str = "pyarrow",
+    start_pass: int = 0,
+    skip_batches: int = 0,
 ):
     """A `tf.data` pipeline of `(features, label)` batches from files.
 
@@ -58,10 +73,19 @@ def make_dataset(
         files: one path or a list; the formats may be mixed.
         spec: the feature spec.
         batch_size: rows per batch.
-        shuffle: shuffle rows (and file order) each epoch, seeded by `seed`.
+        shuffle: shuffle rows (and how the files' rows interleave), each
+            pass over the files in its own order.
         shuffle_buffer: rows held by the shuffle buffer.
-        seed: shuffle seed (None: a fresh order each run).
-        repeat: repeat forever (for `steps_per_epoch` training).
+        seed: shuffle seed (None: a fresh order each run). Pass `p` over the
+            files is shuffled with `pass_seed(seed, p)`, so its order depends
+            on the seed and the pass number only, not on the passes read
+            before it in this process: a resumed run reads what the
+            interrupted one would have.
+        repeat: pass after pass, forever (for `steps_per_epoch` training).
+        start_pass: with `repeat`, the first pass read (resuming a run).
+        skip_batches: batches of the first pass not yielded (resuming a run
+            mid-pass: they are read and dropped, so the rest keep the order
+            of an uninterrupted pass).
         drop_remainder: drop a last partial batch (fixed shapes for TPUs).
         deterministic: keep element order fixed across runs (with a seed);
             False lets parallel stages run out of order, slightly faster.
@@ -112,79 +136,103 @@ def make_dataset(
     row_sharding = num_shards > 1 and len(paths) < num_shards
     if num_shards > 1 and not row_sharding:
         paths = paths[shard_index::num_shards]
+    for name, value in (("start_pass", start_pass), ("skip_batches", skip_batches)):
+        if int(value) != value or value < 0:
+            raise ValueError(f"`{name}` must be an integer >= 0, got {value!r}")
+    if start_pass and not repeat:
+        raise ValueError("`start_pass` needs `repeat=True` (one pass has no later passes)")
 
     label = spec.label.name
-    read_batch = min(chunk_rows, max(batch_size, 1024))
-    # The readers' datasets of the text and Parquet files, in file order (None for TFRecord).
-    readers = []
-    for path in paths:
-        fmt = file_format(path)
-        readers.append(
-            None
-            if fmt == "tfrecord"
-            else _file_dataset(
-                path, spec, fmt, on_bad_rows, with_label, read_batch, chunk_rows, parquet_reader
+
+    @tf.autograph.experimental.do_not_convert
+    def one_pass(seed):
+        """One pass over the files, shuffled by `seed` (int, tensor or None)."""
+        if tf.is_tensor(seed):
+            # Traced for a pass of a repeated pipeline: the pass seed alone
+            # orders the pass. (TensorFlow cannot combine a tensor op seed
+            # with a global seed of 0; this graph is the pass function's.)
+            tf.compat.v1.get_default_graph().seed = _PASS_GRAPH_SEED
+        read_batch = min(chunk_rows, max(batch_size, 1024))
+        # The readers' datasets of the text and Parquet files, in file order (None for TFRecord).
+        readers = []
+        for path in paths:
+            fmt = file_format(path)
+            readers.append(
+                None
+                if fmt == "tfrecord"
+                else _file_dataset(
+                    path, spec, fmt, on_bad_rows, with_label, read_batch, chunk_rows, parquet_reader
+                )
             )
-        )
 
-    parse_spec = spec.parse_spec(with_label=with_label)
+        parse_spec = spec.parse_spec(with_label=with_label)
 
-    def parse(serialized):
-        parsed = tf.io.parse_example(serialized, parse_spec)
-        out = to_model_inputs(parsed, spec)
-        if with_label:
-            out[label] = tf.cast(parsed[label], tf.float64)
-        return out
+        def parse(serialized):
+            parsed = tf.io.parse_example(serialized, parse_spec)
+            out = to_model_inputs(parsed, spec)
+            if with_label:
+                out[label] = tf.cast(parsed[label], tf.float64)
+            return out
 
-    def parse_one(serialized):
-        return parse(tf.expand_dims(serialized, 0))
+        def parse_one(serialized):
+            return parse(tf.expand_dims(serialized, 0))
 
-    # Serialized records are shuffled and batched before parsing (cheapest);
-    # rows from the other readers are shuffled and batched as rows; in file
-    # order, the readers' batches are only cut to size (no per-row work).
-    serialized, rows, batches = [], [], []
-    for path, reader in zip(paths, readers):
-        if reader is None:
-            ds = tf.data.TFRecordDataset(path, compression_type=tfrecord_compression(path))
-            if row_sharding:
-                ds = ds.shard(num_shards, shard_index)
-            if on_bad_rows != "skip":
-                serialized.append(ds)
+        # Serialized records are shuffled and batched before parsing (cheapest);
+        # rows from the other readers are shuffled and batched as rows; in file
+        # order, the readers' batches are only cut to size (no per-row work).
+        serialized, rows, batches = [], [], []
+        for path, reader in zip(paths, readers):
+            if reader is None:
+                ds = tf.data.TFRecordDataset(path, compression_type=tfrecord_compression(path))
+                if row_sharding:
+                    ds = ds.shard(num_shards, shard_index)
+                if on_bad_rows != "skip":
+                    serialized.append(ds)
+                    continue
+                # Record by record, so one bad record drops only itself.
+                ds = ds.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+                ds = ds.unbatch()
+                rows.append(ds.filter(_FiniteFilter(spec, "skip", with_label).mask))
+            elif shuffle or row_sharding:
+                ds = reader.unbatch()
+                if row_sharding:
+                    ds = ds.shard(num_shards, shard_index)
+                rows.append(ds)
+            else:
+                batches.append(reader)
+
+        pipelines = []
+        if batches:
+            ds = _mix(batches, False, seed)
+            pipelines.append(ds.rebatch(batch_size, drop_remainder=drop_remainder))
+        for group, is_serialized in ((serialized, True), (rows, False)):
+            if not group:
                 continue
-            # Record by record, so one bad record drops only itself.
-            ds = ds.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
-            ds = ds.unbatch()
-            rows.append(ds.filter(_FiniteFilter(spec, "skip", with_label).mask))
-        elif shuffle or row_sharding:
-            ds = reader.unbatch()
-            if row_sharding:
-                ds = ds.shard(num_shards, shard_index)
-            rows.append(ds)
-        else:
-            batches.append(reader)
+            ds = _mix(group, shuffle, seed)
+            if shuffle:
+                ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+            if is_serialized:
+                ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+                ds = ds.map(_FiniteFilter(spec, on_bad_rows, with_label))
+            pipelines.append(ds)
+        ds = pipelines[0]
+        for other in pipelines[1:]:
+            ds = ds.concatenate(other)
+        if with_label:
+            ds = ds.map(lambda b: ({k: v for k, v in b.items() if k != label}, b[label]))
+        return ds
 
-    pipelines = []
-    if batches:
-        ds = _mix(batches, False, seed)
-        pipelines.append(ds.rebatch(batch_size, drop_remainder=drop_remainder))
-    for group, is_serialized in ((serialized, True), (rows, False)):
-        if not group:
-            continue
-        ds = _mix(group, shuffle, seed)
-        if shuffle:
-            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-        if is_serialized:
-            ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-            ds = ds.map(_FiniteFilter(spec, on_bad_rows, with_label))
-        pipelines.append(ds)
-    ds = pipelines[0]
-    for other in pipelines[1:]:
-        ds = ds.concatenate(other)
-    if with_label:
-        ds = ds.map(lambda b: ({k: v for k, v in b.items() if k != label}, b[label]))
     if repeat:
-        ds = ds.repeat()
+        passes = tf.data.Dataset.range(start_pass, _FOREVER)
+        if seed is None:
+            ds = passes.flat_map(lambda _: one_pass(None))
+        else:
+            ds = passes.map(lambda p: pass_seed(seed, p)).flat_map(one_pass)
+    else:
+        ds = one_pass(seed)
+    if skip_batches:
+        ds = ds.skip(skip_batches)
     options = tf.data.Options()
     options.deterministic = deterministic
     if input_context is not None or num_shards > 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 import tensorflow as tf
@@ -66,7 +67,10 @@ class RQDecoder(keras.layers.Layer):
       embedding `e(q_{l-1})` with probability `p` (the `sampling_probability`
       variable), else the model's own `e_{l-1}` (scheduled sampling, 3.5.1).
       `p = 1` is exactly teacher forcing, `p = 0` exactly free running. The
-      coins are drawn in the graph with `tf.random.uniform`.
+      coins are stateless draws keyed on the layer's seed, the training call
+      (the `sampling_step` counter, saved with the weights and in
+      checkpoints), the replica and the level: a run resumed from a
+      checkpoint draws the coins the uninterrupted run would have.
     * otherwise (inference, or no `tokens`): `e_{l-1}`, fully autoregressive
       (3.5.2); the tokens are not read.
 
@@ -246,6 +250,10 @@ class RQDecoder(keras.layers.Layer):
         self.initial_sampling_probability = float(sampling_probability)
         self.residual_regressor = bool(residual_regressor)
         self.seed = seed
+        # An unseeded layer's coins still need a key: one drawn now.
+        self._coin_seed = (
+            sub_seed(seed, "sampling_coins") if seed is not None else secrets.randbits(31)
+        )
         self.zero_token = bool(zero_token)
         self.regressor_input = regressor_input
         self.code_embedding_stddev = float(code_embedding_stddev)
@@ -318,7 +326,36 @@ class RQDecoder(keras.layers.Layer):
                 initializer=keras.initializers.Constant(padded),
                 trainable=False,
             )
+        # Training calls so far (the coins' key). Made last: a model saved
+        # before it existed loads every other variable (`load_own_variables`).
+        self.sampling_step = self.add_weight(
+            name="sampling_step",
+            shape=(),
+            dtype=tf.int64,
+            initializer="zeros",
+            trainable=False,
+            synchronization=tf.VariableSynchronization.ON_WRITE,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
         super().build(input_shape)
+
+    def load_own_variables(self, store):
+        own = self._trainable_weights + self._non_trainable_weights
+        if len(store.keys()) == len(own) - 1 and own[-1] is self.sampling_step:
+            # Saved by rq_keras 0.2 (no coin counter): the rest, in order.
+            for i, variable in enumerate(own[:-1]):
+                variable.assign(store[f"{i}"])
+            return
+        super().load_own_variables(store)
+
+    def _coin_key(self):
+        """This training call's `(2,)` coin key: the layer's coin seed, the
+        call count (then one more) and the replica folded in."""
+        count = self.sampling_step.assign_add(1)
+        key = tf.stack([tf.constant(self._coin_seed, tf.int64), tf.cast(count, tf.int64)])
+        context = tf.distribute.get_replica_context()
+        replica = 0 if context is None else context.replica_id_in_sync_group
+        return tf.random.experimental.stateless_fold_in(key, tf.cast(replica, tf.int64))
 
     def _initial_states(self, state):
         if self.cell == "lstm":
@@ -358,6 +395,7 @@ class RQDecoder(keras.layers.Layer):
         if teacher:
             tokens = tf.cast(tokens, tf.int32)
             p = tf.cast(self.sampling_probability, tf.float32)
+            key = self._coin_key()
         level_values, logits_all, expected, codes = [], [], [], []
         for level in range(self.num_levels):
             h, states = self.recurrent_cell(x, states, training=training)
@@ -375,7 +413,9 @@ class RQDecoder(keras.layers.Layer):
                 break
             if teacher:
                 true_e = tf.gather(table, tokens[:, level])
-                coin = tf.random.uniform([batch, 1], seed=sub_seed(self.seed, index=level))
+                coin = tf.random.stateless_uniform(
+                    [batch, 1], seed=tf.random.experimental.stateless_fold_in(key, level)
+                )
                 x = tf.where(coin < p, true_e, e_hat)
             else:
                 x = e_hat

@@ -9,9 +9,10 @@
 2. fits the residual quantizer on the training labels;
 3. builds the model, its optimizer and metrics inside the strategy's scope
    and trains it with scheduled sampling, early stopping on a validation
-   metric (best weights restored), `BackupAndRestore` (a killed run started
-   again with the same command resumes from its last finished epoch),
-   TensorBoard logs and a stop at the first NaN loss;
+   metric (best weights restored), a backup at each epoch's end (a killed
+   run started again with the same command resumes from its last finished
+   epoch; on SIGTERM, `preemption`, from the step it stopped at), TensorBoard
+   logs and a stop at the first NaN loss;
 4. evaluates on the test split and writes `metrics.json`, the test
    predictions and the plots.
 
@@ -25,7 +26,7 @@ Output directory::
     data_report.json       rows read and dropped per input file
     history.csv            one row per epoch (losses, validation metrics, p)
     checkpoints/           best weights and the early-stopping state
-    backup/                BackupAndRestore state (removed once metrics.json is written)
+    backup/                the training state (removed once metrics.json is written)
     logs/                  TensorBoard
     model.keras            the trained model (best weights)
     trained.json           training finished: a rerun goes straight to evaluation
@@ -40,15 +41,16 @@ chief's (storage shared by the workers, as `backup/` needs anyway).
 What a run may delete, and what survives a kill, is `rq_keras.training.run_dir`'s
 contract: a run writes only into a new or empty directory or one an earlier
 run made, removes only what the manifest lists and only after every input
-was checked; a kill during training resumes at the last finished epoch, a
-kill after training at the evaluation.
+was checked; a kill during training resumes at the last finished epoch (a
+SIGTERM: at the step), a kill after training at the evaluation.
 
 Modules: `run` (`train()`, phase by phase), `distribute` (strategies),
 `inputs` (the input files and their checked passes), `state` (where a run
 starts, resume checks, `TrainResult`), `fit` (callbacks and `model.fit`),
 `callbacks` (scheduled sampling, NaN stop, resumable early stopping,
-history), `run_dir` (the run directory's manifest and files), `evaluate` (the
-test split: metrics, predictions, plots), `console` (what a run prints).
+history), `preemption` (SIGTERM: save at the step, exit 75), `run_dir` (the
+run directory's manifest and files), `evaluate` (the test split: metrics,
+predictions, plots), `console` (what a run prints).
 """
 
 from rq_keras.training.distribute import is_chief, make_strategy

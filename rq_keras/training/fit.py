@@ -5,6 +5,7 @@ run's head."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pathlib
@@ -21,23 +22,44 @@ from rq_keras.training.state import RESUME, TrainResult, weights_digest
 __all__ = ["build_head", "fit"]
 
 
-def fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose, say):
-    """Trains `model` (resuming from the backup); (TrainResult, final weights)."""
+def fit(
+    config, strategy, model, spec, data, rows, out, scratch, phase, verbose, say, preemption=None
+):
+    """Trains `model` (resuming from the backup); (TrainResult, final weights).
+
+    The training data is read pass after pass, pass p shuffled by its own
+    seed, and an epoch is `steps_per_epoch` batches (one pass unless the
+    config says otherwise), so a rerun resumed at a step of the backup reads
+    the batches the uninterrupted run would have. `preemption`: a
+    `PreemptionGuard` to save at the step on its signal (one host only).
+    """
     import tf_keras as keras
 
     from rq_keras.data.pipeline import make_dataset
     from rq_keras.training import callbacks as cb
+    from rq_keras.training.preemption import (
+        SaveOnPreemption,
+        StepBackup,
+        backup_position,
+        batches_per_pass,
+        resume_point,
+    )
 
     train_files, validation_files = data
     chief = scratch is None
     multi_worker = in_multi_worker(strategy)
     fit_kwargs: dict[str, Any] = {}
-    steps = config.steps_per_epoch
-    if steps is None and (multi_worker or config.sampling_per_batch):
-        # A distributed dataset, and p per batch, need a known epoch length.
-        steps = max(1, math.ceil(rows["train"] / config.batch_size))
+    per_pass = batches_per_pass(rows["train"], config.batch_size)
+    steps = config.steps_per_epoch or per_pass
+    backup_dir = os.fspath(out / "backup")
+    # Under MultiWorkerMirroredStrategy each worker reads its shard, whose
+    # passes are about `per_pass` batches long: exact when the shards are equal.
+    start = resume_point(backup_position(backup_dir) if phase == RESUME else None, steps, per_pass)
+    if phase == RESUME:
+        say(f"resuming at epoch {start['epoch'] + 1}, step {start['step'] + 1} of {steps}")
 
     def pipeline(files, shuffle, repeat, input_context=None):
+        # the training data (shuffled) starts where the backup stopped
         return make_dataset(
             files,
             spec,
@@ -49,23 +71,25 @@ def fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose,
             parquet_reader=config.parquet_reader,
             repeat=repeat,
             input_context=input_context,
+            start_pass=start["start_pass"] if shuffle else 0,
+            skip_batches=start["skip_batches"] if shuffle else 0,
         )
 
     if multi_worker:
         # Each worker reads its shard of the (repeated) files.
-        def distributed(files, shuffle):
+        def distributed(files, shuffle, repeat):
             return strategy.distribute_datasets_from_function(
-                lambda context: pipeline(files, shuffle, True, context)
+                lambda context: pipeline(files, shuffle, repeat, context)
             )
 
-        train_data = distributed(train_files, True)
+        train_data = distributed(train_files, True, True)
         if validation_files:
-            fit_kwargs["validation_data"] = distributed(validation_files, False)
+            fit_kwargs["validation_data"] = distributed(validation_files, False, True)
             fit_kwargs["validation_steps"] = max(
                 1, math.ceil(rows["validation"] / config.batch_size)
             )
     else:
-        train_data = pipeline(train_files, True, repeat=steps is not None)
+        train_data = pipeline(train_files, True, repeat=True)
         if validation_files:
             fit_kwargs["validation_data"] = pipeline(validation_files, False, repeat=False)
 
@@ -75,7 +99,6 @@ def fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose,
     checkpoints = out / "checkpoints"
     write_dir = checkpoints if chief else pathlib.Path(scratch) / "checkpoints"
     write_dir.mkdir(parents=True, exist_ok=True)
-    backup_dir = os.fspath(out / "backup")
     callbacks: list[keras.callbacks.Callback] = []
     if config.head in ("rq_reg", "kmeans"):
         callbacks.append(
@@ -115,12 +138,13 @@ def fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose,
     callbacks.append(timer)
     if say.on:
         callbacks.append(cb.EpochEstimate(epochs, say, timer))  # after the timer
-    callbacks += [
-        keras.callbacks.TensorBoard(os.fspath(out / "logs"), profile_batch=0),
-        # Last, so an epoch's backup follows its history and early-stopping
-        # state; kept after training until every output is written.
-        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
-    ]
+    # Last, so an epoch's backup follows its history and early-stopping
+    # state; kept after training until every output is written.
+    backup = StepBackup(backup_dir, steps)
+    callbacks += [keras.callbacks.TensorBoard(os.fspath(out / "logs"), profile_batch=0), backup]
+    guarded = preemption is not None and not multi_worker
+    if guarded:
+        callbacks.append(SaveOnPreemption(preemption, backup))
     # The optimizer's slots exist before fit: the train step is then traced
     # once, not twice (no variables made while tracing: 1.5 s of a 7.5 s toy
     # run), and a resume restores the backup into them even when it runs no
@@ -128,14 +152,15 @@ def fit(config, strategy, model, spec, data, rows, out, scratch, phase, verbose,
     with strategy.scope():
         model.optimizer.build(model.trainable_variables)
     started = time.perf_counter()
-    keras_history = model.fit(
-        train_data,
-        epochs=epochs,
-        steps_per_epoch=steps,
-        callbacks=callbacks,
-        verbose=verbosity(verbose),
-        **fit_kwargs,
-    )
+    with preemption.deferring() if guarded else contextlib.nullcontext():
+        keras_history = model.fit(
+            train_data,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=verbosity(verbose),
+            **fit_kwargs,
+        )
     train_seconds = time.perf_counter() - started
     history = history_cb.history() if history_cb is not None else keras_history.history
     # Every worker reads the weights (reads can be collective under

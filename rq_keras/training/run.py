@@ -39,7 +39,7 @@ __all__ = ["train"]
 
 _PHASE_LINES = {
     FRESH: "a new run",
-    RESUME: "resuming the unfinished run after its last finished epoch",
+    RESUME: "resuming the unfinished run from its backup",
     EVALUATE: "training had finished: evaluating only",
 }
 
@@ -51,6 +51,7 @@ def train(
     overwrite: bool = False,
     strategy=None,
     verbose: int | str = "auto",
+    preemption=None,
 ) -> TrainResult:
     """Runs training end to end (see `rq_keras.training`).
 
@@ -62,6 +63,10 @@ def train(
             `make_strategy(config.strategy, config.devices)`.
         verbose: Keras' verbosity; `"auto"`: progress bars on a terminal,
             one line per epoch otherwise.
+        preemption: an entered `PreemptionGuard`: its signal during training
+            saves the state at the step and raises `TrainingPreempted` (see
+            `rq_keras.training.preemption`); None: signals keep their
+            handlers.
 
     Returns:
         a `TrainResult`.
@@ -76,13 +81,16 @@ def train(
         NonFiniteLossError: the loss became NaN or infinite.
         DirectoryInUseError: another process holds `output_dir` (a second
             `train.py` on it), or a lock file of another host is there.
+        TrainingPreempted: `preemption`'s signal came; rerun to resume.
     """
     # The strategy first: MultiWorkerMirroredStrategy must exist before any op.
     strategy = strategy or make_strategy(config.strategy, config.devices, config.cpu_devices)
     chief = is_chief(strategy)
     say = Progress(chief and verbosity(verbose) > 0)
     if not chief:  # the other workers write only into temporary directories
-        return _train(config, pathlib.Path(output_dir), overwrite, strategy, verbose, say, chief)
+        return _train(
+            config, pathlib.Path(output_dir), overwrite, strategy, verbose, say, chief, preemption
+        )
     # One run per directory: a second train.py here fails now, naming this one.
     lock = DirectoryLock(output_dir, f"train.py --output-dir {os.fspath(output_dir)}")
     notice = lock.acquire()
@@ -91,12 +99,14 @@ def train(
     elif notice:
         warnings.warn(notice, stacklevel=2)
     try:
-        return _train(config, pathlib.Path(output_dir), overwrite, strategy, verbose, say, chief)
+        return _train(
+            config, pathlib.Path(output_dir), overwrite, strategy, verbose, say, chief, preemption
+        )
     finally:
         lock.release()
 
 
-def _train(config, out, overwrite, strategy, verbose, say, chief) -> TrainResult:
+def _train(config, out, overwrite, strategy, verbose, say, chief, preemption) -> TrainResult:
     import tf_keras as keras
 
     run_dir = RunDir(out)
@@ -136,7 +146,18 @@ def _train(config, out, overwrite, strategy, verbose, say, chief) -> TrainResult
         else:
             files = (inputs["train"], inputs["validation"])
             result, weights = fit(
-                config, strategy, model, spec, files, rows, out, scratch, phase, verbose, say
+                config,
+                strategy,
+                model,
+                spec,
+                files,
+                rows,
+                out,
+                scratch,
+                phase,
+                verbose,
+                say,
+                preemption=preemption,
             )
         if not chief:
             return result
