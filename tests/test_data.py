@@ -140,7 +140,7 @@ BAD_CSV = (
     "c,1,1,p,0.5\n"  # 3 too few columns
     "d,1,1,p,0.5,,\n"  # 4 too many columns
     "e,1,1,p,zero,2\n"  # 5 not a number
-    "f,1,1,p,inf,2\n"  # 6 infinite feature
+    "f,1,1,p,inf,2\n"  # 6 infinite feature: the default, counted
     "g,1,1,p,0.5,\n"  # 7 missing label
     "h,1,1,p,0.5,nan\n"  # 8 NaN label
     "i,1,1,p,0.5,-inf\n"  # 9 infinite label
@@ -156,25 +156,25 @@ def test_bad_rows_are_skipped_and_counted(tmp_path):
     path.write_text(BAD_CSV)
     report = check_files(path, SPEC, on_bad_rows="skip")
     f = report.files[0]
-    assert (f.rows_read, f.rows_kept, f.rows_dropped) == (13, 3, 10)
+    assert (f.rows_read, f.rows_kept, f.rows_dropped) == (13, 4, 9)
     assert f.first_bad_rows == {
         "column 'i': not an integer id": [2],
         "expected 6 columns, got 5": [3],
         "expected 6 columns, got 7": [4],
         "column 'x': not a number": [5],
-        "column 'x': not a finite float32 value": [6],
         "label 'y': missing or NaN": [7, 8],
         "label 'y': infinite": [9],
         "label 'y': not a number": [10],
         "column 'l': a list id is not an integer": [11],
     }
-    assert report.to_dict()["rows_dropped"] == 10
-    assert "10 row(s)" not in report.summary() and "2 row(s) dropped" in report.summary()
+    assert f.first_non_finite_rows == {"x": [6]}
+    assert report.to_dict()["rows_dropped"] == 9
+    assert "9 row(s)" not in report.summary() and "2 row(s) dropped" in report.summary()
     got = _rows(make_dataset(path, SPEC, on_bad_rows="skip"))
-    assert got["y"].tolist() == [1.0, 4.0, 5.0]
-    assert got["s"].tolist() == [b"a", b"?", b"m"]  # missing -> the spec default
-    assert got["i"].tolist() == [1, 7, 7] and got["x"].tolist() == [0.5, -1.0, -1.0]
-    assert got["l"][1].tolist() == [-1, -1, -1]
+    assert got["y"].tolist() == [1.0, 2.0, 4.0, 5.0]
+    assert got["s"].tolist() == [b"a", b"f", b"?", b"m"]  # missing -> the spec default
+    assert got["i"].tolist() == [1, 1, 7, 7] and got["x"].tolist() == [0.5, -1.0, -1.0, -1.0]
+    assert got["l"][2].tolist() == [-1, -1, -1]
 
 
 def test_fail_names_file_and_earliest_row(tmp_path):
@@ -471,29 +471,37 @@ def test_duplicate_parquet_column_names_are_refused(tmp_path):
         make_dataset(path, SPEC)
 
 
-# non-finite numeric features are bad values on every path (issue 5)
-def test_text_values_beyond_float32_are_bad(tmp_path):
+# Non-finite numeric features take the spec default on every path, counted
+# per feature (the policy of serving too: tests/test_export.py).
+NON_FINITE_LINE = (
+    "column 'x': {n} NaN, infinite or beyond-float32 value(s) took the spec default "
+    "(rows {rows}, ...)"
+)
+
+
+def test_text_values_not_finite_in_float32_take_the_default_and_are_counted(tmp_path):
     path = tmp_path / "o.csv"
     frame = _frame(5)
     write_table(frame, SPEC, path)
     lines = path.read_text().splitlines()
-    cells = lines[2].split(",")
-    cells[4] = "1e39"  # finite in float64, inf in float32
-    lines[2] = ",".join(cells)
-    cells = lines[4].split(",")
-    cells[4] = "-nan"  # not a missing-value token: a present NaN
-    lines[4] = ",".join(cells)
+    for row, cell in ((2, "1e39"), (4, "-nan"), (5, "inf")):
+        # 1e39 is finite in float64, inf in float32; -nan is not a missing-value
+        # token, so it counts as a non-finite value
+        cells = lines[row].split(",")
+        cells[4] = cell
+        lines[row] = ",".join(cells)
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(
-        MalformedDataError, match=r"o\.csv: row 2: column 'x': not a finite float32 value: '1e39'"
-    ):
-        check_files(path, SPEC)
-    report = check_files(path, SPEC, on_bad_rows="skip")
-    assert report.files[0].first_bad_rows == {"column 'x': not a finite float32 value": [2, 4]}
-    got = _rows(make_dataset(path, SPEC, on_bad_rows="skip"))
-    assert got["i"].tolist() == [0, 6, 12] and np.isfinite(got["x"]).all()
-    with pytest.raises(tf.errors.InvalidArgumentError, match="row 2: column 'x'"):
-        list(make_dataset(path, SPEC))
+    report = check_files(path, SPEC)  # under "fail": nothing fails
+    assert report.rows_kept == 5 and report.rows_dropped == 0
+    assert report.files[0].non_finite == {"x": 3} and report.non_finite == {"x": 3}
+    assert report.files[0].first_non_finite_rows == {"x": [2, 4, 5]}
+    assert report.to_dict()["non_finite"] == {"x": 3}
+    assert f"o.csv: {NON_FINITE_LINE.format(n=3, rows='2, 4, 5')}" in report.summary()
+    want = frame["x"].to_numpy().copy()
+    want[[1, 3, 4]] = -1.0
+    for policy in ("fail", "skip"):
+        got = _rows(make_dataset(path, SPEC, on_bad_rows=policy))
+        np.testing.assert_array_equal(got["x"], want)
 
 
 def _write_parquet_with_x(path, xs, ys=None):
@@ -511,31 +519,24 @@ def _write_parquet_with_x(path, xs, ys=None):
 
 
 @pytest.mark.parametrize("reader", ["pyarrow", "tensorflow-io"])
-def test_parquet_non_finite_features_are_bad(tmp_path, reader):
+def test_parquet_non_finite_features_take_the_default(tmp_path, reader):
     from rq_keras.data import pipeline
 
     if reader == "tensorflow-io" and not pipeline.tfio_available():
         pytest.skip("tensorflow-io is not installed on this stack")
     path = tmp_path / "p.parquet"
     frame = _write_parquet_with_x(path, [0.5, 1e39, 1.0, np.nan, -np.inf, 2.0])
-    with pytest.raises(
-        MalformedDataError, match=r"p\.parquet: row 2: column 'x': not a finite float32 value: 1e"
-    ):
-        check_files(path, SPEC)
-    report = check_files(path, SPEC, on_bad_rows="skip")
-    assert report.files[0].first_bad_rows == {"column 'x': not a finite float32 value": [2, 4, 5]}
+    report = check_files(path, SPEC)
+    assert report.rows_kept == 6 and report.files[0].first_non_finite_rows == {"x": [2, 4, 5]}
     for with_label in (True, False):
-        got = _rows_any(
-            make_dataset(
-                path, SPEC, on_bad_rows="skip", with_label=with_label, parquet_reader=reader
+        for policy in ("fail", "skip"):
+            got = _rows_any(
+                make_dataset(
+                    path, SPEC, on_bad_rows=policy, with_label=with_label, parquet_reader=reader
+                )
             )
-        )
-        assert got["x"].tolist() == pytest.approx([0.5, 1.0, 2.0])
-        assert got["i"].tolist() == frame["i"].iloc[[0, 2, 5]].tolist()
-        # the checked reader names the row; in the graph only the column is known
-        message = "row 2: column 'x'" if reader == "pyarrow" else "column 'x'"
-        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-            list(make_dataset(path, SPEC, with_label=with_label, parquet_reader=reader))
+            assert got["x"].tolist() == pytest.approx([0.5, -1.0, 1.0, -1.0, -1.0, 2.0])
+            assert got["i"].tolist() == frame["i"].tolist()
 
 
 def _rows_any(ds):
@@ -570,37 +571,35 @@ def _example(values):
 
 
 @pytest.mark.parametrize("name", ["n.tfrecord", "n.tfrecord.gz"])
-def test_tfrecord_non_finite_features_are_bad(tmp_path, name):
+def test_tfrecord_non_finite_features_take_the_default_and_labels_are_checked(tmp_path, name):
     path = tmp_path / name
     records = [
         _example({"x": 0.5, "y": 1.0}),
         _example({"x": float("nan"), "y": 2.0}),
         _example({"x": 1.5, "y": 3.0}),
         _example({"x": float("inf"), "y": 4.0}),
-        _example({"y": 5.0}),  # x missing: the default, a good row
-        _example({"x": 2.5, "y": float("nan")}),  # a NaN label: bad
+        _example({"y": 5.0}),  # x missing: the default, not counted
+        _example({"x": 2.5, "y": float("nan")}),  # a NaN label: a bad row
     ]
     options = tf.io.TFRecordOptions(compression_type="GZIP" if name.endswith(".gz") else "")
     with tf.io.TFRecordWriter(str(path), options) as w:
         for r in records:
             w.write(r)
-    with pytest.raises(
-        MalformedDataError, match=rf"{name}: row 2: column 'x': not a finite float32 value: nan"
-    ):
+    with pytest.raises(MalformedDataError, match=rf"{name}: row 6: label 'y': missing or NaN"):
         check_files(path, SPEC)
     report = check_files(path, SPEC, on_bad_rows="skip")
-    assert report.files[0].first_bad_rows == {
-        "column 'x': not a finite float32 value": [2, 4],
-        "label 'y': missing or NaN": [6],
-    }
-    assert check_files(path, SPEC, on_bad_rows="skip", with_label=False).rows_kept == 4
+    assert report.files[0].first_bad_rows == {"label 'y': missing or NaN": [6]}
+    assert report.files[0].first_non_finite_rows == {"x": [2, 4]}
+    features_only = check_files(path, SPEC, with_label=False)
+    assert features_only.rows_kept == 6 and features_only.non_finite == {"x": 2}
     got = _rows(make_dataset(path, SPEC, on_bad_rows="skip", batch_size=2))
-    assert got["x"].tolist() == [0.5, 1.5, -1.0] and got["y"].tolist() == [1.0, 3.0, 5.0]
-    features = _rows_any(make_dataset(path, SPEC, on_bad_rows="skip", with_label=False))
-    assert features["x"].tolist() == [0.5, 1.5, -1.0, 2.5]
-    for with_label in (True, False):
-        with pytest.raises(tf.errors.InvalidArgumentError, match="column 'x'"):
-            list(make_dataset(path, SPEC, batch_size=2, with_label=with_label))
+    assert got["x"].tolist() == [0.5, -1.0, 1.5, -1.0, -1.0]
+    assert got["y"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    for policy in ("fail", "skip"):
+        features = _rows_any(make_dataset(path, SPEC, on_bad_rows=policy, with_label=False))
+        assert features["x"].tolist() == [0.5, -1.0, 1.5, -1.0, -1.0, 2.5]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label 'y'"):
+        list(make_dataset(path, SPEC, batch_size=2))
 
 
 def test_tfrecord_int64_in_a_float_feature_names_the_feature(tmp_path):
@@ -643,3 +642,15 @@ def test_tfrecord_int64_in_a_float_feature_names_the_feature(tmp_path):
     np.testing.assert_allclose(chunk["y"], good["y"][[0, 2]], rtol=1e-6)
     # Without the label, the record with an int64 label is a good row.
     assert check_files(path, SPEC, on_bad_rows="skip", with_label=False).rows_kept == 3
+
+
+def test_the_run_line_names_skipped_rows_and_defaulted_values(tmp_path):
+    from rq_keras.training.console import rows_text
+
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    assert rows_text(check_files(path, SPEC, on_bad_rows="skip")) == (
+        "4 (9 bad rows skipped; 1 NaN or infinite feature values took the default)"
+    )
+    write_table(_frame(3), SPEC, path)
+    assert rows_text(check_files(path, SPEC)) == "3"

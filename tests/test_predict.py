@@ -184,6 +184,33 @@ def test_skipped_bad_row_keeps_ids_aligned(run, tmp_path):
     _assert_outputs_equal(got, _expected(model, good_path))
 
 
+def test_non_finite_features_score_as_their_default_and_are_counted(run, exported, tmp_path):
+    """The one non-finite policy (rq_keras.data): NaN, +-inf and 1e39 in a
+    numeric feature score as its spec default (0.0 for `x`), through the run's
+    model and through the SavedModel, and the report counts them."""
+    run_dir, model = run
+    frame = _scoring_frame(8, seed=9)
+    bad = frame.copy()
+    bad["x"] = [np.nan, np.inf, -np.inf, 1e39, 0.25, np.nan, 1.5, -0.5]
+    path = tmp_path / "bad.parquet"
+    # pyarrow from numpy keeps NaN a NaN value (pandas would make it a null)
+    columns = {c: pa.array(bad[c].to_numpy(), from_pandas=False) for c in bad.columns}
+    pq.write_table(pa.table(columns), path)
+    good = frame.copy()
+    good["x"] = [0.0, 0.0, 0.0, 0.0, 0.25, 0.0, 1.5, -0.5]
+    good_path = tmp_path / "good.parquet"
+    good.to_parquet(good_path, index=False)
+    want = _expected(model, good_path)
+    for source in ({"model_dir": run_dir}, {"saved_model": exported}):
+        out = tmp_path / f"out_{len(source)}_{next(iter(source))}.parquet"
+        result = predict_files([path], out, **source)
+        assert result.rows_skipped == 0 and result.report.non_finite == {"x": 5}
+        assert result.report.files[0].first_non_finite_rows == {"x": [1, 2, 3, 4, 6]}
+        got = pd.read_parquet(out)
+        assert np.isfinite(got["prediction"]).all()
+        _assert_outputs_equal(got, want)
+
+
 def test_bad_row_under_fail_names_the_row_and_the_skip_flag(run, tmp_path, capsys):
     run_dir, _ = run
     path = tmp_path / "bad.csv"

@@ -19,15 +19,18 @@ through float64, which rounds ids above 2**53). A table with two columns of
 one name is refused (`MalformedDataError`).
 
 Bad rows. A row is bad when its column count is wrong (text), a number or an
-integer id does not parse (or is outside int64), a numeric feature value is
-NaN, infinite or beyond the float32 range (`1e39`; the model reads float32),
-or its label is missing, NaN or infinite; a `tf.Example` record that does not
-parse with the spec is bad too (the reason names a numeric feature or label
-held as an int64 or bytes list: they are float lists). Empty cells, nulls and
-the tokens `nan`,
-`na`, `n/a`, `null`, `none` (lower, upper or capitalized) in a feature are
-missing values and take the spec default; an absent `tf.Example` feature is
-missing too. `on_bad_rows` says
+integer id does not parse (or is outside int64), or its label is missing, NaN
+or infinite; a `tf.Example` record that does not parse with the spec is bad
+too (the reason names a numeric feature or label held as an int64 or bytes
+list: they are float lists). Empty cells, nulls and the tokens `nan`, `na`,
+`n/a`, `null`, `none` (lower, upper or capitalized) in a feature are missing
+values and take the spec default; an absent `tf.Example` feature is missing
+too. Non-finite values: a numeric feature value that is NaN, infinite or
+beyond the float32 range (`1e39`; the model reads float32) takes the spec
+default, the one policy of every path (training, evaluation, `predict.py`,
+both serving signatures, the C++ check; `default_non_finite` in the graph),
+and the readers count it per feature with the first rows
+(`FileReport.non_finite`, in `data_report.json`). `on_bad_rows` says
 what happens to bad rows: `"fail"` raises `MalformedDataError` naming the
 file, the row (1-based, the header not counted) and the reason; `"skip"` drops
 them and counts them, with the first row numbers, in a `DataReport`. Nothing
@@ -63,7 +66,7 @@ from rq_keras.data.readers import (
     read_column,
 )
 from rq_keras.data.reports import DataReport, FileReport, MalformedDataError
-from rq_keras.data.tfrecord import to_model_inputs
+from rq_keras.data.tfrecord import default_non_finite, to_model_inputs
 from rq_keras.data.writers import write_table, write_tfrecord
 
 __all__ = [
@@ -81,6 +84,7 @@ __all__ = [
     "make_dataset",
     "read_chunks",
     "read_column",
+    "default_non_finite",
     "to_model_inputs",
     "write_table",
     "write_tfrecord",

@@ -31,6 +31,8 @@ class Chunk:
         self.bad = np.zeros(row_numbers.size, dtype=bool)
         self.on_bad_rows = on_bad_rows
         self.first_failure: tuple[int, str] | None = None
+        # feature -> rows whose value was not finite and took the default
+        self.non_finite: dict[str, np.ndarray] = {}
 
     def flag(self, mask: np.ndarray, reason: str, values: np.ndarray | None = None) -> None:
         """Marks rows bad for `reason`; `values` (one per row) go into the error."""
@@ -47,6 +49,12 @@ class Chunk:
                 self.first_failure = (row, reason)
             return
         self.report.add_bad(reason, self.rows[mask])
+
+    def default_non_finite(self, mask: np.ndarray, feature: str) -> None:
+        """Records the rows where `feature`'s value was not finite (it took
+        the default); counted for the rows kept."""
+        if mask.any():
+            self.non_finite[feature] = self.non_finite.get(feature, False) | mask
 
     def raise_first_failure(self) -> None:
         """Under "fail": raises for the earliest bad row of the chunk."""
@@ -127,7 +135,7 @@ def scalar_column(feature: Feature, raw: np.ndarray, chunk: Chunk) -> np.ndarray
         return _parse_present(feature, raw, ~missing, np.int64, _parse_ints, chunk, reason)
     reason = f"column {feature.name!r}: not a number"
     out = _parse_present(feature, raw, ~missing, np.float64, _parse_floats, chunk, reason)
-    return float32_column(feature, out, chunk, raw)
+    return float32_column(feature, out, chunk)
 
 
 def _parse_present(feature, raw, present, dtype, parse, chunk: Chunk, reason: str) -> np.ndarray:
@@ -141,17 +149,17 @@ def _parse_present(feature, raw, present, dtype, parse, chunk: Chunk, reason: st
     return out
 
 
-def float32_column(feature: Feature, values: np.ndarray, chunk: Chunk, shown) -> np.ndarray:
+def float32_column(feature: Feature, values: np.ndarray, chunk: Chunk) -> np.ndarray:
     """Numeric values (missing ones already the default) -> float32.
 
     A value that is NaN or infinite, or finite in float64 but beyond the
-    float32 range, is a bad value: the row is bad. `shown` holds the values
-    as read, for the error message.
+    float32 range, takes the feature's default, as in serving (one policy on
+    every path, `rq_keras.data`); the chunk counts it.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.asarray(values).astype(np.float32)
     finite = np.isfinite(out)
-    chunk.flag(~finite, f"column {feature.name!r}: not a finite float32 value", shown)
+    chunk.default_non_finite(~finite, feature.name)
     out[~finite] = feature.default
     return out
 
@@ -203,6 +211,8 @@ def finish_chunk(columns: dict[str, np.ndarray], chunk: Chunk) -> dict[str, np.n
     keep = ~chunk.bad
     chunk.report.rows_read += int(chunk.rows.size)
     chunk.report.rows_kept += int(keep.sum())
+    for feature, mask in chunk.non_finite.items():
+        chunk.report.add_non_finite(feature, chunk.rows[mask & keep])
     if not keep.any():
         return None
     if keep.all():

@@ -85,10 +85,10 @@ def read_parquet(path, spec, on_bad_rows, chunk_rows, with_label, report, extra=
             if f.dtype == "int64":
                 columns[f.name] = _parquet_ids(f, col, nulls, chunk)
                 continue
-            # a null is missing (the default); a NaN value is a bad value
+            # a null is missing, a NaN or infinite value not finite: both the default
             values = col.to_numpy(zero_copy_only=False).astype(np.float64)
             values[nulls] = f.default
-            columns[f.name] = float32_column(f, values, chunk, values)
+            columns[f.name] = float32_column(f, values, chunk)
         if with_label:
             col = batch.column(spec.label.name)
             y = col.to_numpy(zero_copy_only=False).astype(np.float64)

@@ -25,7 +25,7 @@ from rq_keras.data.readers import (
     input_paths,
     read_chunks,
 )
-from rq_keras.data.tfrecord import tfrecord_compression, to_model_inputs
+from rq_keras.data.tfrecord import default_non_finite, tfrecord_compression, to_model_inputs
 from rq_keras.features.spec import FeatureSpec
 
 __all__ = ["PARQUET_READERS", "make_dataset", "pass_seed", "tfio_columns"]
@@ -169,7 +169,7 @@ def make_dataset(
 
         def parse(serialized):
             parsed = tf.io.parse_example(serialized, parse_spec)
-            out = to_model_inputs(parsed, spec)
+            out = default_non_finite(to_model_inputs(parsed, spec), spec)
             if with_label:
                 out[label] = tf.cast(parsed[label], tf.float64)
             return out
@@ -192,7 +192,7 @@ def make_dataset(
                 # Record by record, so one bad record drops only itself.
                 ds = ds.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
                 ds = ds.unbatch()
-                rows.append(ds.filter(_FiniteFilter(spec, "skip", with_label).mask))
+                rows.append(ds.filter(_LabelCheck(spec, "skip", with_label).mask))
             elif shuffle or row_sharding:
                 ds = reader.unbatch()
                 if row_sharding:
@@ -214,7 +214,7 @@ def make_dataset(
             ds = ds.batch(batch_size, drop_remainder=drop_remainder)
             if is_serialized:
                 ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-                ds = ds.map(_FiniteFilter(spec, on_bad_rows, with_label))
+                ds = ds.map(_LabelCheck(spec, on_bad_rows, with_label))
             pipelines.append(ds)
         ds = pipelines[0]
         for other in pipelines[1:]:
@@ -265,50 +265,38 @@ def _element_signature(spec: FeatureSpec, with_label: bool):
     return sig
 
 
-class _FiniteFilter:
-    """Graph-side bad-value policy for tf.Example and tensorflow-io batches.
-
-    The checked readers' policy: a numeric feature not finite in float32 (the
-    batch is already float32) or a missing, NaN or infinite label is a bad
-    row. Under `"fail"` the step fails naming the column (and `source`, the
-    file, when known); under `"skip"` the rows are dropped.
+class _LabelCheck:
+    """Graph-side label policy for tf.Example and tensorflow-io batches (the
+    checked readers'): a missing, NaN or infinite label is a bad row. Under
+    `"fail"` the step fails naming the label (and `source`, the file, when
+    known); under `"skip"` the rows are dropped. (Non-finite feature values
+    take their default before this, `default_non_finite`.)
     """
 
     def __init__(self, spec: FeatureSpec, on_bad_rows: str, with_label: bool, source=None):
         self.on_bad_rows = on_bad_rows
         self.where = f"{source}: " if source else ""
-        self.columns = [f.name for f in spec.features if f.is_numeric]
         self.label = spec.label.name if with_label else None
-        if self.label is not None:
-            self.columns.append(self.label)
 
     def mask(self, batch):
-        """True where every checked column is finite: `(batch,)`, or a scalar for one row."""
+        """True where the label is finite: `(batch,)`, or a scalar for one row."""
         import tensorflow as tf
 
-        if not self.columns:
+        if self.label is None:
             return tf.constant(True)
-        finite = [tf.math.is_finite(batch[c]) for c in self.columns]
-        return tf.reduce_all(tf.stack(finite), axis=0)
-
-    def _message(self, column: str) -> str:
-        what = (
-            f"label {column!r} is missing, NaN or infinite"
-            if column == self.label
-            else f"column {column!r} is not a finite float32 value"
-        )
-        return f"{self.where}{what} in some row; rq_keras.data.check_files names the file and row"
+        return tf.math.is_finite(batch[self.label])
 
     def __call__(self, batch):
         import tensorflow as tf
 
-        if self.on_bad_rows == "fail":
-            out = dict(batch)
-            for c in self.columns:
-                out[c] = tf.debugging.check_numerics(batch[c], self._message(c))
-            return out
-        if not self.columns:
+        if self.label is None:
             return batch
+        if self.on_bad_rows == "fail":
+            message = (
+                f"{self.where}label {self.label!r} is missing, NaN or infinite in some row; "
+                "rq_keras.data.check_files names the file and row"
+            )
+            return {**batch, self.label: tf.debugging.check_numerics(batch[self.label], message)}
         keep = self.mask(batch)
         return {k: tf.boolean_mask(v, keep) for k, v in batch.items()}
 
@@ -395,13 +383,13 @@ def _file_dataset(path, spec, fmt, on_bad_rows, with_label, batch_size, chunk_ro
                 v = batch[f.name]
                 if f.dtype == "string" and not f.is_list and v.dtype != tf.string:
                     batch[f.name] = tf.strings.as_string(v)
-            out = to_model_inputs(batch, spec)
+            out = default_non_finite(to_model_inputs(batch, spec), spec)
             if with_label:
                 out[spec.label.name] = tf.cast(batch[spec.label.name], tf.float64)
             return out
 
         ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.map(_FiniteFilter(spec, on_bad_rows, with_label, source=path))
+        return ds.map(_LabelCheck(spec, on_bad_rows, with_label, source=path))
     signature = _element_signature(spec, with_label)
 
     def generate():

@@ -43,7 +43,7 @@ def read_tfrecord(path, spec, on_bad_rows, chunk_rows, with_label, report, extra
         columns = {k: v.numpy() for k, v in to_model_inputs(parsed, spec).items()}
         for f in spec.features:
             if f.is_numeric:
-                columns[f.name] = float32_column(f, columns[f.name], chunk, columns[f.name])
+                columns[f.name] = float32_column(f, columns[f.name], chunk)
         if with_label:
             y = parsed[spec.label.name].numpy().astype(np.float64)
             y[chunk.bad] = 0.0
@@ -157,6 +157,27 @@ def _parse_records_one_by_one(serialized, parse_spec, spec, chunk):
 
 
 # --------------------------------------------------------------- graph helpers
+def default_non_finite(inputs: dict[str, Any], spec: FeatureSpec) -> dict[str, Any]:
+    """Graph-side: NaN, inf and -inf in a numeric feature -> its spec default.
+
+    The one policy for non-finite feature values on every path: the checked
+    readers give them the default (and count them), the `tf.data` paths and
+    both serving signatures replace them here, so one bad value never makes a
+    prediction NaN nor fails a batch. Lists hold ids, which cannot be
+    non-finite; other entries (the label) pass through.
+    """
+    import tensorflow as tf
+
+    out = dict(inputs)
+    for f in spec.features:
+        if f.is_numeric and f.name in out:
+            value = out[f.name]
+            out[f.name] = tf.where(
+                tf.math.is_finite(value), value, tf.constant(f.default, value.dtype)
+            )
+    return out
+
+
 def to_model_inputs(values: dict[str, Any], spec: FeatureSpec) -> dict[str, Any]:
     """Graph-side: parsed or read tensors -> the model's input form.
 

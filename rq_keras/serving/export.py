@@ -11,8 +11,9 @@
   default, a missing list is empty).
 
 In both, a NaN, `inf` or `-inf` in a numeric feature is replaced in the
-graph by that feature's spec default, as a missing value is in training, so a
-bad value never makes a prediction NaN or fails the batch.
+graph by that feature's spec default, as it is in training and batch scoring
+(one policy on every path, `rq_keras.data`), so a bad value never makes a
+prediction NaN or fails the batch.
 
 Both return `prediction` float32 `(batch,)`, and for RQ-Reg `regressor`
 (f_reg's sum), the code tree's `mean` and `median` (all `(batch,)`),

@@ -294,7 +294,7 @@ def predict_files(
             table.close()
     seconds = time.perf_counter() - start
     skipped = report.rows_dropped
-    if skipped:
+    if skipped or report.non_finite:
         progress.say(report.summary())
     progress.say(f"wrote {written:,} rows to {output} ({skipped:,} skipped) in {seconds:.1f} s")
     return PredictResult(

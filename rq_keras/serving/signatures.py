@@ -56,7 +56,7 @@ def build_serving_module(model, spec):
     """
     import tensorflow as tf
 
-    from rq_keras.data.tfrecord import to_model_inputs
+    from rq_keras.data.tfrecord import default_non_finite, to_model_inputs
 
     features = spec.features
     input_signature = spec.input_signature()
@@ -101,26 +101,9 @@ def build_serving_module(model, spec):
         with tf.control_dependencies(checks):
             return {k: tf.identity(v) for k, v in out.items()}
 
-    def finite(inputs):
-        """NaN, inf and -inf in a numeric feature -> the feature's spec default.
-
-        The readers give a missing or NaN numeric cell the default in training
-        (`rq_keras.data`); serving does the same instead of letting one bad
-        value make the prediction NaN, or failing the batch. Lists hold ids
-        (string or int64), which cannot be non-finite.
-        """
-        out = dict(inputs)
-        for f in features:
-            if f.is_numeric:
-                value = out[f.name]
-                out[f.name] = tf.where(
-                    tf.math.is_finite(value), value, tf.constant(f.default, value.dtype)
-                )
-        return out
-
     @tf.function(input_signature=[input_signature])
     def serve_features(inputs):
-        return outputs_of(finite(checked(inputs)))
+        return outputs_of(default_non_finite(checked(inputs), spec))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(examples):
@@ -129,7 +112,7 @@ def build_serving_module(model, spec):
         )
         with tf.control_dependencies([rank_ok]):
             parsed = tf.io.parse_example(examples, spec.parse_spec(with_label=False))
-        return outputs_of(finite(to_model_inputs(parsed, spec)))
+        return outputs_of(default_non_finite(to_model_inputs(parsed, spec), spec))
 
     module = tf.Module()
     module.model = model

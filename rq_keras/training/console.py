@@ -41,8 +41,14 @@ class Progress:
 
 
 def rows_text(report) -> str:
-    dropped = report.rows_dropped
-    return f"{report.rows_kept:,}" + (f" ({dropped:,} bad rows skipped)" if dropped else "")
+    """Rows kept, and what was skipped or defaulted (`data_report.json` has the rows)."""
+    notes = []
+    if report.rows_dropped:
+        notes.append(f"{report.rows_dropped:,} bad rows skipped")
+    defaulted = sum(report.non_finite.values())
+    if defaulted:
+        notes.append(f"{defaulted:,} NaN or infinite feature values took the default")
+    return f"{report.rows_kept:,}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def verbosity(verbose) -> int:
