@@ -2,20 +2,22 @@
 
 Exit status: 0 done; 1 the loss became NaN (the message names epoch and
 step); 2 a bad flag, config or input file, an output directory that is not a
-run's (not empty and no `rq_keras_run.json`), or a damaged file of an
-unfinished run (each named on stderr, before anything in the output directory
-is removed); 3 the output directory holds a finished run (use `--overwrite`)
-or an unfinished run of another config; 4 another process writes into the
-output directory (the message names it: host, PID, start), or a lock file left
-there by another host (the message says how to clear it); 75 stopped by
-SIGTERM (preemption), the state saved at the step: the same command resumes
-there (`rq_keras.training.preemption`).
+run's (not empty and no `rq_keras_run.json`), a damaged file of an unfinished
+run (each named on stderr, before anything in the output directory is
+removed), or a file that cannot be written (a full disk, a read-only folder;
+the message names it and the cause); 3 the output directory holds a finished
+run (use `--overwrite`) or an unfinished run of another config; 4 another
+process writes into the output directory (the message names it: host, PID,
+start), or a lock file left there by another host (the message says how to
+clear it); 75 stopped by SIGTERM (preemption), the state saved at the step:
+the same command resumes there (`rq_keras.training.preemption`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 
@@ -219,6 +221,23 @@ _NOTES = {
 }
 
 
+def _op_errors() -> type:
+    """`tf.errors.OpError` (TensorFlow is loaded by then)."""
+    import tensorflow as tf
+
+    return tf.errors.OpError
+
+
+def _first_line(message: str) -> str:
+    """An op error's message without TensorFlow's node and op tags:
+    `{{function_node ...}} PATH; No space left on device [Op:SaveV2]` ->
+    `PATH; No space left on device`."""
+    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
+    line = lines[0] if lines else "TensorFlow failed with no message"
+    line = re.sub(r"^\{\{[^}]*\}\}\s*", "", line)
+    return re.sub(r"\s*\[Op:[^\]]*\]$", "", line)
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     parser = build_train_parser()
     args = parser.parse_args(argv)
@@ -259,6 +278,12 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as err:
         print(f"train.py: {err}", file=sys.stderr)
         return 1
+    except _op_errors() as err:
+        # TensorFlow's own failures reach here as op errors: a checkpoint on a
+        # full disk or in a read-only folder (the message names the file and
+        # the cause), a bad label inside a TFRecord pipeline.
+        print(f"train.py: error: {_first_line(err.message)}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         from rq_keras.data.reports import MalformedDataError

@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from rq_keras.atomic import DirectoryLock, temporary_name, write_text
+from rq_keras.atomic import DirectoryLock, atomic_path, temporary_name, unique_suffix, write_text
 from rq_keras.config.configs import TrainConfig
 from rq_keras.training.console import Progress, rows_text, verbosity
 from rq_keras.training.distribute import is_chief, make_strategy, strategy_name
 from rq_keras.training.evaluate import evaluate_run
 from rq_keras.training.fit import build_head, fit
 from rq_keras.training.inputs import adapt, resolve_data, split_files
-from rq_keras.training.run_dir import STAGING, RunDir
+from rq_keras.training.run_dir import STAGING, RunDir, remove_write_leftovers
 from rq_keras.training.state import (
     EVALUATE,
     FRESH,
@@ -167,8 +167,9 @@ def _train(config, out, overwrite, strategy, verbose, say, chief, preemption) ->
         final.set_weights(weights)
         final.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         if phase != EVALUATE:
-            final.save(out / "model.keras.tmp.keras")
-            os.replace(out / "model.keras.tmp.keras", out / "model.keras")
+            # Keras wants the `.keras` ending on the temporary name too.
+            with atomic_path(out / "model.keras", f"model.tmp-{unique_suffix()}.keras") as tmp:
+                final.save(tmp)
             # Training is over: from here a rerun starts at the evaluation.
             write_run_json(out / "trained.json", trained_doc(result))
         result.model = final
@@ -185,6 +186,10 @@ def _train(config, out, overwrite, strategy, verbose, say, chief, preemption) ->
         # Every output is written: the backup has done its job.
         run_dir.remove(["backup"])
         return result
+    except BaseException:
+        if chief:  # a failed write (a full disk, say) leaves no temporary behind
+            remove_write_leftovers(out)
+        raise
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

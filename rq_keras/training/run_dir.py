@@ -40,6 +40,7 @@ __all__ = [
     "load_model",
     "load_trained",
     "read_yaml",
+    "remove_write_leftovers",
 ]
 
 MANIFEST = "rq_keras_run.json"
@@ -197,6 +198,35 @@ class RunDir:
                 continue
             removed.append(name)
         return removed
+
+
+def remove_write_leftovers(out: str | os.PathLike) -> list[str]:
+    """Removes what failed writes of a run leave in `out` (its writer holds
+    the directory's lock, so nothing here is another process's): TensorFlow's
+    checkpoint temporaries in `backup/` and `checkpoints/` (`*_temp/`
+    folders, `*.tempstate*` and `checkpoint.tmp*` files) and temporary model
+    files. Returns the paths removed."""
+    out = pathlib.Path(out)
+    removed = []
+    found = [p for p in out.glob("model*.tmp*") if p.is_file()]
+    for sub in ("backup", "checkpoints"):
+        if (out / sub).is_dir():
+            found += [
+                p
+                for p in (out / sub).rglob("*")
+                if (p.is_dir() and p.name.endswith("_temp"))
+                or ".tempstate" in p.name
+                or p.name.startswith("checkpoint.tmp")
+            ]
+    for path in found:
+        if not path.exists():  # inside a folder removed before
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(os.fspath(path))
+    return removed
 
 
 def read_yaml(path: str | os.PathLike):
