@@ -58,6 +58,7 @@ def mirrored():
 # The slowest test files first: `make test` gives each file to one of its two
 # workers in collection order, and starting with the long files balances them.
 _SLOW_FIRST = (
+    "test_fault_injection.py",
     "test_run_dir.py",
     "test_training.py",
     "test_export.py",
