@@ -14,7 +14,7 @@ DEMO_EPOCHS ?= 20
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup test test-fast test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-train-scaling bench-serving bench-profile bench-quality bench-tune bench-code-learning bench-discretization specs clean
+.PHONY: setup test test-fast test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-roofline bench-train-scaling bench-serving bench-profile bench-quality bench-tune bench-code-learning bench-discretization specs clean
 
 setup: $(STAMP)
 
@@ -92,6 +92,9 @@ bench-metrics: setup
 
 bench-train-step: setup
 	$(PY) benchmarks/train_step.py
+
+bench-roofline: setup
+	$(PY) benchmarks/roofline.py
 
 bench-train-scaling: setup
 	$(PY) benchmarks/train_scaling.py

@@ -1,0 +1,249 @@
+"""Benchmark: the training step's FLOP rate against a float32 GEMM's, in one process.
+
+    python benchmarks/roofline.py            # or: make bench-roofline
+
+Absolute rates on a shared machine drift from run to run (repeats of the same
+step cluster at two levels), so the figure is a ratio taken in one process:
+the step's floating-point operations per second over those of a dense matrix
+product of the LSTM step's shape (`[batch, D + units] x [D + units, 4 units]`),
+timed alternately, `--repeats` times each.
+
+Per row, in a fresh child process (the dtype policy is global):
+
+1. the step's FLOPs per example, counted from its graph traced with static
+   shapes (forward, loss and gradients; the optimizer's update on its own
+   line), with the FLOP statistics TensorFlow registers per op type
+   (`count_flops`; ops without one, such as gathers, count 0);
+2. alternately: `--steps` training steps through `model.fit` (the compiled
+   train function, in-memory batches) and `--gemms` products in one
+   `tf.function`; ratio = (step FLOPs x steps/s) / (GEMM FLOPs x GEMMs/s).
+
+Rows: the paper's sizes (`benchmarks/train_step.py`: LSTM 512, D 512, L=3,
+K=48, CIKM16-shaped input) at batch 256 and 1,024, and the quality
+benchmark's width (128) at batch 256; float32, and mixed_bfloat16 where the
+CPU has AVX512_BF16. Prints a Markdown table and writes it to
+`benchmarks/results/roofline.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from _machine import cpu_model, write_results
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# name -> (ModelConfig overrides, batch); the paper's sizes are ModelConfig's defaults.
+ROWS = {
+    "paper-256": ({}, 256),
+    "paper-1024": ({}, 1024),
+    "width128-256": (
+        {
+            "units": 128,
+            "code_embedding_dim": 128,
+            "encoder_units": 128,
+            "predictor_units": 128,
+        },
+        256,
+    ),
+}
+
+
+def count_flops(fn, *specs) -> collections.Counter:
+    """Float operations of `fn` traced with the fully static `specs`, by op
+    type: the FLOP statistic TensorFlow registers for each op (a MatMul of
+    `[m, k] x [k, n]` counts `2 m k n`), summed over the traced graph and the
+    functions it calls. Ops without a statistic count 0."""
+    import tensorflow as tf
+    from tensorflow.python.framework import ops
+
+    graph = tf.function(fn).get_concrete_function(*specs).graph
+    counts: collections.Counter = collections.Counter()
+
+    def walk(g):
+        for op in g.get_operations():
+            try:
+                value = ops.get_stats_for_node_def(g, op.node_def, "flops").value
+            except ValueError:  # a shape the statistic cannot read
+                value = None
+            if value:
+                counts[op.type] += int(value)
+        for function in getattr(g, "_functions", {}).values():
+            inner = getattr(function, "graph", None)
+            if inner is not None:
+                walk(inner)
+
+    walk(graph)
+    return counts
+
+
+def has_avx512_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "avx512_bf16" in f.read()
+    except OSError:
+        return False
+
+
+def child(name: str, precision: str, steps: int, gemms: int, repeats: int, warmup: int) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    import tf_keras as keras
+    from train_step import cikm16_model
+
+    if precision != "float32":
+        keras.mixed_precision.set_global_policy(precision)
+    from rq_keras.config.configs import ModelConfig
+
+    overrides, batch = ROWS[name]
+    config = ModelConfig(sampling_probability=0.5, **overrides)
+    _, model, features, y = cikm16_model(batch * 8, config)
+    model.compile(optimizer=keras.optimizers.Adam(5e-4))
+    ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(batch).cache().repeat()
+    x, label = next(iter(ds))
+    specs = (
+        tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), x),
+        tf.TensorSpec(label.shape, label.dtype),
+    )
+
+    def forward_backward(x, y):
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss((x, y), training=True)
+        return loss, tape.gradient(loss, model.trainable_variables)
+
+    step_counts = count_flops(forward_backward, *specs)
+    _, grads = tf.function(forward_backward)(x, label)
+    model.optimizer.build(model.trainable_variables)
+
+    def update(grads):
+        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+    update_counts = count_flops(update, [tf.type_spec_from_value(g) for g in grads])
+    step_flops = sum(step_counts.values()) / batch  # per example
+
+    # The LSTM step's product: [batch, D + units] x [D + units, 4 units].
+    inner = config.code_embedding_dim + config.units
+    a = tf.random.stateless_normal([batch, inner], seed=[1, 2])
+    b = tf.random.stateless_normal([inner, 4 * config.units], seed=[3, 4])
+    gemm_flops = 2.0 * batch * inner * 4 * config.units
+
+    @tf.function
+    def products(a, b):
+        total = tf.constant(0.0)
+        for _ in tf.range(gemms):
+            total += tf.reduce_sum(tf.matmul(a, b))
+            a = a + 1e-7  # a new product each time, nothing to hoist
+        return total
+
+    model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0)
+    products(a, b).numpy()
+    step_rates, gemm_rates = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        step_rates.append(steps * batch * step_flops / (time.perf_counter() - start))
+        start = time.perf_counter()
+        products(a, b).numpy()
+        gemm_rates.append(gemms * gemm_flops / (time.perf_counter() - start))
+    ratios = [s / g for s, g in zip(step_rates, gemm_rates)]
+    return {
+        "row": name,
+        "batch": batch,
+        "precision": precision,
+        "gemm_shape": f"{batch}x{inner} @ {inner}x{4 * config.units}",
+        "step_mflop_per_example": step_flops / 1e6,
+        "matmul_share": step_counts["MatMul"] / max(1, sum(step_counts.values())),
+        "update_mflop_per_step": sum(update_counts.values()) / 1e6,
+        "examples_per_s": statistics.median(r / step_flops for r in step_rates),
+        "step_gflops": [round(r / 1e9, 1) for r in step_rates],
+        "gemm_gflops": [round(r / 1e9, 1) for r in gemm_rates],
+        "ratios": [round(r, 3) for r in ratios],
+        "ratio": statistics.median(ratios),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "top_ops": {k: round(v / batch / 1e6, 3) for k, v in step_counts.most_common(5)},
+    }
+
+
+def run_child(args, name: str, precision: str) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--precision", precision]
+    for flag in ("steps", "gemms", "repeats", "warmup"):
+        cmd += [f"--{flag}", str(getattr(args, flag))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed for {name} {precision}:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| row | batch | precision | GEMM | step MFLOP/example (MatMul share) "
+        "| Adam update MFLOP/step | examples/s | ratio (median) | ratios | peak RSS MiB |",
+        "|---|---:|---|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['row']} | {r['batch']} | {r['precision']} | {r['gemm_shape']} "
+            f"| {r['step_mflop_per_example']:.2f} ({100 * r['matmul_share']:.1f}%) "
+            f"| {r['update_mflop_per_step']:.1f} | {r['examples_per_s']:,.0f} "
+            f"| {r['ratio']:.3f} | {', '.join(map(str, r['ratios']))} | {r['peak_rss_mib']:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", default=",".join(ROWS), help="of " + ", ".join(ROWS))
+    p.add_argument("--steps", type=int, default=20, help="timed training steps per repeat")
+    p.add_argument("--gemms", type=int, default=50, help="timed products per repeat")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps (tracing) first")
+    p.add_argument("--output", default=os.path.join(HERE, "results", "roofline.md"))
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:  # one row, in this process
+        row = (args.child, args.precision, args.steps, args.gemms, args.repeats, args.warmup)
+        print(json.dumps(child(*row)))
+        return 0
+    precisions = ["float32"] + (["mixed_bfloat16"] if has_avx512_bf16() else [])
+    results = []
+    for name in args.rows.split(","):
+        for precision in precisions:
+            results.append(run_child(args, name, precision))
+            print(json.dumps(results[-1]), flush=True)
+    body = table(results)
+    notes = (
+        f"Machine: {cpu_model()}; AVX512_BF16: {'yes' if has_avx512_bf16() else 'no'} "
+        f"(mixed_bfloat16 rows only where it is). {args.repeats} repeats of {args.steps} "
+        f"steps and {args.gemms} products each, alternating. Top ops by FLOPs per example "
+        "(MFLOP): " + "; ".join(f"{r['row']} {r['precision']}: {r['top_ops']}" for r in results)
+    )
+    flags = argv if argv is not None else sys.argv[1:]
+    command = "python benchmarks/roofline.py " + " ".join(flags)
+    text = "\n".join(
+        [
+            "# Roofline: the training step's FLOP rate over a same-process GEMM's",
+            "",
+            f"Command: `{command.strip()}` (`make bench-roofline`).",
+            "",
+            body,
+            "",
+            notes,
+            "",
+        ]
+    )
+    print(text)
+    write_results(args.output, text)  # hand-written notes survive a re-run
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
