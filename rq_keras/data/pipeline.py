@@ -143,6 +143,18 @@ def make_dataset(
         raise ValueError("`start_pass` needs `repeat=True` (one pass has no later passes)")
 
     label = spec.label.name
+    read_batch = min(chunk_rows, max(batch_size, 1024))
+    parse_spec = spec.parse_spec(with_label=with_label)
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, parse_spec)
+        out = default_non_finite(to_model_inputs(parsed, spec), spec)
+        if with_label:
+            out[label] = tf.cast(parsed[label], tf.float64)
+        return out
+
+    def parse_one(serialized):
+        return parse(tf.expand_dims(serialized, 0))
 
     @tf.autograph.experimental.do_not_convert
     def one_pass(seed):
@@ -152,7 +164,6 @@ def make_dataset(
             # orders the pass. (TensorFlow cannot combine a tensor op seed
             # with a global seed of 0; this graph is the pass function's.)
             tf.compat.v1.get_default_graph().seed = _PASS_GRAPH_SEED
-        read_batch = min(chunk_rows, max(batch_size, 1024))
         # The readers' datasets of the text and Parquet files, in file order (None for TFRecord).
         readers = []
         for path in paths:
@@ -164,18 +175,6 @@ def make_dataset(
                     path, spec, fmt, on_bad_rows, with_label, read_batch, chunk_rows, parquet_reader
                 )
             )
-
-        parse_spec = spec.parse_spec(with_label=with_label)
-
-        def parse(serialized):
-            parsed = tf.io.parse_example(serialized, parse_spec)
-            out = default_non_finite(to_model_inputs(parsed, spec), spec)
-            if with_label:
-                out[label] = tf.cast(parsed[label], tf.float64)
-            return out
-
-        def parse_one(serialized):
-            return parse(tf.expand_dims(serialized, 0))
 
         # Serialized records are shuffled and batched before parsing (cheapest);
         # rows from the other readers are shuffled and batched as rows; in file

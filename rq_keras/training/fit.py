@@ -6,7 +6,6 @@ run's head."""
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import pathlib
 import time
@@ -58,40 +57,40 @@ def fit(
     if phase == RESUME:
         say(f"resuming at epoch {start['epoch'] + 1}, step {start['step'] + 1} of {steps}")
 
-    def pipeline(files, shuffle, repeat, input_context=None):
-        # the training data (shuffled) starts where the backup stopped
+    def pipeline(files, training, input_context=None):
+        # The training data: shuffled passes, from where the backup stopped.
+        # The validation data in file order, repeated where the distributed
+        # dataset needs a fixed `validation_steps`.
         return make_dataset(
             files,
             spec,
             batch_size=config.batch_size,
-            shuffle=shuffle,
+            shuffle=training,
             shuffle_buffer=config.shuffle_buffer,
             seed=config.seed,
             on_bad_rows=config.on_bad_rows,
             parquet_reader=config.parquet_reader,
-            repeat=repeat,
+            repeat=training or multi_worker,
             input_context=input_context,
-            start_pass=start["start_pass"] if shuffle else 0,
-            skip_batches=start["skip_batches"] if shuffle else 0,
+            start_pass=start["start_pass"] if training else 0,
+            skip_batches=start["skip_batches"] if training else 0,
         )
 
     if multi_worker:
-        # Each worker reads its shard of the (repeated) files.
-        def distributed(files, shuffle, repeat):
+        # Each worker reads its shard of the files.
+        def distributed(files, training):
             return strategy.distribute_datasets_from_function(
-                lambda context: pipeline(files, shuffle, repeat, context)
+                lambda context: pipeline(files, training, context)
             )
 
-        train_data = distributed(train_files, True, True)
+        train_data = distributed(train_files, True)
         if validation_files:
-            fit_kwargs["validation_data"] = distributed(validation_files, False, True)
-            fit_kwargs["validation_steps"] = max(
-                1, math.ceil(rows["validation"] / config.batch_size)
-            )
+            fit_kwargs["validation_data"] = distributed(validation_files, False)
+            fit_kwargs["validation_steps"] = batches_per_pass(rows["validation"], config.batch_size)
     else:
-        train_data = pipeline(train_files, True, repeat=True)
+        train_data = pipeline(train_files, True)
         if validation_files:
-            fit_kwargs["validation_data"] = pipeline(validation_files, False, repeat=False)
+            fit_kwargs["validation_data"] = pipeline(validation_files, False)
 
     # Every worker reads the chief's checkpoints and early-stopping state (a
     # restarted worker must agree with the others on "improved"); the other
