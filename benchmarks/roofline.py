@@ -14,9 +14,10 @@ Per row, in a fresh child process (the dtype policy is global):
    shapes (forward, loss and gradients; the optimizer's update on its own
    line), with the FLOP statistics TensorFlow registers per op type
    (`count_flops`; ops without one, such as gathers, count 0);
-2. alternately: `--steps` training steps through `model.fit` (the compiled
-   train function, in-memory batches) and `--gemms` products in one
-   `tf.function`; ratio = (step FLOPs x steps/s) / (GEMM FLOPs x GEMMs/s).
+2. alternately, inside one `model.fit` (the compiled train function,
+   in-memory batches): blocks of `--steps` training steps, each followed by
+   `--gemms` products in one `tf.function`, run from a callback between
+   steps; ratio = (step FLOPs x steps/s) / (GEMM FLOPs x GEMMs/s).
 
 Rows: the paper's sizes (`benchmarks/train_step.py`: LSTM 512, D 512, L=3,
 K=48, CIKM16-shaped input) at batch 256 and 1,024, and the quality
@@ -93,7 +94,9 @@ def has_avx512_bf16() -> bool:
         return False
 
 
-def child(name: str, precision: str, steps: int, gemms: int, repeats: int, warmup: int) -> dict:
+def child(
+    name: str, precision: str, optimizer: str, steps: int, gemms: int, repeats: int, warmup: int
+) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
     import tf_keras as keras
@@ -102,11 +105,12 @@ def child(name: str, precision: str, steps: int, gemms: int, repeats: int, warmu
     if precision != "float32":
         keras.mixed_precision.set_global_policy(precision)
     from rq_keras.config.configs import ModelConfig
+    from rq_keras.training.optimizers import make_optimizer
 
     overrides, batch = ROWS[name]
     config = ModelConfig(sampling_probability=0.5, **overrides)
     _, model, features, y = cikm16_model(batch * 8, config)
-    model.compile(optimizer=keras.optimizers.Adam(5e-4))
+    model.compile(optimizer=make_optimizer(optimizer, 5e-4))
     ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(batch).cache().repeat()
     x, label = next(iter(ds))
     specs = (
@@ -143,21 +147,43 @@ def child(name: str, precision: str, steps: int, gemms: int, repeats: int, warmu
             a = a + 1e-7  # a new product each time, nothing to hoist
         return total
 
-    model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0)
     products(a, b).numpy()
     step_rates, gemm_rates = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-        step_rates.append(steps * batch * step_flops / (time.perf_counter() - start))
-        start = time.perf_counter()
-        products(a, b).numpy()
-        gemm_rates.append(gemms * gemm_flops / (time.perf_counter() - start))
+
+    class Alternate(keras.callbacks.Callback):
+        """Inside one `fit`: after the warm-up steps and after every block of
+        `steps` steps, time the block, then `gemms` products, between steps.
+        (Timing whole `fit` calls would add the end of `fit`, where freeing
+        the input iterator waits up to ~10 s for tf.data's autotuning thread.)"""
+
+        start = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            done = batch + 1 - warmup  # timed steps so far
+            if done < 0 or done % steps:
+                return
+            if self.start is not None:
+                seconds = time.perf_counter() - self.start
+                step_rates.append(steps * batch_size * step_flops / seconds)
+                begin = time.perf_counter()
+                products(a, b).numpy()
+                gemm_rates.append(gemms * gemm_flops / (time.perf_counter() - begin))
+            self.start = time.perf_counter()
+
+    batch_size = batch
+    model.fit(
+        ds,
+        steps_per_epoch=warmup + repeats * steps,
+        epochs=1,
+        verbose=0,
+        callbacks=[Alternate()],
+    )
     ratios = [s / g for s, g in zip(step_rates, gemm_rates)]
     return {
         "row": name,
         "batch": batch,
         "precision": precision,
+        "optimizer": optimizer,
         "gemm_shape": f"{batch}x{inner} @ {inner}x{4 * config.units}",
         "step_mflop_per_example": step_flops / 1e6,
         "matmul_share": step_counts["MatMul"] / max(1, sum(step_counts.values())),
@@ -172,8 +198,9 @@ def child(name: str, precision: str, steps: int, gemms: int, repeats: int, warmu
     }
 
 
-def run_child(args, name: str, precision: str) -> dict:
+def run_child(args, name: str, precision: str, optimizer: str) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--precision", precision]
+    cmd += ["--optimizer", optimizer]
     for flag in ("steps", "gemms", "repeats", "warmup"):
         cmd += [f"--{flag}", str(getattr(args, flag))]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -184,13 +211,14 @@ def run_child(args, name: str, precision: str) -> dict:
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| row | batch | precision | GEMM | step MFLOP/example (MatMul share) "
-        "| Adam update MFLOP/step | examples/s | ratio (median) | ratios | peak RSS MiB |",
-        "|---|---:|---|---|---:|---:|---:|---:|---|---:|",
+        "| row | batch | precision | optimizer | GEMM | step MFLOP/example (MatMul share) "
+        "| update MFLOP/step | examples/s | ratio (median) | ratios | peak RSS MiB |",
+        "|---|---:|---|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r['row']} | {r['batch']} | {r['precision']} | {r['gemm_shape']} "
+            f"| {r['row']} | {r['batch']} | {r['precision']} | {r['optimizer']} "
+            f"| {r['gemm_shape']} "
             f"| {r['step_mflop_per_example']:.2f} ({100 * r['matmul_share']:.1f}%) "
             f"| {r['update_mflop_per_step']:.1f} | {r['examples_per_s']:,.0f} "
             f"| {r['ratio']:.3f} | {', '.join(map(str, r['ratios']))} | {r['peak_rss_mib']:,.0f} |"
@@ -206,25 +234,36 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=5, help="untimed steps (tracing) first")
     p.add_argument("--output", default=os.path.join(HERE, "results", "roofline.md"))
+    p.add_argument(
+        "--optimizers",
+        default="lazy_adam",
+        help="comma-separated, of lazy_adam (training's default), adam; one row each",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--optimizer", default="lazy_adam", help=argparse.SUPPRESS)
     p.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:  # one row, in this process
-        row = (args.child, args.precision, args.steps, args.gemms, args.repeats, args.warmup)
+        row = (args.child, args.precision, args.optimizer)
+        row += (args.steps, args.gemms, args.repeats, args.warmup)
         print(json.dumps(child(*row)))
         return 0
     precisions = ["float32"] + (["mixed_bfloat16"] if has_avx512_bf16() else [])
     results = []
     for name in args.rows.split(","):
         for precision in precisions:
-            results.append(run_child(args, name, precision))
-            print(json.dumps(results[-1]), flush=True)
+            for optimizer in args.optimizers.split(","):
+                results.append(run_child(args, name, precision, optimizer))
+                print(json.dumps(results[-1]), flush=True)
     body = table(results)
     notes = (
         f"Machine: {cpu_model()}; AVX512_BF16: {'yes' if has_avx512_bf16() else 'no'} "
         f"(mixed_bfloat16 rows only where it is). {args.repeats} repeats of {args.steps} "
         f"steps and {args.gemms} products each, alternating. Top ops by FLOPs per example "
-        "(MFLOP): " + "; ".join(f"{r['row']} {r['precision']}: {r['top_ops']}" for r in results)
+        "(MFLOP): "
+        + "; ".join(
+            f"{r['row']} {r['precision']} {r['optimizer']}: {r['top_ops']}" for r in results
+        )
     )
     flags = argv if argv is not None else sys.argv[1:]
     command = "python benchmarks/roofline.py " + " ".join(flags)

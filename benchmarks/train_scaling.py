@@ -58,7 +58,6 @@ def child(kind: str, data_dir: str, batch: int, steps: int, epochs: int) -> dict
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2
         )
-    import tf_keras as keras
 
     from rq_keras.config import config_from_dict
     from rq_keras.training import train
@@ -87,6 +86,7 @@ def child(kind: str, data_dir: str, batch: int, steps: int, epochs: int) -> dict
         from rq_keras.models.rq_reg import build_model
         from rq_keras.quantizer.residual import ResidualQuantizer
         from rq_keras.training.callbacks import EpochTimer
+        from rq_keras.training.optimizers import make_optimizer
 
         spec_obj = FeatureSpec.load(spec)
         pre = FeaturePreprocessor(spec_obj).adapt(train_files)
@@ -94,7 +94,7 @@ def child(kind: str, data_dir: str, batch: int, steps: int, epochs: int) -> dict
         quantizer = ResidualQuantizer(num_levels=3, codebook_size=48, clip_min=0).fit(y)
         ds = make_dataset(train_files[0], spec_obj, batch_size=batch).take(8).cache().repeat()
         model = build_model(spec_obj, pre, quantizer, config.model)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
         # One fit with the loop's epoch timer: both kinds time the same span.
         timer = EpochTimer()
         model.fit(ds, steps_per_epoch=steps, epochs=epochs, verbose=0, callbacks=[timer])

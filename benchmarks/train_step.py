@@ -67,10 +67,11 @@ def paper_model(batch: int, precision: str = "float32", threads: int = 0):
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     from rq_keras.config.configs import ModelConfig
+    from rq_keras.training.optimizers import make_optimizer
 
     _, model, features, y = cikm16_model(batch * 8, ModelConfig(sampling_probability=0.5))
     ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(batch).cache().repeat()
-    model.compile(optimizer=keras.optimizers.Adam(5e-4))
+    model.compile(optimizer=make_optimizer("lazy_adam", 5e-4))  # training's default
     return model, ds
 
 

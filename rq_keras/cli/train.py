@@ -37,6 +37,7 @@ _FLAGS = {
     "epochs": "epochs",
     "batch_size": "batch_size",
     "learning_rate": "learning_rate",
+    "optimizer": "optimizer",
     "steps_per_epoch": "steps_per_epoch",
     "monitor": "monitor",
     "patience": "patience",
@@ -69,7 +70,7 @@ def _batch_size(text: str):
 
 
 def build_train_parser() -> argparse.ArgumentParser:
-    from rq_keras.config.configs import HEAD_CHOICES, MONITORS, STRATEGIES
+    from rq_keras.config.configs import HEAD_CHOICES, MONITORS, OPTIMIZERS, STRATEGIES
     from rq_keras.datasets import DATASETS
 
     p = argparse.ArgumentParser(
@@ -102,6 +103,11 @@ def build_train_parser() -> argparse.ArgumentParser:
         help="global batch size, or auto (default: at least 64 steps an epoch, at most 1024)",
     )
     p.add_argument("--learning-rate", type=float)
+    p.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        help="lazy_adam (default: embedding rows updated only when a batch holds them) or adam",
+    )
     p.add_argument("--steps-per-epoch", type=int)
     p.add_argument("--monitor", choices=MONITORS, help="early-stopping metric")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs")

@@ -224,6 +224,8 @@ def check_distribution_options(quantiles, thresholds, exact_levels) -> None:
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 MONITORS = ("auto", "val_loss", "val_gen", "val_reg", "val_rnc", "val_mae")
+# TrainConfig.optimizer (rq_keras.training.optimizers.make_optimizer builds them).
+OPTIMIZERS = ("lazy_adam", "adam")
 # "rq_reg": the paper's model; "kmeans": RQ-Reg with one level (plain K-means
 # classification, Table 5); the rest are the baseline heads of `rq_keras.models.baselines`.
 HEAD_CHOICES = ("rq_reg", "kmeans", "mse", "log_mse", "huber", "ziln")
@@ -331,6 +333,11 @@ class TrainConfig:
             that is 256: the code classifier needs steps more than epochs
             (`benchmarks/results/code_learning.md`).
         learning_rate: Adam's learning rate (5e-4).
+        optimizer: `"lazy_adam"` (the default: Adam whose embedding tables'
+            sparse gradients update only the rows a batch holds,
+            `rq_keras.training.optimizers.LazyAdam`) or `"adam"` (Keras'
+            Adam, which decays and rewrites every row of every table each
+            step). Dense weights get the same update from both.
         steps_per_epoch: training steps per epoch; None: one pass over the
             training files (multi-worker runs and `sampling_per_batch`, which
             need a known epoch length, compute it from the row count).
@@ -376,6 +383,7 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int | str = "auto"
     learning_rate: float = 5e-4
+    optimizer: str = "lazy_adam"
     steps_per_epoch: int | None = None
     shuffle_buffer: int = 65_536
     on_bad_rows: str = "fail"
@@ -415,6 +423,8 @@ class TrainConfig:
             bad("steps_per_epoch", self.steps_per_epoch, ">= 1 or null")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             bad("learning_rate", self.learning_rate, "a finite number > 0")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", self.optimizer, f"one of {OPTIMIZERS}")
         if self.on_bad_rows not in ("fail", "skip"):
             bad("on_bad_rows", self.on_bad_rows, "'fail' or 'skip'")
         if self.parquet_reader not in ("pyarrow", "tensorflow-io"):

@@ -21,6 +21,7 @@ from rq_keras.training.distribute import is_chief, make_strategy, strategy_name
 from rq_keras.training.evaluate import evaluate_run
 from rq_keras.training.fit import build_head, fit
 from rq_keras.training.inputs import adapt, resolve_data, split_files
+from rq_keras.training.optimizers import make_optimizer
 from rq_keras.training.run_dir import STAGING, RunDir, remove_write_leftovers
 from rq_keras.training.state import (
     EVALUATE,
@@ -134,7 +135,7 @@ def _train(config, out, overwrite, strategy, verbose, say, chief, preemption) ->
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
             model = build_head(spec, preprocessor, quantizer, config, y_train)
-            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+            model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
         rows = {split: r.rows_kept for split, r in inputs["reports"].items()}
         # config.yaml keeps "auto"; from here on the batch is a number.
         auto_batch = config.batch_size == "auto"
@@ -165,7 +166,7 @@ def _train(config, out, overwrite, strategy, verbose, say, chief, preemption) ->
         # A plain (strategy-free) copy for evaluation and saving.
         final = build_head(spec, preprocessor, quantizer, config, y_train)
         final.set_weights(weights)
-        final.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        final.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
         if phase != EVALUATE:
             # Keras wants the `.keras` ending on the temporary name too.
             with atomic_path(out / "model.keras", f"model.tmp-{unique_suffix()}.keras") as tmp:
