@@ -14,7 +14,7 @@ DEMO_EPOCHS ?= 20
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup test test-fast test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-roofline bench-train-scaling bench-serving bench-profile bench-quality bench-tune bench-code-learning bench-discretization specs clean
+.PHONY: setup test test-fast test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-roofline bench-optimizer bench-train-scaling bench-serving bench-profile bench-quality bench-tune bench-code-learning bench-discretization specs clean
 
 setup: $(STAMP)
 
@@ -95,6 +95,9 @@ bench-train-step: setup
 
 bench-roofline: setup
 	$(PY) benchmarks/roofline.py
+
+bench-optimizer: setup
+	$(PY) benchmarks/optimizer_quality.py
 
 bench-train-scaling: setup
 	$(PY) benchmarks/train_scaling.py

@@ -15,9 +15,14 @@ Per row, in a fresh child process (the dtype policy is global):
    line), with the FLOP statistics TensorFlow registers per op type
    (`count_flops`; ops without one, such as gathers, count 0);
 2. alternately, inside one `model.fit` (the compiled train function,
-   in-memory batches): blocks of `--steps` training steps, each followed by
-   `--gemms` products in one `tf.function`, run from a callback between
-   steps; ratio = (step FLOPs x steps/s) / (GEMM FLOPs x GEMMs/s).
+   in-memory batches; `_fit_timing.timed_blocks`): blocks of `--steps`
+   training steps, each followed by `--gemms` products in one
+   `tf.function`, run from a callback between steps; ratio = (step FLOPs x
+   steps/s) / (GEMM FLOPs x GEMMs/s);
+3. `RnC share`: Rank-N-Contrast's forward and backward alone (the variant
+   the loss uses, on the step's shapes and the batch's labels), timed after
+   the steps, as a share of the median step time: the largest part of the
+   step that is not a matrix product.
 
 Rows: the paper's sizes (`benchmarks/train_step.py`: LSTM 512, D 512, L=3,
 K=48, CIKM16-shaped input) at batch 256 and 1,024, and the quality
@@ -38,6 +43,7 @@ import subprocess
 import sys
 import time
 
+from _fit_timing import timed_blocks
 from _machine import cpu_model, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,6 +90,50 @@ def count_flops(fn, *specs) -> collections.Counter:
 
     walk(graph)
     return counts
+
+
+def rnc_milliseconds(model, labels, temperature: float, repeats: int) -> float:
+    """Median milliseconds of Rank-N-Contrast's forward and backward alone, on
+    the step's shapes: the variant the loss picks (`factored_is_cheaper`) on
+    seeded code probabilities or expected embeddings and the batch's labels."""
+    import tensorflow as tf
+
+    from rq_keras.losses.rnc import factored_is_cheaper, rank_n_contrast, rank_n_contrast_factored
+
+    decoder = model.decoder
+    table = decoder.code_embeddings
+    batch, levels = int(labels.shape[0]), decoder.num_levels
+    if factored_is_cheaper(table):
+        shape = [batch, levels, decoder.vocabulary_size]
+        x = tf.Variable(tf.nn.softmax(tf.random.stateless_normal(shape, seed=[5, 6]), axis=-1))
+
+        def loss():
+            return rank_n_contrast_factored(x, table, labels, temperature)
+
+        sources = [x, table]
+    else:
+        shape = [batch, levels, decoder.embedding_dim]
+        x = tf.Variable(tf.random.stateless_normal(shape, seed=[5, 6]))
+
+        def loss():
+            return rank_n_contrast(x, labels, temperature)
+
+        sources = [x]
+
+    @tf.function
+    def forward_backward():
+        with tf.GradientTape() as tape:
+            value = tf.reduce_mean(loss())
+        return tape.gradient(value, sources)
+
+    forward_backward()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(10):
+            tf.nest.map_structure(lambda t: t.numpy(), forward_backward())
+        times.append((time.perf_counter() - start) * 100.0)  # ms per call
+    return statistics.median(times)
 
 
 def has_avx512_bf16() -> bool:
@@ -148,36 +198,16 @@ def child(
         return total
 
     products(a, b).numpy()
-    step_rates, gemm_rates = [], []
+    gemm_rates = []
 
-    class Alternate(keras.callbacks.Callback):
-        """Inside one `fit`: after the warm-up steps and after every block of
-        `steps` steps, time the block, then `gemms` products, between steps.
-        (Timing whole `fit` calls would add the end of `fit`, where freeing
-        the input iterator waits up to ~10 s for tf.data's autotuning thread.)"""
+    def gemm_block():
+        begin = time.perf_counter()
+        products(a, b).numpy()
+        gemm_rates.append(gemms * gemm_flops / (time.perf_counter() - begin))
 
-        start = None
-
-        def on_train_batch_end(self, batch, logs=None):
-            done = batch + 1 - warmup  # timed steps so far
-            if done < 0 or done % steps:
-                return
-            if self.start is not None:
-                seconds = time.perf_counter() - self.start
-                step_rates.append(steps * batch_size * step_flops / seconds)
-                begin = time.perf_counter()
-                products(a, b).numpy()
-                gemm_rates.append(gemms * gemm_flops / (time.perf_counter() - begin))
-            self.start = time.perf_counter()
-
-    batch_size = batch
-    model.fit(
-        ds,
-        steps_per_epoch=warmup + repeats * steps,
-        epochs=1,
-        verbose=0,
-        callbacks=[Alternate()],
-    )
+    seconds, _ = timed_blocks(model, ds, warmup, steps, repeats, between=gemm_block)
+    step_rates = [steps * batch * step_flops / s for s in seconds]
+    rnc_ms = rnc_milliseconds(model, label, config.temperature, repeats)
     ratios = [s / g for s, g in zip(step_rates, gemm_rates)]
     return {
         "row": name,
@@ -193,6 +223,7 @@ def child(
         "gemm_gflops": [round(r / 1e9, 1) for r in gemm_rates],
         "ratios": [round(r, 3) for r in ratios],
         "ratio": statistics.median(ratios),
+        "rnc_share": rnc_ms / (1000.0 * statistics.median(seconds) / steps),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "top_ops": {k: round(v / batch / 1e6, 3) for k, v in step_counts.most_common(5)},
     }
@@ -212,8 +243,8 @@ def run_child(args, name: str, precision: str, optimizer: str) -> dict:
 def table(results: list[dict]) -> str:
     lines = [
         "| row | batch | precision | optimizer | GEMM | step MFLOP/example (MatMul share) "
-        "| update MFLOP/step | examples/s | ratio (median) | ratios | peak RSS MiB |",
-        "|---|---:|---|---|---|---:|---:|---:|---:|---|---:|",
+        "| update MFLOP/step | examples/s | ratio (median) | ratios | RnC share | peak RSS MiB |",
+        "|---|---:|---|---|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in results:
         lines.append(
@@ -221,7 +252,8 @@ def table(results: list[dict]) -> str:
             f"| {r['gemm_shape']} "
             f"| {r['step_mflop_per_example']:.2f} ({100 * r['matmul_share']:.1f}%) "
             f"| {r['update_mflop_per_step']:.1f} | {r['examples_per_s']:,.0f} "
-            f"| {r['ratio']:.3f} | {', '.join(map(str, r['ratios']))} | {r['peak_rss_mib']:,.0f} |"
+            f"| {r['ratio']:.3f} | {', '.join(map(str, r['ratios']))} "
+            f"| {100 * r['rnc_share']:.0f}% | {r['peak_rss_mib']:,.0f} |"
         )
     return "\n".join(lines)
 

@@ -12,8 +12,8 @@ step (the input pipeline is measured by `benchmarks/input_pipeline.py`).
 
 For each batch size and dtype policy (`float32`, and `mixed_bfloat16`,
 which pays on CPUs with AVX512_BF16), a fresh child process builds the model, runs
-`--warmup` steps (tracing), then times `--steps` steps `--repeats` times
-through `model.fit` (the compiled train function); examples/s is the median
+`--warmup` steps (tracing), then times `--repeats` blocks of `--steps` steps
+inside one `model.fit` (the compiled train function; `_fit_timing`); examples/s is the median
 over repeats, and the peak resident memory is the child's. Prints a Markdown
 table and writes it to `benchmarks/results/train_step.md`.
 """
@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 
+from _fit_timing import timed_blocks
 from _machine import cpu_model, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -127,11 +128,8 @@ def child(batch: int, steps: int, warmup: int, repeats: int, threads: int, preci
     start = time.perf_counter()
     model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0)
     warmup_s = time.perf_counter() - start
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        history = model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-        rates.append(steps * batch / (time.perf_counter() - start))
+    seconds, history = timed_blocks(model, ds, 0, steps, repeats)
+    rates = [steps * batch / s for s in seconds]
     return {
         "batch": batch,
         "precision": precision,

@@ -20,7 +20,7 @@ import tf_keras as keras
 
 from rq_keras.config.configs import OPTIMIZERS
 
-__all__ = ["OPTIMIZERS", "LazyAdam", "make_optimizer"]
+__all__ = ["LazyAdam", "make_optimizer"]
 
 
 @keras.utils.register_keras_serializable(package="rq_keras")
