@@ -3,8 +3,8 @@
     python benchmarks/train_step.py            # or: make bench-train-step
 
 The paper's configuration (one LSTM layer of 512 units, L=3, K=48, code
-embedding D=512, feature embedding 64, Adam 5e-4, all three loss terms,
-scheduled sampling on at p=0.5) on CIKM16-shaped input: two small categorical
+embedding D=512, feature embedding 64, LazyAdam 5e-4 (training's default),
+all three loss terms, scheduled sampling on at p=0.5) on CIKM16-shaped input: two small categorical
 features and two lists of 10 ids (query tokens from a vocabulary of 9,778,
 items from 116,883), as `rq_keras.datasets.cikm16` builds them. Seeded
 synthetic batches are held in memory, so the figure is the bare training
@@ -198,12 +198,12 @@ def main(argv=None) -> int:
         f"Command: `{command.strip()}` (`make bench-train-step`).",
         f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), no GPU.",
         "",
-        "Paper configuration (LSTM 512, L=3, K=48, D=512, feature embedding 64, Adam 5e-4, "
+        "Paper configuration (LSTM 512, L=3, K=48, D=512, feature embedding 64, LazyAdam 5e-4, "
         "L_gen + L_reg + 0.1 L_rnc, scheduled sampling at p=0.5) on CIKM16-shaped input "
         "(2 categorical features, 2 lists of 10 ids from vocabularies of 9,778 and 116,883); "
-        f"batches in memory. Median of {args.repeats} runs of {args.steps} steps after "
-        f"{args.warmup} warm-up steps, one fresh process per row, the rows run one after "
-        "another in one invocation (so their ratios are side by side).",
+        f"batches in memory. Median of {args.repeats} blocks of {args.steps} steps timed inside "
+        f"one `fit` after {args.warmup} warm-up steps, one fresh process per row, the rows "
+        "run one after another in one invocation (so their ratios are side by side).",
         "",
         "| batch | precision | examples/s (median) | runs | peak RSS MiB | params | warm-up s |",
         "|---:|---|---:|---|---:|---:|---:|",
