@@ -4,17 +4,19 @@
 
 The paper's configuration (one LSTM layer of 512 units, L=3, K=48, code
 embedding D=512, feature embedding 64, LazyAdam 5e-4 (training's default),
-all three loss terms, scheduled sampling on at p=0.5) on CIKM16-shaped input: two small categorical
-features and two lists of 10 ids (query tokens from a vocabulary of 9,778,
-items from 116,883), as `rq_keras.datasets.cikm16` builds them. Seeded
+all three loss terms, scheduled sampling on at p=0.5) on CIKM16-shaped
+input: two small categorical features and two lists of 10 ids (query tokens
+from a vocabulary of 9,778, items from 116,883), as
+`rq_keras.datasets.cikm16` builds them. Seeded
 synthetic batches are held in memory, so the figure is the bare training
 step (the input pipeline is measured by `benchmarks/input_pipeline.py`).
 
 For each batch size and dtype policy (`float32`, and `mixed_bfloat16`,
 which pays on CPUs with AVX512_BF16), a fresh child process builds the model, runs
 `--warmup` steps (tracing), then times `--repeats` blocks of `--steps` steps
-inside one `model.fit` (the compiled train function; `_fit_timing`); examples/s is the median
-over repeats, and the peak resident memory is the child's. Prints a Markdown
+inside one `model.fit` (the compiled train function; `_fit_timing`);
+examples/s is the median over repeats, and the peak resident memory is the
+child's. Prints a Markdown
 table and writes it to `benchmarks/results/train_step.md`.
 """
 
