@@ -14,7 +14,7 @@ DEMO_EPOCHS ?= 20
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup test test-fast test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-roofline bench-optimizer bench-train-scaling bench-serving bench-profile bench-quality bench-tune bench-code-learning bench-discretization specs clean
+.PHONY: setup test test-fast test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-roofline bench-optimizer bench-train-scaling bench-serving bench-profile bench-quality bench-scale bench-tune bench-code-learning bench-discretization specs clean
 
 setup: $(STAMP)
 
@@ -120,6 +120,11 @@ bench-discretization: setup
 # ... which the quality benchmark (test split, 3 seeds) reads.
 bench-quality: setup
 	$(PY) benchmarks/quality.py --tuned benchmarks/results/tuned.json
+
+# Issue 29: whole datasets, OptDist and LightGBM beside RQ-Reg, a learning
+# curve and distribution scores; resumable per cell (benchmarks/work/scale).
+bench-scale: bench-setup
+	$(PY) benchmarks/scale.py
 
 # Issue 14: does the code classifier learn (validation split only)?
 bench-code-learning: setup

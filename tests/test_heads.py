@@ -13,7 +13,7 @@ from rq_keras.config.configs import ModelConfig
 from rq_keras.data import make_dataset, write_table
 from rq_keras.features import FeatureSpec
 from rq_keras.features.preprocessing import FeaturePreprocessor
-from rq_keras.losses.baselines import BASELINE_HEADS
+from rq_keras.losses.baselines import BASELINE_HEADS, baseline_loss
 from rq_keras.models.baselines import (
     BaselineModel,
     baseline_per_example_loss,
@@ -105,6 +105,24 @@ def test_ziln_loss_and_prediction_match_the_formulas():
     bounded = baseline_predictions("ziln", wide, prediction_max=500.0)["prediction"].numpy()
     free = baseline_predictions("ziln", wide)["prediction"].numpy()
     assert free[0] > 1e6 and bounded[0] == 500.0 and bounded[1] == free[1] < 500
+
+    # Quantiles of the mixture: 0 inside the atom (tau <= 1 - P(y > 0)), above
+    # it the value whose mixture CDF 1 - q + q * Phi((log v - mu) / sigma) is tau.
+    levels = (0.05, 0.3, 0.5, 0.7, 0.95)
+    quantiles = baseline_loss("ziln", quantiles=levels).predictions(out)["quantiles"].numpy()
+    assert quantiles.shape == (len(y), len(levels))
+    for row in range(len(y)):
+        for j, tau in enumerate(levels):
+            value = float(quantiles[row, j])
+            if tau <= 1 - q[row]:
+                assert value == 0.0
+            else:
+                z = (math.log(value) - mu[row]) / sigma[row]
+                cdf = 1 - q[row] + q[row] * 0.5 * (1 + math.erf(z / math.sqrt(2)))
+                assert cdf == pytest.approx(tau, abs=1e-4), (row, tau)
+    assert np.all(np.diff(quantiles, axis=1) >= 0)
+    with pytest.raises(ValueError, match="distinct numbers in"):
+        baseline_loss("ziln", quantiles=(0.5, 1.0))
 
     # y = 0 rows must not send NaN back through the masked lognormal term.
     logits = tf.Variable(out)
@@ -227,7 +245,7 @@ def test_export_serves_the_prediction_and_ziln_its_positive_mean(data, tmp_path)
     loaded = tf.saved_model.load(result.export_dir)
     for signature in ("examples", "serving_default"):
         outputs = loaded.signatures[signature].structured_outputs
-        assert set(outputs) == {"prediction", "positive_mean"}
+        assert set(outputs) == {"prediction", "positive_mean", "quantiles"}
     mse = export_model(_model(data, "mse"), SPEC, tmp_path / "mse", check_rows=rows)
     outputs = tf.saved_model.load(mse.export_dir).signatures["examples"].structured_outputs
     assert set(outputs) == {"prediction"}

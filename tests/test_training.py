@@ -547,7 +547,17 @@ def test_baseline_head_run_and_its_export(toy, tmp_path):
     assert {"loss", "mae", "val_loss", "val_mae"} <= set(history[1])
     assert "sampling_probability" not in history[1]  # no decoder, no scheduled sampling
     predictions = pd.read_parquet(out / "predictions.parquet")
-    assert list(predictions.columns) == ["label", "prediction", "positive_mean"]
+    assert list(predictions.columns) == [
+        "label",
+        "prediction",
+        "positive_mean",
+        "positive_probability",
+        "quantile_0.1",
+        "quantile_0.5",
+        "quantile_0.9",
+    ]
+    quantiles = predictions[["quantile_0.1", "quantile_0.5", "quantile_0.9"]].to_numpy()
+    assert (np.diff(quantiles, axis=1) >= 0).all() and (quantiles >= 0).all()
     assert (predictions["prediction"] >= 0).all()  # p * exp(mu + sigma^2 / 2)
     # ZILN's E[y | y > 0] is scored beside its mean (the prediction).
     assert predictions["positive_mean"].ge(predictions["prediction"]).all()

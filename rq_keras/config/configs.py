@@ -130,6 +130,12 @@ class ModelConfig:
             at K = 48: for measuring the others' error, not for serving). On
             CDNOW 0 and 1 give the same metrics to 3 decimals (docs/model.md, "The
             predictive distribution"). See `RQDecoder`.
+        components: the OptDist head's sub-distribution networks (4; the
+            OptDist paper's best were 4-5). Other heads ignore it.
+        selection_temperature: the temperature of the OptDist selection's
+            Gumbel-softmax (1.0).
+        alignment_weight: the weight of the OptDist selection's KL term
+            towards the soft pseudo-labels (1.0).
     """
 
     units: int = 512
@@ -159,6 +165,9 @@ class ModelConfig:
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     thresholds: tuple[float, ...] = (0.0,)
     exact_levels: int = 0
+    components: int = 4
+    selection_temperature: float = 1.0
+    alignment_weight: float = 1.0
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -191,7 +200,15 @@ class ModelConfig:
             value = float(getattr(self, name))
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
-        for name in ("temperature", "delta"):
+        if isinstance(self.components, bool) or int(self.components) != self.components:
+            raise ValueError(f"`components` must be an int >= 2, got {self.components!r}")
+        if self.components < 2:
+            raise ValueError(f"`components` must be an int >= 2, got {self.components!r}")
+        if not (math.isfinite(float(self.alignment_weight)) and self.alignment_weight >= 0):
+            raise ValueError(
+                f"`alignment_weight` must be a finite number >= 0, got {self.alignment_weight!r}"
+            )
+        for name in ("temperature", "delta", "selection_temperature"):
             value = float(getattr(self, name))
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
@@ -228,7 +245,7 @@ MONITORS = ("auto", "val_loss", "val_gen", "val_reg", "val_rnc", "val_mae")
 OPTIMIZERS = ("lazy_adam", "adam")
 # "rq_reg": the paper's model; "kmeans": RQ-Reg with one level (plain K-means
 # classification, Table 5); the rest are the baseline heads of `rq_keras.models.baselines`.
-HEAD_CHOICES = ("rq_reg", "kmeans", "mse", "log_mse", "huber", "ziln")
+HEAD_CHOICES = ("rq_reg", "kmeans", "mse", "log_mse", "huber", "ziln", "optdist")
 # Heads without an RQ decoder report only these terms.
 _HEAD_MONITORS = ("auto", "val_loss", "val_mae")
 

@@ -29,6 +29,9 @@ OFFSETS = {
     # CausalTransformerCell's parts, from the cell's seed
     "positions": 1,
     "transformer_block": 10,  # block i: + 10 + 10 i
+    # OptDistTowers' parts, from its seed: SDN i's layers + 2 i and + 2 i + 1
+    "sdn": 100,
+    "selection": 10,
 }
 
 

@@ -47,6 +47,7 @@ from rq_keras.losses.baselines import (
     HuberLoss,
     LogMSELoss,
     MSELoss,
+    OptDistLoss,
     ZILNLoss,
     baseline_loss,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "HuberLoss",
     "LogMSELoss",
     "MSELoss",
+    "OptDistLoss",
     "RQRegLoss",
     "ZILNLoss",
     "code_nll",

@@ -42,6 +42,7 @@ from rq_keras.models.ranking_model import RankingModel
 __all__ = [
     "BaselineTask",
     "BaselineModel",
+    "OptDistTowers",
     "build_baseline_model",
     "baseline_per_example_loss",
     "baseline_predictions",
@@ -79,6 +80,71 @@ def baseline_per_example_loss(
 
 
 @keras.utils.register_keras_serializable(package="rq_keras")
+class OptDistTowers(keras.layers.Layer):
+    """OptDist's towers on the encoder's output: `components` sub-distribution
+    networks (each a ReLU layer of `hidden_units` and 3 ZILN outputs) and a
+    selection network (a ReLU layer and `components` logits), returned in
+    `OptDistLoss`'s layout: float32 `(batch, 4 * components)` (every SDN's
+    `p` logit, then the `mu`s, the `sigma_raw`s and the selection logits).
+
+    Args:
+        components: the number of SDNs (>= 2).
+        hidden_units: each tower's hidden width.
+        seed: seeds the initializers (None: unseeded).
+    """
+
+    def __init__(self, components: int, hidden_units: int, seed: int | None = None, **kwargs):
+        super().__init__(dtype="float32", **{k: v for k, v in kwargs.items() if k != "dtype"})
+        self.components = int(components)
+        self.hidden_units = int(hidden_units)
+        self.seed = seed
+
+        def dense(units, name, part, index, activation=None):
+            return keras.layers.Dense(
+                units,
+                activation=activation,
+                kernel_initializer=keras.initializers.GlorotUniform(
+                    seed=sub_seed(seed, part, index)
+                ),
+                dtype="float32",
+                name=name,
+            )
+
+        self.sdn_hidden = [
+            dense(self.hidden_units, f"sdn_{i}_hidden", "sdn", 2 * i, "relu")
+            for i in range(self.components)
+        ]
+        self.sdn_out = [dense(3, f"sdn_{i}_ziln", "sdn", 2 * i + 1) for i in range(self.components)]
+        self.dsm_hidden = dense(self.hidden_units, "dsm_hidden", "selection", 0, "relu")
+        self.dsm_out = dense(self.components, "dsm_logits", "selection", 1)
+
+    def build(self, input_shape):
+        for hidden, out in zip(self.sdn_hidden, self.sdn_out):
+            hidden.build(input_shape)
+            out.build((None, self.hidden_units))
+        self.dsm_hidden.build(input_shape)
+        self.dsm_out.build((None, self.hidden_units))
+        super().build(input_shape)
+
+    def call(self, inputs):
+        inputs = tf.cast(inputs, tf.float32)
+        # (batch, components, 3): one ZILN per SDN.
+        ziln = tf.stack(
+            [out(hidden(inputs)) for hidden, out in zip(self.sdn_hidden, self.sdn_out)], axis=1
+        )
+        selection = self.dsm_out(self.dsm_hidden(inputs))
+        return tf.concat([ziln[:, :, 0], ziln[:, :, 1], ziln[:, :, 2], selection], axis=-1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "components": self.components,
+            "hidden_units": self.hidden_units,
+            "seed": self.seed,
+        }
+
+
+@keras.utils.register_keras_serializable(package="rq_keras")
 class BaselineTask(HeadTask):
     """A baseline head (f_enc, ReLU, one Dense layer) and its loss, for a `tfrs.Model`.
 
@@ -110,7 +176,15 @@ class BaselineTask(HeadTask):
     ):
         config = model_config(config, kwargs)
         super().__init__(**kwargs)
-        self.loss_fn: BaselineLoss = baseline_loss(head, config.delta, label_name)
+        self.loss_fn: BaselineLoss = baseline_loss(
+            head,
+            config.delta,
+            label_name,
+            quantiles=config.quantiles,
+            components=config.components,
+            selection_temperature=config.selection_temperature,
+            alignment_weight=config.alignment_weight,
+        )
         if prediction_max is not None and not math.isfinite(prediction_max):
             raise ValueError(f"`prediction_max` must be finite or None, got {prediction_max}")
         if clip_min is not None and clip_max is not None and clip_min > clip_max:
@@ -130,13 +204,23 @@ class BaselineTask(HeadTask):
             name="encoder",
         )
         self.activation = keras.layers.ReLU(name="encoder_relu")
-        # float32 under mixed precision too: ZILN exponentiates its outputs.
-        self.output_layer = keras.layers.Dense(
-            self.loss_fn.output_units,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=sub_seed(seed, "head_output")),
-            dtype="float32",
-            name="head",
-        )
+        if head == "optdist":
+            self.output_layer = OptDistTowers(
+                config.components,
+                hidden_units=max(16, config.encoder_units // 4),
+                seed=sub_seed(seed, "head_output"),
+                name="head",
+            )
+        else:
+            # float32 under mixed precision too: ZILN exponentiates its outputs.
+            self.output_layer = keras.layers.Dense(
+                self.loss_fn.output_units,
+                kernel_initializer=keras.initializers.GlorotUniform(
+                    seed=sub_seed(seed, "head_output")
+                ),
+                dtype="float32",
+                name="head",
+            )
         self.output_layer.build((None, config.encoder_units))
 
     @property
@@ -158,7 +242,7 @@ class BaselineTask(HeadTask):
         batch, the loss weighted by `sample_weight` when given."""
         label = clip_labels(labels, self.clip_min, self.clip_max)
         raw = self.outputs(predictions, training)
-        per_example = self.loss_fn.call(label, raw)
+        per_example = self.loss_fn.per_example(label, raw, training=training)
         if sample_weight is not None:
             per_example *= tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
         outputs = self.loss_fn.predictions(raw, self.prediction_max)

@@ -36,7 +36,7 @@ OUTPUTS = (
     "codes",
 )
 # Output dtypes. A baseline head exports `prediction` (ZILN also `positive_mean`,
-# E[y | y > 0]); an RQ-Reg model saved before the code tree has no distribution
+# E[y | y > 0], and `quantiles`); an RQ-Reg model saved before the code tree has no distribution
 # outputs.
 _OUTPUT_DTYPES = {k: "float32" for k in OUTPUTS} | {"codes": "int32"}
 

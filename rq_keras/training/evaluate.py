@@ -21,7 +21,14 @@ __all__ = [
 
 
 # Per-row outputs of the evaluation, beside the label (predictions.parquet).
-EVALUATED = ("prediction", *PREDICTIONS, "quantiles", "exceedance", "codes")
+EVALUATED = (
+    "prediction",
+    *PREDICTIONS,
+    "positive_probability",
+    "quantiles",
+    "exceedance",
+    "codes",
+)
 
 
 def predict_outputs(model, dataset, quantizer=None, code_report=None):

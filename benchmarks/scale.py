@@ -1,0 +1,524 @@
+"""Benchmark: RQ-Reg against the strongest baselines on whole datasets, with a
+learning curve and the predictive distributions scored (issue 29).
+
+    python benchmarks/scale.py                       # or: make bench-scale
+    python benchmarks/scale.py --datasets complete_journey --heads rq_reg,ziln \\
+        --fractions 1 --seeds 0                      # one part of the table
+
+Every cell (dataset, head, share of the training rows, seed) trains in its
+own process and writes `cell.json` into `--work-dir` when it finishes; a
+cell whose `cell.json` exists is read, not run again, so the table can be
+finished in parts (an interrupted run loses its one unfinished cell; `--fresh`
+runs everything again). The report is written from every finished cell.
+
+Splits: the dataset's own recipe (seed 0), whole: no row is dropped from
+validation or test. The learning curve trains on the first 10% / 30% /
+100% of one fixed permutation of the training rows (nested; seed 0).
+
+Heads on the same features and encoder (`rq_keras.training.train`): RQ-Reg,
+K-means (RQ-Reg with L = 1), ZILN, OptDist, MSE. Beside them LightGBM with a
+tweedie objective on the same columns (`lightgbm`, a benchmark-only package)
+and the "last period's value" rule where the dataset has one. Every head
+runs with the same settings (`--units`, epochs, early stopping on its
+validation monitor, learning rate 1e-3 for the networks); none is tuned
+per head here, which is the same budget for each: zero.
+
+Scores (test split): the served prediction's ranking and total (as
+`rq_keras.evaluation.metrics.evaluate`), E[y | y > 0] where a head has one,
+and from each head's predictive quantiles on a grid of levels: CRPS,
+pinball loss at 0.1 / 0.5 / 0.9 and the atom-aware quantile calibration
+(`rq_keras.evaluation.distribution_scores`); P(y > 0): Brier score and AUC;
+for the coded heads every level's test NLL against its marginal.
+Writes `benchmarks/results/quality_scale.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+from _machine import cpu_model, write_results
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+NETWORK_HEADS = ("rq_reg", "kmeans", "ziln", "optdist", "mse")
+HEADS = (*NETWORK_HEADS, "lightgbm", "rule")
+# The label's last-period counterpart, a feature (the rule's prediction).
+LAST_PERIOD = {"cdnow": "calibration_spend", "complete_journey": "pair_sales_value"}
+# Quantile levels every distributional head serves: a midpoint grid of 20
+# (the CRPS integral) and the three pinball levels.
+PINBALL_LEVELS = (0.1, 0.5, 0.9)
+CALIBRATION_TOLERANCE = 0.02
+
+
+def quantile_grid() -> tuple[float, ...]:
+    sys.path.insert(0, REPO)
+    from rq_keras.evaluation.distribution_scores import midpoint_levels
+
+    return tuple(sorted(set(midpoint_levels(20)) | set(PINBALL_LEVELS)))
+
+
+# ----------------------------------------------------------------- data
+def prepare(name: str, work: str, fractions: list[float]) -> dict:
+    """The splits of `name` (built once into `work/NAME/data`) and one
+    training file per share of the training rows."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, REPO)
+    from rq_keras import datasets
+    from rq_keras.training import DEFAULT_RAW_DIRS
+
+    out = os.path.join(work, name, "data")
+    files = {s: os.path.join(out, f"{s}.parquet") for s in ("train", "validation", "test")}
+    if not all(os.path.exists(f) for f in files.values()):
+        raw = DEFAULT_RAW_DIRS.get(name)
+        datasets.make(name, None if raw is None else str(raw), out, seed=0)
+    rows = {s: pq.ParquetFile(f).metadata.num_rows for s, f in files.items()}
+    train_files = {}
+    for share in fractions:
+        if share >= 1:
+            train_files[share] = files["train"]
+            continue
+        path = os.path.join(out, f"train_{share:g}.parquet")
+        if not os.path.exists(path):
+            frame = pd.read_parquet(files["train"])
+            order = np.random.default_rng(0).permutation(len(frame))
+            keep = np.sort(order[: int(round(len(frame) * share))])
+            tmp = path + ".tmp"
+            frame.iloc[keep].to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        train_files[share] = path
+    return {
+        "files": files,
+        "train_files": train_files,
+        "spec": os.path.join(out, "feature_spec.yaml"),
+        "rows": rows,
+    }
+
+
+# ----------------------------------------------------------------- scores
+def distribution_scores(frame, levels) -> dict:
+    """CRPS, pinball losses, calibration and P(y > 0) scores of a
+    predictions table with `quantile_*` columns (and `positive_probability`
+    or `p_above_0`)."""
+    import numpy as np
+
+    from rq_keras.evaluation.distribution_scores import (
+        crps_from_quantiles,
+        pinball_loss,
+        probability_scores,
+        quantile_calibration,
+    )
+
+    y = frame["label"].to_numpy(np.float64)
+    columns = [f"quantile_{t:g}" for t in levels]
+    if not all(c in frame for c in columns):
+        return {}
+    q = frame[columns].to_numpy(np.float64)
+    # Quantile curves must not cross; the code tree's and ZILN's never do.
+    q = np.maximum.accumulate(q, axis=1)
+    out = {
+        "crps": crps_from_quantiles(y, q, levels),
+        "pinball": {f"{t:g}": pinball_loss(y, q[:, levels.index(t)], t) for t in PINBALL_LEVELS},
+        "calibration": quantile_calibration(y, q, levels, CALIBRATION_TOLERANCE),
+    }
+    for column in ("positive_probability", "p_above_0"):
+        if column in frame:
+            out["positive"] = probability_scores(y, frame[column].to_numpy(np.float64))
+            break
+    return out
+
+
+def network_cell(data: dict, head: str, share: float, seed: int, args, out: str) -> dict:
+    from quality import base_config
+
+    from rq_keras.training import train
+
+    levels = quantile_grid()
+    # quality.py's settings for every head; its training file is the share's.
+    view = {"files": {**data["files"], "train": data["train_files"][share]}, "spec": data["spec"]}
+    settings = argparse.Namespace(
+        units=args.units,
+        epochs=args.epochs,
+        patience=args.patience,
+        batch_size="auto",
+        learning_rate=1e-3,
+        evaluate_on="test",
+        set=args.set,
+    )
+    config = base_config(view, settings, seed, head, {"model.quantiles": list(levels)})
+    start = time.perf_counter()
+    result = train(config, out, verbose=0)
+    seconds = time.perf_counter() - start
+    import pandas as pd
+
+    test = dict(result.metrics["test"])
+    frame = pd.read_parquet(os.path.join(out, "predictions.parquet"))
+    cell = {
+        "served": {k: test.get(k) for k in METRIC_KEYS},
+        "by_prediction": {
+            kind: {k: scores.get(k) for k in METRIC_KEYS}
+            for kind, scores in test.get("by_prediction", {}).items()
+        },
+        "distribution": distribution_scores(frame, list(levels)),
+        "levels": test.get("codes"),
+        "epochs": result.epochs_run,
+        "seconds": seconds,
+    }
+    return cell
+
+
+def lightgbm_cell(data: dict, share: float, seed: int, args) -> dict:
+    """LightGBM, tweedie objective, on the spec's columns (strings as
+    categories, lists as their length); early stopping on validation."""
+    import lightgbm as lgb
+    import numpy as np
+    import pandas as pd
+
+    from rq_keras.evaluation.metrics import evaluate
+    from rq_keras.features import FeatureSpec
+
+    spec = FeatureSpec.load(data["spec"])
+    label = spec.label.name
+
+    def table(path):
+        frame = pd.read_parquet(path)
+        x = pd.DataFrame(index=frame.index)
+        for feature in spec.features:
+            column = frame[feature.name]
+            if feature.kind == "numeric":
+                x[feature.name] = pd.to_numeric(column, errors="coerce").astype(np.float64)
+            elif feature.kind == "list":
+                x[feature.name + "_length"] = (
+                    column.fillna("").astype(str).str.split(feature.separator).map(len)
+                )
+            else:
+                x[feature.name] = column.astype(str)
+        return x, np.clip(frame[label].to_numpy(np.float64), 0, None)
+
+    x_train, y_train = table(data["train_files"][share])
+    x_val, y_val = table(data["files"]["validation"])
+    x_test, y_test = table(data["files"]["test"])
+    categorical = [f.name for f in spec.features if f.kind in ("categorical", "hashed")]
+    for c in categorical:
+        kinds = pd.CategoricalDtype(sorted(x_train[c].unique()))
+        for x in (x_train, x_val, x_test):
+            x[c] = x[c].astype(kinds)
+    params = {
+        "objective": "tweedie",
+        "tweedie_variance_power": 1.5,
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_data_in_leaf": 100,
+        "lambda_l2": 10.0,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "cat_smooth": 50,
+        "seed": seed,
+        "num_threads": os.cpu_count() or 1,
+        "verbose": -1,
+    }
+    start = time.perf_counter()
+    booster = lgb.train(
+        params,
+        lgb.Dataset(x_train, y_train),
+        num_boost_round=3000,
+        valid_sets=[lgb.Dataset(x_val, y_val)],
+        callbacks=[lgb.early_stopping(50, verbose=False)],
+    )
+    seconds = time.perf_counter() - start
+    prediction = booster.predict(x_test, num_iteration=booster.best_iteration)
+    scores = evaluate(y_test, prediction)
+    return {
+        "served": {k: scores.get(k) for k in METRIC_KEYS},
+        "by_prediction": {},
+        "distribution": {},
+        "levels": None,
+        "epochs": booster.best_iteration,
+        "seconds": seconds,
+    }
+
+
+def rule_cell(data: dict, name: str) -> dict | None:
+    import numpy as np
+    import pandas as pd
+
+    from rq_keras.evaluation.metrics import evaluate
+    from rq_keras.features import FeatureSpec
+
+    column = LAST_PERIOD.get(name)
+    if column is None:
+        return None
+    spec = FeatureSpec.load(data["spec"])
+    frame = pd.read_parquet(data["files"]["test"], columns=[column, spec.label.name])
+    scores = evaluate(frame[spec.label.name].to_numpy(np.float64), frame[column].to_numpy(float))
+    return {
+        "served": {k: scores.get(k) for k in METRIC_KEYS},
+        "by_prediction": {},
+        "distribution": {},
+        "levels": None,
+        "epochs": 0,
+        "seconds": 0.0,
+    }
+
+
+METRIC_KEYS = (
+    "mae",
+    "normalized_gini",
+    "spearman",
+    "normalized_gini_positive",
+    "spearman_positive",
+    "mean_ratio",
+)
+
+
+def cell_dir(work: str, name: str, head: str, share: float, seed: int) -> str:
+    return os.path.join(work, name, "cells", head, f"{share:g}", str(seed))
+
+
+def run_cell(name: str, head: str, share: float, seed: int, args) -> None:
+    """One cell in this process; writes its `cell.json` (atomically)."""
+    data = prepare(name, args.work_dir, [share])
+    where = cell_dir(args.work_dir, name, head, share, seed)
+    os.makedirs(where, exist_ok=True)
+    if head == "lightgbm":
+        cell = lightgbm_cell(data, share, seed, args)
+    elif head == "rule":
+        cell = rule_cell(data, name)
+    else:
+        run = os.path.join(where, "run")
+        shutil.rmtree(run, ignore_errors=True)  # a run killed half-way
+        cell = network_cell(data, head, share, seed, args, run)
+        shutil.rmtree(run, ignore_errors=True)  # the figures are in cell.json
+    cell.update({"dataset": name, "head": head, "share": share, "seed": seed})
+    cell["rows"] = data["rows"]
+    tmp = os.path.join(where, "cell.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(cell, f, indent=1)
+    os.replace(tmp, os.path.join(where, "cell.json"))
+
+
+# ----------------------------------------------------------------- report
+def _ms(values, fmt="{:.4f}") -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+def _get(cell, path):
+    for key in path:
+        if not isinstance(cell, dict) or key not in cell:
+            return None
+        cell = cell[key]
+    return cell
+
+
+MAIN_COLUMNS = (
+    ("MAE", ("served", "mae"), "{:.3f}"),
+    ("Norm-Gini", ("served", "normalized_gini"), "{:.4f}"),
+    ("Norm-Gini(+)", ("served", "normalized_gini_positive"), "{:.4f}"),
+    ("Spearman(+)", ("served", "spearman_positive"), "{:.4f}"),
+    (
+        "E[y|y>0] Norm-Gini(+)",
+        ("by_prediction", "positive_mean", "normalized_gini_positive"),
+        "{:.4f}",
+    ),
+    ("mean pred / label", ("served", "mean_ratio"), "{:.3f}"),
+    ("CRPS", ("distribution", "crps"), "{:.4f}"),
+    ("pinball 0.1", ("distribution", "pinball", "0.1"), "{:.4f}"),
+    ("pinball 0.5", ("distribution", "pinball", "0.5"), "{:.4f}"),
+    ("pinball 0.9", ("distribution", "pinball", "0.9"), "{:.4f}"),
+    ("calib. max gap", ("distribution", "calibration", "max_gap"), "{:.3f}"),
+    ("P(y>0) Brier", ("distribution", "positive", "brier"), "{:.4f}"),
+    ("P(y>0) AUC", ("distribution", "positive", "auc"), "{:.4f}"),
+)
+
+
+def report(cells: list[dict], args, minutes: float) -> str:
+    lines = [
+        "# Quality at full scale: RQ-Reg against the baselines (issue 29)",
+        "",
+        f"Command: `{('python benchmarks/scale.py ' + ' '.join(args.argv)).strip()}` "
+        f"(`make bench-scale`; resumable, cells in `{os.path.relpath(args.work_dir, REPO)}`); "
+        f"this invocation {minutes:.0f} minutes. Machine: {os.cpu_count()} CPU cores "
+        f"({cpu_model()}), no GPU.",
+        "",
+        f"Every network head: hidden width {args.units}, Adam (lazy) 1e-3, batch auto "
+        f"(at most 1,024), at most {args.epochs} epochs, early stopping (patience "
+        f"{args.patience}, best weights) on `monitor: auto`; RQ-Reg L = 3, K = 48, K-means "
+        "L = 1, OptDist 4 sub-distributions; none tuned (the same budget, zero, for every "
+        "head). LightGBM: tweedie (power 1.5), 31 leaves, min 100 rows a leaf, L2 10, "
+        "learning rate 0.05, early stopping (50 rounds) on validation. Quantile scores use "
+        f"{len(quantile_grid())} levels (a midpoint grid of 20 and 0.1, 0.5, 0.9); "
+        f"calibration tolerance {CALIBRATION_TOLERANCE:g} (observed P(y < q) <= level <= "
+        "P(y <= q) within it). Mean ± std over the seeds that finished (n in the table).",
+        "",
+    ]
+    by_dataset: dict[str, list[dict]] = {}
+    for cell in cells:
+        by_dataset.setdefault(cell["dataset"], []).append(cell)
+    for name, group in by_dataset.items():
+        rows = group[0]["rows"]
+        lines += [
+            f"## {name}",
+            "",
+            f"Rows: {rows['train']:,} train / {rows['validation']:,} validation / "
+            f"{rows['test']:,} test (whole dataset).",
+            "",
+        ]
+        shares = sorted({c["share"] for c in group}, reverse=True)
+        for share in shares:
+            lines += [
+                f"### {share:.0%} of the training rows",
+                "",
+                "| head | n | " + " | ".join(c for c, _, _ in MAIN_COLUMNS) + " | epochs | s |",
+                "|---|---:|" + "---:|" * (len(MAIN_COLUMNS) + 2),
+            ]
+            for head in HEADS:
+                runs = [c for c in group if c["head"] == head and c["share"] == share]
+                if not runs:
+                    continue
+                cells_text = [
+                    _ms([_get(r, path) for r in runs], fmt) for _, path, fmt in MAIN_COLUMNS
+                ]
+                epochs = "/".join(str(r["epochs"]) for r in runs)
+                seconds = statistics.mean(r["seconds"] for r in runs)
+                lines.append(
+                    f"| {head} | {len(runs)} | "
+                    + " | ".join(cells_text)
+                    + f" | {epochs} | {seconds:.0f} |"
+                )
+            lines.append("")
+            coded = [c for c in group if c["share"] == share and c.get("levels")]
+            if coded:
+                lines += [
+                    "Code levels (test): NLL against the training marginal's, accuracy "
+                    "against the most frequent code's.",
+                    "",
+                    "| head | seed | level | NLL | marginal NLL | accuracy | majority |",
+                    "|---|---:|---:|---:|---:|---:|---:|",
+                ]
+                for c in sorted(coded, key=lambda c: (c["head"], c["seed"])):
+                    for lv in c["levels"]:
+                        lines.append(
+                            f"| {c['head']} | {c['seed']} | {lv['level']} | {lv['nll']:.4f} "
+                            f"| {lv['marginal_nll']:.4f} | {lv['accuracy']:.4f} "
+                            f"| {lv['majority_accuracy']:.4f} |"
+                        )
+                lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def load_cells(work: str) -> list[dict]:
+    cells = []
+    for root, _, files in os.walk(work):
+        if "cell.json" in files:
+            with open(os.path.join(root, "cell.json"), encoding="utf-8") as f:
+                cells.append(json.load(f))
+    return sorted(cells, key=lambda c: (c["dataset"], c["head"], -c["share"], c["seed"]))
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", default="complete_journey,cdnow")
+    p.add_argument("--heads", default=",".join(HEADS))
+    p.add_argument("--fractions", default="1,0.3,0.1", help="shares of the training rows")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--units", type=int, default=128)
+    p.add_argument("--work-dir", default=os.path.join(HERE, "work", "scale"))
+    p.add_argument("--fresh", action="store_true", help="run finished cells again")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig override for every network head (model.delta=20)",
+    )
+    p.add_argument("--report-only", action="store_true", help="write the report, run nothing")
+    p.add_argument(
+        "--one", nargs=4, metavar=("DATASET", "HEAD", "SHARE", "SEED"), help=argparse.SUPPRESS
+    )
+    p.add_argument("--output", default=os.path.join(HERE, "results", "quality_scale.md"))
+    args = p.parse_args(argv)
+    args.argv = [a for a in argv if a != "--fresh"]
+    args.work_dir = os.path.abspath(args.work_dir)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    sys.path.insert(0, REPO)
+    from rq_keras.cli.train import parse_key_value
+
+    args.set = [parse_key_value(item) for item in args.set]
+    heads = args.heads.split(",")
+    unknown = sorted(set(heads) - set(HEADS))
+    if unknown:
+        p.error(f"--heads: unknown {unknown}; choose from {HEADS}")
+    if args.one:
+        name, head, share, seed = args.one
+        run_cell(name, head, float(share), int(seed), args)
+        return 0
+    started = time.perf_counter()
+    fractions = [float(f) for f in args.fractions.split(",")]
+    if not args.report_only:
+        for name in args.datasets.split(","):
+            prepare(name, args.work_dir, fractions)
+            for share in fractions:
+                for head in heads:
+                    seeds = [0] if head == "rule" else [int(s) for s in args.seeds.split(",")]
+                    if head == "rule" and name not in LAST_PERIOD:
+                        continue
+                    for seed in seeds:
+                        done = os.path.join(
+                            cell_dir(args.work_dir, name, head, share, seed), "cell.json"
+                        )
+                        if os.path.exists(done) and not args.fresh:
+                            continue
+                        cmd = [sys.executable, os.path.abspath(__file__), "--one", name, head]
+                        cmd += [f"{share:g}", str(seed), "--work-dir", args.work_dir]
+                        cmd += ["--epochs", str(args.epochs), "--patience", str(args.patience)]
+                        cmd += ["--units", str(args.units)]
+                        for key, value in args.set:
+                            cmd += ["--set", f"{key}={json.dumps(value)}"]
+                        start = time.perf_counter()
+                        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                        took = time.perf_counter() - start
+                        if proc.returncode != 0:
+                            print(
+                                f"{name} {head} {share:g} seed {seed}: FAILED after "
+                                f"{took:.0f} s\n{proc.stderr[-3000:]}",
+                                flush=True,
+                            )
+                            continue
+                        with open(done, encoding="utf-8") as f:
+                            cell = json.load(f)
+                        served = cell["served"]
+                        print(
+                            f"{name} {head} {share:g} seed {seed}: {took:.0f} s, "
+                            f"Norm-Gini(+) {served['normalized_gini_positive']:.4f}, "
+                            f"Spearman(+) {served['spearman_positive']:.4f}, "
+                            f"CRPS {_get(cell, ('distribution', 'crps')) or float('nan'):.4f}",
+                            flush=True,
+                        )
+    minutes = (time.perf_counter() - started) / 60
+    text = report(load_cells(args.work_dir), args, minutes)
+    print(text)
+    write_results(args.output, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
