@@ -22,6 +22,7 @@ DATASETS = {
     "cikm16": "rq_keras.datasets.cikm16",
     "valued_shoppers": "rq_keras.datasets.valued_shoppers",
     "criteo_ssc": "rq_keras.datasets.criteo_ssc",
+    "nycflights": "rq_keras.datasets.nycflights",
     "synthetic": "rq_keras.datasets.synthetic",
 }
 
