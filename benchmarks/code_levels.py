@@ -1,0 +1,235 @@
+"""Diagnostic: does each code level of a trained RQ-Reg run generalize, and
+where is it lost: in what the level learned, or in how it is served?
+
+    python benchmarks/code_levels.py            # after `make demo`: out/demo/cdnow
+    python benchmarks/code_levels.py --run-dir RUN [--split test]
+
+Scores the true code of every level of the split's rows (NLL under the
+softmax over the whole vocabulary, as L_gen and the code report read it) in
+two passes of the decoder, beside two baselines from the training codes:
+
+* served: the inference pass, each deeper level reading the model's own
+  expected embedding of the level before (what `CodeReport` in metrics.json
+  scores and what the code tree serves); against the level's marginal.
+* teacher-forced: each deeper level reading the true code of the level
+  before (the training pass at sampling probability 1); against the level's
+  marginal given the true codes before it, p(q_l | q_1..q_l-1) counted on
+  the training codes (add-half smoothing), which knows as much about the
+  prefix and nothing about x.
+
+A level whose teacher-forced NLL is below the parent-conditional marginal
+learned something from x; if its served NLL is above the marginal all the
+same, the loss is in serving (the free-running pass), not in learning.
+Then the served distribution itself with the code tree's `exact_levels` 0
+(the default) and 1. Prints Markdown tables and writes them to `--output`
+(`benchmarks/results/code_levels.md`). The validation split by default: what
+this finds may change the method, and the test split stays unseen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from _machine import cpu_model, write_results
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def _log_softmax(z):
+    import numpy as np
+
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def marginal_tables(train_codes, sizes):
+    """Per level: the log marginal over its K_l (+ zero) slots, and a function
+    of a level and the slots of all levels before it that gives the log
+    marginal of that level given that whole true prefix (counted on the
+    training codes, add-half smoothing; a prefix never seen in training gets
+    the plain marginal)."""
+    import numpy as np
+
+    slots = [k + 1 for k in sizes]  # the zero code (-1) takes the last slot
+    idx = [np.where(train_codes[:, i] < 0, sizes[i], train_codes[:, i]) for i in range(len(sizes))]
+    plain, given = [], [None]
+    for level, n in enumerate(slots):
+        counts = np.bincount(idx[level], minlength=n) + 0.5
+        plain.append(np.log(counts / counts.sum()))
+        if level:
+            prefix = prefix_ids(idx[:level], slots)
+            table = {}
+            for key in np.unique(prefix):
+                c = np.bincount(idx[level][prefix == key], minlength=n) + 0.5
+                table[int(key)] = np.log(c / c.sum())
+            given.append(table)
+
+    def conditional(level, prefix_slots):
+        if level == 0:
+            return plain[0][prefix_slots[0]]
+        keys = prefix_ids(prefix_slots[:level], slots)
+        out = np.empty(keys.shape[0])
+        for row, key in enumerate(keys):
+            row_table = given[level].get(int(key), plain[level])
+            out[row] = row_table[prefix_slots[level][row]]
+        return out
+
+    return plain, conditional
+
+
+def prefix_ids(columns, slots):
+    """One integer per row for the tuple of slots in `columns` (levels 1..l)."""
+    import numpy as np
+
+    key = np.zeros(columns[0].shape[0], dtype=np.int64)
+    for level, column in enumerate(columns):
+        key = key * slots[level] + column
+    return key
+
+
+def served_distribution(model, spec, path, args) -> list[str]:
+    """The code tree's served distribution with `exact_levels` 0 (one
+    free-running pass: a deeper level does not know which code came before)
+    and 1 (a branch per level-1 code, level 2 reading that code): CRPS and
+    calibration from a grid of quantiles, ranking of its mean."""
+    import time
+
+    import numpy as np
+
+    from rq_keras.data.pipeline import make_dataset
+    from rq_keras.evaluation.distribution_scores import (
+        crps_from_quantiles,
+        midpoint_levels,
+        quantile_calibration,
+    )
+    from rq_keras.evaluation.metrics import evaluate
+
+    grid = list(midpoint_levels(20))
+    decoder = model.task.decoder
+    decoder.quantiles = grid
+    lines = [
+        "Served distribution (the code tree) by `exact_levels`; CRPS and the largest "
+        "quantile calibration gap from 20 midpoint levels:",
+        "",
+        "| exact_levels | CRPS | calibration max gap | mean: Norm-Gini(+) | mean / label "
+        "| positive_mean: Norm-Gini(+) | s per 1,000 rows |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for exact in args.exact_levels:
+        labels, quantiles, means, positive = [], [], [], []
+        start = time.perf_counter()
+        rows = 0
+        for features, label in make_dataset([path], spec, batch_size=1024):
+            state = model.task.encoder(model.features(features, training=False))
+            out = decoder.code_tree(state, exact_levels=exact)
+            labels.append(label.numpy())
+            quantiles.append(out["quantiles"].numpy())
+            means.append(out["mean"].numpy())
+            positive.append(out["positive_mean"].numpy())
+            rows += int(label.shape[0])
+            if rows >= args.max_rows:
+                break
+        seconds = time.perf_counter() - start
+        y = np.concatenate(labels).astype(np.float64)
+        q = np.concatenate(quantiles).astype(np.float64)
+        mean_scores = evaluate(y, np.concatenate(means))
+        pos_scores = evaluate(y, np.concatenate(positive))
+        lines.append(
+            f"| {exact} | {crps_from_quantiles(y, q, grid):.4f} "
+            f"| {quantile_calibration(y, q, grid)['max_gap']:.3f} "
+            f"| {mean_scores['normalized_gini_positive']:.4f} | {mean_scores['mean_ratio']:.3f} "
+            f"| {pos_scores['normalized_gini_positive']:.4f} | {1000 * seconds / rows:.2f} |"
+        )
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--run-dir", default=os.path.join(REPO, "out", "demo", "cdnow"))
+    p.add_argument("--split", default="validation", choices=("train", "validation", "test"))
+    p.add_argument("--max-rows", type=int, default=100_000)
+    p.add_argument("--output", default=os.path.join(HERE, "results", "code_levels.md"))
+    p.add_argument(
+        "--exact-levels",
+        type=lambda t: [int(v) for v in t.split(",")],
+        default=[0, 1],
+        help="the code tree's expanded levels to compare (comma-separated)",
+    )
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, REPO)
+    import numpy as np
+    import pandas as pd
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from rq_keras.data.pipeline import make_dataset
+    from rq_keras.features import FeatureSpec
+    from rq_keras.quantizer.residual import ResidualQuantizer
+
+    run = args.run_dir
+    spec = FeatureSpec.load(os.path.join(run, "feature_spec.yaml"))
+    quantizer = ResidualQuantizer.load(os.path.join(run, "codebook.json"))
+    model = keras.models.load_model(os.path.join(run, "model.keras"), compile=False)
+    data_dir = os.path.join(run, "data")
+    train_y = pd.read_parquet(os.path.join(data_dir, "train.parquet"), columns=[spec.label.name])
+    train_codes = quantizer.encode(train_y[spec.label.name].to_numpy(np.float64))
+    sizes = [int(k) for k in quantizer.fitted_codebook_sizes]
+    offsets = np.asarray(quantizer.token_offsets)
+    plain, conditional = marginal_tables(train_codes, sizes)
+
+    task = model.task
+    task.decoder.sampling_probability.assign(1.0)
+    sums = {k: np.zeros(len(sizes)) for k in ("served", "teacher", "plain", "given")}
+    rows = 0
+    path = os.path.join(data_dir, f"{args.split}.parquet")
+    for features, label in make_dataset([path], spec, batch_size=2048):
+        tower = model.features(features, training=False)
+        served = model(features, training=False)["logits"].numpy()
+        forced = task.predict(tower, labels=label, training=True)["logits"].numpy()
+        codes = quantizer.encode(label.numpy().astype(np.float64))
+        slot = [np.where(codes[:, i] < 0, sizes[i], codes[:, i]) for i in range(len(sizes))]
+        tokens = np.where(codes < 0, 1, codes + offsets[None, :])
+        n = codes.shape[0]
+        for level in range(len(sizes)):
+            pick = (np.arange(n), tokens[:, level])
+            sums["served"][level] -= _log_softmax(served[:, level])[pick].sum()
+            sums["teacher"][level] -= _log_softmax(forced[:, level])[pick].sum()
+            sums["plain"][level] -= plain[level][slot[level]].sum()
+            sums["given"][level] -= conditional(level, slot).sum()
+        rows += n
+        if rows >= args.max_rows:
+            break
+    mean = {k: v / rows for k, v in sums.items()}
+    tree_lines = served_distribution(model, spec, path, args)
+    command = "python benchmarks/code_levels.py " + " ".join(argv or sys.argv[1:])
+    lines = [
+        "# Code levels: learned, and served",
+        "",
+        f"Command: `{command.strip()}`; run `{os.path.relpath(run, REPO)}`, split "
+        f"`{args.split}`, {rows:,} rows. Machine: {os.cpu_count()} CPU cores ({cpu_model()}).",
+        "",
+        "NLL of the true code (nats) in the served pass and teacher-forced, beside the "
+        "training codes' marginal and their marginal given the true earlier codes:",
+        "",
+        "| level | served | marginal | served - marginal | teacher-forced "
+        "| marginal given the true prefix | teacher - conditional marginal |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for level in range(len(sizes)):
+        s, m, t, g = (mean[k][level] for k in ("served", "plain", "teacher", "given"))
+        lines.append(
+            f"| {level + 1} | {s:.4f} | {m:.4f} | {s - m:+.4f} | {t:.4f} | {g:.4f} | {t - g:+.4f} |"
+        )
+    text = "\n".join(lines + [""] + tree_lines) + "\n"
+    print(text)
+    write_results(args.output, text)
+    del tf
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
