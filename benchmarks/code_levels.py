@@ -90,6 +90,53 @@ def prefix_ids(columns, slots):
     return key
 
 
+def level_scores(model, spec, quantizer, train_labels, path, max_rows=100_000) -> list[dict]:
+    """Per level of an RQ-Reg `model`: the mean NLL of the true code in the
+    served pass (`served`) and teacher-forced (`teacher_forced`), the
+    training codes' `marginal` and their marginal given the true earlier
+    codes (`given_prefix`), over the first `max_rows` rows of the Parquet
+    file `path`; `rows` scored."""
+    import numpy as np
+
+    from rq_keras.data.pipeline import make_dataset
+
+    sizes = [int(k) for k in quantizer.fitted_codebook_sizes]
+    offsets = np.asarray(quantizer.token_offsets)
+    plain, conditional = marginal_tables(quantizer.encode(train_labels), sizes)
+    task = model.task
+    task.decoder.sampling_probability.assign(1.0)
+    sums = {k: np.zeros(len(sizes)) for k in ("served", "teacher", "plain", "given")}
+    rows = 0
+    for features, label in make_dataset([path], spec, batch_size=2048):
+        tower = model.features(features, training=False)
+        served = model(features, training=False)["logits"].numpy()
+        forced = task.predict(tower, labels=label, training=True)["logits"].numpy()
+        codes = quantizer.encode(label.numpy().astype(np.float64))
+        slot = [np.where(codes[:, i] < 0, sizes[i], codes[:, i]) for i in range(len(sizes))]
+        tokens = np.where(codes < 0, 1, codes + offsets[None, :])
+        n = codes.shape[0]
+        for level in range(len(sizes)):
+            pick = (np.arange(n), tokens[:, level])
+            sums["served"][level] -= _log_softmax(served[:, level])[pick].sum()
+            sums["teacher"][level] -= _log_softmax(forced[:, level])[pick].sum()
+            sums["plain"][level] -= plain[level][slot[level]].sum()
+            sums["given"][level] -= conditional(level, slot).sum()
+        rows += n
+        if rows >= max_rows:
+            break
+    return [
+        {
+            "level": level + 1,
+            "rows": rows,
+            "served": float(sums["served"][level] / rows),
+            "marginal": float(sums["plain"][level] / rows),
+            "teacher_forced": float(sums["teacher"][level] / rows),
+            "given_prefix": float(sums["given"][level] / rows),
+        }
+        for level in range(len(sizes))
+    ]
+
+
 def served_distribution(model, spec, path, args) -> list[str]:
     """The code tree's served distribution with `exact_levels` 0 (one
     free-running pass: a deeper level does not know which code came before)
@@ -163,10 +210,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, REPO)
     import numpy as np
     import pandas as pd
-    import tensorflow as tf
     import tf_keras as keras
 
-    from rq_keras.data.pipeline import make_dataset
     from rq_keras.features import FeatureSpec
     from rq_keras.quantizer.residual import ResidualQuantizer
 
@@ -176,34 +221,11 @@ def main(argv=None) -> int:
     model = keras.models.load_model(os.path.join(run, "model.keras"), compile=False)
     data_dir = os.path.join(run, "data")
     train_y = pd.read_parquet(os.path.join(data_dir, "train.parquet"), columns=[spec.label.name])
-    train_codes = quantizer.encode(train_y[spec.label.name].to_numpy(np.float64))
-    sizes = [int(k) for k in quantizer.fitted_codebook_sizes]
-    offsets = np.asarray(quantizer.token_offsets)
-    plain, conditional = marginal_tables(train_codes, sizes)
-
-    task = model.task
-    task.decoder.sampling_probability.assign(1.0)
-    sums = {k: np.zeros(len(sizes)) for k in ("served", "teacher", "plain", "given")}
-    rows = 0
     path = os.path.join(data_dir, f"{args.split}.parquet")
-    for features, label in make_dataset([path], spec, batch_size=2048):
-        tower = model.features(features, training=False)
-        served = model(features, training=False)["logits"].numpy()
-        forced = task.predict(tower, labels=label, training=True)["logits"].numpy()
-        codes = quantizer.encode(label.numpy().astype(np.float64))
-        slot = [np.where(codes[:, i] < 0, sizes[i], codes[:, i]) for i in range(len(sizes))]
-        tokens = np.where(codes < 0, 1, codes + offsets[None, :])
-        n = codes.shape[0]
-        for level in range(len(sizes)):
-            pick = (np.arange(n), tokens[:, level])
-            sums["served"][level] -= _log_softmax(served[:, level])[pick].sum()
-            sums["teacher"][level] -= _log_softmax(forced[:, level])[pick].sum()
-            sums["plain"][level] -= plain[level][slot[level]].sum()
-            sums["given"][level] -= conditional(level, slot).sum()
-        rows += n
-        if rows >= args.max_rows:
-            break
-    mean = {k: v / rows for k, v in sums.items()}
+    scores = level_scores(
+        model, spec, quantizer, train_y[spec.label.name].to_numpy(np.float64), path, args.max_rows
+    )
+    rows = scores[0]["rows"]
     tree_lines = served_distribution(model, spec, path, args)
     command = "python benchmarks/code_levels.py " + " ".join(argv or sys.argv[1:])
     lines = [
@@ -219,15 +241,14 @@ def main(argv=None) -> int:
         "| marginal given the true prefix | teacher - conditional marginal |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for level in range(len(sizes)):
-        s, m, t, g = (mean[k][level] for k in ("served", "plain", "teacher", "given"))
+    for level, row in enumerate(scores):
+        s, m, t, g = (row[k] for k in ("served", "marginal", "teacher_forced", "given_prefix"))
         lines.append(
             f"| {level + 1} | {s:.4f} | {m:.4f} | {s - m:+.4f} | {t:.4f} | {g:.4f} | {t - g:+.4f} |"
         )
     text = "\n".join(lines + [""] + tree_lines) + "\n"
     print(text)
     write_results(args.output, text)
-    del tf
     return 0
 
 

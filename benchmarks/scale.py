@@ -179,6 +179,21 @@ def network_cell(data: dict, head: str, share: float, seed: int, args, out: str)
         "epochs": result.epochs_run,
         "seconds": seconds,
     }
+    if head in ("rq_reg", "kmeans"):
+        from code_levels import level_scores
+
+        from rq_keras.features import FeatureSpec
+        from rq_keras.quantizer.residual import ResidualQuantizer
+
+        spec = FeatureSpec.load(data["spec"])
+        train_labels = pd.read_parquet(data["train_files"][share], columns=[spec.label.name])
+        cell["levels_validation"] = level_scores(
+            result.model,
+            spec,
+            ResidualQuantizer.load(os.path.join(out, "codebook.json")),
+            train_labels[spec.label.name].to_numpy(float),
+            data["files"]["validation"],
+        )
     return cell
 
 
@@ -423,6 +438,26 @@ def report(cells: list[dict], args, minutes: float) -> str:
                             f"| {c['head']} | {c['seed']} | {lv['level']} | {lv['nll']:.4f} "
                             f"| {lv['marginal_nll']:.4f} | {lv['accuracy']:.4f} "
                             f"| {lv['majority_accuracy']:.4f} |"
+                        )
+                lines.append("")
+            diagnosed = [c for c in coded if c.get("levels_validation")]
+            if diagnosed:
+                lines += [
+                    "Code levels (validation; `benchmarks/code_levels.py`): served NLL against "
+                    "the marginal, teacher-forced NLL against the marginal given the true "
+                    "earlier codes (negative: the level learned from x).",
+                    "",
+                    "| head | seed | level | served | marginal | teacher-forced "
+                    "| marginal given the prefix | teacher - given |",
+                    "|---|---:|---:|---:|---:|---:|---:|---:|",
+                ]
+                for c in sorted(diagnosed, key=lambda c: (c["head"], c["seed"])):
+                    for lv in c["levels_validation"]:
+                        lines.append(
+                            f"| {c['head']} | {c['seed']} | {lv['level']} | {lv['served']:.4f} "
+                            f"| {lv['marginal']:.4f} | {lv['teacher_forced']:.4f} "
+                            f"| {lv['given_prefix']:.4f} "
+                            f"| {lv['teacher_forced'] - lv['given_prefix']:+.4f} |"
                         )
                 lines.append("")
     return "\n".join(lines) + "\n"
