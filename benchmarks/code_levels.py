@@ -137,11 +137,13 @@ def level_scores(model, spec, quantizer, train_labels, path, max_rows=100_000) -
     ]
 
 
-def served_distribution(model, spec, path, args) -> list[str]:
-    """The code tree's served distribution with `exact_levels` 0 (one
-    free-running pass: a deeper level does not know which code came before)
-    and 1 (a branch per level-1 code, level 2 reading that code): CRPS and
-    calibration from a grid of quantiles, ranking of its mean."""
+def tree_scores(model, spec, path, exact_levels=(0, 1), max_rows=100_000) -> list[dict]:
+    """The code tree's served distribution per `exact_levels` value (0: one
+    free-running pass, a deeper level does not know which code came before;
+    1: a branch per level-1 code, level 2 reading that code), over the first
+    `max_rows` rows of `path`: `crps` and calibration `max_gap` from 20
+    midpoint quantile levels, Norm-Gini(+) and total of the `mean`,
+    Norm-Gini(+) of `positive_mean`, `seconds_per_1000` rows."""
     import time
 
     import numpy as np
@@ -156,39 +158,58 @@ def served_distribution(model, spec, path, args) -> list[str]:
 
     grid = list(midpoint_levels(20))
     decoder = model.task.decoder
+    kept = decoder.quantiles
     decoder.quantiles = grid
+    results = []
+    try:
+        for exact in exact_levels:
+            labels, quantiles, means, positive = [], [], [], []
+            start = time.perf_counter()
+            rows = 0
+            for features, label in make_dataset([path], spec, batch_size=1024):
+                state = model.task.encoder(model.features(features, training=False))
+                out = decoder.code_tree(state, exact_levels=exact)
+                labels.append(label.numpy())
+                quantiles.append(out["quantiles"].numpy())
+                means.append(out["mean"].numpy())
+                positive.append(out["positive_mean"].numpy())
+                rows += int(label.shape[0])
+                if rows >= max_rows:
+                    break
+            seconds = time.perf_counter() - start
+            y = np.concatenate(labels).astype(np.float64)
+            q = np.concatenate(quantiles).astype(np.float64)
+            mean_scores = evaluate(y, np.concatenate(means))
+            results.append(
+                {
+                    "exact_levels": int(exact),
+                    "rows": rows,
+                    "crps": crps_from_quantiles(y, q, grid),
+                    "max_gap": quantile_calibration(y, q, grid)["max_gap"],
+                    "mean_gini_positive": mean_scores["normalized_gini_positive"],
+                    "mean_ratio": mean_scores["mean_ratio"],
+                    "positive_mean_gini_positive": evaluate(y, np.concatenate(positive))[
+                        "normalized_gini_positive"
+                    ],
+                    "seconds_per_1000": 1000 * seconds / rows,
+                }
+            )
+    finally:
+        decoder.quantiles = kept
+    return results
+
+
+def tree_table(results: list[dict]) -> list[str]:
     lines = [
-        "Served distribution (the code tree) by `exact_levels`; CRPS and the largest "
-        "quantile calibration gap from 20 midpoint levels:",
-        "",
-        "| exact_levels | CRPS | calibration max gap | mean: Norm-Gini(+) | mean / label "
+        "| exact_levels | rows | CRPS | calibration max gap | mean: Norm-Gini(+) | mean / label "
         "| positive_mean: Norm-Gini(+) | s per 1,000 rows |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for exact in args.exact_levels:
-        labels, quantiles, means, positive = [], [], [], []
-        start = time.perf_counter()
-        rows = 0
-        for features, label in make_dataset([path], spec, batch_size=1024):
-            state = model.task.encoder(model.features(features, training=False))
-            out = decoder.code_tree(state, exact_levels=exact)
-            labels.append(label.numpy())
-            quantiles.append(out["quantiles"].numpy())
-            means.append(out["mean"].numpy())
-            positive.append(out["positive_mean"].numpy())
-            rows += int(label.shape[0])
-            if rows >= args.max_rows:
-                break
-        seconds = time.perf_counter() - start
-        y = np.concatenate(labels).astype(np.float64)
-        q = np.concatenate(quantiles).astype(np.float64)
-        mean_scores = evaluate(y, np.concatenate(means))
-        pos_scores = evaluate(y, np.concatenate(positive))
+    for r in results:
         lines.append(
-            f"| {exact} | {crps_from_quantiles(y, q, grid):.4f} "
-            f"| {quantile_calibration(y, q, grid)['max_gap']:.3f} "
-            f"| {mean_scores['normalized_gini_positive']:.4f} | {mean_scores['mean_ratio']:.3f} "
-            f"| {pos_scores['normalized_gini_positive']:.4f} | {1000 * seconds / rows:.2f} |"
+            f"| {r['exact_levels']} | {r['rows']:,} | {r['crps']:.4f} | {r['max_gap']:.3f} "
+            f"| {r['mean_gini_positive']:.4f} | {r['mean_ratio']:.3f} "
+            f"| {r['positive_mean_gini_positive']:.4f} | {r['seconds_per_1000']:.2f} |"
         )
     return lines
 
@@ -226,7 +247,12 @@ def main(argv=None) -> int:
         model, spec, quantizer, train_y[spec.label.name].to_numpy(np.float64), path, args.max_rows
     )
     rows = scores[0]["rows"]
-    tree_lines = served_distribution(model, spec, path, args)
+    tree_lines = [
+        "Served distribution (the code tree) by `exact_levels`; CRPS and the largest "
+        "quantile calibration gap from 20 midpoint levels:",
+        "",
+        *tree_table(tree_scores(model, spec, path, args.exact_levels, args.max_rows)),
+    ]
     command = "python benchmarks/code_levels.py " + " ".join(argv or sys.argv[1:])
     lines = [
         "# Code levels: learned, and served",

@@ -180,13 +180,19 @@ def network_cell(data: dict, head: str, share: float, seed: int, args, out: str)
         "seconds": seconds,
     }
     if head in ("rq_reg", "kmeans"):
-        from code_levels import level_scores
+        from code_levels import level_scores, tree_scores
 
         from rq_keras.features import FeatureSpec
         from rq_keras.quantizer.residual import ResidualQuantizer
 
         spec = FeatureSpec.load(data["spec"])
         train_labels = pd.read_parquet(data["train_files"][share], columns=[spec.label.name])
+        if head == "rq_reg":
+            # The tree with level 2 reading each level-1 code (exact_levels 1)
+            # beside the served one, on the first 10,000 validation rows.
+            cell["tree_validation"] = tree_scores(
+                result.model, spec, data["files"]["validation"], (0, 1), 10_000
+            )
         cell["levels_validation"] = level_scores(
             result.model,
             spec,
@@ -367,14 +373,23 @@ MAIN_COLUMNS = (
 )
 
 
+def work_dir_text(path: str) -> str:
+    """The work directory relative to the repository when inside it."""
+    relative = os.path.relpath(path, REPO)
+    return path if relative.startswith("..") else relative
+
+
 def report(cells: list[dict], args, minutes: float) -> str:
     lines = [
         "# Quality at full scale: RQ-Reg against the baselines (issue 29)",
         "",
         f"Command: `{('python benchmarks/scale.py ' + ' '.join(args.argv)).strip()}` "
-        f"(`make bench-scale`; resumable, cells in `{os.path.relpath(args.work_dir, REPO)}`); "
-        f"this invocation {minutes:.0f} minutes. Machine: {os.cpu_count()} CPU cores "
-        f"({cpu_model()}), no GPU.",
+        f"(`make bench-scale` runs every cell; this invocation {minutes:.0f} minutes). The "
+        "table is written from every finished cell in the work directory "
+        f"(`{work_dir_text(args.work_dir)}`): each cell is "
+        "`python benchmarks/scale.py --datasets D --heads H --fractions F --seeds S` with the "
+        "settings below, whichever invocation ran it; its own time is in the `s` column. "
+        f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), no GPU.",
         "",
         f"Every network head: hidden width {args.units}, Adam (lazy) 1e-3, batch auto "
         f"(at most 1,024), at most {args.epochs} epochs, early stopping (patience "
@@ -440,6 +455,17 @@ def report(cells: list[dict], args, minutes: float) -> str:
                             f"| {lv['majority_accuracy']:.4f} |"
                         )
                 lines.append("")
+            trees = [c for c in coded if c.get("tree_validation")]
+            if trees:
+                from code_levels import tree_table
+
+                lines += [
+                    "RQ-Reg's code tree on the first 10,000 validation rows, as served "
+                    "(`exact_levels` 0) and with level 2 reading each level-1 code (1):",
+                    "",
+                ]
+                for c in sorted(trees, key=lambda c: c["seed"]):
+                    lines += [f"Seed {c['seed']}:", "", *tree_table(c["tree_validation"]), ""]
             diagnosed = [c for c in coded if c.get("levels_validation")]
             if diagnosed:
                 lines += [
