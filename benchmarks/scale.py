@@ -384,8 +384,13 @@ def report(cells: list[dict], args, minutes: float) -> str:
         "# Quality at full scale: RQ-Reg against the baselines (issue 29)",
         "",
         f"Command: `{('python benchmarks/scale.py ' + ' '.join(args.argv)).strip()}` "
-        f"(`make bench-scale` runs every cell; this invocation {minutes:.0f} minutes). The "
-        "table is written from every finished cell in the work directory "
+        "(`make bench-scale` runs every cell; "
+        + (
+            "this invocation only wrote the report). The "
+            if args.report_only
+            else f"this invocation {minutes:.0f} minutes). The "
+        )
+        + "table is written from every finished cell in the work directory "
         f"(`{work_dir_text(args.work_dir)}`): each cell is "
         "`python benchmarks/scale.py --datasets D --heads H --fractions F --seeds S` with the "
         "settings below, whichever invocation ran it; its own time is in the `s` column. "
