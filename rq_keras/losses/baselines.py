@@ -276,7 +276,7 @@ class OptDistLoss(ZILNLoss):
     pseudo-label through the focal loss, the soft one through KL). The
     paper states the structure; its temperature, focal gamma and the KL's
     direction are not given in what rq_keras could read, and these are the
-    choices made here (docs/heads.md).
+    choices made here (docs/training.md, the paragraph on heads).
 
     Served (`predictions`): the ZILN of the SDN with the largest `a` (no
     noise): its mean, `positive_mean`, `positive_probability` and
