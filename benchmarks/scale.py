@@ -379,6 +379,22 @@ def work_dir_text(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
+def level_table(intro: str, cells: list[dict], key: str, columns: dict) -> list[str]:
+    """One row per (cell, code level) of `cell[key]`: head, seed, level, then
+    each of `columns` (title -> the level dict's cell text)."""
+    lines = [
+        intro,
+        "",
+        "| head | seed | level | " + " | ".join(columns) + " |",
+        "|---|---:|---:|" + "---:|" * len(columns),
+    ]
+    for c in sorted(cells, key=lambda c: (c["head"], c["seed"])):
+        for lv in c[key]:
+            text = " | ".join(cell(lv) for cell in columns.values())
+            lines.append(f"| {c['head']} | {c['seed']} | {lv['level']} | {text} |")
+    return [*lines, ""]
+
+
 def report(cells: list[dict], args, minutes: float) -> str:
     lines = [
         "# Quality at full scale: RQ-Reg against the baselines (issue 29)",
@@ -445,21 +461,18 @@ def report(cells: list[dict], args, minutes: float) -> str:
             lines.append("")
             coded = [c for c in group if c["share"] == share and c.get("levels")]
             if coded:
-                lines += [
+                lines += level_table(
                     "Code levels (test): NLL against the training marginal's, accuracy "
                     "against the most frequent code's.",
-                    "",
-                    "| head | seed | level | NLL | marginal NLL | accuracy | majority |",
-                    "|---|---:|---:|---:|---:|---:|---:|",
-                ]
-                for c in sorted(coded, key=lambda c: (c["head"], c["seed"])):
-                    for lv in c["levels"]:
-                        lines.append(
-                            f"| {c['head']} | {c['seed']} | {lv['level']} | {lv['nll']:.4f} "
-                            f"| {lv['marginal_nll']:.4f} | {lv['accuracy']:.4f} "
-                            f"| {lv['majority_accuracy']:.4f} |"
-                        )
-                lines.append("")
+                    coded,
+                    "levels",
+                    {
+                        "NLL": lambda lv: f"{lv['nll']:.4f}",
+                        "marginal NLL": lambda lv: f"{lv['marginal_nll']:.4f}",
+                        "accuracy": lambda lv: f"{lv['accuracy']:.4f}",
+                        "majority": lambda lv: f"{lv['majority_accuracy']:.4f}",
+                    },
+                )
             trees = [c for c in coded if c.get("tree_validation")]
             if trees:
                 from code_levels import tree_table
@@ -473,24 +486,22 @@ def report(cells: list[dict], args, minutes: float) -> str:
                     lines += [f"Seed {c['seed']}:", "", *tree_table(c["tree_validation"]), ""]
             diagnosed = [c for c in coded if c.get("levels_validation")]
             if diagnosed:
-                lines += [
+                lines += level_table(
                     "Code levels (validation; `benchmarks/code_levels.py`): served NLL against "
                     "the marginal, teacher-forced NLL against the marginal given the true "
                     "earlier codes (negative: the level learned from x).",
-                    "",
-                    "| head | seed | level | served | marginal | teacher-forced "
-                    "| marginal given the prefix | teacher - given |",
-                    "|---|---:|---:|---:|---:|---:|---:|---:|",
-                ]
-                for c in sorted(diagnosed, key=lambda c: (c["head"], c["seed"])):
-                    for lv in c["levels_validation"]:
-                        lines.append(
-                            f"| {c['head']} | {c['seed']} | {lv['level']} | {lv['served']:.4f} "
-                            f"| {lv['marginal']:.4f} | {lv['teacher_forced']:.4f} "
-                            f"| {lv['given_prefix']:.4f} "
-                            f"| {lv['teacher_forced'] - lv['given_prefix']:+.4f} |"
-                        )
-                lines.append("")
+                    diagnosed,
+                    "levels_validation",
+                    {
+                        "served": lambda lv: f"{lv['served']:.4f}",
+                        "marginal": lambda lv: f"{lv['marginal']:.4f}",
+                        "teacher-forced": lambda lv: f"{lv['teacher_forced']:.4f}",
+                        "marginal given the prefix": lambda lv: f"{lv['given_prefix']:.4f}",
+                        "teacher - given": lambda lv: (
+                            f"{lv['teacher_forced'] - lv['given_prefix']:+.4f}"
+                        ),
+                    },
+                )
     return "\n".join(lines) + "\n"
 
 

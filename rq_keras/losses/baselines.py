@@ -318,12 +318,14 @@ class OptDistLoss(ZILNLoss):
 
     def component_losses(self, y_true, y_pred):
         """The ZILN loss of every SDN on every example, `(batch, components)`."""
-        logit, mu, sigma, _ = self.split(y_pred)
+        return self._component_losses(y_true, *self.split(y_pred)[:3])
+
+    def _component_losses(self, y_true, logit, mu, sigma):
         return ziln_nll(self.checked_labels(y_true)[:, None], logit, mu, sigma)
 
     def per_example(self, y_true, y_pred, training=False):
-        losses = self.component_losses(y_true, y_pred)
-        selection = self.split(y_pred)[3]
+        logit, mu, sigma, selection = self.split(y_pred)
+        losses = self._component_losses(y_true, logit, mu, sigma)
         if training:
             uniform = tf.random.uniform(tf.shape(selection), 1e-6, 1.0 - 1e-6)
             noisy = selection - tf.math.log(-tf.math.log(uniform))
