@@ -139,7 +139,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, REPO)
-    import rq_keras  # noqa: F401  (the Keras 2 switch before TensorFlow loads)
+    from rq_keras.config.keras_version import prefer_keras2
+
+    prefer_keras2()  # Keras 2 as tf.keras, before TensorFlow loads
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="rq_keras_bench_serving_") as work:

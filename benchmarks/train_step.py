@@ -59,7 +59,7 @@ def paper_model(batch: int, precision: str = "float32", threads: int = 0):
     Sets the dtype policy and thread pools, so call it first in a process.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"  # as `import rq_keras` does, before TF loads
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"  # Keras 2 as tf.keras, before TF loads
     sys.path.insert(0, REPO)
     import tensorflow as tf
     import tf_keras as keras

@@ -1,10 +1,13 @@
 """rq_keras: RQ-Reg, residual-quantization sequence regression, for TF/Keras.
 
-Importing the package selects the Keras 2 API (`tf_keras`) for TensorFlow by
-setting `TF_USE_LEGACY_KERAS=1` before TensorFlow is first imported, so that
-`tf.keras`, `tf_keras` and TensorFlow Recommenders all agree. The names below
-load on first use: `import rq_keras` imports neither TensorFlow nor Keras,
-and the numpy parts (the quantizer, the feature spec, the configs) never do.
+`import rq_keras` changes nothing in the process: it sets no environment
+variable and imports neither TensorFlow nor Keras. The names below load on
+first use, and the numpy parts (the quantizer, the feature spec, the configs)
+never load TensorFlow. The head, its layers, losses and training are Keras 2
+(`tf_keras`, on TensorFlow Recommenders): the first of them used before
+TensorFlow loads selects Keras 2 for `tf.keras` (`TF_USE_LEGACY_KERAS=1`)
+unless the process chose already; used where `tf.keras` is already Keras 3,
+they raise `KerasVersionError`, saying what to do (`rq_keras.config.keras_version`).
 
     import rq_keras
     rq_keras.train(rq_keras.TrainConfig(dataset="cdnow"), "out/cdnow")
@@ -12,8 +15,6 @@ and the numpy parts (the quantizer, the feature spec, the configs) never do.
 
 import importlib
 import os
-
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 # The module paths of rq_keras 0.2 (`rq_keras.quantization`, ...) still import,
 # from deprecation stubs (rq_keras/_deprecated), for one release.
@@ -40,6 +41,7 @@ _EXPORTS = {
     "make_dataset": "rq_keras.data",
     "export_run": "rq_keras.serving.export",
     "predict_files": "rq_keras.serving.predict",
+    "KerasVersionError": "rq_keras.config.keras_version",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

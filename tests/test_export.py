@@ -387,6 +387,41 @@ def test_fresh_process_cannot_import_rq_keras(exported, tmp_path):
     assert np.isfinite(float(proc.stdout.strip().splitlines()[-1]))
 
 
+def test_keras3_model_serves_the_export_as_a_layer(run, exported, loaded, tmp_path):
+    """A Keras 3 stack (no `TF_USE_LEGACY_KERAS`, `tf.keras` is Keras 3) uses an
+    export as a frozen layer, `keras.layers.TFSMLayer` on the `examples`
+    signature, inside a Keras 3 model: the same outputs as the export in this
+    (Keras 2) process, to float32 round-off (1e-5), `codes` exactly."""
+    rows = _rows(run, n=32)
+    examples = serialize_examples(SPEC, rows)
+    with tf.io.TFRecordWriter(str(tmp_path / "rows.tfrecord")) as writer:
+        for example in examples:
+            writer.write(example)
+    script = (
+        "import sys; sys.modules['rq_keras'] = None\n"
+        "import numpy as np, tensorflow as tf, keras\n"
+        "assert keras.__version__.startswith('3.') and tf.keras.version().startswith('3.')\n"
+        f"export = {str(exported[1].export_dir)!r}\n"
+        "layer = keras.layers.TFSMLayer(export, call_endpoint='examples')\n"
+        "inputs = keras.Input(shape=(), dtype='string', name='examples')\n"
+        "model = keras.Model(inputs, layer(inputs))\n"
+        "rows = tf.data.TFRecordDataset('rows.tfrecord').batch(8)\n"
+        "out = model.predict(rows, verbose=0)\n"
+        "np.savez('out.npz', **{k: np.asarray(v) for k, v in out.items()})\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    want = loaded.signatures["examples"](examples=tf.constant(examples))
+    assert set(got.files) == set(OUTPUTS)
+    for key in set(OUTPUTS) - {"codes"}:
+        np.testing.assert_allclose(got[key], want[key].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got["codes"], want["codes"].numpy())
+
+
 def test_export_command(run, tmp_path, capsys):
     root, _ = run
     command = [sys.executable, str(REPO / "export.py"), "--model-dir", str(root)]

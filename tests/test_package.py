@@ -8,31 +8,6 @@ import pytest
 from conftest import REPO
 
 
-@pytest.mark.slow
-def test_rq_keras_then_tfrs_in_fresh_interpreter():
-    code = (
-        "import os; os.environ.pop('TF_USE_LEGACY_KERAS', None)\n"
-        "import rq_keras\n"
-        "import tensorflow_recommenders as tfrs\n"
-        "import tensorflow as tf\n"
-        "import tf_keras\n"
-        "assert os.environ['TF_USE_LEGACY_KERAS'] == '1'\n"
-        "assert tf.keras.__name__.startswith('tf_keras'), tf.keras.__name__\n"
-        "assert tf_keras.__version__.split('.')[:2] == tf.__version__.split('.')[:2], "
-        "(tf_keras.__version__, tf.__version__)\n"
-        "layer = tfrs.layers.dcn.Cross()\n"
-        "assert isinstance(layer, tf_keras.layers.Layer)\n"
-        "assert isinstance(rq_keras.ResidualQuantizer(), object)\n"
-        "print('ok')\n"
-    )
-    env = {"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().endswith("ok")
-
-
 def test_quantizer_import_does_not_load_tensorflow():
     code = "import sys, rq_keras; print('tensorflow' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

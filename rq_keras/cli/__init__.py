@@ -10,7 +10,15 @@
 
 `train.py`, `export.py` and `predict.py` at the top of the repository only
 call these. Each module's docstring gives its exit statuses.
+
+A command line is a process of its own: it selects Keras 2 for `tf.keras`
+(`TF_USE_LEGACY_KERAS=1`, unless the environment chose already) before
+anything loads TensorFlow.
 """
+
+from rq_keras.config.keras_version import prefer_keras2
+
+prefer_keras2()
 
 
 def __getattr__(name):

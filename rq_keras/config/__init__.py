@@ -6,7 +6,9 @@
 * `loading`: a config's plain-value (YAML) form: type checks, `key=value`
   overrides (`apply_overrides`);
 * `seeds`: the one table of named sub-seeds (`sub_seed`) that every seeded
-  part of a model draws from its run seed.
+  part of a model draws from its run seed;
+* `keras_version`: which Keras `tf.keras` is in the process; the Keras 2
+  parts choose it before TensorFlow loads or raise `KerasVersionError`.
 
 The names below are imported from `rq_keras.config`.
 """

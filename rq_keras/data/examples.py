@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.config.keras_version import import_tensorflow
 from rq_keras.features.spec import Feature, FeatureSpec
 
 __all__ = ["check_row", "example_from_dict", "make_example", "serialize_example"]
@@ -173,7 +174,7 @@ def make_example(
     Returns:
         a `tf.train.Example` (`.SerializeToString()` gives the record).
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     train = tf.train
     feature = {}

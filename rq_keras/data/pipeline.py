@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from rq_keras.config.keras_version import import_tensorflow, prefer_keras2
 from rq_keras.data.parquet import check_parquet_schema, parquet_file, parquet_has_nulls
 from rq_keras.data.readers import (
     DEFAULT_CHUNK_ROWS,
@@ -115,7 +116,7 @@ def make_dataset(
         feature name -> tensor in the model's input form and the label
         float64 `(batch,)`; features only when `with_label` is False.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     check_policy(on_bad_rows)
     if parquet_reader not in PARQUET_READERS:
@@ -241,7 +242,7 @@ def make_dataset(
 
 def _mix(group, shuffle: bool, seed):
     """One dataset from several: in file order, or rows drawn at random (seeded)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if len(group) == 1:
         return group[0]
@@ -254,7 +255,7 @@ def _mix(group, shuffle: bool, seed):
 
 
 def _element_signature(spec: FeatureSpec, with_label: bool):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     sig = {
         f.name: tf.TensorSpec((None, *f.shape), tf.as_dtype(f.tf_dtype_name)) for f in spec.features
@@ -279,14 +280,14 @@ class _LabelCheck:
 
     def mask(self, batch):
         """True where the label is finite: `(batch,)`, or a scalar for one row."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         if self.label is None:
             return tf.constant(True)
         return tf.math.is_finite(batch[self.label])
 
     def __call__(self, batch):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         if self.label is None:
             return batch
@@ -306,6 +307,7 @@ def tfio_available() -> bool:
     its last release is built for TensorFlow 2.16 only, and on a newer
     TensorFlow its import fails with undefined symbols: then it counts as
     absent, so the default reader still works)."""
+    prefer_keras2()  # tensorflow-io loads TensorFlow
     try:
         import tensorflow_io  # noqa: F401
     except Exception:  # ImportError, or a broken build for another TensorFlow
@@ -333,7 +335,8 @@ def tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
             float, or a column's type is one tensorflow-io does not read.
     """
     import pyarrow as pa
-    import tensorflow as tf
+
+    tf = import_tensorflow()
 
     pf = parquet_file(path)
     schema = pf.schema_arrow
@@ -364,7 +367,7 @@ def tfio_columns(path: str, spec: FeatureSpec, with_label: bool):
 
 def _file_dataset(path, spec, fmt, on_bad_rows, with_label, batch_size, chunk_rows, parquet_reader):
     """Batches of one file in the model's input form (label included)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if fmt == "parquet" and parquet_reader != "tensorflow-io":
         # the schema is checked now (missing or duplicate columns fail when the

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.config.keras_version import import_tensorflow
 from rq_keras.data.columns import Chunk, finish_chunk, float32_column, label_column
 from rq_keras.features.spec import FeatureSpec
 
@@ -20,7 +21,7 @@ def tfrecord_compression(path: str) -> str:
 
 def read_tfrecord(path, spec, on_bad_rows, chunk_rows, with_label, report, extra=()):
     """`read_chunks` of a TFRecord file: records parsed with the spec, then checked."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     parse_spec = spec.parse_spec(with_label=with_label)
     records = tf.data.TFRecordDataset(path, compression_type=tfrecord_compression(path))
@@ -67,7 +68,7 @@ def _example_values(path, records, names, chunk, first: bool) -> dict[str, np.nd
     UTF-8 is a bad row. A name that no record of the file's first chunk
     (`first`) holds is refused, like a missing column of a table.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
     from google.protobuf.message import DecodeError
 
     out = {name: np.full(len(records), None, dtype=object) for name in names}
@@ -114,7 +115,7 @@ def _float_list_mismatch(record: bytes, spec: FeatureSpec, parse_spec) -> str | 
     stores a whole number as an `Int64List` gets only TensorFlow's type
     mismatch from the parse, without the fix. None when that is not the cause.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
     from google.protobuf.message import DecodeError
 
     try:
@@ -138,7 +139,7 @@ def _float_list_mismatch(record: bytes, spec: FeatureSpec, parse_spec) -> str | 
 
 def _parse_records_one_by_one(serialized, parse_spec, spec, chunk):
     """Parses a batch record by record; records that fail are bad rows."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     values = serialized.numpy()
     good = np.ones(values.size, dtype=bool)
@@ -166,7 +167,7 @@ def default_non_finite(inputs: dict[str, Any], spec: FeatureSpec) -> dict[str, A
     prediction NaN nor fails a batch. Lists hold ids, which cannot be
     non-finite; other entries (the label) pass through.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     out = dict(inputs)
     for f in spec.features:
@@ -185,7 +186,7 @@ def to_model_inputs(values: dict[str, Any], spec: FeatureSpec) -> dict[str, Any]
     and Parquet strings) become `(batch, max_length)` padded tensors; scalars
     pass through, cast to the spec dtype.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     out = {}
     for f in spec.features:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from rq_keras.atomic import atomic_path
+from rq_keras.config.keras_version import import_tensorflow
 from rq_keras.data.examples import make_example
 from rq_keras.data.readers import delimiter_for, file_format
 from rq_keras.data.tfrecord import tfrecord_compression
@@ -52,7 +53,8 @@ def write_tfrecord(frames, spec: FeatureSpec, path: str | os.PathLike) -> int:
     The file is written to a temporary name and renamed when complete.
     """
     import pandas as pd
-    import tensorflow as tf
+
+    tf = import_tensorflow()
 
     path = os.fspath(path)
     if isinstance(frames, pd.DataFrame):

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from rq_keras.atomic import write_json
+from rq_keras.config.keras_version import require_keras2
 from rq_keras.config.seeds import sub_seed
 from rq_keras.features.spec import Feature, FeatureSpec
 
@@ -295,6 +296,7 @@ class FeaturePreprocessor:
 
     def _id_layer(self, f: Feature):
         """The layer mapping raw ids to [0, id_count)."""
+        require_keras2("rq_keras's feature preprocessing layers")
         import tf_keras as keras
 
         mask = f.pad_value  # None for scalars
@@ -343,6 +345,7 @@ class FeaturePreprocessor:
                 `sub_seed(seed, "feature_embedding", i)`.
             name: the model's name.
         """
+        require_keras2("rq_keras's feature preprocessing layers")
         import tf_keras as keras
 
         from rq_keras.layers.list_pooling import ListPooling

@@ -38,9 +38,13 @@ Modules: `terms` (L_gen, L_reg, `global_batch_mean`), `rnc` (L_rnc),
 registered Keras losses: MSE, log-MSE, Huber, ZILN).
 """
 
-import os
+from rq_keras.config.keras_version import require_keras2
 
-from rq_keras.losses.baselines import (
+require_keras2("rq_keras.losses")  # before TensorFlow loads
+
+import os  # noqa: E402
+
+from rq_keras.losses.baselines import (  # noqa: E402
     BASELINE_HEADS,
     BASELINE_LOSSES,
     BaselineLoss,
@@ -51,9 +55,9 @@ from rq_keras.losses.baselines import (
     ZILNLoss,
     baseline_loss,
 )
-from rq_keras.losses.rnc import rank_n_contrast, rank_n_contrast_factored
-from rq_keras.losses.rq_reg import RQRegLoss, expected_level_values
-from rq_keras.losses.terms import code_nll, global_batch_mean, huber, huber_terms
+from rq_keras.losses.rnc import rank_n_contrast, rank_n_contrast_factored  # noqa: E402
+from rq_keras.losses.rq_reg import RQRegLoss, expected_level_values  # noqa: E402
+from rq_keras.losses.terms import code_nll, global_batch_mean, huber, huber_terms  # noqa: E402
 
 __all__ = [
     "BASELINE_HEADS",

@@ -12,3 +12,7 @@ prediction, with its objective: a TFRS task that takes the tower's output.
   head, and `build_model` / `build_baseline_model`, which assemble one from a
   feature spec.
 """
+
+from rq_keras.config.keras_version import require_keras2
+
+require_keras2("rq_keras.models")  # before TensorFlow loads

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.config.keras_version import import_tensorflow
+
 BUILD_SCRIPT = pathlib.Path(__file__).resolve().parent / "cpp" / "build_serving_check.sh"
 # TensorFlow's distribution names on PyPI, the CPU-only build second.
 _TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-nightly")
@@ -158,7 +160,7 @@ def write_inputs(path: str | os.PathLike, inputs: Mapping[str, Any]) -> None:
             dtype must match the signature's (e.g. ``float32``, not numpy's
             default ``float64``); strings may be ``bytes`` or ``str`` arrays.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
     from tensorflow.core.protobuf import named_tensor_pb2
 
     with tf.io.TFRecordWriter(os.fspath(path)) as writer:

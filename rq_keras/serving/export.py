@@ -68,6 +68,7 @@ from typing import Any
 import numpy as np
 
 from rq_keras.atomic import DirectoryLock, host_tag, process_gone, unique_suffix
+from rq_keras.config.keras_version import import_tensorflow
 from rq_keras.serving.errors import ExportCheckError, ExportError
 from rq_keras.serving.export_checks import (
     check_in_fresh_process,
@@ -282,7 +283,7 @@ def _export_held(model, spec, base, version, check_rows, check, start) -> Export
 
 def _write_version(model, spec, base, final, version, check_rows, check) -> dict[str, Any]:
     """Writes, checks and renames one version into place (under the base's lock)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     tmp = base / f".tmp-{version}-{unique_suffix()}"
     try:

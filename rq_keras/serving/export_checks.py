@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.config.keras_version import import_tensorflow
 from rq_keras.serving.errors import ExportCheckError, ExportError
 from rq_keras.serving.signatures import OUTPUTS, feature_tensors
 
@@ -80,7 +81,7 @@ def python_ops(export_dir: pathlib.Path) -> list[str]:
 
 def write_warmup(export_dir: pathlib.Path, spec, rows: Mapping[str, np.ndarray], examples):
     """`assets.extra/tf_serving_warmup_requests`: PredictionLogs for both signatures."""
-    import tensorflow as tf
+    tf = import_tensorflow()
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     extra = export_dir / "assets.extra"

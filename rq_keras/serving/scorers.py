@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rq_keras.config.configs import PREDICTIONS
+from rq_keras.config.keras_version import import_tensorflow
 from rq_keras.evaluation.output_columns import output_levels
 from rq_keras.serving.errors import PredictError
 
@@ -74,7 +75,7 @@ class Scorer:
 
 def load_run_scorer(model_dir: str | os.PathLike) -> Scorer:
     """A `Scorer` calling a finished run's `model.keras` with `training=False`."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     from rq_keras.serving.signatures import OUTPUTS
     from rq_keras.training.run_dir import load_trained
@@ -120,7 +121,7 @@ def load_saved_model_scorer(export_dir: str | os.PathLike) -> Scorer:
     if levels_path.is_file():
         levels = _read_levels(levels_path)
 
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     try:
         loaded = tf.saved_model.load(str(path))

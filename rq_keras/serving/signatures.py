@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.config.keras_version import import_tensorflow
 from rq_keras.serving.errors import ExportError
 
 __all__ = [
@@ -54,7 +55,7 @@ def build_serving_module(model, spec):
     Returns:
         `(module, signatures)`: pass both to `tf.saved_model.save`.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     from rq_keras.data.tfrecord import default_non_finite, to_model_inputs
 
@@ -153,7 +154,7 @@ def serialize_examples(spec, inputs: Mapping[str, np.ndarray]) -> list[bytes]:
 
 def feature_tensors(spec, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """numpy model-input rows -> tensors of the spec's dtypes."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     out = {}
     for f in spec.features:

@@ -53,12 +53,16 @@ run directory's manifest and files), `evaluate` (the test split: metrics,
 predictions, plots), `console` (what a run prints).
 """
 
-from rq_keras.training.distribute import is_chief, make_strategy
-from rq_keras.training.evaluate import code_sequence_embeddings
-from rq_keras.training.inputs import DEFAULT_RAW_DIRS
-from rq_keras.training.run import train
-from rq_keras.training.run_dir import RunDirError
-from rq_keras.training.state import RunExistsError, TrainResult
+from rq_keras.config.keras_version import require_keras2
+
+require_keras2("rq_keras.training")  # before TensorFlow loads
+
+from rq_keras.training.distribute import is_chief, make_strategy  # noqa: E402
+from rq_keras.training.evaluate import code_sequence_embeddings  # noqa: E402
+from rq_keras.training.inputs import DEFAULT_RAW_DIRS  # noqa: E402
+from rq_keras.training.run import train  # noqa: E402
+from rq_keras.training.run_dir import RunDirError  # noqa: E402
+from rq_keras.training.state import RunExistsError, TrainResult  # noqa: E402
 
 __all__ = [
     "DEFAULT_RAW_DIRS",
