@@ -137,6 +137,31 @@ def level_scores(model, spec, quantizer, train_labels, path, max_rows=100_000) -
     ]
 
 
+def distribution_summary(labels, quantiles, means, positive, grid) -> dict:
+    """The scores of a served distribution from its per-batch arrays: `rows`,
+    `crps` and calibration `max_gap` on the quantile `grid`, Norm-Gini(+),
+    Spearman(+) and total of the mean, Norm-Gini(+) of E[y | y > 0]."""
+    import numpy as np
+
+    from rq_keras.evaluation.distribution_scores import crps_from_quantiles, quantile_calibration
+    from rq_keras.evaluation.metrics import evaluate
+
+    y = np.concatenate(labels).astype(np.float64)
+    q = np.concatenate(quantiles).astype(np.float64)
+    mean_scores = evaluate(y, np.concatenate(means))
+    return {
+        "rows": int(y.size),
+        "crps": crps_from_quantiles(y, q, grid),
+        "max_gap": quantile_calibration(y, q, grid)["max_gap"],
+        "mean_gini_positive": mean_scores["normalized_gini_positive"],
+        "mean_spearman_positive": mean_scores["spearman_positive"],
+        "mean_ratio": mean_scores["mean_ratio"],
+        "positive_mean_gini_positive": evaluate(y, np.concatenate(positive))[
+            "normalized_gini_positive"
+        ],
+    }
+
+
 def tree_scores(model, spec, path, exact_levels=(0, 1), max_rows=100_000) -> list[dict]:
     """The code tree's served distribution per `exact_levels` value (0: one
     free-running pass, a deeper level does not know which code came before;
@@ -146,15 +171,10 @@ def tree_scores(model, spec, path, exact_levels=(0, 1), max_rows=100_000) -> lis
     Norm-Gini(+) of `positive_mean`, `seconds_per_1000` rows."""
     import time
 
-    import numpy as np
-
     from rq_keras.data.pipeline import make_dataset
     from rq_keras.evaluation.distribution_scores import (
-        crps_from_quantiles,
         midpoint_levels,
-        quantile_calibration,
     )
-    from rq_keras.evaluation.metrics import evaluate
 
     grid = list(midpoint_levels(20))
     decoder = model.task.decoder
@@ -177,20 +197,10 @@ def tree_scores(model, spec, path, exact_levels=(0, 1), max_rows=100_000) -> lis
                 if rows >= max_rows:
                     break
             seconds = time.perf_counter() - start
-            y = np.concatenate(labels).astype(np.float64)
-            q = np.concatenate(quantiles).astype(np.float64)
-            mean_scores = evaluate(y, np.concatenate(means))
             results.append(
                 {
                     "exact_levels": int(exact),
-                    "rows": rows,
-                    "crps": crps_from_quantiles(y, q, grid),
-                    "max_gap": quantile_calibration(y, q, grid)["max_gap"],
-                    "mean_gini_positive": mean_scores["normalized_gini_positive"],
-                    "mean_ratio": mean_scores["mean_ratio"],
-                    "positive_mean_gini_positive": evaluate(y, np.concatenate(positive))[
-                        "normalized_gini_positive"
-                    ],
+                    **distribution_summary(labels, quantiles, means, positive, grid),
                     "seconds_per_1000": 1000 * seconds / rows,
                 }
             )
@@ -199,17 +209,110 @@ def tree_scores(model, spec, path, exact_levels=(0, 1), max_rows=100_000) -> lis
     return results
 
 
+def cluster_atoms(train_labels, train_codes, sizes, atoms: int):
+    """Per level-1 slot (its K_1 codes, then the zero code), what the training
+    rows of that cluster hold: `table` `(K_1 + 1, atoms)`, their labels as
+    `atoms` equal-mass atoms (midpoint quantiles), and `(K_1 + 1,)` arrays of
+    the exact `mean`, the share above 0 (`positive_share`) and the mean above
+    0 (`positive_mean`). A slot with no training row: zeros."""
+    import numpy as np
+
+    k1 = sizes[0]
+    slot = np.where(train_codes[:, 0] < 0, k1, train_codes[:, 0])
+    levels = (np.arange(atoms) + 0.5) / atoms
+    table = np.zeros((k1 + 1, atoms))
+    stats = {k: np.zeros(k1 + 1) for k in ("mean", "positive_share", "positive_mean")}
+    for k in range(k1 + 1):
+        members = train_labels[slot == k]
+        if members.size:
+            table[k] = np.quantile(members, levels)
+            stats["mean"][k] = members.mean()
+            positive = members[members > 0]
+            stats["positive_share"][k] = positive.size / members.size
+            stats["positive_mean"][k] = positive.mean() if positive.size else 0.0
+    return table, stats
+
+
+def mixture_quantiles(probabilities, values, grid):
+    """Quantiles at `grid` of per-row mixtures of shared atoms: `probabilities`
+    `(rows, atoms)` over the atoms `values` `(atoms,)` (the same for every
+    row); the lower quantile of the step CDF, as `atom_quantiles`."""
+    import numpy as np
+
+    order = np.argsort(values, kind="stable")
+    cdf = np.cumsum(probabilities[:, order], axis=1)
+    cdf /= cdf[:, -1:]
+    out = np.empty((probabilities.shape[0], len(grid)))
+    for j, level in enumerate(grid):
+        index = np.minimum((cdf < level - 1e-12).sum(axis=1), len(values) - 1)
+        out[:, j] = values[order][index]
+    return out
+
+
+def prefix_scores(
+    model, spec, quantizer, train_labels, path, atoms: int = 32, max_rows: int = 100_000
+) -> dict:
+    """The served distribution with every level below 1 replaced by what the
+    training rows of the predicted level-1 cluster hold: P(code 1 | x) from
+    the model, then within each cluster the training labels' distribution
+    (`atoms` equal-mass atoms for the quantiles, the exact cluster means for
+    the mean and E[y | y > 0]; nothing of x). What the deeper levels add
+    to the served distribution is the difference from the code tree's
+    (`tree_scores`); a deeper level that learned nothing from x cannot beat
+    this. Same scores as `tree_scores` (20 midpoint levels)."""
+    import numpy as np
+
+    from rq_keras.data.pipeline import make_dataset
+    from rq_keras.evaluation.distribution_scores import (
+        midpoint_levels,
+    )
+    from rq_keras.quantizer.tokens import ZERO_TOKEN
+
+    grid = list(midpoint_levels(20))
+    sizes = [int(k) for k in quantizer.fitted_codebook_sizes]
+    start = int(quantizer.token_offsets[0])
+    table, stats = cluster_atoms(train_labels, quantizer.encode(train_labels), sizes, atoms)
+    values = table.reshape(-1)
+    positive_mass = stats["positive_share"] * stats["positive_mean"]
+    labels, quantiles, means, positive = [], [], [], []
+    rows = 0
+    for features, label in make_dataset([path], spec, batch_size=2048):
+        logits = model(features, training=False)["logits"].numpy()[:, 0]
+        own = logits[:, start : start + sizes[0]]
+        if quantizer.zero_token:
+            own = np.concatenate([own, logits[:, ZERO_TOKEN : ZERO_TOKEN + 1]], axis=1)
+        else:
+            own = np.concatenate([own, np.full((own.shape[0], 1), -np.inf)], axis=1)
+        p = np.exp(own - own.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        mass = np.repeat(p / atoms, atoms, axis=1)
+        labels.append(label.numpy())
+        quantiles.append(mixture_quantiles(mass, values, grid))
+        means.append(p @ stats["mean"])
+        positive.append((p @ positive_mass) / np.maximum(p @ stats["positive_share"], 1e-12))
+        rows += int(label.shape[0])
+        if rows >= max_rows:
+            break
+    return distribution_summary(labels, quantiles, means, positive, grid)
+
+
+def _fmt(value, fmt="{:.4f}") -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
 def tree_table(results: list[dict]) -> list[str]:
     lines = [
-        "| exact_levels | rows | CRPS | calibration max gap | mean: Norm-Gini(+) | mean / label "
-        "| positive_mean: Norm-Gini(+) | s per 1,000 rows |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| exact_levels | rows | CRPS | calibration max gap | mean: Norm-Gini(+) "
+        "| mean: Spearman(+) | mean / label | positive_mean: Norm-Gini(+) | s per 1,000 rows |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['exact_levels']} | {r['rows']:,} | {r['crps']:.4f} | {r['max_gap']:.3f} "
-            f"| {r['mean_gini_positive']:.4f} | {r['mean_ratio']:.3f} "
-            f"| {r['positive_mean_gini_positive']:.4f} | {r['seconds_per_1000']:.2f} |"
+            f"| {r['mean_gini_positive']:.4f} | {_fmt(r.get('mean_spearman_positive'))} "
+            f"| {r['mean_ratio']:.3f} "
+            f"| {r['positive_mean_gini_positive']:.4f} "
+            f"| {_fmt(r.get('seconds_per_1000'), '{:.2f}')} |"
         )
     return lines
 
@@ -219,6 +322,11 @@ def main(argv=None) -> int:
     p.add_argument("--run-dir", default=os.path.join(REPO, "out", "demo", "cdnow"))
     p.add_argument("--split", default="validation", choices=("train", "validation", "test"))
     p.add_argument("--max-rows", type=int, default=100_000)
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="the split files (train/validation/test.parquet); default RUN/data",
+    )
     p.add_argument("--output", default=os.path.join(HERE, "results", "code_levels.md"))
     p.add_argument(
         "--exact-levels",
@@ -240,18 +348,27 @@ def main(argv=None) -> int:
     spec = FeatureSpec.load(os.path.join(run, "feature_spec.yaml"))
     quantizer = ResidualQuantizer.load(os.path.join(run, "codebook.json"))
     model = keras.models.load_model(os.path.join(run, "model.keras"), compile=False)
-    data_dir = os.path.join(run, "data")
+    data_dir = args.data_dir or os.path.join(run, "data")
     train_y = pd.read_parquet(os.path.join(data_dir, "train.parquet"), columns=[spec.label.name])
     path = os.path.join(data_dir, f"{args.split}.parquet")
     scores = level_scores(
         model, spec, quantizer, train_y[spec.label.name].to_numpy(np.float64), path, args.max_rows
     )
     rows = scores[0]["rows"]
+    train_labels = train_y[spec.label.name].to_numpy(np.float64)
+    prefix = prefix_scores(model, spec, quantizer, train_labels, path, max_rows=args.max_rows)
     tree_lines = [
-        "Served distribution (the code tree) by `exact_levels`; CRPS and the largest "
-        "quantile calibration gap from 20 midpoint levels:",
+        "Served distribution (the code tree) by `exact_levels`, and (`prefix`) level 1 "
+        "from the model with the deeper levels replaced by the training labels of the "
+        "level-1 cluster (`prefix_scores`); CRPS and the largest quantile calibration gap "
+        "from 20 midpoint levels:",
         "",
-        *tree_table(tree_scores(model, spec, path, args.exact_levels, args.max_rows)),
+        *tree_table(
+            [
+                *tree_scores(model, spec, path, args.exact_levels, args.max_rows),
+                {**prefix, "exact_levels": "prefix"},
+            ]
+        ),
     ]
     command = "python benchmarks/code_levels.py " + " ".join(argv or sys.argv[1:])
     lines = [

@@ -10,6 +10,9 @@ own process and writes `cell.json` into `--work-dir` when it finishes; a
 cell whose `cell.json` exists is read, not run again, so the table can be
 finished in parts (an interrupted run loses its one unfinished cell; `--fresh`
 runs everything again). The report is written from every finished cell.
+RQ-Reg and K-means cells also keep their trained run in `run/` (the model
+and the files that load it), so the served distribution can be studied
+again without training.
 
 Splits: the dataset's own recipe (seed 0), whole: no row is dropped from
 validation or test. The learning curve trains on the first 10% / 30% /
@@ -298,6 +301,9 @@ def rule_cell(data: dict, name: str) -> dict | None:
     }
 
 
+# The heads whose cell keeps its trained run (`run/`, a few MB at width 128).
+KEPT_RUNS = ("rq_reg", "kmeans")
+
 METRIC_KEYS = (
     "mae",
     "normalized_gini",
@@ -325,7 +331,13 @@ def run_cell(name: str, head: str, share: float, seed: int, args) -> None:
         run = os.path.join(where, "run")
         shutil.rmtree(run, ignore_errors=True)  # a run killed half-way
         cell = network_cell(data, head, share, seed, args, run)
-        shutil.rmtree(run, ignore_errors=True)  # the figures are in cell.json
+        if head in KEPT_RUNS:
+            # model.keras and the files that load it, for analyses of the
+            # served distribution that need no retraining (code_levels.py)
+            for part in ("checkpoints", "backup", "logs", "data"):
+                shutil.rmtree(os.path.join(run, part), ignore_errors=True)
+        else:
+            shutil.rmtree(run, ignore_errors=True)  # the figures are in cell.json
     cell.update({"dataset": name, "head": head, "share": share, "seed": seed})
     cell["rows"] = data["rows"]
     tmp = os.path.join(where, "cell.json.tmp")
@@ -362,6 +374,11 @@ MAIN_COLUMNS = (
         ("by_prediction", "positive_mean", "normalized_gini_positive"),
         "{:.4f}",
     ),
+    (
+        "f_reg Norm-Gini(+)",
+        ("by_prediction", "regressor", "normalized_gini_positive"),
+        "{:.4f}",
+    ),
     ("mean pred / label", ("served", "mean_ratio"), "{:.3f}"),
     ("CRPS", ("distribution", "crps"), "{:.4f}"),
     ("pinball 0.1", ("distribution", "pinball", "0.1"), "{:.4f}"),
@@ -392,6 +409,58 @@ def level_table(intro: str, cells: list[dict], key: str, columns: dict) -> list[
         for lv in c[key]:
             text = " | ".join(cell(lv) for cell in columns.values())
             lines.append(f"| {c['head']} | {c['seed']} | {lv['level']} | {text} |")
+    return [*lines, ""]
+
+
+CURVE_HEADS = ("rq_reg", "ziln", "kmeans")
+CURVE_COLUMNS = (
+    ("Norm-Gini(+)", ("served", "normalized_gini_positive")),
+    ("Spearman(+)", ("served", "spearman_positive")),
+    ("CRPS", ("distribution", "crps")),
+)
+
+
+def learning_curve(group: list[dict]) -> list[str]:
+    """The learning curve of one dataset: per share of the training rows, the
+    mean over seeds of each curve head's scores, and RQ-Reg's margin over ZILN
+    (CRPS: ZILN's minus RQ-Reg's, so positive is RQ-Reg ahead everywhere)."""
+    shares = sorted({c["share"] for c in group if c["head"] in CURVE_HEADS})
+    if len(shares) < 2:
+        return []
+
+    def mean_of(head, share, path):
+        values = [_get(c, path) for c in group if c["head"] == head and c["share"] == share]
+        values = [v for v in values if v is not None]
+        return (statistics.mean(values), len(values)) if values else (None, 0)
+
+    titles = [f"{h} {t}" for t, _ in CURVE_COLUMNS for h in CURVE_HEADS]
+    lines = [
+        "### Learning curve",
+        "",
+        "Means over the seeds that finished (n: RQ-Reg's / ZILN's / K-means's). Margin: "
+        "RQ-Reg minus ZILN (CRPS: ZILN minus RQ-Reg); positive means RQ-Reg ahead.",
+        "",
+        "| share | n | "
+        + " | ".join(titles)
+        + " | margin "
+        + " | margin ".join(t for t, _ in CURVE_COLUMNS)
+        + " |",
+        "|---:|---|" + "---:|" * (len(titles) + len(CURVE_COLUMNS)),
+    ]
+    for share in shares:
+        values, counts, margins = [], {}, []
+        for title, path in CURVE_COLUMNS:
+            per_head = {}
+            for head in CURVE_HEADS:
+                per_head[head], counts[head] = mean_of(head, share, path)
+                values.append("n/a" if per_head[head] is None else f"{per_head[head]:.4f}")
+            rq, ziln = per_head["rq_reg"], per_head["ziln"]
+            if rq is None or ziln is None:
+                margins.append("n/a")
+            else:
+                margins.append(f"{(ziln - rq) if title == 'CRPS' else (rq - ziln):+.4f}")
+        n = "/".join(str(counts[h]) for h in CURVE_HEADS)
+        lines.append(f"| {share:.0%} | {n} | " + " | ".join(values + margins) + " |")
     return [*lines, ""]
 
 
@@ -436,6 +505,7 @@ def report(cells: list[dict], args, minutes: float) -> str:
             + (f" `rule`: the feature `{RULES[name]}` as the prediction." if name in RULES else ""),
             "",
         ]
+        lines += learning_curve(group)
         shares = sorted({c["share"] for c in group}, reverse=True)
         for share in shares:
             lines += [

@@ -62,8 +62,7 @@ def test_head_in_a_keras3_process_names_the_fix_and_changes_nothing():
     code = (
         "import json, os\n"
         "import tensorflow as tf\n"
-        "import keras\n"
-        "keras.layers.Dense(1)\n"
+        "tf.keras.layers.Dense(1)\n"
         "import rq_keras\n"
         "errors = []\n"
         "for name in ('RQRegTask', 'train', 'ResidualCodeEncoder'):\n"
@@ -98,6 +97,23 @@ def test_user_selected_keras2_before_tensorflow_is_kept():
         "print(tf.keras.__name__.split('.')[0], os.environ['TF_USE_LEGACY_KERAS'])\n"
     )
     assert run_fresh(code, **{ENV: "true"}) == "tf_keras true"
+
+
+@pytest.mark.slow
+def test_tensorflow_loaded_but_tf_keras_unused_still_gets_keras2():
+    """A Keras 2 program that imports tf_keras (which loads TensorFlow) before
+    the head: `tf.keras` is not resolved yet, so the head selects Keras 2."""
+    code = (
+        "import os\n"
+        "import tf_keras\n"
+        "import tensorflow as tf\n"
+        "import rq_keras\n"
+        "rq_keras.RQRegTask\n"
+        "import tensorflow_recommenders as tfrs\n"
+        "assert isinstance(tfrs.layers.dcn.Cross(), tf_keras.layers.Layer)\n"
+        "print(tf.keras.__name__.split('.')[0], os.environ['TF_USE_LEGACY_KERAS'])\n"
+    )
+    assert run_fresh(code) == "tf_keras 1"
 
 
 def test_keras3_chosen_in_the_environment_fails_before_tensorflow_loads():

@@ -3,22 +3,22 @@
 rq_keras's head, layers, losses and training are written for Keras 2
 (`tf_keras`), on TensorFlow Recommenders, which needs `tf.keras` to be Keras 2.
 TensorFlow routes `tf.keras` to Keras 2 only when `TF_USE_LEGACY_KERAS` is
-`1` / `true` / `True` when it loads; since TensorFlow 2.16 the default is
-Keras 3. So:
+`1` / `true` / `True` when `tf.keras` is first used; since TensorFlow 2.16 the
+default is Keras 3. So:
 
 * `import rq_keras` changes nothing: no environment variable, no import of
   TensorFlow or Keras.
 * `prefer_keras2()`, run when a part of rq_keras that loads TensorFlow is
-  first imported (the data pipeline, serving, the command lines): if
-  TensorFlow is not loaded yet and the process has not chosen, it chooses
-  Keras 2 (`TF_USE_LEGACY_KERAS=1`), as a TFRS program must. A process that
-  imported TensorFlow first keeps the Keras it has.
+  first imported (the data pipeline, serving, the command lines): while
+  `tf.keras` is undecided (TensorFlow not loaded, or loaded without `tf.keras`
+  used yet) and the process has not chosen, it chooses Keras 2
+  (`TF_USE_LEGACY_KERAS=1`), as a TFRS program must. A process whose
+  `tf.keras` is settled keeps the Keras it has.
 * `require_keras2(part)`, run when a Keras 2 part is first imported (the
   layers, losses, heads, training, the feature preprocessing): the same, and
-  if TensorFlow is already loaded with Keras 3 as `tf.keras`, raises
-  `KerasVersionError` saying what to do. Exported SavedModels, `predict.py`,
-  the data readers and the numpy parts (quantizer, feature spec, configs,
-  metrics) work under either Keras.
+  if `tf.keras` is Keras 3, raises `KerasVersionError` saying what to do. Exported
+  SavedModels, `predict.py`, the data readers and the numpy parts
+  (quantizer, feature spec, configs, metrics) work under either Keras.
 """
 
 from __future__ import annotations
@@ -42,15 +42,26 @@ class KerasVersionError(ImportError):
     """A Keras 2 part of rq_keras asked for where `tf.keras` is Keras 3."""
 
 
+def _undecided() -> bool:
+    """True while `tf.keras` can still become Keras 2: TensorFlow is not
+    loaded, or it is and has not resolved `tf.keras` yet (it does on first
+    use, from the environment then). Importing `tf_keras`, or `keras` 3 and
+    using it directly, leaves `tf.keras` unresolved."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return True
+    loader = getattr(tf, "__dict__", {}).get("keras")
+    return loader is not None and not getattr(loader, "_tfll_initialized", True)
+
+
 def tf_keras_version() -> str | None:
     """The version of the Keras that `tf.keras` is in this process, or None
-    while TensorFlow is not loaded (then nothing is decided yet).
-
-    Reading it settles `tf.keras` (TensorFlow resolves it on first use, from
-    the environment at that moment), as any use of `tf.keras` would.
-    """
-    tf = sys.modules.get("tensorflow")
-    if tf is None or not hasattr(tf, "keras"):
+    while it is undecided (TensorFlow not loaded, or `tf.keras` not resolved
+    yet). Reading it settles `tf.keras`, as any use of `tf.keras` would."""
+    if _undecided():
+        return None
+    tf = sys.modules["tensorflow"]
+    if not hasattr(tf, "keras"):
         return None
     version = getattr(tf.keras, "version", None)
     if callable(version):
@@ -59,17 +70,17 @@ def tf_keras_version() -> str | None:
 
 
 def prefer_keras2() -> None:
-    """Choose Keras 2 for `tf.keras` if TensorFlow is not loaded and the
-    process has not chosen (`TF_USE_LEGACY_KERAS` unset or empty); otherwise
-    change nothing."""
-    if "tensorflow" not in sys.modules and not os.environ.get(ENV):
+    """Choose Keras 2 for `tf.keras` while it is undecided and the process has
+    not chosen (`TF_USE_LEGACY_KERAS` unset or empty); otherwise change
+    nothing."""
+    if not os.environ.get(ENV) and _undecided():
         os.environ[ENV] = "1"
 
 
 def require_keras2(part: str) -> None:
     """`prefer_keras2`, then fail with `KerasVersionError` if `tf.keras` is
     Keras 3 in this process, or will be (`TF_USE_LEGACY_KERAS` set to another
-    value before TensorFlow loads). `part` names what was asked for."""
+    value while it is undecided). `part` names what was asked for."""
     prefer_keras2()
     version = tf_keras_version()
     if version is None:
