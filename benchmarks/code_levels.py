@@ -250,7 +250,14 @@ def mixture_quantiles(probabilities, values, grid):
 
 
 def prefix_scores(
-    model, spec, quantizer, train_labels, path, atoms: int = 32, max_rows: int = 100_000
+    model,
+    spec,
+    quantizer,
+    train_labels,
+    path,
+    atoms: int = 32,
+    max_rows: int = 100_000,
+    grid=None,
 ) -> dict:
     """The served distribution with every level below 1 replaced by what the
     training rows of the predicted level-1 cluster hold: P(code 1 | x) from
@@ -259,7 +266,8 @@ def prefix_scores(
     the mean and E[y | y > 0]; nothing of x). What the deeper levels add
     to the served distribution is the difference from the code tree's
     (`tree_scores`); a deeper level that learned nothing from x cannot beat
-    this. Same scores as `tree_scores` (20 midpoint levels)."""
+    this. Same scores as `tree_scores`, on the quantile levels `grid` (20
+    midpoint levels by default)."""
     import numpy as np
 
     from rq_keras.data.pipeline import make_dataset
@@ -268,7 +276,7 @@ def prefix_scores(
     )
     from rq_keras.quantizer.tokens import ZERO_TOKEN
 
-    grid = list(midpoint_levels(20))
+    grid = list(midpoint_levels(20) if grid is None else grid)
     sizes = [int(k) for k in quantizer.fitted_codebook_sizes]
     start = int(quantizer.token_offsets[0])
     table, stats = cluster_atoms(train_labels, quantizer.encode(train_labels), sizes, atoms)

@@ -183,25 +183,36 @@ def network_cell(data: dict, head: str, share: float, seed: int, args, out: str)
         "seconds": seconds,
     }
     if head in ("rq_reg", "kmeans"):
-        from code_levels import level_scores, tree_scores
+        from code_levels import level_scores, prefix_scores, tree_scores
 
         from rq_keras.features import FeatureSpec
         from rq_keras.quantizer.residual import ResidualQuantizer
 
         spec = FeatureSpec.load(data["spec"])
         train_labels = pd.read_parquet(data["train_files"][share], columns=[spec.label.name])
+        train_labels = train_labels[spec.label.name].to_numpy(float)
+        quantizer = ResidualQuantizer.load(os.path.join(out, "codebook.json"))
         if head == "rq_reg":
             # The tree with level 2 reading each level-1 code (exact_levels 1)
-            # beside the served one, on the first 10,000 validation rows.
-            cell["tree_validation"] = tree_scores(
-                result.model, spec, data["files"]["validation"], (0, 1), 10_000
+            # beside the served one, on the first 10,000 validation rows; and
+            # the deeper levels replaced by the level-1 cluster's training
+            # labels (`prefix`), there and on test (the served grid).
+            validation = data["files"]["validation"]
+            cell["tree_validation"] = tree_scores(result.model, spec, validation, (0, 1), 10_000)
+            cell["prefix_validation"] = prefix_scores(
+                result.model, spec, quantizer, train_labels, validation, max_rows=10_000
+            )
+            cell["prefix_test"] = prefix_scores(
+                result.model,
+                spec,
+                quantizer,
+                train_labels,
+                data["files"]["test"],
+                max_rows=10**9,
+                grid=levels,
             )
         cell["levels_validation"] = level_scores(
-            result.model,
-            spec,
-            ResidualQuantizer.load(os.path.join(out, "codebook.json")),
-            train_labels[spec.label.name].to_numpy(float),
-            data["files"]["validation"],
+            result.model, spec, quantizer, train_labels, data["files"]["validation"]
         )
     return cell
 
@@ -464,6 +475,37 @@ def learning_curve(group: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def prefix_table(cells: list[dict]) -> list[str]:
+    """RQ-Reg's served distribution against `prefix` (level 1 from the model,
+    the deeper levels replaced by the level-1 cluster's training labels), on
+    validation (first 10,240 rows) and test (all; the served grid)."""
+    lines = [
+        "RQ-Reg's served code tree against `prefix`: level 1 from the model, the deeper "
+        "levels replaced by the training labels of the level-1 cluster (nothing of x; "
+        "`code_levels.prefix_scores`). Validation: first 10,240 rows; test: every row, "
+        "the served quantile grid.",
+        "",
+        "| seed | split | served CRPS | prefix CRPS | served mean Norm-Gini(+) "
+        "| prefix mean Norm-Gini(+) | served mean / label | prefix mean / label |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in sorted(cells, key=lambda c: c["seed"]):
+        tree = next(t for t in c["tree_validation"] if t["exact_levels"] == 0)
+        pre = c["prefix_validation"]
+        lines.append(
+            f"| {c['seed']} | validation | {tree['crps']:.4f} | {pre['crps']:.4f} "
+            f"| {tree['mean_gini_positive']:.4f} | {pre['mean_gini_positive']:.4f} "
+            f"| {tree['mean_ratio']:.3f} | {pre['mean_ratio']:.3f} |"
+        )
+        pre, served = c["prefix_test"], c["served"]
+        lines.append(
+            f"| {c['seed']} | test | {c['distribution']['crps']:.4f} | {pre['crps']:.4f} "
+            f"| {served['normalized_gini_positive']:.4f} | {pre['mean_gini_positive']:.4f} "
+            f"| {served['mean_ratio']:.3f} | {pre['mean_ratio']:.3f} |"
+        )
+    return [*lines, ""]
+
+
 def report(cells: list[dict], args, minutes: float) -> str:
     lines = [
         "# Quality at full scale: RQ-Reg against the baselines (issue 29)",
@@ -554,6 +596,9 @@ def report(cells: list[dict], args, minutes: float) -> str:
                 ]
                 for c in sorted(trees, key=lambda c: c["seed"]):
                     lines += [f"Seed {c['seed']}:", "", *tree_table(c["tree_validation"]), ""]
+            prefixed = [c for c in coded if c.get("prefix_test")]
+            if prefixed:
+                lines += prefix_table(prefixed)
             diagnosed = [c for c in coded if c.get("levels_validation")]
             if diagnosed:
                 lines += level_table(
