@@ -47,7 +47,9 @@ def test_quick_start_is_short():
 
 @pytest.mark.slow
 def test_quick_start_runs(tmp_path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    # a user's fresh process: no Keras chosen (conftest chose Keras 2 for this one)
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     done = subprocess.run(
         [sys.executable, "-c", quick_start()],
         cwd=tmp_path,
