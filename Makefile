@@ -53,7 +53,8 @@ COMPAT_TESTS := tests/test_quantization.py tests/test_code_encoder.py tests/test
 	tests/test_training.py tests/test_predict.py tests/test_serving_client.py \
 	tests/test_transformer_cell.py tests/test_metrics.py tests/test_report.py \
 	tests/test_features.py tests/test_preprocessing.py tests/test_serving_check.py \
-	tests/test_run_dir.py tests/test_deprecated.py tests/test_preemption.py
+	tests/test_run_dir.py tests/test_deprecated.py tests/test_preemption.py \
+	tests/test_keras_version.py
 
 $(COMPAT_STAMP): requirements-compat.txt pyproject.toml
 	@test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
