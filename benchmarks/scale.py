@@ -312,7 +312,7 @@ def rule_cell(data: dict, name: str) -> dict | None:
     }
 
 
-# The heads whose cell keeps its trained run (`run/`, a few MB at width 128).
+# The heads whose cell keeps its trained run (`run/`, 9-13 MB at width 128).
 KEPT_RUNS = ("rq_reg", "kmeans")
 
 METRIC_KEYS = (
