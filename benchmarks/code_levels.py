@@ -172,9 +172,7 @@ def tree_scores(model, spec, path, exact_levels=(0, 1), max_rows=100_000) -> lis
     import time
 
     from rq_keras.data.pipeline import make_dataset
-    from rq_keras.evaluation.distribution_scores import (
-        midpoint_levels,
-    )
+    from rq_keras.evaluation.distribution_scores import midpoint_levels
 
     grid = list(midpoint_levels(20))
     decoder = model.task.decoder
@@ -271,9 +269,7 @@ def prefix_scores(
     import numpy as np
 
     from rq_keras.data.pipeline import make_dataset
-    from rq_keras.evaluation.distribution_scores import (
-        midpoint_levels,
-    )
+    from rq_keras.evaluation.distribution_scores import midpoint_levels
     from rq_keras.quantizer.tokens import ZERO_TOKEN
 
     grid = list(midpoint_levels(20) if grid is None else grid)
@@ -359,11 +355,9 @@ def main(argv=None) -> int:
     data_dir = args.data_dir or os.path.join(run, "data")
     train_y = pd.read_parquet(os.path.join(data_dir, "train.parquet"), columns=[spec.label.name])
     path = os.path.join(data_dir, f"{args.split}.parquet")
-    scores = level_scores(
-        model, spec, quantizer, train_y[spec.label.name].to_numpy(np.float64), path, args.max_rows
-    )
-    rows = scores[0]["rows"]
     train_labels = train_y[spec.label.name].to_numpy(np.float64)
+    scores = level_scores(model, spec, quantizer, train_labels, path, args.max_rows)
+    rows = scores[0]["rows"]
     prefix = prefix_scores(model, spec, quantizer, train_labels, path, max_rows=args.max_rows)
     tree_lines = [
         "Served distribution (the code tree) by `exact_levels`, and (`prefix`) level 1 "
