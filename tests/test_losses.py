@@ -14,6 +14,7 @@ from rq_keras.losses import (
     rank_n_contrast,
     rank_n_contrast_factored,
 )
+from rq_keras.losses.rnc import _running_sum
 
 
 def slow_rnc(embeddings, labels, temperature):
@@ -187,12 +188,60 @@ def test_rank_n_contrast_shapes_and_small_batches():
     np.testing.assert_allclose(rank_n_contrast(e3[:2], y[:2], 2.0).numpy(), [0.0, 0.0], atol=1e-6)
 
 
+def log_space_rnc(embeddings, labels, temperature):
+    """Eq. 15 with each denominator a float64 log-sum-exp: exact at any distance."""
+    e = np.asarray(embeddings, np.float64).reshape(len(labels), -1)
+    y = np.asarray(labels, np.float64)
+    s = -np.linalg.norm(e[:, None] - e[None, :], axis=-1) / temperature
+    d = np.abs(y[:, None] - y[None, :])
+    n = len(y)
+    out = np.zeros(n)
+    for i in range(n):
+        others = np.arange(n) != i
+        for j in np.flatnonzero(others):
+            members = others & (d[i] >= d[i, j])
+            out[i] -= s[i, j] - np.logaddexp.reduce(s[i, members])
+        out[i] /= n - 1
+    return out
+
+
+@pytest.mark.parametrize("gap", [1.0, 60.0, 150.0, 600.0])
+def test_rank_n_contrast_exact_at_every_similarity_spread(gap):
+    # gap in units of tau: float32 sums up to a spread of 80, float64 beyond.
+    rng = np.random.default_rng(7)
+    e = np.concatenate([rng.normal(size=(5, 3)), rng.normal(size=(5, 3)) + [gap * 2.0, 0, 0]])
+    labels = rng.integers(0, 4, 10)
+    got = rank_n_contrast(e.astype(np.float32), labels, 2.0).numpy()
+    # The squared distances are float32: ~1e-5 of a similarity of 600.
+    np.testing.assert_allclose(got, log_space_rnc(e, labels, 2.0), rtol=5e-5, atol=1e-5)
+
+
 def test_rank_n_contrast_far_apart_embeddings_stay_finite():
     # Distance gaps of ~1e4 tau: exp underflows even in float64.
     e = tf.Variable([[0.0], [1.0], [2e4], [4e4]])
+    labels = [0.0, 1.0, 2.0, 3.0]
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(rank_n_contrast(e, [0.0, 1.0, 2.0, 3.0], 2.0))
+        per_anchor = rank_n_contrast(e, labels, 2.0)
+        loss = tf.reduce_mean(per_anchor)
     assert np.isfinite(loss.numpy()) and np.isfinite(tape.gradient(loss, e).numpy()).all()
+    got, want = per_anchor.numpy(), log_space_rnc(e.numpy(), labels, 2.0)
+    # Anchor 1's pair with e = 2e4 is 1e4 below its denominator's largest
+    # term (e = 0, at the same label distance): ~3,333 per anchor, to the
+    # float32 squared distances' rounding (their magnitude is 4e8).
+    np.testing.assert_allclose(got[:3], want[:3], rtol=1e-3)
+    # Anchor 3's pairs with e = 1 and e = 0 are 1e4 below the row's largest
+    # (e = 2e4): their denominators underflow and each counts as its own
+    # (log-probability 0; exactly, -log(1 + e^-0.5) = -0.474 for e = 1).
+    assert got[3] == 0.0 and want[3] == pytest.approx(0.474 / 3, rel=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 100])
+def test_running_sum_is_a_cumulative_sum(n, dtype):
+    x = np.random.default_rng(n).random((3, n)).astype(dtype)
+    got = _running_sum(tf.constant(x))
+    assert got.dtype == dtype and got.shape == (3, n)
+    np.testing.assert_allclose(got.numpy(), np.cumsum(x, axis=1), rtol=1e-6)
 
 
 def test_rank_n_contrast_dynamic_batch_in_tf_function():
