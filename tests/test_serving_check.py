@@ -1,5 +1,8 @@
 """serving_check: SavedModels served from TensorFlow's C++ loader match Python."""
 
+import os
+import pathlib
+import subprocess
 import sys
 import time
 
@@ -286,6 +289,35 @@ def test_build_is_skipped_when_up_to_date(binary):
     before = binary.stat().st_mtime_ns
     assert serving_check.build() == binary
     assert binary.stat().st_mtime_ns == before
+
+
+def test_binary_records_its_resolved_library_directory(binary):
+    libdir = pathlib.Path(f"{binary}.libdir").read_text().strip()
+    assert libdir == os.path.realpath(tf.sysconfig.get_lib())
+    assert (pathlib.Path(libdir) / "libtensorflow_framework.so.2").is_file()
+
+
+def test_a_binary_whose_library_directory_is_gone_is_rebuilt(tmp_path):
+    """A binary built through a symlinked environment that was removed later
+    (a git worktree's .venv) is not taken as up to date: the script goes on to
+    build (here with an interpreter that has no TensorFlow, so it fails there)."""
+    stale = tmp_path / "serving_check"
+    stale.write_text("#!/bin/sh\nexit 0\n")
+    stale.chmod(0o755)
+    pathlib.Path(f"{stale}.libdir").write_text(str(tmp_path / "gone"))
+    env = dict(os.environ, PYTHON="/bin/false")
+    proc = subprocess.run(
+        ["bash", str(serving_check.BUILD_SCRIPT), str(tmp_path)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "could not read TensorFlow build flags" in proc.stderr
+    # With the recorded directory present, the same binary is fresh.
+    pathlib.Path(f"{stale}.libdir").write_text(os.path.realpath(tf.sysconfig.get_lib()))
+    proc = subprocess.run(
+        ["bash", str(serving_check.BUILD_SCRIPT), str(tmp_path)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip() == str(stale)
 
 
 def test_each_tensorflow_install_gets_its_own_binary(tmp_path, monkeypatch):

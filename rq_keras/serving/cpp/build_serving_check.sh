@@ -8,7 +8,9 @@
 #   PYTHON   interpreter whose tensorflow to build against (default: python3)
 #
 # The build is skipped when OUT_DIR/serving_check is newer than serving_check.cc
-# and this script; --force rebuilds anyway. Prints the binary's path on success;
+# and this script and the TensorFlow library directory it links to (recorded
+# in OUT_DIR/serving_check.libdir, a resolved path) still holds the library;
+# --force rebuilds anyway. Prints the binary's path on success;
 # on failure prints the compiler's output to stderr and exits nonzero.
 set -euo pipefail
 
@@ -29,9 +31,11 @@ if [[ -z "$out_dir" ]]; then
   exit 2
 fi
 binary="$out_dir/serving_check"
+libdir_file="$binary.libdir"
 
 fresh() {
-  [[ -x "$binary" && "$binary" -nt "$source_file" && "$binary" -nt "${BASH_SOURCE[0]}" ]]
+  [[ -x "$binary" && "$binary" -nt "$source_file" && "$binary" -nt "${BASH_SOURCE[0]}" \
+     && -f "$libdir_file" && -f "$(cat "$libdir_file")/libtensorflow_framework.so.2" ]]
 }
 if [[ $force -eq 0 ]] && fresh; then
   echo "$binary"
@@ -50,12 +54,15 @@ fi
 
 python="${PYTHON:-python3}"
 # One interpreter start for both flag sets: importing tensorflow takes seconds.
+# The library directory is resolved: a binary built through a symlinked
+# environment (a git worktree's .venv) must not point at the link, which may go.
 # TF_CPP_MIN_LOG_LEVEL keeps TensorFlow's import-time warnings off our output.
 if ! flags="$(TF_CPP_MIN_LOG_LEVEL=3 "$python" -c '
 import tensorflow as tf
 print(" ".join(tf.sysconfig.get_compile_flags()))
 print(" ".join(tf.sysconfig.get_link_flags()))
-print(tf.sysconfig.get_lib())
+import os
+print(os.path.realpath(tf.sysconfig.get_lib()))
 ')"; then
   echo "build_serving_check.sh: could not read TensorFlow build flags with $python" >&2
   exit 1
@@ -90,4 +97,5 @@ if ! log="$(g++ -O2 -std=c++17 $compile_flags "$source_file" -o "$tmp_binary" \
   exit 1
 fi
 mv "$tmp_binary" "$binary"
+echo "$tf_lib" > "$libdir_file"
 echo "$binary"
