@@ -13,8 +13,9 @@ they raise `KerasVersionError`, saying what to do (`rq_keras.config.keras_versio
     rq_keras.train(rq_keras.TrainConfig(dataset="cdnow"), "out/cdnow")
 """
 
-import importlib
 import os
+
+from rq_keras.config.exports import lazy_namespace
 
 # The module paths of rq_keras 0.2 (`rq_keras.quantization`, ...) still import,
 # from deprecation stubs (rq_keras/_deprecated), for one release.
@@ -46,18 +47,4 @@ _EXPORTS = {
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
 
-
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        from rq_keras._deprecated import module_getattr
-
-        # A 0.2 name (it warns), or AttributeError.
-        return module_getattr(__name__, stacklevel=3)(name)
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup skips __getattr__
-    return value
-
-
-def __dir__():
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_namespace(globals(), _EXPORTS, deprecated=True)

@@ -144,3 +144,34 @@ def test_data_readers_select_keras2_only_when_they_load_tensorflow():
     )
     out = run_fresh(code)
     assert out.startswith("[(False, None), '1', 'tf_keras"), out
+
+
+@pytest.mark.slow
+def test_keras3_layers_and_the_shared_math_work_where_tf_keras_is_keras3():
+    """A Keras 3 program: the Keras 3 decoder and RQ-Reg's loss import and run,
+    nothing is set, `tf.keras` stays Keras 3; a Keras 2 layer still raises."""
+    code = (
+        "import json, os\n"
+        "import tensorflow as tf\n"
+        "import keras\n"
+        "tf.keras.layers.Dense(1)\n"
+        "import rq_keras\n"
+        "from rq_keras.layers.keras3 import RQDecoder\n"
+        "from rq_keras.losses import RQRegLoss, code_nll, rank_n_contrast\n"
+        "decoder = RQDecoder([3, 2], units=4, embedding_dim=4, predictor_units=4,\n"
+        "                    regressor_units=4, centroids=[[1.0, 2.0, 3.0], [0.0, 1.0]], seed=0)\n"
+        "state = keras.Input(shape=(decoder.state_size,))\n"
+        "model = keras.Model(state, decoder({'state': state})['mean'])\n"
+        "mean = model.predict(tf.zeros([2, 8]), verbose=0)\n"
+        "try:\n"
+        "    from rq_keras.layers import RQDecoder as Keras2Decoder\n"
+        "    error = None\n"
+        "except rq_keras.KerasVersionError as e:\n"
+        "    error = str(e)\n"
+        "print(json.dumps([list(mean.shape), bool(mean.min() > 0), error,\n"
+        "                  os.environ.get('TF_USE_LEGACY_KERAS'), tf.keras.version()]))\n"
+    )
+    shape, positive, error, env_value, keras_version = json.loads(run_fresh(code))
+    assert shape == [2] and positive
+    assert error is not None and "rq_keras.layers" in error and f"{ENV}=1" in error
+    assert env_value is None and keras_version.startswith("3.")

@@ -28,6 +28,8 @@ def test_the_quantizer_and_the_token_layout_are_leaves():
     loaded = [
         "rq_keras",
         "rq_keras.atomic",
+        "rq_keras.config",
+        "rq_keras.config.exports",
         "rq_keras.features",
         "rq_keras.features.labels",
         "rq_keras.features.spec",

@@ -248,11 +248,11 @@ def test_client_needs_no_model_code(tmp_path):
     assert loaded["before"] == {"tensorflow": False, "keras": []}
     # Examples need TensorFlow's protos, and nothing of rq_keras that builds a model:
     # the feature spec, the tf.Example encoder (rq_keras.data), the client, and
-    # the Keras choice made before TensorFlow loads (config.keras_version; the
-    # config package's own modules stay unloaded).
+    # the Keras choice made before TensorFlow loads (config.keras_version) and
+    # the lazy package namespaces (config.exports); the configs stay unloaded.
     loaded_parts = {tuple(m.split(".")[1:3]) for m in loaded["rq_keras"]}
     allowed = {(), ("_deprecated",), ("atomic",), ("serving",), ("serving", "client")}
-    allowed |= {("config",), ("config", "keras_version")}
+    allowed |= {("config",), ("config", "exports"), ("config", "keras_version")}
     assert {p for p in loaded_parts if p[:1] not in {("data",), ("features",)}} <= allowed
     assert ("features", "preprocessing") not in loaded_parts
     assert not loaded["recommenders"]

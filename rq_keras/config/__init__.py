@@ -3,6 +3,10 @@
 * `configs`: the frozen dataclasses `ModelConfig`, `QuantizerConfig` and
   `TrainConfig`, the choices their fields take, `config_from_dict` and
   `load_config`;
+* `choices`: the decoder's choices (`CELLS`, `PREDICTIONS`,
+  `REGRESSOR_INPUTS`) and `check_distribution_options`, read by the configs
+  and by the decoder's shared math;
+* `exports`: `lazy_namespace`, the packages' names loaded on first use;
 * `loading`: a config's plain-value (YAML) form: type checks, `key=value`
   overrides (`apply_overrides`);
 * `seeds`: the one table of named sub-seeds (`sub_seed`) that every seeded
@@ -15,7 +19,7 @@ use: importing the package (which `keras_version` needs, for the data
 readers and the serving client too) loads none of its modules.
 """
 
-import importlib
+from rq_keras.config.exports import lazy_namespace
 
 __all__ = [
     "CELLS",
@@ -34,20 +38,10 @@ __all__ = [
     "load_config",
 ]
 # name -> the module that defines it.
-_EXPORTS = {
-    name: "rq_keras.config.loading" if name == "apply_overrides" else "rq_keras.config.configs"
-    for name in __all__
-}
+_EXPORTS = {name: "rq_keras.config.configs" for name in __all__}
+_EXPORTS.update(
+    apply_overrides="rq_keras.config.loading",
+    **{name: "rq_keras.config.choices" for name in ("CELLS", "PREDICTIONS", "REGRESSOR_INPUTS")},
+)
 
-
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup skips __getattr__
-    return value
-
-
-def __dir__():
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_namespace(globals(), _EXPORTS)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rq_keras.config.choices import CELLS, PREDICTIONS, REGRESSOR_INPUTS, check_distribution_options
 from rq_keras.config.loading import (
     apply_overrides,
     dataclass_from,
@@ -29,12 +30,9 @@ from rq_keras.features.labels import auto_zero_threshold
 from rq_keras.quantizer.residual import ResidualQuantizer
 
 __all__ = [
-    "CELLS",
     "HEAD_CHOICES",
     "LABEL_SCALES",
     "MONITORS",
-    "PREDICTIONS",
-    "REGRESSOR_INPUTS",
     "SEEDED_KEYS",
     "STRATEGIES",
     "ModelConfig",
@@ -44,17 +42,9 @@ __all__ = [
     "load_config",
 ]
 
-# Decoder cells (Table 4): recurrent, or a causal Transformer stepped per level.
-CELLS = ("lstm", "gru", "rnn", "transformer")
-# What f_reg reads (see `RQDecoder`): the logits as they are, or behind stop_gradient.
-REGRESSOR_INPUTS = ("logits", "stopped")
 # The unit of L_reg: the label's own (the paper), or the training labels' std
 # (stored with the codebook), so that `delta` means the same on any scale.
 LABEL_SCALES = ("none", "std")
-# What the `prediction` output is (see `RQDecoder`): f_reg's sum (the paper), or
-# the mean, the median or the mean given y > 0 of the predictive distribution
-# over the code tree. Each is also an output of its own.
-PREDICTIONS = ("regressor", "mean", "median", "positive_mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,19 +214,6 @@ class ModelConfig:
                 f"`code_embedding_stddev` must be a finite number > 0, got "
                 f"{self.code_embedding_stddev!r}"
             )
-
-
-def check_distribution_options(quantiles, thresholds, exact_levels) -> None:
-    """Raises ValueError for quantile levels outside (0, 1), repeated or
-    non-finite thresholds, or `exact_levels` < 0."""
-    levels = [float(q) for q in quantiles]
-    if any(not 0.0 < q < 1.0 for q in levels) or len(set(levels)) != len(levels):
-        raise ValueError(f"`quantiles` must be distinct numbers in (0, 1), got {list(quantiles)}")
-    values = [float(t) for t in thresholds]
-    if any(not math.isfinite(t) for t in values) or len(set(values)) != len(values):
-        raise ValueError(f"`thresholds` must be distinct finite numbers, got {list(thresholds)}")
-    if isinstance(exact_levels, bool) or int(exact_levels) != exact_levels or exact_levels < 0:
-        raise ValueError(f"`exact_levels` must be an int >= 0, got {exact_levels!r}")
 
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")

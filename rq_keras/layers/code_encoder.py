@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (the Keras check comes before TensorFlow loads)
+from rq_keras.config.keras_version import require_keras2
+
+require_keras2("rq_keras.layers")  # a Keras 2 module: before TensorFlow loads
+
 import math
 from collections.abc import Sequence
 from typing import Any

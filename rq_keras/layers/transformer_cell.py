@@ -26,6 +26,11 @@ on GPU as the recurrent cells do.
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (the Keras check comes before TensorFlow loads)
+from rq_keras.config.keras_version import require_keras2
+
+require_keras2("rq_keras.layers")  # a Keras 2 module: before TensorFlow loads
+
 import tensorflow as tf
 import tf_keras as keras
 

@@ -34,30 +34,16 @@ the global mean also for a last, uneven batch (`tf.nn.compute_average_loss`
 assumes every replica holds as many rows as this one).
 
 Modules: `terms` (L_gen, L_reg, `global_batch_mean`), `rnc` (L_rnc),
-`rq_reg` (`RQRegLoss`, `expected_level_values`), `heads` (the baseline heads'
-registered Keras losses: MSE, log-MSE, Huber, ZILN).
+`rq_reg` (`RQRegLoss`, `expected_level_values`), `baselines` (the baseline
+heads' registered Keras 2 losses: MSE, log-MSE, Huber, ZILN, OptDist). The
+names load on first use; `terms`, `rnc` and `rq_reg` need no Keras (they
+import in a Keras 3 process too), `baselines` is Keras 2
+(`rq_keras.config.keras_version.require_keras2`).
 """
 
-from rq_keras.config.keras_version import require_keras2
+import os
 
-require_keras2("rq_keras.losses")  # before TensorFlow loads
-
-import os  # noqa: E402
-
-from rq_keras.losses.baselines import (  # noqa: E402
-    BASELINE_HEADS,
-    BASELINE_LOSSES,
-    BaselineLoss,
-    HuberLoss,
-    LogMSELoss,
-    MSELoss,
-    OptDistLoss,
-    ZILNLoss,
-    baseline_loss,
-)
-from rq_keras.losses.rnc import rank_n_contrast, rank_n_contrast_factored  # noqa: E402
-from rq_keras.losses.rq_reg import RQRegLoss, expected_level_values  # noqa: E402
-from rq_keras.losses.terms import code_nll, global_batch_mean, huber, huber_terms  # noqa: E402
+from rq_keras.config.exports import lazy_namespace
 
 __all__ = [
     "BASELINE_HEADS",
@@ -69,23 +55,27 @@ __all__ = [
     "OptDistLoss",
     "RQRegLoss",
     "ZILNLoss",
+    "baseline_loss",
     "code_nll",
     "expected_level_values",
     "global_batch_mean",
-    "baseline_loss",
     "huber",
     "huber_terms",
     "rank_n_contrast",
     "rank_n_contrast_factored",
 ]
-
-
-def __getattr__(name):
-    """A name this package had in rq_keras 0.2 (it warns), or AttributeError."""
-    from rq_keras._deprecated import module_getattr
-
-    return module_getattr(__name__, stacklevel=3)(name)
-
+# module -> the names it defines.
+_MODULES = {
+    "rq_keras.losses.baselines": (
+        "BASELINE_HEADS BASELINE_LOSSES BaselineLoss HuberLoss LogMSELoss MSELoss "
+        "OptDistLoss ZILNLoss baseline_loss"
+    ),
+    "rq_keras.losses.rnc": "rank_n_contrast rank_n_contrast_factored",
+    "rq_keras.losses.rq_reg": "RQRegLoss expected_level_values",
+    "rq_keras.losses.terms": "code_nll global_batch_mean huber huber_terms",
+}
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names.split()}
+__getattr__, __dir__ = lazy_namespace(globals(), _EXPORTS, deprecated=True)
 
 # `rq_keras.losses.heads` of rq_keras 0.2 imports from its deprecation stub.
 __path__.append(os.path.join(os.path.dirname(os.path.dirname(__file__)), "_deprecated", "losses"))

@@ -39,12 +39,17 @@ Used through `keras.losses.Loss.__call__` they reduce as Keras losses do
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (the Keras check comes before TensorFlow loads)
+from rq_keras.config.keras_version import require_keras2
+
+require_keras2("rq_keras.losses.baselines")  # a Keras 2 module: before TensorFlow loads
+
 import math
 
 import tensorflow as tf
 import tf_keras as keras
 
-from rq_keras.config.configs import check_distribution_options
+from rq_keras.config.choices import check_distribution_options
 from rq_keras.losses.terms import huber
 
 __all__ = [

@@ -16,3 +16,8 @@ prediction, with its objective: a TFRS task that takes the tower's output.
 from rq_keras.config.keras_version import require_keras2
 
 require_keras2("rq_keras.models")  # before TensorFlow loads
+
+from rq_keras.layers import register_keras2_layers  # noqa: E402
+
+# A saved model names the layers it holds: register them all before any loads.
+register_keras2_layers()

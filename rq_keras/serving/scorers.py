@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from rq_keras.config.configs import PREDICTIONS
+from rq_keras.config.choices import PREDICTIONS
 from rq_keras.config.keras_version import import_tensorflow
 from rq_keras.evaluation.output_columns import output_levels
 from rq_keras.serving.errors import PredictError

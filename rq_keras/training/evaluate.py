@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 
 from rq_keras.atomic import atomic_path, temporary_name
-from rq_keras.config.configs import PREDICTIONS
+from rq_keras.config.choices import PREDICTIONS
 
 __all__ = [
     "EVALUATED",

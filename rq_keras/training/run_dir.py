@@ -252,7 +252,9 @@ def load_model(path: str | os.PathLike):
     """
     import tf_keras as keras
 
-    import rq_keras.layers  # noqa: F401  (registers the custom layers)
+    from rq_keras.layers import register_keras2_layers
+
+    register_keras2_layers()
     import rq_keras.models.baselines  # noqa: F401  (registers BaselineModel)
     import rq_keras.models.rq_reg  # noqa: F401  (registers RQRegModel)
 

@@ -1,0 +1,454 @@
+"""The RQ decoder's math, written once for its Keras 2 and Keras 3 layers.
+
+`DecoderMath` holds everything of the decoder but the Keras objects: the
+settings and their checks, the parts it builds (through the skin's Keras
+module), the L decoding steps with scheduled sampling (`call`) and the code
+tree (`code_tree`). `rq_keras.layers.decoder.RQDecoder` (Keras 2, `tf_keras`)
+and `rq_keras.layers.keras3.RQDecoder` (Keras 3) are thin skins over it: a
+Keras base class, its Keras module (`_keras`) and how a replica-synchronized
+counter is made. A fix here lands in both; `tests/test_keras3.py` gives the
+two the same weights and compares every output and the loss.
+
+This module needs TensorFlow but no Keras: it imports in a Keras 2 and in a
+Keras 3 process.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from rq_keras.config.choices import CELLS, PREDICTIONS, REGRESSOR_INPUTS, check_distribution_options
+from rq_keras.config.seeds import sub_seed
+from rq_keras.layers.code_tree import CodeTreeAtoms, atom_summary, expected_level_value
+from rq_keras.quantizer.tokens import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
+
+__all__ = ["DECODER_SETTINGS", "DecoderMath"]
+
+# The decoder's settings after `codebook_sizes`, with their defaults (the
+# skins' keyword arguments; the rest go to the Keras layer).
+DECODER_SETTINGS: dict[str, Any] = {
+    "units": 512,
+    "embedding_dim": 512,
+    "cell": "lstm",
+    "transformer_layers": 2,
+    "transformer_heads": 4,
+    "predictor_units": 512,
+    "regressor_units": 128,
+    "use_regressor": True,
+    "centroids": None,
+    "sampling_probability": 1.0,
+    "residual_regressor": False,
+    "seed": None,
+    "zero_token": False,
+    "regressor_input": "logits",
+    "code_embedding_stddev": 0.05,
+    "prediction": "regressor",
+    "quantiles": (0.1, 0.5, 0.9),
+    "thresholds": (0.0,),
+    "exact_levels": 0,
+    "value_range": (None, None),
+}
+
+
+def split_settings(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`(decoder settings, Keras layer kwargs)` of a skin's keyword arguments."""
+    settings = {k: kwargs.pop(k) for k in list(kwargs) if k in DECODER_SETTINGS}
+    return settings, kwargs
+
+
+class DecoderMath:
+    """The RQ decoder without its Keras: see `rq_keras.layers.decoder.RQDecoder`
+    for the arguments, the outputs and the code tree.
+
+    A skin subclasses a Keras `Layer` and this, sets `_keras` (its Keras
+    module), calls `_configure(codebook_sizes, **settings)` after the Layer's
+    `__init__`, then `_make_state_weights()`, and in `build` calls
+    `_build_parts()`. It may override `_make_cell` (a cell kind its Keras
+    lacks) and must give `_first_replica` (the keyword arguments of
+    `add_weight` for a variable written by the first replica only).
+    """
+
+    _keras: Any = None
+    _first_replica: dict[str, Any] = {}
+
+    def _configure(
+        self,
+        codebook_sizes: Sequence[int],
+        units: int = 512,
+        embedding_dim: int = 512,
+        cell: str = "lstm",
+        transformer_layers: int = 2,
+        transformer_heads: int = 4,
+        predictor_units: int = 512,
+        regressor_units: int = 128,
+        use_regressor: bool = True,
+        centroids: Sequence[Sequence[float]] | None = None,
+        sampling_probability: float = 1.0,
+        residual_regressor: bool = False,
+        seed: int | None = None,
+        zero_token: bool = False,
+        regressor_input: str = "logits",
+        code_embedding_stddev: float = 0.05,
+        prediction: str = "regressor",
+        quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+        thresholds: Sequence[float] = (0.0,),
+        exact_levels: int = 0,
+        value_range: Sequence[float | None] = (None, None),
+    ) -> None:
+        """Checks the settings and keeps them (see `RQDecoder`'s Args)."""
+        sizes = [int(k) for k in codebook_sizes]
+        if not sizes or any(k < 1 for k in sizes):
+            raise ValueError(f"`codebook_sizes` must be a non-empty list of ints >= 1, got {sizes}")
+        for name, value in (
+            ("units", units),
+            ("embedding_dim", embedding_dim),
+            ("predictor_units", predictor_units),
+            ("regressor_units", regressor_units),
+        ):
+            if int(value) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {value}")
+        if cell not in CELLS:
+            raise ValueError(f"`cell` must be one of {CELLS}, got {cell!r}")
+        if cell == "transformer" and (
+            int(transformer_layers) < 1
+            or int(transformer_heads) < 1
+            or int(units) % int(transformer_heads)
+        ):
+            raise ValueError(
+                f"`transformer_layers` and `transformer_heads` must be >= 1 and the heads must "
+                f"divide `units` ({units}), got {transformer_layers} and {transformer_heads}"
+            )
+        if regressor_input not in REGRESSOR_INPUTS:
+            raise ValueError(
+                f"`regressor_input` must be one of {REGRESSOR_INPUTS}, got {regressor_input!r}"
+            )
+        if not 0.0 <= float(sampling_probability) <= 1.0:
+            raise ValueError(
+                f"`sampling_probability` must be in [0, 1], got {sampling_probability}"
+            )
+        if centroids is not None and [len(c) for c in centroids] != sizes:
+            raise ValueError(
+                f"`centroids` must have one list per level of the `codebook_sizes` {sizes}, "
+                f"got sizes {[len(c) for c in centroids]}"
+            )
+        if not use_regressor and centroids is None:
+            raise ValueError("`use_regressor=False` needs `centroids`")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"`prediction` must be one of {PREDICTIONS}, got {prediction!r}")
+        if prediction != "regressor" and centroids is None:
+            raise ValueError(f"`prediction={prediction!r}` needs `centroids` (the code tree)")
+        check_distribution_options(quantiles, thresholds, exact_levels)
+        if not float(code_embedding_stddev) > 0:
+            raise ValueError(f"`code_embedding_stddev` must be > 0, got {code_embedding_stddev}")
+        low, high = (None if v is None else float(v) for v in value_range)
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"`value_range` must have low <= high, got {list(value_range)}")
+        self.codebook_sizes = sizes
+        self.units = int(units)
+        self.embedding_dim = int(embedding_dim)
+        self.cell = cell
+        self.transformer_layers = int(transformer_layers)
+        self.transformer_heads = int(transformer_heads)
+        self.predictor_units = int(predictor_units)
+        self.regressor_units = int(regressor_units)
+        self.use_regressor = bool(use_regressor)
+        self.centroids = None if centroids is None else [[float(v) for v in c] for c in centroids]
+        self.initial_sampling_probability = float(sampling_probability)
+        self.residual_regressor = bool(residual_regressor)
+        self.seed = seed
+        # An unseeded layer's coins still need a key: one drawn now.
+        self._coin_seed = (
+            sub_seed(seed, "sampling_coins") if seed is not None else secrets.randbits(31)
+        )
+        self.zero_token = bool(zero_token)
+        self.regressor_input = regressor_input
+        self.code_embedding_stddev = float(code_embedding_stddev)
+        self.prediction = prediction
+        self.quantiles = [float(q) for q in quantiles]
+        self.thresholds = [float(t) for t in thresholds]
+        self.exact_levels = int(exact_levels)
+        self.value_range = [low, high]
+        self.num_levels = len(sizes)
+        self.vocabulary_size = special_tokens(self.zero_token) + sum(sizes)
+        self.token_offsets = token_offsets_for(sizes, self.zero_token).tolist()
+
+    def _make_state_weights(self) -> None:
+        """`sampling_probability` (p) and `sampling_step` (the coins' call
+        counter): both non-trainable, written by the first replica only.
+
+        Made at construction, not in `build`: they do not depend on the input
+        shape, and the `ScheduledSampling` callback sets p before the first
+        training step builds a subclassed model's layers.
+        """
+        keras = self._keras
+        self.sampling_probability = self.add_weight(
+            name="sampling_probability",
+            shape=(),
+            dtype="float32",
+            initializer=keras.initializers.Constant(self.initial_sampling_probability),
+            trainable=False,
+            **self._first_replica,
+        )
+
+    def _make_counter(self) -> None:
+        # Training calls so far (the coins' key). Made last in `build`: a model
+        # saved before it existed loads every other variable.
+        self.sampling_step = self.add_weight(
+            name="sampling_step",
+            shape=(),
+            dtype="int64",
+            initializer="zeros",
+            trainable=False,
+            **self._first_replica,
+        )
+
+    def _make_cell(self, kind: str, seed: int | None):
+        """The recurrent cell of `kind` (`CELLS`) through `_keras`."""
+        keras = self._keras
+        init = keras.initializers.GlorotUniform(seed=seed)
+        rec = keras.initializers.Orthogonal(seed=sub_seed(seed, "recurrent_kernel"))
+        layer = {
+            "lstm": keras.layers.LSTMCell,
+            "gru": keras.layers.GRUCell,
+            "rnn": keras.layers.SimpleRNNCell,
+        }[kind]
+        return layer(self.units, kernel_initializer=init, recurrent_initializer=rec)
+
+    def _make_mlp(self, hidden: int, out: int, name: str, seed: int | None):
+        keras = self._keras
+
+        def init(k):
+            return keras.initializers.GlorotUniform(seed=sub_seed(seed, index=k))
+
+        return keras.Sequential(
+            [
+                keras.layers.Dense(hidden, activation="relu", kernel_initializer=init(0)),
+                keras.layers.Dense(out, kernel_initializer=init(1)),
+            ],
+            name=name,
+        )
+
+    def _build_parts(self) -> None:
+        """The code embeddings, the cell, f_pred, f_reg (and the residual
+        head, the centroids table), then the coin counter."""
+        keras, seed = self._keras, self.seed
+        self.code_embeddings = self.add_weight(
+            name="code_embeddings",
+            shape=(self.vocabulary_size, self.embedding_dim),
+            initializer=keras.initializers.RandomNormal(
+                stddev=self.code_embedding_stddev, seed=seed
+            ),
+        )
+        self.recurrent_cell = self._make_cell(self.cell, sub_seed(seed, "recurrent_cell"))
+        self.recurrent_cell.build((None, self.embedding_dim))
+        self.predictor = self._make_mlp(
+            self.predictor_units, self.vocabulary_size, "predictor", sub_seed(seed, "predictor")
+        )
+        self.predictor.build((None, self.units))
+        if self.use_regressor:
+            self.regressor = self._make_mlp(
+                self.regressor_units, 1, "regressor", sub_seed(seed, "regressor")
+            )
+            self.regressor.build((None, self.vocabulary_size))
+        if self.residual_regressor:
+            self.residual_head = self._make_mlp(
+                self.regressor_units, 1, "residual_regressor", sub_seed(seed, "residual_regressor")
+            )
+            self.residual_head.build((None, self.vocabulary_size))
+        if not self.use_regressor:
+            width = max(self.codebook_sizes)
+            padded = [c + [0.0] * (width - len(c)) for c in self.centroids]
+            self.level_centroids = self.add_weight(
+                name="level_centroids",
+                shape=(self.num_levels, width),
+                initializer=keras.initializers.Constant(padded),
+                trainable=False,
+            )
+        self._make_counter()
+
+    def _settings(self) -> dict[str, Any]:
+        """The settings as `get_config` entries."""
+        return {
+            "codebook_sizes": list(self.codebook_sizes),
+            "units": self.units,
+            "embedding_dim": self.embedding_dim,
+            "cell": self.cell,
+            "transformer_layers": self.transformer_layers,
+            "transformer_heads": self.transformer_heads,
+            "predictor_units": self.predictor_units,
+            "regressor_units": self.regressor_units,
+            "use_regressor": self.use_regressor,
+            "centroids": self.centroids,
+            "sampling_probability": self.initial_sampling_probability,
+            "residual_regressor": self.residual_regressor,
+            "regressor_input": self.regressor_input,
+            "code_embedding_stddev": self.code_embedding_stddev,
+            "prediction": self.prediction,
+            "quantiles": list(self.quantiles),
+            "thresholds": list(self.thresholds),
+            "exact_levels": self.exact_levels,
+            "value_range": list(self.value_range),
+            "seed": self.seed,
+            "zero_token": self.zero_token,
+        }
+
+    @property
+    def state_size(self) -> int:
+        """Width of the `state` input: `2 * units` for LSTM, `units` otherwise."""
+        return 2 * self.units if self.cell == "lstm" else self.units
+
+    def _coin_key(self):
+        """This training call's `(2,)` coin key: the layer's coin seed, the
+        call count (then one more) and the replica folded in."""
+        count = self.sampling_step.assign_add(1)
+        key = tf.stack([tf.constant(self._coin_seed, tf.int64), tf.cast(count, tf.int64)])
+        context = tf.distribute.get_replica_context()
+        replica = 0 if context is None else context.replica_id_in_sync_group
+        return tf.random.experimental.stateless_fold_in(key, tf.cast(replica, tf.int64))
+
+    def _initial_states(self, state):
+        if self.cell == "lstm":
+            h0, c0 = tf.split(state, 2, axis=-1)
+            return [h0, c0]
+        return [state]
+
+    def _level_logits(self, level: int, logits):
+        """Logits of what level `level` may emit: `[<zero>,] codes`."""
+        start, size = self.token_offsets[level], self.codebook_sizes[level]
+        own = logits[:, start : start + size]
+        if self.zero_token:
+            own = tf.concat([logits[:, ZERO_TOKEN : ZERO_TOKEN + 1], own], axis=1)
+        return own
+
+    def _level_value(self, level: int, logits):
+        if self.use_regressor:
+            return self.regressor(logits)[:, 0]
+        size = self.codebook_sizes[level]
+        return expected_level_value(
+            self._level_logits(level, logits), self.level_centroids[level, :size], self.zero_token
+        )
+
+    def call(self, inputs, training=None, distribution=None):
+        state = inputs["state"]
+        tokens = inputs.get("tokens")
+        if state.shape[-1] is not None and state.shape[-1] != self.state_size:
+            raise ValueError(
+                f"{self.name}: `state` must have {self.state_size} columns for cell "
+                f"{self.cell!r} with {self.units} units, got {state.shape[-1]}"
+            )
+        teacher = bool(training) and tokens is not None
+        table = tf.cast(self.code_embeddings, self.compute_dtype)
+        batch = tf.shape(state)[0]
+        states = self._initial_states(tf.cast(state, self.compute_dtype))
+        x = tf.repeat(table[START_TOKEN][tf.newaxis, :], batch, axis=0)
+        if teacher:
+            tokens = tf.cast(tokens, tf.int32)
+            p = tf.cast(self.sampling_probability, tf.float32)
+            key = self._coin_key()
+        level_values, logits_all, expected, codes = [], [], [], []
+        for level in range(self.num_levels):
+            h, states = self.recurrent_cell(x, states, training=training)
+            states = list(states) if isinstance(states, (list, tuple)) else [states]
+            logits = self.predictor(h)
+            probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+            e_hat = tf.matmul(tf.cast(probs, self.compute_dtype), table)
+            reg_in = tf.stop_gradient(logits) if self.regressor_input == "stopped" else logits
+            level_values.append(tf.cast(self._level_value(level, reg_in), tf.float32))
+            logits_all.append(tf.cast(logits, tf.float32))
+            expected.append(tf.cast(e_hat, tf.float32))
+            code = tf.argmax(self._level_logits(level, logits), axis=-1, output_type=tf.int32)
+            codes.append(code - 1 if self.zero_token else code)
+            if level + 1 == self.num_levels:
+                break
+            if teacher:
+                true_e = tf.gather(table, tokens[:, level])
+                coin = tf.random.stateless_uniform(
+                    [batch, 1], seed=tf.random.experimental.stateless_fold_in(key, level)
+                )
+                x = tf.where(coin < p, true_e, e_hat)
+            else:
+                x = e_hat
+        level_values = tf.stack(level_values, axis=1)
+        prediction = tf.reduce_sum(level_values, axis=1)
+        outputs = {
+            "level_values": level_values,
+            "logits": tf.stack(logits_all, axis=1),
+            "expected_embeddings": tf.concat(expected, axis=1),
+            "codes": tf.stack(codes, axis=1),
+        }
+        if self.residual_regressor:
+            outputs["residual"] = tf.cast(self.residual_head(reg_in)[:, 0], tf.float32)
+            prediction = prediction + outputs["residual"]
+        outputs["regressor"] = prediction
+        if distribution is None:
+            distribution = not training
+        if distribution and self.centroids is not None:
+            # The pass above is the tree's one pass unless it read true codes.
+            outputs.update(
+                self.code_tree(state, pass_logits=None if teacher else outputs["logits"])
+            )
+            if self.prediction != "regressor":
+                prediction = outputs[self.prediction]
+        return {"prediction": prediction, **outputs}
+
+    def code_tree(
+        self, state, exact_levels: int | None = None, pass_logits=None
+    ) -> dict[str, tf.Tensor]:
+        """The predictive distribution over the code tree (see the class doc).
+
+        Args:
+            state: the encoder output `(batch, state_size)`.
+            exact_levels: overrides the layer's `exact_levels` (a
+                benchmark compares 1 with L - 1, the exact distribution).
+            pass_logits: the logits `(batch, L, V)` of the autoregressive
+                pass of `state` (the layer's `logits` output at inference).
+                With no level expanded they are the tree's one pass, which is
+                then not run again; otherwise unused.
+
+        Returns:
+            dict: `mean`, `median`, `positive_mean` `(batch,)`, `quantiles` `(batch, Q)`,
+            `exceedance` `(batch, T)` (when there are thresholds), float32.
+        """
+        if self.centroids is None:
+            raise ValueError(f"{self.name}: the code tree needs `centroids`")
+        # Expanding L - 1 levels is already exact; expanding level L too would
+        # multiply the rows by K_L for nothing. 0: level 1's codes are the
+        # atoms, one pass, no branches.
+        exact = self.exact_levels if exact_levels is None else int(exact_levels)
+        expand = min(exact, max(0, self.num_levels - 1))
+        reuse = pass_logits is not None and expand == 0
+        table = tf.cast(self.code_embeddings, self.compute_dtype)
+        batch = tf.shape(state)[0]
+        if not reuse:
+            states = self._initial_states(tf.cast(state, self.compute_dtype))
+            x = tf.repeat(table[START_TOKEN][tf.newaxis, :], batch, axis=0)
+        tree = CodeTreeAtoms(batch, expand, self.zero_token)
+        for level in range(self.num_levels):
+            if reuse:
+                logits = tf.cast(pass_logits[:, level], tf.float32)
+            else:
+                h, states = self.recurrent_cell(x, states, training=False)
+                states = list(states) if isinstance(states, (list, tuple)) else [states]
+                logits = tf.cast(self.predictor(h), tf.float32)
+            own = self._level_logits(level, logits)
+            branches = tree.branches
+            tree.add_level(level, own, self.centroids[level])
+            if level < expand:
+                if level + 1 < self.num_levels:
+                    # Each row becomes `size` rows, one per code of this level,
+                    # and the next step reads that code's embedding.
+                    size = own.shape[-1]
+                    states = [tf.repeat(s, size, axis=0) for s in states]
+                    start = self.token_offsets[level]
+                    tokens = tf.range(start, start + self.codebook_sizes[level])
+                    if self.zero_token:
+                        tokens = tf.concat([[ZERO_TOKEN], tokens], axis=0)
+                    x = tf.tile(tf.gather(table, tokens), [batch * branches, 1])
+            elif not reuse:
+                full = tf.nn.softmax(logits, axis=-1)
+                x = tf.matmul(tf.cast(full, self.compute_dtype), table)
+        return atom_summary(*tree.atoms(), self.quantiles, self.thresholds, self.value_range)
