@@ -54,7 +54,7 @@ COMPAT_TESTS := tests/test_quantization.py tests/test_code_encoder.py tests/test
 	tests/test_transformer_cell.py tests/test_metrics.py tests/test_report.py \
 	tests/test_features.py tests/test_preprocessing.py tests/test_serving_check.py \
 	tests/test_run_dir.py tests/test_deprecated.py tests/test_preemption.py \
-	tests/test_keras_version.py
+	tests/test_keras_version.py tests/test_keras3.py
 
 $(COMPAT_STAMP): requirements-compat.txt pyproject.toml
 	@test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
