@@ -205,15 +205,26 @@ def log_space_rnc(embeddings, labels, temperature):
     return out
 
 
-@pytest.mark.parametrize("gap", [1.0, 60.0, 150.0, 600.0])
-def test_rank_n_contrast_exact_at_every_similarity_spread(gap):
+@pytest.mark.parametrize("gap,grad_atol", [(1.0, 1e-6), (60.0, 2e-5), (150.0, 1e-4), (600.0, 3e-3)])
+def test_rank_n_contrast_exact_at_every_similarity_spread(gap, grad_atol):
     # gap in units of tau: float32 sums up to a spread of 80, float64 beyond.
     rng = np.random.default_rng(7)
     e = np.concatenate([rng.normal(size=(5, 3)), rng.normal(size=(5, 3)) + [gap * 2.0, 0, 0]])
     labels = rng.integers(0, 4, 10)
-    got = rank_n_contrast(e.astype(np.float32), labels, 2.0).numpy()
-    # The squared distances are float32: ~1e-5 of a similarity of 600.
-    np.testing.assert_allclose(got, log_space_rnc(e, labels, 2.0), rtol=5e-5, atol=1e-5)
+    variable, exact = tf.Variable(e.astype(np.float32)), tf.Variable(e)
+    with tf.GradientTape(persistent=True) as tape:
+        per_anchor = rank_n_contrast(variable, labels, 2.0)
+        fast, dense = tf.reduce_mean(per_anchor), tf.reduce_mean(dense_rnc(exact, labels, 2.0))
+    # The squared distances are float32 (|a|^2 + |b|^2 - 2 a.b): ~1e-5 of a
+    # similarity of 600, and their gradient's error grows with |e| the same way.
+    np.testing.assert_allclose(
+        per_anchor.numpy(), log_space_rnc(e, labels, 2.0), rtol=5e-5, atol=1e-5
+    )
+    # The written-out gradient against float64 autodiff of a log-sum-exp
+    # transcription.
+    np.testing.assert_allclose(
+        tape.gradient(fast, variable).numpy(), tape.gradient(dense, exact).numpy(), atol=grad_atol
+    )
 
 
 def test_rank_n_contrast_far_apart_embeddings_stay_finite():
@@ -242,6 +253,8 @@ def test_running_sum_is_a_cumulative_sum(n, dtype):
     got = _running_sum(tf.constant(x))
     assert got.dtype == dtype and got.shape == (3, n)
     np.testing.assert_allclose(got.numpy(), np.cumsum(x, axis=1), rtol=1e-6)
+    from_right = _running_sum(tf.constant(x), reverse=True).numpy()
+    np.testing.assert_allclose(from_right, np.cumsum(x[:, ::-1], axis=1)[:, ::-1], rtol=1e-6)
 
 
 def test_rank_n_contrast_dynamic_batch_in_tf_function():

@@ -212,16 +212,10 @@ def _rank_n_contrast_from_squared_distances(
     # The sums run over exp(s - m), m the row's largest s over k != i.
     row_max = tf.stop_gradient(tf.reduce_max(sim_sorted[:, :pairs], axis=1, keepdims=True))
     shifted = sim_sorted - row_max
-    # Index of the last position of each position's tie group.
+    # The first and the last position of each position's tie group.
+    group_start = tf.searchsorted(neg_dist, neg_dist, side="left", out_type=tf.int32)
     group_end = tf.searchsorted(neg_dist, neg_dist, side="right", out_type=tf.int32) - 1
-    # float32 sums while every term of the batch is a normal float32 (see the
-    # precision note of `rank_n_contrast`), float64 otherwise.
-    wide = tf.reduce_min(shifted[:, :-1]) < -_FLOAT32_SPREAD
-    log_prob = tf.cond(
-        wide,
-        lambda: _log_probabilities(shifted, group_end, tf.float64),
-        lambda: _log_probabilities(shifted, group_end, tf.float32),
-    )
+    log_prob = _log_probabilities(shifted, group_start, group_end)
     return -tf.reduce_sum(log_prob, axis=1) / tf.cast(pairs, tf.float32)
 
 
@@ -229,35 +223,79 @@ def _rank_n_contrast_from_squared_distances(
 _FLOAT32_SPREAD = 80.0
 
 
-def _log_probabilities(shifted, group_end, dtype):
+def _log_probabilities(shifted, group_start, group_end):
     """`log(exp(s_ij) / sum_{k in S_ij} exp(s_ik))` of every pair but the anchor's own.
 
-    `shifted` `(rows, n)` is each row's similarities in decreasing label
-    distance order minus the row's largest over k != i (the anchor itself
-    last); `group_end` the last position of each position's tie group. The
-    running sums are taken in `dtype`; the result is float32 `(rows, n - 1)`.
+    `shifted` float32 `(rows, n)` is each row's similarities in decreasing
+    label distance order minus the row's largest over k != i (the anchor
+    itself last); `group_start` and `group_end` the first and last position
+    of each position's tie group. Returns float32 `(rows, n - 1)`.
+
+    The running sums are float32 while every term is above exp(-80), float64
+    otherwise (one `tf.cond` in each direction). The gradient is written out,
+    so the branches keep no intermediates for the tape: with `d_r` the
+    denominator of position r and `u_r` the upstream gradient of its
+    log-probability, `d/dx_k = u_k - exp(x_k) sum_{r in groups from k's on}
+    u_r / d_r` (a reverse running sum read at each group's start).
     """
-    x = tf.cast(shifted, dtype)
+
+    def branches(fn, *args):
+        wide = tf.reduce_min(shifted[:, :-1]) < -_FLOAT32_SPREAD
+        return tf.cond(
+            wide, lambda: fn(*args, dtype=tf.float64), lambda: fn(*args, dtype=tf.float32)
+        )
+
+    @tf.custom_gradient
+    def log_probabilities(x):
+        log_prob = branches(_forward, x, group_end)
+
+        def grad(upstream):
+            return branches(_backward, x, group_start, group_end, upstream)
+
+        return log_prob, grad
+
+    return log_probabilities(shifted)
+
+
+def _denominators(x, group_end):
+    """`(terms, log denominators, pairs whose denominator is their own)` in x's dtype."""
     # Only the anchor's own term (the last column, read by no other pair) can
     # be above 0; capped, it cannot overflow into inf, which the running
     # sum's products would spread over its block as NaN.
-    running = _running_sum(tf.exp(tf.minimum(x, 0.0)))
-    denominator = tf.gather(running, group_end, batch_dims=1)
-    # The sum for j holds exp(s_ij - m) itself, so the `maximum` acts only
-    # where that underflows; where the whole sum did, the pair is its own
-    # denominator (the inner `where` keeps log's gradient finite there).
-    underflow = denominator <= 0.0
-    safe = tf.where(underflow, tf.ones_like(denominator), denominator)
-    log_denominator = tf.where(underflow, x, tf.maximum(tf.math.log(safe), x))
+    terms = tf.exp(tf.minimum(x, 0.0))
+    denominator = tf.gather(_running_sum(terms), group_end, batch_dims=1)
+    # The sum for j holds exp(s_ij - m) itself, so it is below exp(x_j) only
+    # by rounding or where it underflowed: then the pair is its own
+    # denominator (a log-probability of 0, and no gradient).
+    own = denominator <= tf.exp(x)
+    safe = tf.where(own, tf.ones_like(denominator), denominator)
+    return terms, tf.where(own, x, tf.math.log(safe)), own
+
+
+def _forward(x, group_end, dtype):
+    x = tf.cast(x, dtype)
+    _, log_denominator, _ = _denominators(x, group_end)
     # Drop the last column: the anchor itself.
     return tf.cast(x - log_denominator, tf.float32)[:, :-1]
+
+
+def _backward(x, group_start, group_end, upstream, dtype):
+    x = tf.cast(x, dtype)
+    terms, log_denominator, own = _denominators(x, group_end)
+    u = tf.pad(tf.cast(upstream, dtype), [[0, 0], [0, 1]])  # the anchor's column: 0
+    u = tf.where(own, tf.zeros_like(u), u)
+    # A pair that is its own denominator has no gradient; its 1 / d may be inf.
+    weights = tf.where(own, tf.zeros_like(u), u * tf.exp(-log_denominator))
+    after = tf.gather(_running_sum(weights, reverse=True), group_start, batch_dims=1)
+    return tf.cast(u - tf.math.multiply_no_nan(after, terms), tf.float32)
 
 
 _BLOCK = 32
 
 
-def _running_sum(x):
-    """Inclusive cumulative sum of `x` `(rows, n)` along axis 1.
+def _running_sum(x, reverse: bool = False):
+    """Inclusive cumulative sum of `x` `(rows, n)` along axis 1 (from the
+    right with `reverse`).
 
     Written as matrix products: each block of `_BLOCK` columns is summed
     within itself by one product with a triangular matrix of ones, and the
@@ -268,12 +306,15 @@ def _running_sum(x):
     """
     rows, n = tf.shape(x)[0], tf.shape(x)[1]
     blocks = tf.reshape(tf.pad(x, [[0, 0], [0, -n % _BLOCK]]), [rows, -1, _BLOCK])
-    within = tf.einsum("rbk,kj->rbj", blocks, tf.constant(_UPPER_ONES, x.dtype))
-    before = tf.math.cumsum(within[:, :, -1], axis=1, exclusive=True)
-    return tf.reshape(within + before[:, :, None], [rows, -1])[:, :n]
+    # [k, j] = 1 where k <= j (from the left) or k >= j (from the right).
+    ones = _UPPER_ONES.T if reverse else _UPPER_ONES
+    within = tf.einsum("rbk,kj->rbj", blocks, tf.constant(ones, x.dtype))
+    totals = within[:, :, 0] if reverse else within[:, :, -1]
+    outside = tf.math.cumsum(totals, axis=1, exclusive=True, reverse=reverse)
+    return tf.reshape(within + outside[:, :, None], [rows, -1])[:, :n]
 
 
-_UPPER_ONES = np.triu(np.ones((_BLOCK, _BLOCK), np.float32))  # [k, j] = 1 where k <= j
+_UPPER_ONES = np.triu(np.ones((_BLOCK, _BLOCK), np.float32))
 
 
 def factored_is_cheaper(table) -> bool:
