@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rq_keras.layers import keras3
 from rq_keras.layers.code_encoder import ResidualCodeEncoder
 from rq_keras.layers.decoder import RQDecoder as Keras2Decoder
+from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.layers.keras3 import RQDecoder as Keras3Decoder
 from rq_keras.losses.rq_reg import RQRegLoss
 
@@ -148,3 +150,148 @@ def test_keras3_decoder_names_what_it_lacks():
         Keras3Decoder(SIZES, cell="transformer")
     with pytest.raises(ValueError, match="`cell` must be one of"):
         Keras3Decoder(SIZES, cell="lstm2")
+
+
+@pytest.mark.parametrize("zero_threshold", [None, 0.05])
+def test_keras3_code_encoder_gives_the_same_codes(zero_threshold):
+    settings = {"centroids": CENTROIDS, "clip_min": 0.0, "clip_max": 9.5}
+    k2 = ResidualCodeEncoder(**settings, zero_threshold=zero_threshold)
+    k3 = keras3.ResidualCodeEncoder(**settings, zero_threshold=zero_threshold)
+    labels = tf.constant(np.random.default_rng(5).uniform(-1.0, 11.0, 64))
+    a, b = k2(labels), k3(labels)
+    assert sorted(a) == sorted(b) == ["codes", "level_values", "tokens"]
+    for key in a:
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+    assert k3.get_config()["zero_threshold"] == zero_threshold
+    with pytest.raises(ValueError, match="strictly increasing"):
+        keras3.ResidualCodeEncoder([[2.0, 1.0]])
+
+
+@pytest.mark.parametrize("crosses", [0, 2])
+def test_keras3_encoder_matches_keras2_with_the_same_weights(crosses):
+    k2 = MLPEncoder(16, hidden_units=12, num_cross_layers=crosses, seed=4)
+    k3 = keras3.MLPEncoder(16, hidden_units=12, num_cross_layers=crosses, seed=4)
+    x = tf.constant(np.random.default_rng(6).normal(size=(7, 10)), tf.float32)
+    k2(x), k3(x)
+    pairs = [(a._dense, b.dense) for a, b in zip(k2.crosses, k3.crosses)]
+    pairs += [(k2.hidden, k3.hidden), (k2.output_layer, k3.output_layer)]
+    for a, b in pairs:
+        for u, v in zip(a.weights, b.weights):
+            v.assign(u.numpy())
+    np.testing.assert_allclose(k2(x).numpy(), np.asarray(k3(x)), rtol=RTOL, atol=ATOL)
+    assert np.asarray(k3(x)).shape == (7, 16)
+
+
+# ------------------------------------------------------------ the whole head
+
+
+def _ltv_data(n=1024, seed=0):
+    """Zero-inflated, long-tailed labels that the first feature drives."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    spend = np.exp(1.0 + x[:, 0] + 0.3 * rng.normal(size=n))
+    y = np.where(rng.random(n) < 0.3 + 0.2 * (x[:, 1] > 0), 0.0, spend)
+    return x, y
+
+
+HEAD = {
+    "units": 16,
+    "code_embedding_dim": 16,
+    "encoder_units": 16,
+    "predictor_units": 16,
+    "regressor_units": 8,
+    "seed": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def quantizer():
+    from rq_keras.quantizer.residual import ResidualQuantizer
+
+    _, y = _ltv_data()
+    return ResidualQuantizer(num_levels=3, codebook_size=[8, 4, 4], zero_threshold=1e-6).fit(y)
+
+
+@pytest.mark.parametrize("settings", [{}, {"num_cross_layers": 1, "residual_regressor": True}])
+def test_keras3_head_matches_the_keras2_task(quantizer, settings):
+    from rq_keras.models.rq_reg import RQRegTask
+
+    k2 = RQRegTask.from_quantizer(quantizer, **HEAD, **settings)
+    k3 = keras3.RQRegHead.from_quantizer(quantizer, **HEAD, **settings)
+    x, y = _ltv_data(n=32)
+    k2.predict(tf.constant(x)), k3(tf.constant(x))  # build
+    pairs = [(a._dense, b.dense) for a, b in zip(k2.encoder.crosses, k3.encoder.crosses)]
+    pairs += [(k2.encoder.hidden, k3.encoder.hidden)]
+    pairs += [(k2.encoder.output_layer, k3.encoder.output_layer)]
+    for a, b in pairs:
+        for u, v in zip(a.weights, b.weights):
+            v.assign(u.numpy())
+    _copy_weights(k2.decoder, k3.decoder)
+    for head in (k2, k3):
+        head.decoder.sampling_probability.assign(0.5)
+    terms2, outputs2, targets2 = k2.loss_terms(tf.constant(y), tf.constant(x), training=True)
+    terms3, outputs3, targets3 = k3.loss_terms(tf.constant(y), tf.constant(x), training=True)
+    _assert_same(terms2, terms3)
+    _assert_same(outputs2, outputs3)
+    _assert_same(targets2, targets3)
+    _assert_same(k2.predict(tf.constant(x)), k3(tf.constant(x)))
+
+
+def _ranker(quantizer, **settings):
+    keras.utils.set_random_seed(0)
+    head = keras3.RQRegHead.from_quantizer(quantizer, **{**HEAD, **settings})
+    dense = keras.layers.Dense(
+        16, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed=5)
+    )
+    model = keras3.RQRegRanker(keras.Sequential([dense]), head)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    return model
+
+
+def test_keras3_ranker_learns_the_codes_and_saves(quantizer, tmp_path):
+    x, y = _ltv_data()
+    model = _ranker(quantizer)
+    history = model.fit(
+        x[:768], y[:768], validation_data=(x[768:], y[768:]), epochs=6, batch_size=64, verbose=0
+    )
+    assert history.history["loss"][-1] < 0.7 * history.history["loss"][0]
+    # Level 1's code NLL on held-out rows against its training marginal's
+    # (a head that ignores the features): the first step reads <start> only,
+    # so this is the served classifier whatever the sampling schedule.
+    first = quantizer.encode(y[:768])[:, 0]
+    p = np.bincount(first - first.min()) / len(first)
+    marginal = -float((p[p > 0] * np.log(p[p > 0])).sum())
+    logits = model.predict(x[768:], verbose=0)["logits"][:, 0, :]
+    tokens = np.asarray(model.head.label_encoder(tf.constant(y[768:]))["tokens"])[:, 0]
+    shifted = logits - logits.max(1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    nll = -float(np.mean(log_p[np.arange(len(tokens)), tokens]))
+    assert nll < marginal - 0.1, (nll, marginal)
+    assert history.history["val_mae"][-1] < np.abs(y[768:] - y[:768].mean()).mean()
+    before = model.predict(x[768:800], verbose=0)
+    assert {"mean", "median", "quantiles", "positive_mean"} <= set(before)
+    path = tmp_path / "ranker.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    _assert_same(before, restored.predict(x[768:800], verbose=0))
+
+
+def test_keras3_ranker_under_mirrored_strategy_steps_like_one_device(quantizer, mirrored):
+    x, y = _ltv_data(n=256)
+    one = _ranker(quantizer, sampling_probability=1.0)
+    one(x[:2])
+    start = [v.numpy().copy() for v in one.weights]
+    trainable_start = [v.numpy().copy() for v in one.trainable_weights]
+    with mirrored.scope():
+        two = _ranker(quantizer, sampling_probability=1.0)
+        two(x[:2])
+    for variable, value in zip(two.weights, start):
+        variable.assign(value)
+    for model in (one, two):
+        model.fit(x, y, batch_size=256, epochs=1, shuffle=False, verbose=0)
+    moved = max(
+        float(np.abs(v.numpy() - w).max()) for v, w in zip(one.trainable_weights, trainable_start)
+    )
+    assert moved > 1e-4
+    for a, b in zip(one.trainable_weights, two.trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)

@@ -13,7 +13,8 @@ from rq_keras.config.configs import ModelConfig
 from rq_keras.data import make_dataset, write_table
 from rq_keras.evaluation.metrics import spearman, spearman_positive
 from rq_keras.features.preprocessing import FeaturePreprocessor
-from rq_keras.models.rq_reg import RQRegModel, build_model, loss_config
+from rq_keras.layers.assembly import loss_config
+from rq_keras.models.rq_reg import RQRegModel, build_model
 
 SMALL = ModelConfig(
     units=32,

@@ -141,8 +141,8 @@ MOVED = {
         "RankingModel": "rq_keras.models.ranking_model:RankingModel",
         "build_decoder": "rq_keras.models.rq_reg:build_decoder",
         "build_model": "rq_keras.models.rq_reg:build_model",
-        "loss_config": "rq_keras.models.rq_reg:loss_config",
-        "regression_targets": "rq_keras.models.rq_reg:regression_targets",
+        "loss_config": "rq_keras.layers.assembly:loss_config",
+        "regression_targets": "rq_keras.layers.assembly:regression_targets",
     },
     "rq_keras.output_tables": {
         "OUTPUT_SUFFIXES": "rq_keras.serving.output_tables:OUTPUT_SUFFIXES",
@@ -242,9 +242,9 @@ MOVED = {
         "HeadTask": "rq_keras.models.head:HeadTask",
         "RQRegTask": "rq_keras.models.rq_reg:RQRegTask",
         "build_decoder": "rq_keras.models.rq_reg:build_decoder",
-        "clip_labels": "rq_keras.models.head:clip_labels",
-        "loss_config": "rq_keras.models.rq_reg:loss_config",
-        "regression_targets": "rq_keras.models.rq_reg:regression_targets",
+        "clip_labels": "rq_keras.layers.assembly:clip_labels",
+        "loss_config": "rq_keras.layers.assembly:loss_config",
+        "regression_targets": "rq_keras.layers.assembly:regression_targets",
     },
     "rq_keras.tokens": {
         "START_TOKEN": "rq_keras.quantizer.tokens:START_TOKEN",

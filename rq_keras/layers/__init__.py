@@ -4,8 +4,11 @@ The Keras 2 layers (through `tf_keras`; each module checks the process's
 Keras when it loads, `rq_keras.config.keras_version.require_keras2`):
 `ResidualCodeEncoder`, `MLPEncoder`, `RQDecoder`, `CausalTransformerCell`,
 `ListPooling`, `SignedLog`. The Keras-agnostic math they are skins over
-(`decoding`: the decoder's steps and code tree; `code_tree`: the atoms and
-their summaries) imports in either Keras. The names below load on first use.
+(`decoding`: the decoder's steps and code tree; `encoding`: the label
+encoder and f_enc; `assembly`: the head from a `ModelConfig`; `code_tree`:
+the atoms and their summaries) imports in either Keras, and `keras3` holds
+the Keras 3 layers over the same math (`RQRegHead`, `RQRegRanker`, ...).
+The names below load on first use.
 """
 
 import importlib

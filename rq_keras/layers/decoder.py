@@ -12,12 +12,10 @@ from rq_keras.config.keras_version import require_keras2
 
 require_keras2("rq_keras.layers")  # a Keras 2 module: before TensorFlow loads
 
-from collections.abc import Sequence
-
 import tensorflow as tf
 import tf_keras as keras
 
-from rq_keras.layers.decoding import DecoderMath, split_settings
+from rq_keras.layers.decoding import DecoderMath
 from rq_keras.layers.transformer_cell import CausalTransformerCell
 
 __all__ = ["RQDecoder"]
@@ -145,12 +143,6 @@ class RQDecoder(DecoderMath, keras.layers.Layer):
         "aggregation": tf.VariableAggregation.ONLY_FIRST_REPLICA,
     }
 
-    def __init__(self, codebook_sizes: Sequence[int], **kwargs):
-        settings, layer_kwargs = split_settings(kwargs)
-        super().__init__(**layer_kwargs)
-        self._configure(codebook_sizes, **settings)
-        self._make_state_weights()
-
     def _make_cell(self, kind: str, seed: int | None):
         if kind != "transformer":
             return super()._make_cell(kind, seed)
@@ -174,8 +166,3 @@ class RQDecoder(DecoderMath, keras.layers.Layer):
                 variable.assign(store[f"{i}"])
             return
         super().load_own_variables(store)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self._settings())
-        return config

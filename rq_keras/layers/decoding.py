@@ -24,55 +24,23 @@ import tensorflow as tf
 from rq_keras.config.choices import CELLS, PREDICTIONS, REGRESSOR_INPUTS, check_distribution_options
 from rq_keras.config.seeds import sub_seed
 from rq_keras.layers.code_tree import CodeTreeAtoms, atom_summary, expected_level_value
+from rq_keras.layers.layer_math import LayerMath
 from rq_keras.quantizer.tokens import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
 
-__all__ = ["DECODER_SETTINGS", "DecoderMath"]
-
-# The decoder's settings after `codebook_sizes`, with their defaults (the
-# skins' keyword arguments; the rest go to the Keras layer).
-DECODER_SETTINGS: dict[str, Any] = {
-    "units": 512,
-    "embedding_dim": 512,
-    "cell": "lstm",
-    "transformer_layers": 2,
-    "transformer_heads": 4,
-    "predictor_units": 512,
-    "regressor_units": 128,
-    "use_regressor": True,
-    "centroids": None,
-    "sampling_probability": 1.0,
-    "residual_regressor": False,
-    "seed": None,
-    "zero_token": False,
-    "regressor_input": "logits",
-    "code_embedding_stddev": 0.05,
-    "prediction": "regressor",
-    "quantiles": (0.1, 0.5, 0.9),
-    "thresholds": (0.0,),
-    "exact_levels": 0,
-    "value_range": (None, None),
-}
+__all__ = ["DecoderMath"]
 
 
-def split_settings(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`(decoder settings, Keras layer kwargs)` of a skin's keyword arguments."""
-    settings = {k: kwargs.pop(k) for k in list(kwargs) if k in DECODER_SETTINGS}
-    return settings, kwargs
-
-
-class DecoderMath:
+class DecoderMath(LayerMath):
     """The RQ decoder without its Keras: see `rq_keras.layers.decoder.RQDecoder`
     for the arguments, the outputs and the code tree.
 
-    A skin subclasses a Keras `Layer` and this, sets `_keras` (its Keras
-    module), calls `_configure(codebook_sizes, **settings)` after the Layer's
-    `__init__`, then `_make_state_weights()`, and in `build` calls
-    `_build_parts()`. It may override `_make_cell` (a cell kind its Keras
-    lacks) and must give `_first_replica` (the keyword arguments of
-    `add_weight` for a variable written by the first replica only).
+    A skin is `class RQDecoder(DecoderMath, <Keras>.layers.Layer)` with
+    `_keras` (its Keras module) and `_first_replica` (the keyword arguments
+    of `add_weight` for a variable written by the first replica only); its
+    `build` calls `_build_parts()`. It may override `_make_cell` (a cell kind
+    its Keras lacks). The constructor and `get_config` are `LayerMath`'s.
     """
 
-    _keras: Any = None
     _first_replica: dict[str, Any] = {}
 
     def _configure(
@@ -175,6 +143,7 @@ class DecoderMath:
         self.num_levels = len(sizes)
         self.vocabulary_size = special_tokens(self.zero_token) + sum(sizes)
         self.token_offsets = token_offsets_for(sizes, self.zero_token).tolist()
+        self._make_state_weights()
 
     def _make_state_weights(self) -> None:
         """`sampling_probability` (p) and `sampling_step` (the coins' call

@@ -8,19 +8,31 @@ and load in `.keras` files, and import in a process whose `tf.keras` is
 Keras 3 (TensorFlow's default since 2.16); this module never imports
 `tf_keras`.
 
+* `ResidualCodeEncoder`: raw labels -> RQ codes in the graph (float64, the
+  quantizer's decision rule);
+* `MLPEncoder`: f_enc, the feature vector -> the decoder's initial state,
+  with optional DCN-v2 crosses (`Cross`, full rank);
 * `RQDecoder`: the RQ decoder with scheduled sampling and the code tree, the
-  `lstm`, `gru` and `rnn` cells (the `transformer` cell is Keras 2 only).
+  `lstm`, `gru` and `rnn` cells (the `transformer` cell is Keras 2 only);
+* `RQRegHead`: the whole head on a tower's output (label encoder, f_enc, the
+  decoder, Eq. 16), the twin of `rq_keras.models.rq_reg.RQRegTask`
+  (`rq_keras.layers.assembly.RQRegHeadMath`);
+* `RQRegRanker`: a Keras 3 model of your tower and an `RQRegHead`, trained by
+  `fit` on `(features, labels)` (TensorFlow backend, any `tf.distribute`
+  strategy: the loss is scaled by the global batch).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import keras
+import tensorflow as tf
 
-from rq_keras.layers.decoding import DecoderMath, split_settings
+from rq_keras.layers.assembly import RQRegHeadMath, config_dict
+from rq_keras.layers.decoding import DecoderMath
+from rq_keras.layers.encoding import CodeEncoderMath, MLPEncoderMath
+from rq_keras.losses.terms import global_batch_mean
 
-__all__ = ["RQDecoder"]
+__all__ = ["Cross", "MLPEncoder", "RQDecoder", "RQRegHead", "RQRegRanker", "ResidualCodeEncoder"]
 
 
 def _require_tensorflow_backend(layer: str) -> None:
@@ -46,23 +58,201 @@ class RQDecoder(DecoderMath, keras.layers.Layer):
     _keras = keras
     _first_replica = {"aggregation": "only_first_replica"}
 
-    def __init__(self, codebook_sizes: Sequence[int], **kwargs):
+    def _check_skin(self, settings) -> None:
         _require_tensorflow_backend("RQDecoder")
-        settings, layer_kwargs = split_settings(kwargs)
         if settings.get("cell") == "transformer":
             raise ValueError(
                 "the Keras 3 RQDecoder has the 'lstm', 'gru' and 'rnn' cells; 'transformer' "
                 "is in the Keras 2 decoder (rq_keras.layers.RQDecoder) only"
             )
-        super().__init__(**layer_kwargs)
-        self._configure(codebook_sizes, **settings)
-        self._make_state_weights()
 
     def build(self, input_shape=None):
         self._build_parts()
         self.built = True
 
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class ResidualCodeEncoder(CodeEncoderMath, keras.layers.Layer):
+    """The Keras 3 label encoder: the arguments, inputs and outputs of
+    `rq_keras.layers.code_encoder.ResidualCodeEncoder` (read its
+    documentation), bit-identical codes."""
+
+    _keras = keras
+
+    def _check_skin(self, settings) -> None:
+        _require_tensorflow_backend("ResidualCodeEncoder")
+
+    def build(self, input_shape=None):
+        self._build_tables()
+        self.built = True
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class Cross(keras.layers.Layer):
+    """A DCN-v2 cross layer, full rank: `x0 * (W x + b) + x` (what
+    `tfrs.layers.dcn.Cross` computes without a projection)."""
+
+    def __init__(self, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        self.dense = keras.layers.Dense(
+            input_shape[-1], kernel_initializer=self.kernel_initializer, name="dense"
+        )
+        self.dense.build(input_shape)
+        self.built = True
+
+    def call(self, x0, x=None):
+        x = x0 if x is None else x
+        return x0 * self.dense(x) + x
+
     def get_config(self):
         config = super().get_config()
-        config.update(self._settings())
+        config["kernel_initializer"] = keras.initializers.serialize(self.kernel_initializer)
         return config
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class MLPEncoder(MLPEncoderMath, keras.layers.Layer):
+    """The Keras 3 f_enc: the arguments, inputs and outputs of
+    `rq_keras.layers.encoder.MLPEncoder` (read its documentation); the crosses
+    are `Cross` layers."""
+
+    _keras = keras
+
+    def _check_skin(self, settings) -> None:
+        _require_tensorflow_backend("MLPEncoder")
+
+    def _make_cross(self, i: int):
+        return Cross(kernel_initializer=self._init(10 + i), name=f"cross_{i}")
+
+    def build(self, input_shape):
+        self._build_parts()
+        for cross in self.crosses:
+            cross.build(input_shape)
+        self.hidden.build(input_shape)
+        self.output_layer.build((*input_shape[:-1], self.hidden_units))
+        self.built = True
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class RQRegHead(RQRegHeadMath, keras.layers.Layer):
+    """The RQ-Reg head for a Keras 3 model: the arguments and the math of
+    `rq_keras.models.rq_reg.RQRegTask` (read its documentation), as a Keras 3
+    layer. Build it with `RQRegHead.from_quantizer(quantizer, config=...)`.
+
+    Call args:
+        tower_output: the tower's output `(batch, features)`.
+        labels: raw labels `(batch,)`; read in training only (the decoder
+            is fed their codes, with scheduled sampling).
+        training: Keras' flag.
+
+    Returns:
+        the decoder's outputs (`prediction`, `level_values`, `logits`, ...;
+        at inference the code tree's `mean`, `median`, `quantiles`, ...).
+        `loss_terms(labels, tower_output, ...)` gives Eq. 16's terms.
+    """
+
+    def _check_skin(self) -> None:
+        _require_tensorflow_backend("RQRegHead")
+
+    def _layer_classes(self):
+        return ResidualCodeEncoder, MLPEncoder, RQDecoder
+
+    def _see_tower(self, predictions) -> None:
+        pass  # Keras 3 records the input shape it was built with
+
+    def build(self, input_shape):
+        # A train step (`loss_terms`) may have built the parts already.
+        for part, shape in (
+            (self.label_encoder, None),
+            (self.encoder, input_shape),
+            (self.decoder, None),
+        ):
+            if not part.built:
+                part.build(shape)
+        self.built = True
+
+    def call(self, tower_output, labels=None, training=None):
+        return self.predict(tower_output, labels, training=bool(training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._codebook)
+        config["config"] = config_dict(self.model_config)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class RQRegRanker(keras.Model):
+    """A Keras 3 ranking model: `tower` (any Keras 3 layer or model, features
+    -> a vector) and an `RQRegHead`.
+
+    `fit` takes `(features, labels)` or `(features, labels, sample_weight)`;
+    a train step runs the head's `loss_terms` (teacher forcing with scheduled
+    sampling) and minimizes Eq. 16, scaled by the global batch
+    (`global_batch_mean`, right under `tf.distribute` strategies); it
+    reports the running mean of each term (`loss`, `gen`, `reg`, `rnc`) and
+    `mae` on the clipped label, as the Keras 2 model does. `call` is the
+    inference path (the head's outputs, the code tree's included).
+    """
+
+    def __init__(self, tower, head: RQRegHead, **kwargs):
+        super().__init__(**kwargs)
+        self.tower = tower
+        self.head = head
+        self.trackers = {term: keras.metrics.Mean(name=term) for term in head.TERMS}
+        self.mae = keras.metrics.MeanAbsoluteError(name="mae")
+
+    @property
+    def metrics(self):
+        return [*self.trackers.values(), self.mae]
+
+    def call(self, features, training=False):
+        return self.head(self.tower(features, training=training), training=training)
+
+    def _terms(self, data, training: bool):
+        features, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if labels is None:
+            raise ValueError("RQRegRanker trains on (features, labels) pairs; got no labels")
+        terms, outputs, targets = self.head.loss_terms(
+            labels, self.tower(features, training=training), sample_weight, training=training
+        )
+        return terms, outputs, targets, sample_weight
+
+    def _report(self, terms, outputs, targets, sample_weight):
+        for key, tracker in self.trackers.items():
+            tracker.update_state(terms[key])
+        self.mae.update_state(
+            targets["label"][:, None], outputs["prediction"][:, None], sample_weight
+        )
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            terms, outputs, targets, sample_weight = self._terms(data, training=True)
+            loss = global_batch_mean(terms["loss"])
+        variables = self.trainable_variables
+        gradients = tape.gradient(loss, [v.value for v in variables])
+        self.optimizer.apply(gradients, variables)
+        return self._report(terms, outputs, targets, sample_weight)
+
+    def test_step(self, data):
+        # The served prediction's path: the decoder reads its own codes.
+        terms, outputs, targets, sample_weight = self._terms(data, training=False)
+        return self._report(terms, outputs, targets, sample_weight)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "tower": keras.saving.serialize_keras_object(self.tower),
+            "head": keras.saving.serialize_keras_object(self.head),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        tower = keras.saving.deserialize_keras_object(config.pop("tower"))
+        head = keras.saving.deserialize_keras_object(config.pop("head"))
+        return cls(tower, head, **config)

@@ -34,9 +34,10 @@ import tf_keras as keras
 
 from rq_keras.config.configs import ModelConfig
 from rq_keras.config.seeds import sub_seed
+from rq_keras.layers.assembly import clip_labels, config_dict, model_config
 from rq_keras.layers.encoder import MLPEncoder
 from rq_keras.losses.baselines import BaselineLoss, baseline_loss
-from rq_keras.models.head import HeadTask, clip_labels, config_dict, model_config
+from rq_keras.models.head import HeadTask
 from rq_keras.models.ranking_model import RankingModel
 
 __all__ = [
