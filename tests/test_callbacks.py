@@ -6,7 +6,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from rq_keras.layers.decoder import RQDecoder
-from rq_keras.training.callbacks import ScheduledSampling, sampling_probability
+from rq_keras.layers.decoding import sampling_probability
+from rq_keras.training.callbacks import ScheduledSampling
 
 
 def test_inverse_sigmoid_decay_eq17():

@@ -295,3 +295,22 @@ def test_keras3_ranker_under_mirrored_strategy_steps_like_one_device(quantizer, 
     assert moved > 1e-4
     for a, b in zip(one.trainable_weights, two.trainable_weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+
+
+def test_keras3_scheduled_sampling_follows_the_keras2_schedule(quantizer):
+    from rq_keras.layers.decoding import sampling_probability
+    from rq_keras.training.callbacks import ScheduledSampling as Keras2ScheduledSampling
+
+    x, y = _ltv_data(n=128)
+    model = _ranker(quantizer)
+    callback = keras3.ScheduledSampling(k=0.5, t0=1.0)
+    history = model.fit(x, y, epochs=3, batch_size=64, callbacks=[callback], verbose=0)
+    want = [sampling_probability(epoch, 0.5, 1.0) for epoch in range(3)]
+    np.testing.assert_allclose(callback.history, want, rtol=1e-6)
+    np.testing.assert_allclose(history.history["sampling_probability"], want, rtol=1e-6)
+    assert float(model.head.decoder.sampling_probability.numpy()) == pytest.approx(want[-1])
+    assert Keras2ScheduledSampling(k=0.5, t0=1.0).k == callback.k
+    with pytest.raises(ValueError, match="the model has no RQDecoder"):
+        plain = keras.Sequential([keras.layers.Dense(1)])
+        plain.compile(optimizer="sgd", loss="mse")
+        plain.fit(x, y, epochs=1, callbacks=[keras3.ScheduledSampling()], verbose=0)

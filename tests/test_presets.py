@@ -16,7 +16,7 @@ from rq_keras import datasets
 from rq_keras.cli.train import build_train_parser
 from rq_keras.config import load_config
 from rq_keras.features import FeatureSpec
-from rq_keras.training.callbacks import sampling_probability
+from rq_keras.layers.decoding import sampling_probability
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PRESETS = REPO / "presets"

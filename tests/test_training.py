@@ -21,6 +21,7 @@ from rq_keras.cli.train import train_main
 from rq_keras.config import PREDICTIONS, QuantizerConfig, TrainConfig, config_from_dict, load_config
 from rq_keras.config.configs import ModelConfig
 from rq_keras.features.preprocessing import FeaturePreprocessor
+from rq_keras.layers.decoding import sampling_probability
 from rq_keras.models.rq_reg import build_model
 from rq_keras.quantizer.residual import ResidualQuantizer
 from rq_keras.training import RunExistsError, make_strategy, train
@@ -33,7 +34,6 @@ from rq_keras.training.callbacks import (
     NonFiniteLossError,
     StopOnNonFiniteLoss,
     read_history,
-    sampling_probability,
 )
 
 # Trains, exports or serves: `make test-fast` leaves these out.

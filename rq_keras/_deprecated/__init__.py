@@ -26,7 +26,7 @@ MOVED = {
         "ScheduledSampling": "rq_keras.training.callbacks:ScheduledSampling",
         "StopOnNonFiniteLoss": "rq_keras.training.callbacks:StopOnNonFiniteLoss",
         "read_history": "rq_keras.training.callbacks:read_history",
-        "sampling_probability": "rq_keras.training.callbacks:sampling_probability",
+        "sampling_probability": "rq_keras.layers.decoding:sampling_probability",
     },
     "rq_keras.cli": {
         "build_export_parser": "rq_keras.cli.export:build_export_parser",

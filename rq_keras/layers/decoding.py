@@ -15,6 +15,7 @@ Keras 3 process.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +28,7 @@ from rq_keras.layers.code_tree import CodeTreeAtoms, atom_summary, expected_leve
 from rq_keras.layers.layer_math import LayerMath
 from rq_keras.quantizer.tokens import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
 
-__all__ = ["DecoderMath"]
+__all__ = ["DecoderMath", "SamplingSchedule", "sampling_probability"]
 
 
 class DecoderMath(LayerMath):
@@ -421,3 +422,70 @@ class DecoderMath(LayerMath):
                 full = tf.nn.softmax(logits, axis=-1)
                 x = tf.matmul(tf.cast(full, self.compute_dtype), table)
         return atom_summary(*tree.atoms(), self.quantiles, self.thresholds, self.value_range)
+
+
+def sampling_probability(epoch: float, k: float = 0.1, t0: float = 10.0) -> float:
+    """Inverse sigmoid decay `p(t) = sigmoid(-k (t - t0))` (Eq. 17).
+
+    Computed without overflow for any `t0`, so a `t0` far in the future or the
+    past pins p at 1 or 0 (the "SS with p = 1 / p = 0" ablations).
+    """
+    z = k * (epoch - t0)
+    if z > 0:
+        e = math.exp(-z)  # <= 1
+        return e / (1.0 + e)
+    return 1.0 / (1.0 + math.exp(z))
+
+
+class SamplingSchedule:
+    """What `ScheduledSampling` does in either Keras: see
+    `rq_keras.training.callbacks.ScheduledSampling` (Keras 2) and
+    `rq_keras.layers.keras3.ScheduledSampling` (Keras 3), the skins that add
+    the Keras `Callback` base. It sets the `sampling_probability` of every RQ
+    decoder of the model (`DecoderMath`, either Keras).
+    """
+
+    def __init__(self, k: float = 0.1, t0: float = 10.0, per_batch: bool = False):
+        super().__init__()
+        if not k > 0:
+            raise ValueError(f"`k` must be > 0, got {k}")
+        self.k = float(k)
+        self.t0 = float(t0)
+        self.per_batch = bool(per_batch)
+        self.history: list[float] = []
+        self._epoch = 0
+
+    def _decoders(self):
+        # Keras 2 models are tf.Modules (`submodules`); Keras 3's list their layers.
+        parts = getattr(self.model, "submodules", None)
+        if parts is None:
+            parts = self.model._flatten_layers(include_self=False, recursive=True)
+        found = [m for m in parts if isinstance(m, DecoderMath)]
+        if not found:
+            raise ValueError("ScheduledSampling: the model has no RQDecoder")
+        return found
+
+    def _set(self, t: float) -> float:
+        p = sampling_probability(t, self.k, self.t0)
+        for decoder in self._decoders():
+            decoder.sampling_probability.assign(p)
+        return p
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self.history.append(self._set(epoch))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self.per_batch:
+            return
+        steps = (self.params or {}).get("steps")
+        if not steps:
+            raise ValueError(
+                "ScheduledSampling(per_batch=True) needs a known number of steps per epoch "
+                "(pass `steps_per_epoch` to fit for an infinite dataset)"
+            )
+        self.history[-1] = self._set(self._epoch + batch / steps)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["sampling_probability"] = self.history[-1]

@@ -19,7 +19,10 @@ Keras 3 (TensorFlow's default since 2.16); this module never imports
   (`rq_keras.layers.assembly.RQRegHeadMath`);
 * `RQRegRanker`: a Keras 3 model of your tower and an `RQRegHead`, trained by
   `fit` on `(features, labels)` (TensorFlow backend, any `tf.distribute`
-  strategy: the loss is scaled by the global batch).
+  strategy: the loss is scaled by the global batch);
+* `ScheduledSampling`: the callback that lowers the decoders' sampling
+  probability per epoch (Eq. 17), as `rq_keras.training.callbacks.ScheduledSampling`
+  does for Keras 2.
 """
 
 from __future__ import annotations
@@ -28,11 +31,19 @@ import keras
 import tensorflow as tf
 
 from rq_keras.layers.assembly import RQRegHeadMath, config_dict
-from rq_keras.layers.decoding import DecoderMath
+from rq_keras.layers.decoding import DecoderMath, SamplingSchedule
 from rq_keras.layers.encoding import CodeEncoderMath, MLPEncoderMath
 from rq_keras.losses.terms import global_batch_mean
 
-__all__ = ["Cross", "MLPEncoder", "RQDecoder", "RQRegHead", "RQRegRanker", "ResidualCodeEncoder"]
+__all__ = [
+    "Cross",
+    "MLPEncoder",
+    "RQDecoder",
+    "RQRegHead",
+    "RQRegRanker",
+    "ResidualCodeEncoder",
+    "ScheduledSampling",
+]
 
 
 def _require_tensorflow_backend(layer: str) -> None:
@@ -256,3 +267,10 @@ class RQRegRanker(keras.Model):
         tower = keras.saving.deserialize_keras_object(config.pop("tower"))
         head = keras.saving.deserialize_keras_object(config.pop("head"))
         return cls(tower, head, **config)
+
+
+class ScheduledSampling(SamplingSchedule, keras.callbacks.Callback):
+    """Sets every RQ decoder's `sampling_probability` at each epoch's start
+    (Eq. 17): the arguments and the schedule of
+    `rq_keras.training.callbacks.ScheduledSampling` (read its documentation),
+    as a Keras 3 callback; `logs["sampling_probability"]` at each epoch's end."""

@@ -11,6 +11,7 @@ import time
 import tf_keras as keras
 
 from rq_keras.atomic import atomic_path, temporary_name, write_json
+from rq_keras.layers.decoding import SamplingSchedule
 
 __all__ = [
     "EarlyStoppingCheckpoint",
@@ -20,25 +21,11 @@ __all__ = [
     "ScheduledSampling",
     "StopOnNonFiniteLoss",
     "read_history",
-    "sampling_probability",
 ]
 
 
-def sampling_probability(epoch: float, k: float = 0.1, t0: float = 10.0) -> float:
-    """Inverse sigmoid decay `p(t) = sigmoid(-k (t - t0))` (Eq. 17).
-
-    Computed without overflow for any `t0`, so a `t0` far in the future or the
-    past pins p at 1 or 0 (the "SS with p = 1 / p = 0" ablations).
-    """
-    z = k * (epoch - t0)
-    if z > 0:
-        e = math.exp(-z)  # <= 1
-        return e / (1.0 + e)
-    return 1.0 / (1.0 + math.exp(z))
-
-
 @keras.utils.register_keras_serializable(package="rq_keras")
-class ScheduledSampling(keras.callbacks.Callback):
+class ScheduledSampling(SamplingSchedule, keras.callbacks.Callback):
     """Sets every `RQDecoder`'s `sampling_probability` at each epoch's start.
 
     `p` is the probability that a training step feeds the true previous code
@@ -55,49 +42,6 @@ class ScheduledSampling(keras.callbacks.Callback):
         t0: the epoch where p = 0.5.
         per_batch: update p every batch from the fractional epoch.
     """
-
-    def __init__(self, k: float = 0.1, t0: float = 10.0, per_batch: bool = False):
-        super().__init__()
-        if not k > 0:
-            raise ValueError(f"`k` must be > 0, got {k}")
-        self.k = float(k)
-        self.t0 = float(t0)
-        self.per_batch = bool(per_batch)
-        self.history: list[float] = []
-        self._epoch = 0
-
-    def _decoders(self):
-        from rq_keras.layers.decoder import RQDecoder
-
-        found = [m for m in self.model.submodules if isinstance(m, RQDecoder)]
-        if not found:
-            raise ValueError("ScheduledSampling: the model has no RQDecoder")
-        return found
-
-    def _set(self, t: float) -> float:
-        p = sampling_probability(t, self.k, self.t0)
-        for decoder in self._decoders():
-            decoder.sampling_probability.assign(p)
-        return p
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-        self.history.append(self._set(epoch))
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if not self.per_batch:
-            return
-        steps = (self.params or {}).get("steps")
-        if not steps:
-            raise ValueError(
-                "ScheduledSampling(per_batch=True) needs a known number of steps per epoch "
-                "(pass `steps_per_epoch` to fit for an infinite dataset)"
-            )
-        self.history[-1] = self._set(self._epoch + batch / steps)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["sampling_probability"] = self.history[-1]
 
     def get_config(self):
         return {"k": self.k, "t0": self.t0, "per_batch": self.per_batch}
