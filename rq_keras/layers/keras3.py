@@ -4,9 +4,10 @@ Keras 3 twins of `rq_keras.layers`' Keras 2 layers, each a thin skin over the
 math the Keras 2 layer uses (`rq_keras.layers.decoding` for the decoder), so
 the same weights give the same outputs in both (`tests/test_keras3.py`, 1e-5).
 They run on Keras 3's TensorFlow backend (the math is TensorFlow ops), save
-and load in `.keras` files, and import in a process whose `tf.keras` is
-Keras 3 (TensorFlow's default since 2.16); this module never imports
-`tf_keras`.
+and load in `.keras` files, and work in a process whose `tf.keras` is
+Keras 3 (TensorFlow's default since 2.16) and leave it so (`tf_keras` is
+imported, by `rq_keras.losses.rq_reg` to register `RQRegLoss` for Keras 2
+files, but `tf.keras` is not touched).
 
 * `ResidualCodeEncoder`: raw labels -> RQ codes in the graph (float64, the
   quantizer's decision rule);
