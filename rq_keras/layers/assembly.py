@@ -182,6 +182,12 @@ class RQRegHeadMath:
     def _layer_classes(self) -> tuple[type, type, type]:
         raise NotImplementedError
 
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._codebook)
+        config["config"] = config_dict(self.model_config)
+        return config
+
     @classmethod
     def from_quantizer(cls, quantizer, **kwargs):
         """A head over a fitted `ResidualQuantizer`'s codebook; `kwargs` are

@@ -31,7 +31,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from rq_keras.layers.assembly import RQRegHeadMath, config_dict
+from rq_keras.layers.assembly import RQRegHeadMath
 from rq_keras.layers.decoding import DecoderMath, SamplingSchedule
 from rq_keras.layers.encoding import CodeEncoderMath, MLPEncoderMath
 from rq_keras.losses.terms import global_batch_mean
@@ -188,12 +188,6 @@ class RQRegHead(RQRegHeadMath, keras.layers.Layer):
 
     def call(self, tower_output, labels=None, training=None):
         return self.predict(tower_output, labels, training=bool(training))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self._codebook)
-        config["config"] = config_dict(self.model_config)
-        return config
 
 
 @keras.saving.register_keras_serializable(package="rq_keras")

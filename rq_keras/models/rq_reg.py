@@ -18,7 +18,6 @@ import tf_keras as keras
 from rq_keras.config.configs import ModelConfig
 from rq_keras.layers.assembly import (
     RQRegHeadMath,
-    config_dict,
     decoder_settings,
 )
 from rq_keras.layers.code_encoder import ResidualCodeEncoder
@@ -90,12 +89,6 @@ class RQRegTask(RQRegHeadMath, HeadTask):
     def build_from_config(self, config):
         super().build_from_config(config)
         self.label_encoder(tf.zeros([1], tf.float64))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self._codebook)
-        config["config"] = config_dict(self.model_config)
-        return config
 
 
 @keras.utils.register_keras_serializable(package="rq_keras")

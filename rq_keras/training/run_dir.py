@@ -252,9 +252,7 @@ def load_model(path: str | os.PathLike):
     """
     import tf_keras as keras
 
-    from rq_keras.layers import register_keras2_layers
-
-    register_keras2_layers()
+    # Importing rq_keras.models registers every Keras 2 layer, too.
     import rq_keras.models.baselines  # noqa: F401  (registers BaselineModel)
     import rq_keras.models.rq_reg  # noqa: F401  (registers RQRegModel)
 
