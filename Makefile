@@ -14,7 +14,7 @@ DEMO_EPOCHS ?= 20
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup test test-fast test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-roofline bench-optimizer bench-train-scaling bench-serving bench-profile bench-quality bench-scale bench-tune bench-code-learning bench-discretization specs clean
+.PHONY: setup test test-fast test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-roofline bench-optimizer bench-train-scaling bench-serving bench-profile bench-quality bench-scale bench-tune bench-code-learning bench-discretization bench-keras-versions specs clean
 
 setup: $(STAMP)
 
@@ -54,7 +54,7 @@ COMPAT_TESTS := tests/test_quantization.py tests/test_code_encoder.py tests/test
 	tests/test_transformer_cell.py tests/test_metrics.py tests/test_report.py \
 	tests/test_features.py tests/test_preprocessing.py tests/test_serving_check.py \
 	tests/test_run_dir.py tests/test_deprecated.py tests/test_preemption.py \
-	tests/test_keras_version.py tests/test_keras3.py
+	tests/test_keras_version.py tests/test_keras3.py tests/test_keras3_export.py
 
 $(COMPAT_STAMP): requirements-compat.txt pyproject.toml
 	@test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
@@ -126,6 +126,11 @@ bench-quality: setup
 # curve and distribution scores; resumable per cell (benchmarks/work/scale).
 bench-scale: bench-setup
 	$(PY) benchmarks/scale.py
+
+# Issue 30: the RQ-Reg head's CDNOW test figures through Keras 2 (train.py) and
+# Keras 3 (examples/keras_rs_cdnow.py), 3 seeds each; resumable per cell.
+bench-keras-versions: setup
+	$(PY) benchmarks/keras_versions.py
 
 # Issue 14: does the code classifier learn (validation split only)?
 bench-code-learning: setup

@@ -137,7 +137,10 @@ def _repository_paths(text: str) -> set[str]:
     dirs = "|".join(re.escape(t) for t in tops if (REPO / t).is_dir())
     files = "|".join(re.escape(t) for t in tops if (REPO / t).is_file())
     path = re.compile(rf"(?<![\w/.-])((?:{dirs})/[\w./*-]*|(?:{files})\b)")
-    return {m.rstrip(".,:;") for m in path.findall(text)}
+    found = {m.rstrip(".,:;") for m in path.findall(text)}
+    # "examples/s" is a rate and "examples/NAME" an output of the `examples`
+    # signature: under examples/ only files (a suffix) name the directory's.
+    return {m for m in found if not m.startswith("examples/") or "." in m.split("/", 1)[1]}
 
 
 def _exists(path: str) -> bool:
@@ -148,7 +151,7 @@ def _exists(path: str) -> bool:
 
 
 def _command_flags() -> set[str]:
-    """Every flag of rq_keras's command lines, the benchmarks' and the C++ check's."""
+    """Every flag of rq_keras's command lines, benchmarks, examples and C++ check."""
     import ast
 
     flags = set(
@@ -157,7 +160,8 @@ def _command_flags() -> set[str]:
             (REPO / "rq_keras" / "serving" / "cpp" / "serving_check.cc").read_text(),
         )
     )
-    for path in [*(REPO / "rq_keras" / "cli").glob("*.py"), *(REPO / "benchmarks").glob("*.py")]:
+    scripts = ("rq_keras/cli", "benchmarks", "examples")
+    for path in [p for d in scripts for p in (REPO / d).glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not (
                 isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"

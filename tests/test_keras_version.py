@@ -175,3 +175,23 @@ def test_keras3_layers_and_the_shared_math_work_where_tf_keras_is_keras3():
     assert shape == [2] and positive
     assert error is not None and "rq_keras.layers" in error and f"{ENV}=1" in error
     assert env_value is None and keras_version.startswith("3.")
+
+
+def test_keras3_layers_name_a_keras2_keras_package(tmp_path):
+    """The reverse case: where the `keras` package is Keras 2 (a stack older
+    than TF 2.16), `rq_keras.layers.keras3` fails on import with an error
+    that names the Keras found and the range to install."""
+    fake = tmp_path / "keras"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("__version__ = '2.15.0'\n")
+    code = (
+        "import json\n"
+        "try:\n"
+        "    import rq_keras.layers.keras3\n"
+        "    error = None\n"
+        "except ImportError as e:\n"
+        "    error = str(e)\n"
+        "print(json.dumps(error))\n"
+    )
+    error = json.loads(run_fresh(code, PYTHONPATH=f"{tmp_path}:{REPO}"))
+    assert error is not None and "2.15.0" in error and "keras>=3.8" in error

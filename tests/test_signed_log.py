@@ -2,7 +2,7 @@ import numpy as np
 import tf_keras as keras
 
 from rq_keras.layers import SignedLog
-from rq_keras.layers.signed_log import signed_log
+from rq_keras.layers.feature_math import signed_log
 
 X = np.array([-1000.0, -1.0, 0.0, 0.5, np.e - 1, 1e6])
 

@@ -48,9 +48,20 @@ import pandas as pd
 from rq_keras.datasets._common import DatasetInfo, write_splits
 from rq_keras.features.spec import FeatureSpec
 
-__all__ = ["SPEC", "INFO", "build", "make", "DATA_START", "CALIBRATION", "HOLDOUT"]
+__all__ = [
+    "BUNDLED_RAW_DIR",
+    "SPEC",
+    "INFO",
+    "build",
+    "make",
+    "DATA_START",
+    "CALIBRATION",
+    "HOLDOUT",
+]
 
 FILE_NAME = "CDNOW_master.txt"
+# The raw file ships inside the package: `make(BUNDLED_RAW_DIR, out_dir)`.
+BUNDLED_RAW_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "cdnow")
 COLUMNS = ("customer_id", "date", "number_of_cds", "dollar_value")
 DATA_START = "1997-01-01"
 CALIBRATION = ("1997-01-01", "1997-09-30")

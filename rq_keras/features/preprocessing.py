@@ -9,7 +9,8 @@ boundaries of a bucketized numeric (exact, from all its training values;
 repeated quantiles of zero-inflated data collapse, so a feature can end with
 fewer buckets than `num_buckets`). Missing cells count as their default.
 
-`build_model` then returns a Keras functional model: raw feature values in
+`build_model` then returns a Keras 2 functional model (`build_keras3_model`
+the same in Keras 3): raw feature values in
 (`spec.keras_inputs()`), the concatenated feature vector out. Its layers are
 Keras preprocessing layers (`StringLookup`, `IntegerLookup`, `Hashing`,
 `Normalization`, `Discretization`) built with the adapted values as
@@ -157,7 +158,7 @@ class FeaturePreprocessor:
         return self
 
     def _statistics(self, chunks: Iterable[Mapping[str, np.ndarray]]) -> dict[str, Any]:
-        from rq_keras.layers.signed_log import signed_log
+        from rq_keras.layers.feature_math import signed_log
 
         features = [f for f in self.spec.features if f.needs_statistics]
         counts = {f.name: Counter() for f in features if f.has_learned_vocabulary}
@@ -294,11 +295,8 @@ class FeaturePreprocessor:
         pad = 0 if f.pad_value is None else 1
         return len(self.vocabulary(name)) + f.num_oov_buckets + pad
 
-    def _id_layer(self, f: Feature):
-        """The layer mapping raw ids to [0, id_count)."""
-        require_keras2("rq_keras's feature preprocessing layers")
-        import tf_keras as keras
-
+    def _id_layer(self, f: Feature, keras):
+        """The layer mapping raw ids to [0, id_count), from `keras` (either)."""
         mask = f.pad_value  # None for scalars
         if f.is_hashed:
             return keras.layers.Hashing(
@@ -338,7 +336,7 @@ class FeaturePreprocessor:
         return sum(self.output_dims().values())
 
     def build_model(self, *, seed: int = 0, name: str = "features"):
-        """The Keras model: raw feature dict -> float32 `(batch, output_dim)`.
+        """The Keras 2 model: raw feature dict -> float32 `(batch, output_dim)`.
 
         Args:
             seed: the run seed; the i-th feature's embedding initializer uses
@@ -351,7 +349,29 @@ class FeaturePreprocessor:
         from rq_keras.layers.list_pooling import ListPooling
         from rq_keras.layers.signed_log import SignedLog
 
-        inputs = self.spec.keras_inputs()
+        return self._build(keras, ListPooling, SignedLog, seed, name)
+
+    def build_keras3_model(self, *, seed: int = 0, name: str = "features"):
+        """The same tower as a Keras 3 model (`keras`, TensorFlow backend): the
+        same layers, vocabularies and statistics, so with the same embedding
+        weights it gives the Keras 2 model's vector (`tests/test_keras3.py`).
+        A Keras 3 program puts `rq_keras.layers.keras3.RQRegHead` on it.
+        The initial embeddings come from Keras 3's generator (same seeds,
+        other draws than Keras 2's)."""
+        import keras
+
+        from rq_keras.layers.keras3 import ListPooling, SignedLog
+
+        return self._build(keras, ListPooling, SignedLog, seed, name)
+
+    def _build(self, keras, list_pooling, signed_log, seed: int, name: str):
+        """The functional tower in `keras` (either version's module), with its
+        `ListPooling` and `SignedLog` layers."""
+        self._require_adapted()
+        inputs = {
+            f.name: keras.Input(shape=f.shape, dtype=f.tf_dtype_name, name=f.name)
+            for f in self.spec.features
+        }
         parts = []
         for i, f in enumerate(self.spec.features):
             x = inputs[f.name]
@@ -360,7 +380,7 @@ class FeaturePreprocessor:
             )
             if f.is_numeric:
                 if f.transform == "log":
-                    x = SignedLog(name=f"{f.name}_log")(x)
+                    x = signed_log(name=f"{f.name}_log")(x)
                 if f.encoding == "normalize":
                     s = self.statistics["features"][f.name]
                     variance = s["variance"] if s["variance"] > 0 else 1.0
@@ -382,7 +402,7 @@ class FeaturePreprocessor:
                     x = keras.layers.Reshape((1,), name=f"{f.name}_column")(x)
                 parts.append(x)
                 continue
-            ids = self._id_layer(f)(x)
+            ids = self._id_layer(f, keras)(x)
             x = keras.layers.Embedding(
                 self.id_count(f.name),
                 f.embedding_dim,
@@ -390,7 +410,7 @@ class FeaturePreprocessor:
                 name=f"{f.name}_embedding",
             )(ids)
             if f.is_list:
-                x = ListPooling(f.pooling, name=f"{f.name}_pooling")([x, ids])
+                x = list_pooling(f.pooling, name=f"{f.name}_pooling")([x, ids])
             parts.append(x)
         out = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="concat")(parts)
         return keras.Model(inputs, out, name=name)

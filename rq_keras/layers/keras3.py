@@ -21,6 +21,8 @@ files, but `tf.keras` is not touched).
 * `RQRegRanker`: a Keras 3 model of your tower and an `RQRegHead`, trained by
   `fit` on `(features, labels)` (TensorFlow backend, any `tf.distribute`
   strategy: the loss is scaled by the global batch);
+* `ListPooling`, `SignedLog`: the feature layers a spec's Keras 3 tower
+  uses (`rq_keras.features.preprocessing.FeaturePreprocessor.build_keras3_model`);
 * `ScheduledSampling`: the callback that lowers the decoders' sampling
   probability per epoch (Eq. 17), as `rq_keras.training.callbacks.ScheduledSampling`
   does for Keras 2.
@@ -34,17 +36,27 @@ import tensorflow as tf
 from rq_keras.layers.assembly import RQRegHeadMath
 from rq_keras.layers.decoding import DecoderMath, SamplingSchedule
 from rq_keras.layers.encoding import CodeEncoderMath, MLPEncoderMath
+from rq_keras.layers.feature_math import check_pooling_mode, pool_list, signed_log_tensor
 from rq_keras.losses.terms import global_batch_mean
 
 __all__ = [
     "Cross",
+    "ListPooling",
     "MLPEncoder",
     "RQDecoder",
     "RQRegHead",
     "RQRegRanker",
     "ResidualCodeEncoder",
     "ScheduledSampling",
+    "SignedLog",
 ]
+
+if not keras.__version__.startswith("3."):
+    raise ImportError(
+        f"rq_keras.layers.keras3 is written for Keras 3, but the `keras` package here is "
+        f"{keras.__version__}: install keras>=3.8 (rq_keras's tested range), or use the "
+        "Keras 2 layers of rq_keras.layers"
+    )
 
 
 def _require_tensorflow_backend(layer: str) -> None:
@@ -149,6 +161,39 @@ class MLPEncoder(MLPEncoderMath, keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="rq_keras")
+class ListPooling(keras.layers.Layer):
+    """Mean or sum of a list feature's embeddings over the ids a row has: the
+    Keras 3 twin of `rq_keras.layers.ListPooling` (`[embeddings, ids]` in,
+    `(batch, dim)` out; id 0 is the pad)."""
+
+    def __init__(self, mode: str = "mean", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = check_pooling_mode(mode)
+
+    def call(self, inputs):
+        embeddings, ids = inputs
+        return pool_list(embeddings, ids, self.mode)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[0][-1])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class SignedLog(keras.layers.Layer):
+    """`sign(x) * log(1 + |x|)`, float32: the Keras 3 twin of
+    `rq_keras.layers.SignedLog`."""
+
+    def call(self, inputs):
+        return signed_log_tensor(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
 class RQRegHead(RQRegHeadMath, keras.layers.Layer):
     """The RQ-Reg head for a Keras 3 model: the arguments and the math of
     `rq_keras.models.rq_reg.RQRegTask` (read its documentation), as a Keras 3
@@ -214,6 +259,20 @@ class RQRegRanker(keras.Model):
     @property
     def metrics(self):
         return [*self.trackers.values(), self.mae]
+
+    @property
+    def _default_save_signature(self):
+        # Keras' default SavedModel signature for a subclassed model feeds
+        # `call` float32 for every input (string features included) and fails
+        # to trace; the export (`rq_keras.serving.export.export_model`) writes
+        # the spec's two signatures instead.
+        return None
+
+    @property
+    def decoder(self):
+        """The head's RQ decoder (its quantile levels and thresholds name the
+        export's `quantiles` and `exceedance` columns)."""
+        return self.head.decoder
 
     def call(self, features, training=False):
         return self.head(self.tower(features, training=training), training=training)

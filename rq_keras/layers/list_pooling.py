@@ -10,7 +10,9 @@ require_keras2("rq_keras.layers")  # a Keras 2 module: before TensorFlow loads
 import tensorflow as tf
 import tf_keras as keras
 
-POOLING_MODES = ("mean", "sum")
+from rq_keras.layers.feature_math import check_pooling_mode, pool_list
+
+__all__ = ["ListPooling"]
 
 
 @keras.utils.register_keras_serializable(package="rq_keras")
@@ -34,18 +36,11 @@ class ListPooling(keras.layers.Layer):
 
     def __init__(self, mode: str = "mean", **kwargs):
         super().__init__(**kwargs)
-        if mode not in POOLING_MODES:
-            raise ValueError(f"`mode` must be one of {POOLING_MODES}, got {mode!r}")
-        self.mode = mode
+        self.mode = check_pooling_mode(mode)
 
     def call(self, inputs, training=None):
         embeddings, ids = inputs
-        mask = tf.cast(tf.not_equal(ids, 0), embeddings.dtype)[..., tf.newaxis]
-        total = tf.reduce_sum(embeddings * mask, axis=1)
-        if self.mode == "sum":
-            return total
-        count = tf.reduce_sum(mask, axis=1)
-        return tf.math.divide_no_nan(total, count)
+        return pool_list(embeddings, ids, self.mode)
 
     def compute_output_shape(self, input_shape):
         emb_shape = tf.TensorShape(input_shape[0])

@@ -7,8 +7,9 @@ from rq_keras.config.keras_version import require_keras2
 
 require_keras2("rq_keras.layers")  # a Keras 2 module: before TensorFlow loads
 
-import tensorflow as tf
 import tf_keras as keras
+
+from rq_keras.layers.feature_math import signed_log_tensor
 
 
 @keras.utils.register_keras_serializable(package="rq_keras")
@@ -27,13 +28,4 @@ class SignedLog(keras.layers.Layer):
     """
 
     def call(self, inputs, training=None):
-        x = tf.cast(inputs, tf.float32)
-        return tf.sign(x) * tf.math.log1p(tf.abs(x))
-
-
-def signed_log(x):
-    """numpy version of `SignedLog` (the statistics pass uses it)."""
-    import numpy as np
-
-    x = np.asarray(x, dtype=np.float64)
-    return np.sign(x) * np.log1p(np.abs(x))
+        return signed_log_tensor(inputs)

@@ -61,6 +61,7 @@ import os
 import pathlib
 import re
 import shutil
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -81,6 +82,7 @@ from rq_keras.serving.signatures import build_serving_module, serialize_examples
 __all__ = [
     "ExportResult",
     "export_run",
+    "is_keras3_model",
     "export_model",
     "latest_version",
     "load_run",
@@ -210,7 +212,10 @@ def export_model(
     """Writes `model` as `export_base/N/` for TF Serving (atomically, checked).
 
     Args:
-        model: a trained `RQRegModel` or `BaselineModel` (see `build_serving_module`).
+        model: a trained `RQRegModel` or `BaselineModel` (see `build_serving_module`),
+            or a Keras 3 model taking the spec's feature dict (an
+            `rq_keras.layers.keras3.RQRegRanker` on a `build_keras3_model`
+            tower), written through Keras 3's `ExportArchive`.
         spec: its `FeatureSpec`.
         export_base: the directory TF Serving watches (`--model_base_path`).
         version: N; default one more than the largest existing version.
@@ -289,7 +294,7 @@ def _write_version(model, spec, base, final, version, check_rows, check) -> dict
     try:
         module, signatures = build_serving_module(model, spec)
         try:
-            tf.saved_model.save(module, str(tmp), signatures=signatures)
+            _save(model, module, signatures, tmp)
         except tf.errors.OpError as err:  # a full disk, a read-only base
             raise ExportError(f"could not write the SavedModel into {tmp}: {err.message}") from None
         (tmp / "assets.extra").mkdir(exist_ok=True)
@@ -317,6 +322,34 @@ def _write_version(model, spec, base, final, version, check_rows, check) -> dict
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return checks
+
+
+def is_keras3_model(model) -> bool:
+    """True for a Keras 3 model (`keras.Model` of the `keras` 3 package), False
+    for a Keras 2 (`tf_keras`) one; neither import is forced."""
+    keras = sys.modules.get("keras")
+    return (
+        keras is not None
+        and str(getattr(keras, "__version__", "")).startswith("3.")
+        and isinstance(model, keras.Model)
+    )
+
+
+def _save(model, module, signatures, path: pathlib.Path) -> None:
+    """Writes the SavedModel: a Keras 3 model through Keras 3's own export
+    (`keras.export.ExportArchive`, the two signatures as its endpoints), a
+    Keras 2 one with `tf.saved_model.save`. Either way the same two
+    signatures, inputs and outputs."""
+    if not is_keras3_model(model):
+        import_tensorflow().saved_model.save(module, str(path), signatures=signatures)
+        return
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", module.serve_features)
+    archive.add_endpoint("examples", module.serve_examples)
+    archive.write_out(str(path), verbose=False)
 
 
 def export_run(

@@ -12,13 +12,12 @@ import shutil
 import numpy as np
 
 from rq_keras.config.configs import TrainConfig
+from rq_keras.datasets.cdnow import BUNDLED_RAW_DIR
 
 __all__ = ["DEFAULT_RAW_DIRS", "adapt", "as_paths", "resolve_data", "split_files"]
 
 # Datasets whose raw files ship in the package (others need `raw_dir`).
-DEFAULT_RAW_DIRS = {
-    "cdnow": pathlib.Path(__file__).resolve().parents[1] / "datasets" / "data" / "cdnow"
-}
+DEFAULT_RAW_DIRS = {"cdnow": pathlib.Path(BUNDLED_RAW_DIR)}
 
 
 def as_paths(value) -> list[str]:
