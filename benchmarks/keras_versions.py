@@ -25,12 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
 from _machine import cpu_model, write_results
+from _seed_table import seed_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -87,7 +87,7 @@ def run_cell(out: str, version: str, seed: int, epochs: int) -> dict:
         codes = result["test"]["codes"]
         epochs_text = f"{result['epochs_run']} ({result['best_epoch']})"
         seconds = result["train_seconds"]
-    row = {"version": version, "seed": seed}
+    row = {"Keras": version, "seed": seed}
     for label, key, _, offset in FIGURES:
         row[label] = test[key] + offset
     row["levels NLL - marginal"] = [c["nll"] - c["marginal_nll"] for c in codes]
@@ -96,31 +96,8 @@ def run_cell(out: str, version: str, seed: int, epochs: int) -> dict:
     return row
 
 
-def _mean_std(values: list[float], fmt: str) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{fmt.format(statistics.mean(values))} +- {fmt.format(std).lstrip('+')}"
-
-
 def table(rows: list[dict]) -> str:
-    labels = [label for label, _, _, _ in FIGURES]
-    fmt = {label: f for label, _, f, _ in FIGURES}
-    head = ["Keras", "seed", *labels, "levels NLL - marginal", "epochs (best)", "train s"]
-    lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * (len(head) - 2)]
-    for r in rows:
-        cells = [r["version"], str(r["seed"])]
-        cells += [fmt[label].format(r[label]) for label in labels]
-        cells.append(", ".join(f"{d:+.3f}" for d in r["levels NLL - marginal"]))
-        cells += [r["epochs (best)"], f"{r['train s']:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    for version in VERSIONS:
-        mine = [r for r in rows if r["version"] == version]
-        if not mine:
-            continue
-        cells = [f"**{version}** mean +- std", str(len(mine))]
-        cells += [_mean_std([r[label] for r in mine], fmt[label]) for label in labels]
-        cells += ["", "", _mean_std([r["train s"] for r in mine], "{:.0f}")]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return seed_table(rows, "Keras", VERSIONS, FIGURES, ("train s", "{:.0f}"))
 
 
 def main(argv=None) -> int:
@@ -139,7 +116,7 @@ def main(argv=None) -> int:
             if args.fresh and os.path.exists(_result_file(version, out)):
                 os.remove(_result_file(version, out))
             rows.append(run_cell(out, version, seed, args.epochs))
-    rows.sort(key=lambda r: (VERSIONS.index(r["version"]), r["seed"]))
+    rows.sort(key=lambda r: (VERSIONS.index(r["Keras"]), r["seed"]))
     flags = argv if argv is not None else sys.argv[1:]
     command = " ".join(["python benchmarks/keras_versions.py", *flags])
     text = "\n".join(

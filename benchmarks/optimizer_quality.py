@@ -24,6 +24,7 @@ import sys
 import time
 
 from _machine import cpu_model, write_results
+from _seed_table import seed_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -65,30 +66,8 @@ def run_cell(out: str, optimizer: str, seed: int, epochs: int) -> dict:
     return row
 
 
-def _mean_std(values: list[float], fmt: str) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{fmt.format(statistics.mean(values))} +- {fmt.format(std).lstrip('+')}"
-
-
 def table(rows: list[dict], optimizers: list[str]) -> str:
-    labels = [label for label, _, _, _ in FIGURES]
-    fmt = {label: f for label, _, f, _ in FIGURES}
-    head = ["optimizer", "seed", *labels, "levels NLL - marginal", "epochs (best)", "s per epoch"]
-    lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * (len(head) - 2)]
-    for r in rows:
-        cells = [r["optimizer"], str(r["seed"])]
-        cells += [fmt[label].format(r[label]) for label in labels]
-        cells.append(", ".join(f"{d:+.3f}" for d in r["levels NLL - marginal"]))
-        cells += [r["epochs (best)"], f"{r['s per epoch']:.1f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    for opt in optimizers:
-        mine = [r for r in rows if r["optimizer"] == opt]
-        cells = [f"**{opt}** mean +- std", str(len(mine))]
-        cells += [_mean_std([r[label] for r in mine], fmt[label]) for label in labels]
-        cells += ["", ""]  # the levels and epochs columns
-        cells.append(_mean_std([r["s per epoch"] for r in mine], "{:.1f}"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return seed_table(rows, "optimizer", optimizers, FIGURES, ("s per epoch", "{:.1f}"))
 
 
 def main(argv=None) -> int:
