@@ -13,7 +13,8 @@ from rq_keras.config.configs import ModelConfig
 from rq_keras.data import make_dataset, write_table
 from rq_keras.features import FeatureSpec
 from rq_keras.features.preprocessing import FeaturePreprocessor
-from rq_keras.losses.baselines import BASELINE_HEADS, baseline_loss
+from rq_keras.losses.baseline_math import BASELINE_HEADS
+from rq_keras.losses.baselines import baseline_loss
 from rq_keras.models.baselines import (
     BaselineModel,
     baseline_per_example_loss,

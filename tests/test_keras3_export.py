@@ -98,3 +98,28 @@ def test_cpp_loader_serves_the_keras3_export_like_the_model(trained, exported):
                 got[key], np.asarray(want[key]), rtol=1e-5, atol=1e-5, err_msg=key
             )
         np.testing.assert_array_equal(got["codes"], np.asarray(want["codes"]))
+
+
+def test_keras3_ziln_ranker_exports_and_serves(trained, tmp_path):
+    """A baseline head (ZILN) on the spec's Keras 3 tower exports the same
+    way: `prediction`, `positive_mean` and `quantiles` served by C++ as Python
+    computes them; no RQ outputs, no `outputs.json`."""
+    from rq_keras.serving import cpp_check
+
+    files, _, _ = trained
+    keras.utils.set_random_seed(0)
+    tower = FeaturePreprocessor(SERVING_SPEC).adapt(files["train"]).build_keras3_model(seed=0)
+    head = keras3.BaselineHead("ziln", config=HEAD, clip_min=0.0, prediction_max=100.0)
+    model = keras3.RQRegRanker(tower, head)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    train = make_dataset(files["train"], SERVING_SPEC, batch_size=128)
+    model.fit(train, epochs=1, shuffle=False, verbose=0)
+    rows = read_rows([files["test"]], SERVING_SPEC, 32)
+    result = export_model(model, SERVING_SPEC, tmp_path / "serving", check_rows=rows)
+    assert not (tmp_path / "serving" / "1" / "assets.extra" / "outputs.json").exists()
+    examples = np.array(serialize_examples(SERVING_SPEC, rows), dtype=object)
+    got = cpp_check.run(result.export_dir, "examples", {"examples": examples}).outputs
+    assert set(got) == {"prediction", "positive_mean", "quantiles"}
+    want = model(feature_tensors(SERVING_SPEC, rows), training=False)
+    for key in got:
+        np.testing.assert_allclose(got[key], np.asarray(want[key]), rtol=1e-5, atol=1e-5)

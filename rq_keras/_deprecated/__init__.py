@@ -242,7 +242,7 @@ MOVED = {
         "HeadTask": "rq_keras.models.head:HeadTask",
         "RQRegTask": "rq_keras.models.rq_reg:RQRegTask",
         "build_decoder": "rq_keras.models.rq_reg:build_decoder",
-        "clip_labels": "rq_keras.layers.assembly:clip_labels",
+        "clip_labels": "rq_keras.losses.terms:clip_labels",
         "loss_config": "rq_keras.layers.assembly:loss_config",
         "regression_targets": "rq_keras.layers.assembly:regression_targets",
     },

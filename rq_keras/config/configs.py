@@ -38,8 +38,10 @@ __all__ = [
     "ModelConfig",
     "QuantizerConfig",
     "TrainConfig",
+    "config_dict",
     "config_from_dict",
     "load_config",
+    "model_config",
 ]
 
 # The unit of L_reg: the label's own (the paper), or the training labels' std
@@ -229,6 +231,26 @@ _HEAD_MONITORS = ("auto", "val_loss", "val_mae")
 
 # L of the codebook when the config does not say (the paper's).
 DEFAULT_LEVELS = 3
+
+
+def model_config(config: ModelConfig | Mapping[str, Any] | None, kwargs: dict) -> ModelConfig:
+    """A head's `ModelConfig`: `config` (a dict from `get_config` too) with the
+    `ModelConfig` fields among `kwargs` (popped) applied; the default is
+    `ModelConfig` with an unseeded (random) initialisation."""
+    if isinstance(config, Mapping):
+        config = ModelConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+        )
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
+    return dataclasses.replace(config or ModelConfig(seed=None), **overrides)
+
+
+def config_dict(config: ModelConfig) -> dict[str, Any]:
+    """`config` as plain JSON values (tuples as lists), for `get_config`."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }
 
 
 @dataclasses.dataclass(frozen=True)

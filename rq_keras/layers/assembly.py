@@ -13,59 +13,23 @@ and the loss's arguments. No Keras import here.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tensorflow as tf
 
-from rq_keras.config.configs import ModelConfig
+from rq_keras.config.configs import ModelConfig, config_dict, model_config
 from rq_keras.config.seeds import sub_seed
 from rq_keras.losses.rq_reg import RQRegLoss
+from rq_keras.losses.terms import clip_labels
 
 __all__ = [
     "RQRegHeadMath",
-    "clip_labels",
-    "config_dict",
     "decoder_settings",
     "loss_config",
-    "model_config",
     "regression_targets",
 ]
-
-
-def clip_labels(labels, clip_min: float | None, clip_max: float | None) -> tf.Tensor:
-    """Raw labels `(batch,)` or `(batch, 1)` -> float32 `(batch,)` clipped to
-    `[clip_min, clip_max]` (None: no bound), as the codebook clips them."""
-    label = tf.cast(tf.reshape(labels, [-1]), tf.float32)
-    if clip_min is None and clip_max is None:
-        return label
-    return tf.clip_by_value(
-        label,
-        -float("inf") if clip_min is None else clip_min,
-        float("inf") if clip_max is None else clip_max,
-    )
-
-
-def model_config(config: ModelConfig | Mapping[str, Any] | None, kwargs: dict) -> ModelConfig:
-    """A head's `ModelConfig`: `config` (a dict from `get_config` too) with the
-    `ModelConfig` fields among `kwargs` (popped) applied; the default is
-    `ModelConfig` with an unseeded (random) initialisation."""
-    if isinstance(config, Mapping):
-        config = ModelConfig(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-        )
-    fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
-    return dataclasses.replace(config or ModelConfig(seed=None), **overrides)
-
-
-def config_dict(config: ModelConfig) -> dict[str, Any]:
-    """`config` as plain JSON values (tuples as lists), for `get_config`."""
-    return {
-        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
-    }
 
 
 def regression_targets(label_encoder, labels, residual: bool = False) -> dict[str, tf.Tensor]:

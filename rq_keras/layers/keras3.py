@@ -18,9 +18,16 @@ files, but `tf.keras` is not touched).
 * `RQRegHead`: the whole head on a tower's output (label encoder, f_enc, the
   decoder, Eq. 16), the twin of `rq_keras.models.rq_reg.RQRegTask`
   (`rq_keras.layers.assembly.RQRegHeadMath`);
-* `RQRegRanker`: a Keras 3 model of your tower and an `RQRegHead`, trained by
+* `RQRegRanker`: a Keras 3 model of your tower and a head (`RQRegHead` or
+  `BaselineHead`), trained by
   `fit` on `(features, labels)` (TensorFlow backend, any `tf.distribute`
   strategy: the loss is scaled by the global batch);
+* `BaselineHead`: a baseline head (MSE, log-MSE, Huber, ZILN, OptDist) on a
+  tower's output, the twin of `rq_keras.models.baselines.BaselineTask`
+  (`rq_keras.layers.baseline_head.BaselineHeadMath`), with its Keras 3 losses
+  (`MSELoss`, `LogMSELoss`, `HuberLoss`, `ZILNLoss`, `OptDistLoss`, over
+  `rq_keras.losses.baseline_math`) and `OptDistTowers`; K-means with one
+  level is `RQRegHead` over a one-level codebook;
 * `ListPooling`, `SignedLog`: the feature layers a spec's Keras 3 tower
   uses (`rq_keras.features.preprocessing.FeaturePreprocessor.build_keras3_model`);
 * `ScheduledSampling`: the callback that lowers the decoders' sampling
@@ -34,13 +41,32 @@ import keras
 import tensorflow as tf
 
 from rq_keras.layers.assembly import RQRegHeadMath
+from rq_keras.layers.baseline_head import BaselineHeadMath, OptDistTowersMath
 from rq_keras.layers.decoding import DecoderMath, SamplingSchedule
 from rq_keras.layers.encoding import CodeEncoderMath, MLPEncoderMath
 from rq_keras.layers.feature_math import check_pooling_mode, pool_list, signed_log_tensor
+from rq_keras.losses.baseline_math import (
+    BASELINE_HEADS,
+    BaselineMath,
+    HuberMath,
+    LogMSEMath,
+    MSEMath,
+    OptDistMath,
+    ZILNMath,
+)
 from rq_keras.losses.terms import global_batch_mean
 
 __all__ = [
+    "BASELINE_LOSSES",
+    "BaselineHead",
+    "BaselineLoss",
     "Cross",
+    "HuberLoss",
+    "LogMSELoss",
+    "MSELoss",
+    "OptDistLoss",
+    "OptDistTowers",
+    "ZILNLoss",
     "ListPooling",
     "MLPEncoder",
     "RQDecoder",
@@ -235,10 +261,84 @@ class RQRegHead(RQRegHeadMath, keras.layers.Layer):
         return self.predict(tower_output, labels, training=bool(training))
 
 
+class BaselineLoss(BaselineMath, keras.losses.Loss):
+    """A baseline head's loss (`rq_keras.losses.baseline_math.BaselineMath`)
+    as a Keras 3 loss (`label_name`, `reduction`, `name`)."""
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class MSELoss(MSEMath, BaselineLoss):
+    """Squared error on the label (Keras 3)."""
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class LogMSELoss(LogMSEMath, BaselineLoss):
+    """Squared error on `sign(y) log1p(|y|)` (Keras 3)."""
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class HuberLoss(HuberMath, BaselineLoss):
+    """The Huber loss with threshold `delta` on the label (Keras 3)."""
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class ZILNLoss(ZILNMath, BaselineLoss):
+    """The zero-inflated lognormal loss (Keras 3; `ZILNMath`)."""
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class OptDistLoss(OptDistMath, ZILNLoss):
+    """OptDist's loss (Keras 3; `OptDistMath`)."""
+
+
+BASELINE_LOSSES = dict(zip(BASELINE_HEADS, (MSELoss, LogMSELoss, HuberLoss, ZILNLoss, OptDistLoss)))
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class OptDistTowers(OptDistTowersMath, keras.layers.Layer):
+    """OptDist's towers (`rq_keras.layers.baseline_head.OptDistTowersMath`) as a
+    Keras 3 layer."""
+
+    _keras = keras
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class BaselineHead(BaselineHeadMath, keras.layers.Layer):
+    """A baseline head for a Keras 3 model: the arguments and the math of
+    `rq_keras.models.baselines.BaselineTask` (read its documentation), as a
+    Keras 3 layer: `BaselineHead("ziln", config=..., prediction_max=...)`.
+
+    Call args: `tower_output` `(batch, features)`, `training`. Returns the
+    served outputs (`prediction`; ZILN and OptDist also `positive_mean`,
+    `positive_probability`, `quantiles`). `loss_terms(labels, tower_output,
+    ...)` gives the per-example loss.
+    """
+
+    _keras = keras
+
+    def _check_skin(self) -> None:
+        _require_tensorflow_backend("BaselineHead")
+
+    def _parts(self):
+        return MLPEncoder, OptDistTowers, BASELINE_LOSSES
+
+    def _see_tower(self, predictions) -> None:
+        pass  # Keras 3 records the input shape it was built with
+
+    def build(self, input_shape):
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        self.built = True
+
+    def call(self, tower_output, training=None):
+        return self.predict(tower_output, training=bool(training))
+
+
 @keras.saving.register_keras_serializable(package="rq_keras")
 class RQRegRanker(keras.Model):
     """A Keras 3 ranking model: `tower` (any Keras 3 layer or model, features
-    -> a vector) and an `RQRegHead`.
+    -> a vector) and a head: an `RQRegHead`, or a `BaselineHead` to compare
+    with on the same tower.
 
     `fit` takes `(features, labels)` or `(features, labels, sample_weight)`;
     a train step runs the head's `loss_terms` (teacher forcing with scheduled
@@ -249,7 +349,7 @@ class RQRegRanker(keras.Model):
     inference path (the head's outputs, the code tree's included).
     """
 
-    def __init__(self, tower, head: RQRegHead, **kwargs):
+    def __init__(self, tower, head, **kwargs):
         super().__init__(**kwargs)
         self.tower = tower
         self.head = head
@@ -271,8 +371,8 @@ class RQRegRanker(keras.Model):
     @property
     def decoder(self):
         """The head's RQ decoder (its quantile levels and thresholds name the
-        export's `quantiles` and `exceedance` columns)."""
-        return self.head.decoder
+        export's `quantiles` and `exceedance` columns); None for a baseline head."""
+        return getattr(self.head, "decoder", None)
 
     def call(self, features, training=False):
         return self.head(self.tower(features, training=training), training=training)

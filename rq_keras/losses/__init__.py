@@ -34,10 +34,12 @@ the global mean also for a last, uneven batch (`tf.nn.compute_average_loss`
 assumes every replica holds as many rows as this one).
 
 Modules: `terms` (L_gen, L_reg, `global_batch_mean`), `rnc` (L_rnc),
-`rq_reg` (`RQRegLoss`, `expected_level_values`), `baselines` (the baseline
-heads' registered Keras 2 losses: MSE, log-MSE, Huber, ZILN, OptDist). The
-names load on first use; `terms`, `rnc` and `rq_reg` need no Keras (they
-import in a Keras 3 process too), `baselines` is Keras 2
+`rq_reg` (`RQRegLoss`, `expected_level_values`), `baseline_math` (the
+baseline heads' losses, MSE, log-MSE, Huber, ZILN, OptDist, written once),
+`baselines` (their registered Keras 2 losses; the Keras 3 ones are in
+`rq_keras.layers.keras3`). The names load on first use; `terms`, `rnc`,
+`rq_reg` and `baseline_math` need no Keras 2 (they import in a Keras 3
+process too), `baselines` is Keras 2
 (`rq_keras.config.keras_version.require_keras2`).
 """
 
@@ -66,9 +68,10 @@ __all__ = [
 ]
 # module -> the names it defines.
 _MODULES = {
+    "rq_keras.losses.baseline_math": "BASELINE_HEADS",
     "rq_keras.losses.baselines": (
-        "BASELINE_HEADS BASELINE_LOSSES BaselineLoss HuberLoss LogMSELoss MSELoss "
-        "OptDistLoss ZILNLoss baseline_loss"
+        "BASELINE_LOSSES BaselineLoss HuberLoss LogMSELoss MSELoss OptDistLoss ZILNLoss "
+        "baseline_loss"
     ),
     "rq_keras.losses.rnc": "rank_n_contrast rank_n_contrast_factored",
     "rq_keras.losses.rq_reg": "RQRegLoss expected_level_values",

@@ -16,12 +16,26 @@ import tf_keras as keras
 __all__ = [
     "check_positive",
     "check_weight",
+    "clip_labels",
     "code_nll",
     "flat",
     "global_batch_mean",
     "huber",
     "huber_terms",
 ]
+
+
+def clip_labels(labels, clip_min: float | None, clip_max: float | None) -> tf.Tensor:
+    """Raw labels `(batch,)` or `(batch, 1)` -> float32 `(batch,)` clipped to
+    `[clip_min, clip_max]` (None: no bound), as the codebook clips them."""
+    label = tf.cast(tf.reshape(labels, [-1]), tf.float32)
+    if clip_min is None and clip_max is None:
+        return label
+    return tf.clip_by_value(
+        label,
+        -float("inf") if clip_min is None else clip_min,
+        float("inf") if clip_max is None else clip_max,
+    )
 
 
 def check_positive(name: str, value: Any) -> float:
