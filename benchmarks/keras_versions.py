@@ -81,7 +81,7 @@ def run_cell(out: str, version: str, seed: int, epochs: int) -> dict:
         with open(os.path.join(out, "trained.json")) as f:
             trained = json.load(f)
         epochs_text = f"{trained['epochs_run']} ({trained['best_epoch']})"
-        seconds = sum(trained["epoch_train_seconds"])
+        seconds = trained["train_seconds"]
     else:
         test = result["test"]["prediction"]
         codes = result["test"]["codes"]
@@ -130,9 +130,8 @@ def main(argv=None) -> int:
             "the spec's tower in Keras 3, `RQRegRanker`, Adam). Each in a fresh process, "
             "early stopping on `val_gen` with the best epoch's weights; test figures of the "
             "served mean; `levels NLL - marginal`: each code level's test NLL minus its "
-            "training marginal's (below 0: the level learned); `train s`: seconds of "
-            "training (Keras 3: `fit`, validation and tracing included; Keras 2: the "
-            "epochs' training seconds).",
+            "training marginal's (below 0: the level learned); `train s`: wall seconds of "
+            "`fit` (validation and tracing included) in both.",
             "",
             table(rows),
             "",

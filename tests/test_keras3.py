@@ -80,6 +80,7 @@ SETTINGS = [
     {},
     {"cell": "gru"},
     {"cell": "rnn", "regressor_input": "stopped"},
+    {"cell": "transformer", "transformer_layers": 2, "transformer_heads": 2},
     {"zero_token": True, "residual_regressor": True},
     {"use_regressor": False, "prediction": "mean", "exact_levels": 1},
     {"prediction": "median", "quantiles": (0.25, 0.75), "thresholds": (0.0, 2.0)},
@@ -129,8 +130,9 @@ def test_keras3_decoder_trains_every_weight():
         assert float(tf.reduce_max(tf.abs(grad))) > 0, variable.path
 
 
-def test_keras3_decoder_saves_and_loads_in_a_keras_file(tmp_path):
-    k3 = Keras3Decoder(SIZES, **SMALL, centroids=CENTROIDS, zero_token=True)
+@pytest.mark.parametrize("cell", ["lstm", "transformer"])
+def test_keras3_decoder_saves_and_loads_in_a_keras_file(cell, tmp_path):
+    k3 = Keras3Decoder(SIZES, **SMALL, cell=cell, centroids=CENTROIDS, zero_token=True)
     state = keras.Input(shape=(k3.state_size,), name="state")
     outputs = k3({"state": state})
     model = keras.Model(state, {"mean": outputs["mean"], "quantiles": outputs["quantiles"]})
@@ -143,11 +145,10 @@ def test_keras3_decoder_saves_and_loads_in_a_keras_file(tmp_path):
     _assert_same(before, after)
     layer = next(x for x in restored.layers if isinstance(x, Keras3Decoder))
     assert layer.get_config()["zero_token"] and layer.codebook_sizes == SIZES
+    assert layer.get_config()["cell"] == cell
 
 
-def test_keras3_decoder_names_what_it_lacks():
-    with pytest.raises(ValueError, match="'transformer' is in the Keras 2 decoder"):
-        Keras3Decoder(SIZES, cell="transformer")
+def test_keras3_decoder_names_a_bad_cell():
     with pytest.raises(ValueError, match="`cell` must be one of"):
         Keras3Decoder(SIZES, cell="lstm2")
 

@@ -138,21 +138,11 @@ class RQDecoder(DecoderMath, keras.layers.Layer):
     """
 
     _keras = keras
+    _transformer_cell = CausalTransformerCell
     _first_replica = {
         "synchronization": tf.VariableSynchronization.ON_WRITE,
         "aggregation": tf.VariableAggregation.ONLY_FIRST_REPLICA,
     }
-
-    def _make_cell(self, kind: str, seed: int | None):
-        if kind != "transformer":
-            return super()._make_cell(kind, seed)
-        return CausalTransformerCell(
-            self.units,
-            num_layers=self.transformer_layers,
-            num_heads=self.transformer_heads,
-            max_positions=1 + self.num_levels,  # the prefix, then x_0 .. x_{L-1}
-            seed=seed,
-        )
 
     def build(self, input_shape):
         self._build_parts()

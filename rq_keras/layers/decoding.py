@@ -177,8 +177,18 @@ class DecoderMath(LayerMath):
         )
 
     def _make_cell(self, kind: str, seed: int | None):
-        """The recurrent cell of `kind` (`CELLS`) through `_keras`."""
+        """The recurrent cell of `kind` (`CELLS`) through `_keras`; the
+        Transformer is the skin's `_transformer_cell` (a
+        `CausalTransformerCellMath` layer of its Keras)."""
         keras = self._keras
+        if kind == "transformer":
+            return self._transformer_cell(
+                self.units,
+                num_layers=self.transformer_layers,
+                num_heads=self.transformer_heads,
+                max_positions=1 + self.num_levels,  # the prefix, then x_0 .. x_{L-1}
+                seed=seed,
+            )
         init = keras.initializers.GlorotUniform(seed=seed)
         rec = keras.initializers.Orthogonal(seed=sub_seed(seed, "recurrent_kernel"))
         layer = {

@@ -13,8 +13,8 @@ files, but `tf.keras` is not touched).
   quantizer's decision rule);
 * `MLPEncoder`: f_enc, the feature vector -> the decoder's initial state,
   with optional DCN-v2 crosses (`Cross`, full rank);
-* `RQDecoder`: the RQ decoder with scheduled sampling and the code tree, the
-  `lstm`, `gru` and `rnn` cells (the `transformer` cell is Keras 2 only);
+* `RQDecoder`: the RQ decoder with scheduled sampling and the code tree,
+  every cell (`lstm`, `gru`, `rnn`, and `transformer`: `CausalTransformerCell`);
 * `RQRegHead`: the whole head on a tower's output (label encoder, f_enc, the
   decoder, Eq. 16), the twin of `rq_keras.models.rq_reg.RQRegTask`
   (`rq_keras.layers.assembly.RQRegHeadMath`);
@@ -45,6 +45,7 @@ from rq_keras.layers.baseline_head import BaselineHeadMath, OptDistTowersMath
 from rq_keras.layers.decoding import DecoderMath, SamplingSchedule
 from rq_keras.layers.encoding import CodeEncoderMath, MLPEncoderMath
 from rq_keras.layers.feature_math import check_pooling_mode, pool_list, signed_log_tensor
+from rq_keras.layers.transformer_math import CausalTransformerCellMath, TransformerBlockMath
 from rq_keras.losses.baseline_math import (
     BASELINE_HEADS,
     BaselineMath,
@@ -60,6 +61,7 @@ __all__ = [
     "BASELINE_LOSSES",
     "BaselineHead",
     "BaselineLoss",
+    "CausalTransformerCell",
     "Cross",
     "HuberLoss",
     "LogMSELoss",
@@ -94,27 +96,38 @@ def _require_tensorflow_backend(layer: str) -> None:
         )
 
 
+class _TransformerBlock(TransformerBlockMath, keras.layers.Layer):
+    """One pre-LN block of the Keras 3 `CausalTransformerCell`."""
+
+    _keras = keras
+
+
+@keras.saving.register_keras_serializable(package="rq_keras")
+class CausalTransformerCell(CausalTransformerCellMath, keras.layers.Layer):
+    """The Keras 3 twin of `rq_keras.layers.CausalTransformerCell` (read
+    `rq_keras.layers.transformer_math.CausalTransformerCellMath`): the causal
+    Transformer that `RQDecoder(cell="transformer")` steps per level."""
+
+    _keras = keras
+    _block = _TransformerBlock
+
+
 @keras.saving.register_keras_serializable(package="rq_keras")
 class RQDecoder(DecoderMath, keras.layers.Layer):
     """The Keras 3 RQ decoder: the arguments, inputs, outputs and math of
     `rq_keras.layers.decoder.RQDecoder` (read its documentation), as a Keras 3
     layer.
 
-    Differences: `cell="transformer"` is not available (ValueError); the
-    `sampling_probability` and `sampling_step` variables are Keras 3
-    variables (set p with `layer.sampling_probability.assign(p)`).
+    Differences: the `sampling_probability` and `sampling_step` variables
+    are Keras 3 variables (set p with `layer.sampling_probability.assign(p)`).
     """
 
     _keras = keras
+    _transformer_cell = CausalTransformerCell
     _first_replica = {"aggregation": "only_first_replica"}
 
     def _check_skin(self, settings) -> None:
         _require_tensorflow_backend("RQDecoder")
-        if settings.get("cell") == "transformer":
-            raise ValueError(
-                "the Keras 3 RQDecoder has the 'lstm', 'gru' and 'rnn' cells; 'transformer' "
-                "is in the Keras 2 decoder (rq_keras.layers.RQDecoder) only"
-            )
 
     def build(self, input_shape=None):
         self._build_parts()
