@@ -65,15 +65,22 @@ def prepare(out: pathlib.Path, config):
     cdnow.make(cdnow.BUNDLED_RAW_DIR, data, seed=config.seed, fmt="parquet")
     spec = FeatureSpec.load(data / "feature_spec.yaml")
     train, validation, test = ([str(data / f"{split}.parquet")] for split in SPLITS)
-    preprocessor = FeaturePreprocessor(spec).adapt(train)
-    y_train = np.concatenate([c[spec.label.name] for c in read_chunks(train[0], spec)])
+    labels = []
+
+    def train_chunks():  # one pass: the statistics and the labels
+        for chunk in read_chunks(train[0], spec):
+            labels.append(chunk[spec.label.name])
+            yield chunk
+
+    preprocessor = FeaturePreprocessor(spec).adapt(train_chunks())
+    y_train = np.concatenate(labels)
     quantizer = config.quantizer.build(
         spec.label.clip_min, spec.label.clip_max, labels=y_train
     ).fit(y_train)
     files = {"train": train, "validation": validation, "test": test}
-    rows = {
-        split: sum(chunk_length(c) for c in read_chunks(files[split][0], spec)) for split in SPLITS
-    }
+    rows = {"train": len(y_train)}
+    for split in ("validation", "test"):
+        rows[split] = sum(chunk_length(c) for c in read_chunks(files[split][0], spec))
     return spec, files, rows, preprocessor, y_train, quantizer
 
 
