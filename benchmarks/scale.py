@@ -27,7 +27,8 @@ runs with the same settings (`--units`, epochs, early stopping on its
 validation monitor, learning rate 1e-3 for the networks); none is tuned
 per head here, which is the same budget for each: zero.
 
-Scores (test split): the served prediction's ranking and total (as
+Scores (the test split; `--evaluate-on validation` for tuning runs, in their own
+`--work-dir`): the served prediction's ranking and total (as
 `rq_keras.evaluation.metrics.evaluate`), E[y | y > 0] where a head has one,
 and from each head's predictive quantiles on a grid of levels: CRPS,
 pinball loss at 0.1 / 0.5 / 0.9 and the atom-aware quantile calibration
@@ -160,7 +161,7 @@ def network_cell(data: dict, head: str, share: float, seed: int, args, out: str)
         patience=args.patience,
         batch_size="auto",
         learning_rate=1e-3,
-        evaluate_on="test",
+        evaluate_on=args.evaluate_on,
         set=args.set,
     )
     config = base_config(view, settings, seed, head, {"model.quantiles": list(levels)})
@@ -247,7 +248,7 @@ def lightgbm_cell(data: dict, share: float, seed: int, args) -> dict:
 
     x_train, y_train = table(data["train_files"][share])
     x_val, y_val = table(data["files"]["validation"])
-    x_test, y_test = table(data["files"]["test"])
+    x_test, y_test = table(data["files"][args.evaluate_on])
     categorical = [f.name for f in spec.features if f.kind in ("categorical", "hashed")]
     for c in categorical:
         kinds = pd.CategoricalDtype(sorted(x_train[c].unique()))
@@ -289,7 +290,7 @@ def lightgbm_cell(data: dict, share: float, seed: int, args) -> dict:
     }
 
 
-def rule_cell(data: dict, name: str) -> dict | None:
+def rule_cell(data: dict, name: str, split: str = "test") -> dict | None:
     import numpy as np
     import pandas as pd
 
@@ -300,7 +301,7 @@ def rule_cell(data: dict, name: str) -> dict | None:
     if column is None:
         return None
     spec = FeatureSpec.load(data["spec"])
-    frame = pd.read_parquet(data["files"]["test"], columns=[column, spec.label.name])
+    frame = pd.read_parquet(data["files"][split], columns=[column, spec.label.name])
     scores = evaluate(frame[spec.label.name].to_numpy(np.float64), frame[column].to_numpy(float))
     return {
         "served": {k: scores.get(k) for k in METRIC_KEYS},
@@ -337,7 +338,7 @@ def run_cell(name: str, head: str, share: float, seed: int, args) -> None:
     if head == "lightgbm":
         cell = lightgbm_cell(data, share, seed, args)
     elif head == "rule":
-        cell = rule_cell(data, name)
+        cell = rule_cell(data, name, args.evaluate_on)
     else:
         run = os.path.join(where, "run")
         shutil.rmtree(run, ignore_errors=True)  # a run killed half-way
@@ -350,6 +351,10 @@ def run_cell(name: str, head: str, share: float, seed: int, args) -> None:
         else:
             shutil.rmtree(run, ignore_errors=True)  # the figures are in cell.json
     cell.update({"dataset": name, "head": head, "share": share, "seed": seed})
+    # What the cell was scored on and its overrides: a work directory holds
+    # one split (`load_cells` refuses a mix).
+    cell["split"] = args.evaluate_on
+    cell["overrides"] = {key: value for key, value in args.set}
     cell["rows"] = data["rows"]
     tmp = os.path.join(where, "cell.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -534,6 +539,15 @@ def report(cells: list[dict], args, minutes: float) -> str:
         "P(y <= q) within it). Mean ± std over the seeds that finished (n in the table).",
         "",
     ]
+    overrides = sorted({json.dumps(c.get("overrides", {}), sort_keys=True) for c in cells})
+    if args.evaluate_on == "validation":
+        lines += [
+            "**Scored on the validation split** (a tuning run; the test split is not used). "
+            "LightGBM stops early on this same split, so its figures here are optimistic.",
+            "",
+        ]
+    if overrides != ["{}"] and overrides:
+        lines += [f"Overrides of the cells: {', '.join(f'`{o}`' for o in overrides)}.", ""]
     by_dataset: dict[str, list[dict]] = {}
     for cell in cells:
         by_dataset.setdefault(cell["dataset"], []).append(cell)
@@ -620,12 +634,20 @@ def report(cells: list[dict], args, minutes: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_cells(work: str) -> list[dict]:
+def load_cells(work: str, split: str = "test") -> list[dict]:
+    """Every finished cell under `work`; each must have been scored on
+    `split` (a cell written before cells recorded it was scored on test)."""
     cells = []
     for root, _, files in os.walk(work):
         if "cell.json" in files:
             with open(os.path.join(root, "cell.json"), encoding="utf-8") as f:
-                cells.append(json.load(f))
+                cell = json.load(f)
+            if cell.get("split", "test") != split:
+                raise SystemExit(
+                    f"{root}: a cell scored on {cell.get('split', 'test')!r}, not {split!r}: "
+                    "tuning cells (--evaluate-on validation) need their own --work-dir"
+                )
+            cells.append(cell)
     return sorted(cells, key=lambda c: (c["dataset"], c["head"], -c["share"], c["seed"]))
 
 
@@ -649,6 +671,12 @@ def main(argv=None) -> int:
         help="a TrainConfig override for every network head (model.delta=20)",
     )
     p.add_argument("--report-only", action="store_true", help="write the report, run nothing")
+    p.add_argument(
+        "--evaluate-on",
+        choices=("test", "validation"),
+        default="test",
+        help="the split every cell is scored on (validation: a tuning run, its own --work-dir)",
+    )
     p.add_argument(
         "--one", nargs=4, metavar=("DATASET", "HEAD", "SHARE", "SEED"), help=argparse.SUPPRESS
     )
@@ -689,7 +717,7 @@ def main(argv=None) -> int:
                         cmd = [sys.executable, os.path.abspath(__file__), "--one", name, head]
                         cmd += [f"{share:g}", str(seed), "--work-dir", args.work_dir]
                         cmd += ["--epochs", str(args.epochs), "--patience", str(args.patience)]
-                        cmd += ["--units", str(args.units)]
+                        cmd += ["--units", str(args.units), "--evaluate-on", args.evaluate_on]
                         for key, value in args.set:
                             cmd += ["--set", f"{key}={json.dumps(value)}"]
                         start = time.perf_counter()
@@ -713,7 +741,7 @@ def main(argv=None) -> int:
                             flush=True,
                         )
     minutes = (time.perf_counter() - started) / 60
-    text = report(load_cells(args.work_dir), args, minutes)
+    text = report(load_cells(args.work_dir, args.evaluate_on), args, minutes)
     print(text)
     write_results(args.output, text)
     return 0

@@ -106,4 +106,4 @@ def test_a_model_file_of_0_2_loads_and_predicts_as_it_did():
     got = model(x, training=False)
     np.testing.assert_allclose(got["prediction"].numpy(), want["prediction"], rtol=1e-5)
     np.testing.assert_array_equal(got["codes"].numpy(), want["codes"])
-    assert [m.name for m in model.metrics] == ["loss", "gen", "reg", "rnc", "mae"]
+    assert [m.name for m in model.metrics] == ["loss", "gen", "reg", "rnc", "crps", "mae"]

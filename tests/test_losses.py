@@ -15,6 +15,7 @@ from rq_keras.losses import (
     rank_n_contrast_factored,
 )
 from rq_keras.losses.rnc import _running_sum
+from rq_keras.losses.terms import atom_crps
 
 
 def slow_rnc(embeddings, labels, temperature):
@@ -340,7 +341,7 @@ def test_rq_reg_loss_total_matches_terms_and_eq16():
     outputs, targets = decoder_batch()
     loss_fn = RQRegLoss(gen_weight=1.0, reg_weight=0.7, rnc_weight=0.3, temperature=1.5, delta=1.0)
     terms = loss_fn(outputs, targets)
-    assert set(terms) == {"loss", "gen", "reg", "rnc"}
+    assert set(terms) == {"loss", "gen", "reg", "rnc", "crps"}
     assert all(v.shape == () and v.dtype == tf.float32 for v in terms.values())
     gen = code_nll(targets["tokens"], outputs["logits"]).numpy().mean()
     reg = huber_terms(
@@ -366,7 +367,7 @@ def test_rq_reg_loss_reductions_and_sample_weight():
     unweighted = RQRegLoss(reduction="none")(outputs, targets)
     summed = RQRegLoss(reduction="sum")(outputs, targets, sample_weight=weight[:, None])
     mean = RQRegLoss()(outputs, targets, sample_weight=weight)
-    for key in ("loss", "gen", "reg", "rnc"):
+    for key in ("loss", "gen", "reg", "rnc", "crps"):
         assert per_example[key].shape == (8,)
         np.testing.assert_allclose(per_example[key].numpy(), unweighted[key].numpy() * weight)
         np.testing.assert_allclose(summed[key].numpy(), per_example[key].numpy().sum(), rtol=1e-6)
@@ -519,6 +520,9 @@ def test_get_config_round_trip():
         cumulative_huber=True,
         rnc_cross_replica=False,
         label_scale=3.5,
+        crps_weight=0.25,
+        crps_tokens=[1, 2, 3],
+        crps_values=[0.0, 1.5, 4.0],
     )
     config = loss_fn.get_config()
     assert config == {
@@ -532,6 +536,9 @@ def test_get_config_round_trip():
         "cumulative_huber": True,
         "rnc_cross_replica": False,
         "label_scale": 3.5,
+        "crps_weight": 0.25,
+        "crps_tokens": [1, 2, 3],
+        "crps_values": [0.0, 1.5, 4.0],
     }
     assert RQRegLoss.from_config(config).get_config() == config
     serialized = keras.utils.serialize_keras_object(loss_fn)
@@ -550,6 +557,16 @@ def test_get_config_round_trip():
         ({"rnc_weight": float("nan")}, "`rnc_weight` must be a finite number >= 0, got nan"),
         ({"reduction": "mean"}, "`reduction` must be one of"),
         ({"label_scale": 0.0}, "`label_scale` must be a finite number > 0, got 0.0"),
+        ({"crps_weight": -1.0}, "`crps_weight` must be a finite number >= 0, got -1.0"),
+        ({"crps_weight": 1.0}, "`crps_weight > 0` needs `crps_tokens` and `crps_values`"),
+        (
+            {"crps_weight": 1.0, "crps_tokens": [1, 2], "crps_values": [0.0]},
+            "`crps_tokens` and `crps_values` must be non-empty and of one length, got 2 and 1",
+        ),
+        (
+            {"crps_weight": 1.0, "crps_tokens": [1], "crps_values": [float("inf")]},
+            "`crps_values` must be finite",
+        ),
     ],
 )
 def test_validation_messages(kwargs, message):
@@ -649,3 +666,56 @@ def test_label_scale_is_l_reg_in_units_of_the_scale(cumulative):
     # Some errors are beyond delta * s and some within (both Huber branches).
     error = np.abs(np.asarray(targets["label"]) - np.asarray(outputs["prediction"]))
     assert (error > delta * s).any() and (error < delta * s).any()
+
+
+# ---------------------------------------------------------------- L_crps
+
+
+def numeric_crps(probabilities, values, y, low=-30.0, high=30.0, steps=600_001):
+    """CRPS by the integral's definition on a fine grid (float64)."""
+    t = np.linspace(low, high, steps)
+    cdf = (probabilities[None, :] * (np.asarray(values)[None, :] <= t[:, None])).sum(axis=1)
+    return float(np.sum((cdf - (t >= y)) ** 2) * (t[1] - t[0]))
+
+
+def test_atom_crps_is_the_crps_integral_inside_and_outside_the_atoms():
+    rng = np.random.default_rng(3)
+    values = [3.0, 0.0, 1.0, 7.5, 2.0]  # unsorted on purpose
+    logits = rng.normal(size=(7, 5)).astype(np.float32)
+    y = np.array([-1.0, 0.0, 0.5, 2.2, 8.0, 7.5, 3.0], np.float32)
+    got = atom_crps(logits, values, y).numpy()
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    want = [numeric_crps(p[i], values, y[i]) for i in range(len(y))]
+    # The grid integral is exact to about its step (1e-4) times the jumps.
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    # A point mass on the label's atom: 0; on a neighbour: the distance.
+    sure = np.full((2, 5), -50.0, np.float32)
+    sure[0, 2], sure[1, 4] = 50.0, 50.0  # 1.0 and 2.0
+    np.testing.assert_allclose(atom_crps(sure, values, [1.0, 1.0]).numpy(), [0.0, 1.0], atol=1e-5)
+
+
+def test_atom_crps_gradient_and_one_atom():
+    z = tf.Variable(np.random.default_rng(4).normal(size=(4, 3)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(atom_crps(z, [0.0, 1.0, 5.0], [0.0, 2.0, 9.0, 0.7]))
+    grad = tape.gradient(total, z).numpy()
+    assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+    # One atom: the distance to it, whatever the logits.
+    np.testing.assert_allclose(atom_crps(np.zeros((2, 1)), [2.0], [0.5, 4.0]).numpy(), [1.5, 2.0])
+    with pytest.raises(ValueError, match="`values` must be a non-empty list of finite numbers"):
+        atom_crps(np.zeros((1, 1)), [float("nan")], [0.0])
+
+
+def test_rq_reg_loss_crps_term_reads_level_one_in_label_scale_units():
+    outputs, targets = decoder_batch(seed=5)
+    tokens, values = [1, 4, 5, 6], [0.0, 1.0, 2.5, 6.0]
+    loss_fn = RQRegLoss(crps_weight=0.5, crps_tokens=tokens, crps_values=values, label_scale=2.0)
+    terms = loss_fn(outputs, targets)
+    level_one = np.asarray(outputs["logits"])[:, 0, tokens]
+    want = atom_crps(level_one, np.array(values) / 2.0, targets["label"] / 2.0).numpy()
+    np.testing.assert_allclose(terms["crps"].numpy(), want.mean(), rtol=1e-6)
+    without = RQRegLoss(label_scale=2.0)(outputs, targets)
+    assert without["crps"].numpy() == 0.0
+    np.testing.assert_allclose(
+        terms["loss"].numpy(), without["loss"].numpy() + 0.5 * want.mean(), rtol=1e-6
+    )

@@ -56,7 +56,7 @@ def test_outputs_and_loss_terms(data):
     assert out["prediction"].shape == (16,) and out["logits"].shape == (16, 3, 1 + 3 * 8)
     assert out["expected_embeddings"].shape == (16, 3 * 16)
     logs = model.train_on_batch(x, y, return_dict=True)
-    assert set(logs) == {"loss", "gen", "reg", "rnc", "mae"}
+    assert set(logs) == {"loss", "gen", "reg", "rnc", "crps", "mae"}
     assert all(np.isfinite(v) for v in logs.values())
     expected = logs["gen"] + 1.0 * logs["reg"] + 0.1 * logs["rnc"]
     assert logs["loss"] == pytest.approx(expected, rel=1e-4)
@@ -96,6 +96,45 @@ def test_trains_until_it_beats_the_training_mean(data):
     # seen here: MAE 0.54x the mean's, Spearman 0.60, Spearman(+) 0.955
     assert mae < 0.75 * mean_mae, (mae, mean_mae)
     assert rho > 0.4 and rho_pos > 0.85, (rho, rho_pos)
+
+
+@pytest.mark.slow
+def test_crps_term_learns_below_the_marginal_and_joins_the_loss(data):
+    """L_crps (level 1's CRPS over its atoms) with weight 1: reported, in the
+    total, and after training below the CRPS of the training codes' marginal
+    on held-out rows (its trivial value)."""
+    from rq_keras.layers.assembly import level_one_atoms
+    from rq_keras.losses.terms import atom_crps
+
+    paths, _, quantizer, y_train = data
+    model = _model(data, dataclasses.replace(SMALL, crps_weight=1.0))
+    atoms = level_one_atoms(model.task.label_encoder)
+    loss = model.task.rq_loss
+    assert loss.crps_tokens == atoms["crps_tokens"] and loss.crps_weight == 1.0
+    assert len(atoms["crps_values"]) == len(quantizer.require_fitted()[0]) + (
+        1 if quantizer.zero_token else 0
+    )
+    x, y = next(iter(make_dataset(paths["test"], SPEC, batch_size=64)))
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["crps"] > 0
+    total = logs["gen"] + logs["reg"] + 0.1 * logs["rnc"] + logs["crps"]
+    assert logs["loss"] == pytest.approx(total, rel=1e-4)
+    train = make_dataset(paths["train"], SPEC, batch_size=128, shuffle=True, seed=0)
+    model.fit(train, epochs=6, verbose=0)
+    tokens = model.task.label_encoder(tf.constant(y_train, tf.float32))["tokens"].numpy()[:, 0]
+    counts = np.array([np.sum(tokens == t) for t in atoms["crps_tokens"]], np.float64) + 0.5
+    scale = loss.label_scale
+    values = np.asarray(atoms["crps_values"]) / scale
+    learned, marginal = [], []
+    for x, y in make_dataset(paths["test"], SPEC, batch_size=500):
+        logits = model(x, training=False)["logits"].numpy()[:, 0, atoms["crps_tokens"]]
+        label = np.asarray(y, np.float64) / scale
+        learned.append(atom_crps(logits, values, label).numpy())
+        prior = np.broadcast_to(np.log(counts / counts.sum()), logits.shape)
+        marginal.append(atom_crps(prior, values, label).numpy())
+    learned, marginal = np.concatenate(learned).mean(), np.concatenate(marginal).mean()
+    print(f"level-1 CRPS {learned:.4f} against the marginal's {marginal:.4f} (label stds)")
+    assert learned < 0.8 * marginal, (learned, marginal)
 
 
 @pytest.mark.slow
@@ -182,8 +221,9 @@ def test_train_py_model_and_a_users_tfrs_model_run_one_head(data):
 def test_a_users_tfrs_model_reports_the_library_models_loss_and_metrics(data):
     """One loss path: the task owns its metrics, so a user's own tfrs.Model
     (TFRS's own train and test steps) around the same task and weights reports
-    what RQRegModel reports, every loss term and `mae`, on the same batch."""
-    model = build_model(SPEC, data[1], data[2], SMALL)
+    what RQRegModel reports, every loss term and `mae`, on the same batch
+    (L_crps on, so every term is > 0)."""
+    model = build_model(SPEC, data[1], data[2], dataclasses.replace(SMALL, crps_weight=0.5))
     model.compile(optimizer=keras.optimizers.SGD(0.0))  # the weights stay as they are
     users = _UsersRanker(model.features, model.task)
     users.compile(optimizer=keras.optimizers.SGD(0.0))

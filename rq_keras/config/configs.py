@@ -79,6 +79,9 @@ class ModelConfig:
         gen_weight: weight of L_gen (0: "w/o L_gen").
         reg_weight: lambda_1 (1.0).
         rnc_weight: lambda_2 (0.1; 0: "w/o L_rnc").
+        crps_weight: weight of L_crps, the CRPS of level 1's distribution
+            over its atoms against the label in `label_scale` units (0: not
+            the paper's, off; `RQRegLoss`).
         temperature: tau of Rank-N-Contrast (2.0).
         delta: Huber threshold (2.0; 0.1 Criteo-SSC, 10.0 CIKM16), in the
             unit `label_scale` sets.
@@ -143,6 +146,7 @@ class ModelConfig:
     gen_weight: float = 1.0
     reg_weight: float = 1.0
     rnc_weight: float = 0.1
+    crps_weight: float = 0.0
     temperature: float = 2.0
     delta: float = 2.0
     label_scale: str = "std"
@@ -188,7 +192,7 @@ class ModelConfig:
         if int(self.num_cross_layers) < 0:
             raise ValueError(f"`num_cross_layers` must be >= 0, got {self.num_cross_layers!r}")
         # Checked here, not first when the loss is built after the data pass.
-        for name in ("gen_weight", "reg_weight", "rnc_weight"):
+        for name in ("gen_weight", "reg_weight", "rnc_weight", "crps_weight"):
             value = float(getattr(self, name))
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")

@@ -51,7 +51,7 @@ PLOT_FILES = {
 # History entries that are schedules, not metrics: no loss-curve panel.
 _NOT_METRICS = frozenset({"sampling_probability", "lr", "learning_rate"})
 # Panel order of the loss-curve figure; other metrics follow in history order.
-_KNOWN_METRICS = ("loss", "gen", "reg", "rnc", "mae")
+_KNOWN_METRICS = ("loss", "gen", "reg", "rnc", "crps", "mae")
 
 
 # ------------------------------------------------------------------ validation

@@ -23,6 +23,7 @@ from rq_keras.config.configs import ModelConfig, config_dict, model_config
 from rq_keras.config.seeds import sub_seed
 from rq_keras.losses.rq_reg import RQRegLoss
 from rq_keras.losses.terms import clip_labels
+from rq_keras.quantizer.tokens import ZERO_TOKEN
 
 __all__ = [
     "RQRegHeadMath",
@@ -85,10 +86,14 @@ def decoder_settings(
     }
 
 
-def loss_config(config: ModelConfig, label_std: float | None = None) -> dict[str, Any]:
+def loss_config(
+    config: ModelConfig, label_std: float | None = None, label_encoder=None
+) -> dict[str, Any]:
     """The `RQRegLoss` arguments of `config` (Eq. 16); `label_std` (the
-    codebook's `label_std`) is L_reg's unit when `config.label_scale` is
-    `"std"`."""
+    codebook's `label_std`) is L_reg's and L_crps's unit when
+    `config.label_scale` is `"std"`; `label_encoder` (a
+    `ResidualCodeEncoder`) gives L_crps its atoms (needed with
+    `config.crps_weight > 0`)."""
     scale = 1.0
     if config.label_scale == "std":
         if label_std is None or not (math.isfinite(label_std) and label_std > 0):
@@ -108,7 +113,23 @@ def loss_config(config: ModelConfig, label_std: float | None = None) -> dict[str
         "label_scale": scale,
         "cumulative_huber": config.cumulative_huber,
         "rnc_cross_replica": config.rnc_cross_replica,
+        "crps_weight": config.crps_weight,
+        **(level_one_atoms(label_encoder) if config.crps_weight > 0 else {}),
     }
+
+
+def level_one_atoms(label_encoder) -> dict[str, list]:
+    """`crps_tokens` and `crps_values` of `RQRegLoss`: level 1's vocabulary
+    ids and values (`<zero>` and 0 first when the codebook has the zero
+    code)."""
+    if label_encoder is None:
+        raise ValueError("`crps_weight > 0` needs the label encoder (level 1's atoms)")
+    centroids = [float(v) for v in label_encoder.centroids[0]]
+    start = int(label_encoder.token_offsets[0])
+    tokens = list(range(start, start + len(centroids)))
+    if label_encoder.zero_token:
+        return {"crps_tokens": [ZERO_TOKEN, *tokens], "crps_values": [0.0, *centroids]}
+    return {"crps_tokens": tokens, "crps_values": centroids}
 
 
 class RQRegHeadMath:
@@ -123,7 +144,7 @@ class RQRegHeadMath:
     """
 
     # The per-example loss terms `loss_terms` returns (Eq. 16 and its parts).
-    TERMS = ("loss", "gen", "reg", "rnc")
+    TERMS = ("loss", "gen", "reg", "rnc", "crps")
 
     def __init__(
         self,
@@ -199,7 +220,9 @@ class RQRegHeadMath:
             seed=sub_seed(config.seed, "encoder"),
             name="encoder",
         )
-        self.rq_loss = RQRegLoss(**loss_config(config, label_std), reduction="none")
+        self.rq_loss = RQRegLoss(
+            **loss_config(config, label_std, self.label_encoder), reduction="none"
+        )
         self._codebook = {
             "centroids": [list(map(float, c)) for c in self.label_encoder.centroids],
             "clip_min": clip_min,

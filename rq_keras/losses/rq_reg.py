@@ -13,6 +13,7 @@ import tf_keras as keras
 from rq_keras.layers.code_tree import expected_level_value
 from rq_keras.losses.rnc import factored_is_cheaper, rank_n_contrast, rank_n_contrast_factored
 from rq_keras.losses.terms import (
+    atom_crps,
     check_positive,
     check_weight,
     code_nll,
@@ -25,7 +26,7 @@ from rq_keras.quantizer.tokens import ZERO_TOKEN, token_offsets_for
 __all__ = ["REDUCTIONS", "TERMS", "RQRegLoss", "expected_level_values"]
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "none")
-TERMS = ("loss", "gen", "reg", "rnc")
+TERMS = ("loss", "gen", "reg", "rnc", "crps")
 
 
 def expected_level_values(
@@ -99,8 +100,12 @@ def expected_level_values(
 class RQRegLoss:
     """The RQ-Reg objective, Eq. 16, with each term reported.
 
-    `loss = gen_weight * L_gen + reg_weight * L_reg + rnc_weight * L_rnc`.
-    The terms are reported unweighted. A term whose weight is 0 is not
+    `loss = gen_weight * L_gen + reg_weight * L_reg + rnc_weight * L_rnc
+    + crps_weight * L_crps`. The terms are reported unweighted. L_crps is not
+    the paper's: the CRPS of level 1's distribution over its atoms (the zero
+    code and level 1's centroids) against the label, in `label_scale` units
+    (`atom_crps`): the served distribution's quality, which L_gen's NLL
+    judges without the codes' order. A term whose weight is 0 is not
     computed (its inputs may be absent) and is reported as zeros: the
     "w/o L_gen" and "w/o L_rnc" ablations of Table 3. "w/o f_reg" is a decoder
     switch (its `level_values` come from `expected_level_values`); the loss is
@@ -132,6 +137,12 @@ class RQRegLoss:
             each anchor with the global batch (True: the single-device loss)
             or with its replica's local batch only (False); see the module
             docstring.
+        crps_weight: weight of L_crps, >= 0 (0: not computed, reported as 0).
+        crps_tokens: the vocabulary ids of level 1's atoms (`<zero>` first
+            with the zero code, then level 1's codes); needed with
+            `crps_weight > 0`.
+        crps_values: their values (0 for `<zero>`, then level 1's
+            centroids), in the label's unit.
 
     Call args:
         outputs: dict of decoder outputs: `prediction` `(batch,)` or
@@ -148,7 +159,7 @@ class RQRegLoss:
             it L_rnc is computed from the logits (see `per_example`).
 
     Returns:
-        dict `{"loss", "gen", "reg", "rnc"}` of float32 scalars, or `(batch,)`
+        dict `{"loss", "gen", "reg", "rnc", "crps"}` of float32 scalars, or `(batch,)`
         tensors with `reduction="none"`.
     """
 
@@ -164,6 +175,9 @@ class RQRegLoss:
         cumulative_huber: bool = False,
         rnc_cross_replica: bool = True,
         label_scale: float = 1.0,
+        crps_weight: float = 0.0,
+        crps_tokens: Sequence[int] | None = None,
+        crps_values: Sequence[float] | None = None,
     ):
         self.gen_weight = check_weight("gen_weight", gen_weight)
         self.reg_weight = check_weight("reg_weight", reg_weight)
@@ -177,6 +191,21 @@ class RQRegLoss:
         self.name = str(name)
         self.cumulative_huber = bool(cumulative_huber)
         self.rnc_cross_replica = bool(rnc_cross_replica)
+        self.crps_weight = check_weight("crps_weight", crps_weight)
+        self.crps_tokens = None if crps_tokens is None else [int(t) for t in crps_tokens]
+        self.crps_values = None if crps_values is None else [float(v) for v in crps_values]
+        if self.crps_weight > 0:
+            if self.crps_tokens is None or self.crps_values is None:
+                raise ValueError("`crps_weight > 0` needs `crps_tokens` and `crps_values`")
+            if len(self.crps_tokens) != len(self.crps_values) or not self.crps_tokens:
+                raise ValueError(
+                    f"`crps_tokens` and `crps_values` must be non-empty and of one length, got "
+                    f"{len(self.crps_tokens)} and {len(self.crps_values)}"
+                )
+            if min(self.crps_tokens) < 0:
+                raise ValueError(f"`crps_tokens` must be >= 0, got {self.crps_tokens}")
+            if not all(np.isfinite(self.crps_values)):
+                raise ValueError(f"`crps_values` must be finite, got {self.crps_values}")
 
     @staticmethod
     def _get(inputs: Mapping[str, Any], key: str, where: str):
@@ -194,7 +223,7 @@ class RQRegLoss:
         """
         label = flat(self._get(targets, "label", "targets"))
         zeros = tf.zeros_like(label)
-        terms = {"gen": zeros, "reg": zeros, "rnc": zeros}
+        terms = {"gen": zeros, "reg": zeros, "rnc": zeros, "crps": zeros}
         if self.gen_weight > 0:
             terms["gen"] = code_nll(
                 self._get(targets, "tokens", "targets"), self._get(outputs, "logits", "outputs")
@@ -238,10 +267,16 @@ class RQRegLoss:
                 self.temperature,
                 cross_replica=self.rnc_cross_replica,
             )
+        if self.crps_weight > 0:
+            logits = tf.cast(self._get(outputs, "logits", "outputs"), tf.float32)
+            level_one = tf.gather(logits[:, 0], self.crps_tokens, axis=-1)
+            values = np.asarray(self.crps_values) / self.label_scale
+            terms["crps"] = atom_crps(level_one, values, label / self.label_scale)
         terms["loss"] = (
             self.gen_weight * terms["gen"]
             + self.reg_weight * terms["reg"]
             + self.rnc_weight * terms["rnc"]
+            + self.crps_weight * terms["crps"]
         )
         return terms
 
@@ -273,6 +308,9 @@ class RQRegLoss:
             "cumulative_huber": self.cumulative_huber,
             "rnc_cross_replica": self.rnc_cross_replica,
             "label_scale": self.label_scale,
+            "crps_weight": self.crps_weight,
+            "crps_tokens": self.crps_tokens,
+            "crps_values": self.crps_values,
         }
 
     @classmethod
