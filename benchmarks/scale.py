@@ -326,14 +326,27 @@ METRIC_KEYS = (
 )
 
 
-def cell_dir(work: str, name: str, head: str, share: float, seed: int) -> str:
-    return os.path.join(work, name, "cells", head, f"{share:g}", str(seed))
+def cell_dir(work: str, name: str, head: str, share: float, seed: int, variant: str = "") -> str:
+    """A cell's folder; a variant's cells (`--variant`) beside the head's own."""
+    label = f"{head}@{variant}" if variant else head
+    return os.path.join(work, name, "cells", label, f"{share:g}", str(seed))
+
+
+def head_labels(cells: list[dict]) -> list[str]:
+    """The table's rows: each head in `HEADS` order, its variants after it."""
+    labels = {c["label"] for c in cells}
+    return [
+        label
+        for head in HEADS
+        for label in sorted(labels)
+        if label == head or label.startswith(head + "@")
+    ]
 
 
 def run_cell(name: str, head: str, share: float, seed: int, args) -> None:
     """One cell in this process; writes its `cell.json` (atomically)."""
     data = prepare(name, args.work_dir, [share])
-    where = cell_dir(args.work_dir, name, head, share, seed)
+    where = cell_dir(args.work_dir, name, head, share, seed, args.variant)
     os.makedirs(where, exist_ok=True)
     if head == "lightgbm":
         cell = lightgbm_cell(data, share, seed, args)
@@ -355,6 +368,7 @@ def run_cell(name: str, head: str, share: float, seed: int, args) -> None:
     # one split (`load_cells` refuses a mix).
     cell["split"] = args.evaluate_on
     cell["overrides"] = {key: value for key, value in args.set}
+    cell["variant"] = args.variant
     cell["rows"] = data["rows"]
     tmp = os.path.join(where, "cell.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -421,10 +435,10 @@ def level_table(intro: str, cells: list[dict], key: str, columns: dict) -> list[
         "| head | seed | level | " + " | ".join(columns) + " |",
         "|---|---:|---:|" + "---:|" * len(columns),
     ]
-    for c in sorted(cells, key=lambda c: (c["head"], c["seed"])):
+    for c in sorted(cells, key=lambda c: (c["label"], c["seed"])):
         for lv in c[key]:
             text = " | ".join(cell(lv) for cell in columns.values())
-            lines.append(f"| {c['head']} | {c['seed']} | {lv['level']} | {text} |")
+            lines.append(f"| {c['label']} | {c['seed']} | {lv['level']} | {text} |")
     return [*lines, ""]
 
 
@@ -443,39 +457,41 @@ def learning_curve(group: list[dict]) -> list[str]:
     shares = sorted({c["share"] for c in group if c["head"] in CURVE_HEADS})
     if len(shares) < 2:
         return []
+    curve = [label for label in head_labels(group) if label.split("@")[0] in CURVE_HEADS]
+    ours = [label for label in curve if label.split("@")[0] == "rq_reg"]
 
-    def mean_of(head, share, path):
-        values = [_get(c, path) for c in group if c["head"] == head and c["share"] == share]
+    def mean_of(label, share, path):
+        values = [_get(c, path) for c in group if c["label"] == label and c["share"] == share]
         values = [v for v in values if v is not None]
         return (statistics.mean(values), len(values)) if values else (None, 0)
 
-    titles = [f"{h} {t}" for t, _ in CURVE_COLUMNS for h in CURVE_HEADS]
+    titles = [f"{h} {t}" for t, _ in CURVE_COLUMNS for h in curve]
+    margins_titles = [
+        f"margin {t}" + ("" if o == "rq_reg" else f" ({o})") for t, _ in CURVE_COLUMNS for o in ours
+    ]
     lines = [
         "### Learning curve",
         "",
-        "Means over the seeds that finished (n: RQ-Reg's / ZILN's / K-means's). Margin: "
+        f"Means over the seeds that finished (n: {' / '.join(curve)}). Margin: "
         "RQ-Reg minus ZILN (CRPS: ZILN minus RQ-Reg); positive means RQ-Reg ahead.",
         "",
-        "| share | n | "
-        + " | ".join(titles)
-        + " | margin "
-        + " | margin ".join(t for t, _ in CURVE_COLUMNS)
-        + " |",
-        "|---:|---|" + "---:|" * (len(titles) + len(CURVE_COLUMNS)),
+        "| share | n | " + " | ".join(titles + margins_titles) + " |",
+        "|---:|---|" + "---:|" * (len(titles) + len(margins_titles)),
     ]
     for share in shares:
         values, counts, margins = [], {}, []
         for title, path in CURVE_COLUMNS:
             per_head = {}
-            for head in CURVE_HEADS:
-                per_head[head], counts[head] = mean_of(head, share, path)
-                values.append("n/a" if per_head[head] is None else f"{per_head[head]:.4f}")
-            rq, ziln = per_head["rq_reg"], per_head["ziln"]
-            if rq is None or ziln is None:
-                margins.append("n/a")
-            else:
-                margins.append(f"{(ziln - rq) if title == 'CRPS' else (rq - ziln):+.4f}")
-        n = "/".join(str(counts[h]) for h in CURVE_HEADS)
+            for label in curve:
+                per_head[label], counts[label] = mean_of(label, share, path)
+                values.append("n/a" if per_head[label] is None else f"{per_head[label]:.4f}")
+            for label in ours:
+                rq, ziln = per_head[label], per_head.get("ziln")
+                if rq is None or ziln is None:
+                    margins.append("n/a")
+                else:
+                    margins.append(f"{(ziln - rq) if title == 'CRPS' else (rq - ziln):+.4f}")
+        n = "/".join(str(counts[h]) for h in curve)
         lines.append(f"| {share:.0%} | {n} | " + " | ".join(values + margins) + " |")
     return [*lines, ""]
 
@@ -490,21 +506,22 @@ def prefix_table(cells: list[dict]) -> list[str]:
         "`code_levels.prefix_scores`). Validation: first 10,240 rows; test: every row, "
         "the served quantile grid.",
         "",
-        "| seed | split | served CRPS | prefix CRPS | served mean Norm-Gini(+) "
+        "| head | seed | split | served CRPS | prefix CRPS | served mean Norm-Gini(+) "
         "| prefix mean Norm-Gini(+) | served mean / label | prefix mean / label |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for c in sorted(cells, key=lambda c: c["seed"]):
+    for c in sorted(cells, key=lambda c: (c["label"], c["seed"])):
         tree = next(t for t in c["tree_validation"] if t["exact_levels"] == 0)
         pre = c["prefix_validation"]
         lines.append(
-            f"| {c['seed']} | validation | {tree['crps']:.4f} | {pre['crps']:.4f} "
+            f"| {c['label']} | {c['seed']} | validation | {tree['crps']:.4f} | {pre['crps']:.4f} "
             f"| {tree['mean_gini_positive']:.4f} | {pre['mean_gini_positive']:.4f} "
             f"| {tree['mean_ratio']:.3f} | {pre['mean_ratio']:.3f} |"
         )
         pre, served = c["prefix_test"], c["served"]
         lines.append(
-            f"| {c['seed']} | test | {c['distribution']['crps']:.4f} | {pre['crps']:.4f} "
+            f"| {c['label']} | {c['seed']} | {c['split']} | {c['distribution']['crps']:.4f} "
+            f"| {pre['crps']:.4f} "
             f"| {served['normalized_gini_positive']:.4f} | {pre['mean_gini_positive']:.4f} "
             f"| {served['mean_ratio']:.3f} | {pre['mean_ratio']:.3f} |"
         )
@@ -539,15 +556,18 @@ def report(cells: list[dict], args, minutes: float) -> str:
         "P(y <= q) within it). Mean ± std over the seeds that finished (n in the table).",
         "",
     ]
-    overrides = sorted({json.dumps(c.get("overrides", {}), sort_keys=True) for c in cells})
+    overrides = sorted(
+        {(c["label"], json.dumps(c["overrides"], sort_keys=True)) for c in cells if c["overrides"]}
+    )
     if args.evaluate_on == "validation":
         lines += [
             "**Scored on the validation split** (a tuning run; the test split is not used). "
             "LightGBM stops early on this same split, so its figures here are optimistic.",
             "",
         ]
-    if overrides != ["{}"] and overrides:
-        lines += [f"Overrides of the cells: {', '.join(f'`{o}`' for o in overrides)}.", ""]
+    if overrides:
+        text = "; ".join(f"`{label}`: `{o}`" for label, o in overrides)
+        lines += [f"Rows with overrides (`--set`) of the settings above: {text}.", ""]
     by_dataset: dict[str, list[dict]] = {}
     for cell in cells:
         by_dataset.setdefault(cell["dataset"], []).append(cell)
@@ -570,8 +590,8 @@ def report(cells: list[dict], args, minutes: float) -> str:
                 "| head | n | " + " | ".join(c for c, _, _ in MAIN_COLUMNS) + " | epochs | s |",
                 "|---|---:|" + "---:|" * (len(MAIN_COLUMNS) + 2),
             ]
-            for head in HEADS:
-                runs = [c for c in group if c["head"] == head and c["share"] == share]
+            for head in head_labels(group):
+                runs = [c for c in group if c["label"] == head and c["share"] == share]
                 if not runs:
                     continue
                 cells_text = [
@@ -608,8 +628,9 @@ def report(cells: list[dict], args, minutes: float) -> str:
                     "(`exact_levels` 0) and with level 2 reading each level-1 code (1):",
                     "",
                 ]
-                for c in sorted(trees, key=lambda c: c["seed"]):
-                    lines += [f"Seed {c['seed']}:", "", *tree_table(c["tree_validation"]), ""]
+                for c in sorted(trees, key=lambda c: (c["label"], c["seed"])):
+                    title = f"{c['label']}, seed {c['seed']}:"
+                    lines += [title, "", *tree_table(c["tree_validation"]), ""]
             prefixed = [c for c in coded if c.get("prefix_test")]
             if prefixed:
                 lines += prefix_table(prefixed)
@@ -642,13 +663,27 @@ def load_cells(work: str, split: str = "test") -> list[dict]:
         if "cell.json" in files:
             with open(os.path.join(root, "cell.json"), encoding="utf-8") as f:
                 cell = json.load(f)
-            if cell.get("split", "test") != split:
+            cell.setdefault("split", "test")
+            cell.setdefault("overrides", {})
+            cell["label"] = (
+                f"{cell['head']}@{cell['variant']}" if cell.get("variant") else cell["head"]
+            )
+            if cell["split"] != split:
                 raise SystemExit(
                     f"{root}: a cell scored on {cell.get('split', 'test')!r}, not {split!r}: "
                     "tuning cells (--evaluate-on validation) need their own --work-dir"
                 )
             cells.append(cell)
-    return sorted(cells, key=lambda c: (c["dataset"], c["head"], -c["share"], c["seed"]))
+    variants: dict[str, set] = {}
+    for cell in cells:
+        variants.setdefault(cell["label"], set()).add(json.dumps(cell["overrides"], sort_keys=True))
+    mixed = {label: sorted(o) for label, o in variants.items() if len(o) > 1}
+    if mixed:
+        raise SystemExit(
+            f"{work}: cells of one row with different overrides {mixed}: give each setting "
+            "its own --variant"
+        )
+    return sorted(cells, key=lambda c: (c["dataset"], c["label"], -c["share"], c["seed"]))
 
 
 def main(argv=None) -> int:
@@ -672,6 +707,12 @@ def main(argv=None) -> int:
     )
     p.add_argument("--report-only", action="store_true", help="write the report, run nothing")
     p.add_argument(
+        "--variant",
+        default="",
+        help="a name for the cells' --set overrides: its rows are HEAD@NAME, beside the "
+        "head's own (needed with --set on the test split)",
+    )
+    p.add_argument(
         "--evaluate-on",
         choices=("test", "validation"),
         default="test",
@@ -690,6 +731,10 @@ def main(argv=None) -> int:
     from rq_keras.cli.train import parse_key_value
 
     args.set = [parse_key_value(item) for item in args.set]
+    if args.set and not args.variant and args.evaluate_on == "test":
+        p.error("--set on the test split needs --variant NAME (its cells are rows of their own)")
+    if args.variant and not args.variant.replace("_", "").replace("-", "").isalnum():
+        p.error(f"--variant must be letters, digits, - and _, got {args.variant!r}")
     heads = args.heads.split(",")
     unknown = sorted(set(heads) - set(HEADS))
     if unknown:
@@ -710,7 +755,8 @@ def main(argv=None) -> int:
                         continue
                     for seed in seeds:
                         done = os.path.join(
-                            cell_dir(args.work_dir, name, head, share, seed), "cell.json"
+                            cell_dir(args.work_dir, name, head, share, seed, args.variant),
+                            "cell.json",
                         )
                         if os.path.exists(done) and not args.fresh:
                             continue
@@ -718,6 +764,7 @@ def main(argv=None) -> int:
                         cmd += [f"{share:g}", str(seed), "--work-dir", args.work_dir]
                         cmd += ["--epochs", str(args.epochs), "--patience", str(args.patience)]
                         cmd += ["--units", str(args.units), "--evaluate-on", args.evaluate_on]
+                        cmd += ["--variant", args.variant]
                         for key, value in args.set:
                             cmd += ["--set", f"{key}={json.dumps(value)}"]
                         start = time.perf_counter()
