@@ -1,0 +1,85 @@
+"""benchmarks/scale.py's bookkeeping (no training): a work directory holds
+one split, a row (head or HEAD@variant) one setting, variants sit beside
+their head in the tables, and --set on the test split needs a variant."""
+
+import json
+import os
+import sys
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import scale  # noqa: E402
+
+
+def write_cell(work, head, seed, gini, variant="", overrides=None, split=None, share=1.0):
+    where = scale.cell_dir(str(work), "toy", head, share, seed, variant)
+    cell = {
+        "dataset": "toy",
+        "head": head,
+        "share": share,
+        "seed": seed,
+        "rows": {"train": 10, "validation": 5, "test": 5},
+        "served": {"normalized_gini_positive": gini, "spearman_positive": gini / 2},
+        "distribution": {"crps": 2.0 - gini},
+        "by_prediction": {},
+        "levels": None,
+        "epochs": 3,
+        "seconds": 1.0,
+    }
+    if variant:
+        cell["variant"] = variant
+    if overrides is not None:
+        cell["overrides"] = overrides
+    if split is not None:
+        cell["split"] = split
+    os.makedirs(where, exist_ok=True)
+    with open(os.path.join(where, "cell.json"), "w", encoding="utf-8") as f:
+        json.dump(cell, f)
+
+
+def test_variants_are_rows_beside_their_head_with_their_own_margin(tmp_path):
+    for seed in (0, 1):
+        write_cell(tmp_path, "rq_reg", seed, 0.70)  # a cell from before splits were recorded
+        write_cell(tmp_path, "ziln", seed, 0.60, split="test", overrides={})
+        write_cell(tmp_path, "rq_reg", seed, 0.75, "crps1", {"model.crps_weight": 1})
+        for share in (0.1, 0.3):
+            write_cell(tmp_path, "rq_reg", seed, 0.5, share=share)
+            write_cell(tmp_path, "ziln", seed, 0.4, share=share)
+            write_cell(
+                tmp_path, "rq_reg", seed, 0.6, "crps1", {"model.crps_weight": 1}, share=share
+            )
+    cells = scale.load_cells(str(tmp_path))
+    assert scale.head_labels(cells) == ["rq_reg", "rq_reg@crps1", "ziln"]
+    curve = "\n".join(scale.learning_curve(cells))
+    assert "margin Norm-Gini(+) (rq_reg@crps1)" in curve
+    row = next(line for line in curve.splitlines() if line.startswith("| 100% |"))
+    # rq_reg minus ZILN: +0.1000; the variant: +0.1500 (Norm-Gini(+) margins)
+    assert "+0.1000" in row and "+0.1500" in row
+    with pytest.raises(SystemExit, match="scored on 'test', not 'validation'"):
+        scale.load_cells(str(tmp_path), "validation")
+
+
+def test_a_row_with_two_settings_is_refused(tmp_path):
+    write_cell(tmp_path, "rq_reg", 0, 0.7, "crps", {"model.crps_weight": 1})
+    write_cell(tmp_path, "rq_reg", 1, 0.7, "crps", {"model.crps_weight": 10})
+    with pytest.raises(SystemExit, match="different overrides.*its own --variant"):
+        scale.load_cells(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "model.crps_weight=1"], "--set on the test split needs --variant NAME"),
+        (["--variant", "a/b", "--set", "model.crps_weight=1"], "--variant must be letters"),
+    ],
+)
+def test_overrides_on_the_test_split_need_a_variant_name(argv, message, capsys, monkeypatch):
+    # main() sets two TF variables by setdefault; the test's are restored after.
+    for key in ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS"):
+        monkeypatch.setenv(key, os.environ.get(key, "1"))
+    with pytest.raises(SystemExit):
+        scale.main([*argv, "--report-only", "--work-dir", "/nonexistent"])
+    assert message in capsys.readouterr().err
