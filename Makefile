@@ -14,7 +14,7 @@ DEMO_EPOCHS ?= 20
 # TensorFlow's C++ start-up chatter (CUDA plugins on a CPU host) off.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup test test-fast test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-roofline bench-optimizer bench-train-scaling bench-serving bench-profile bench-quality bench-scale bench-tune bench-code-learning bench-discretization bench-keras-versions specs clean
+.PHONY: setup test test-fast test-compat lint demo bench-setup bench-quantizer bench-input bench-metrics bench-train-step bench-roofline bench-optimizer bench-train-scaling bench-serving bench-profile bench-quality bench-scale bench-scale-tune bench-tune bench-code-learning bench-discretization bench-keras-versions specs clean
 
 setup: $(STAMP)
 
@@ -126,6 +126,12 @@ bench-quality: setup
 # curve and distribution scores; resumable per cell (benchmarks/work/scale).
 bench-scale: bench-setup
 	$(PY) benchmarks/scale.py
+
+# Issue 29: five trials a head on validation (10% of the rows), the choice in
+# results/scale_tuned.json, then the chosen settings on test (3 seeds, 100%).
+bench-scale-tune: bench-setup
+	$(PY) benchmarks/scale_tuning.py --run
+	$(PY) benchmarks/scale.py --tuned benchmarks/results/scale_tuned.json --fractions 1
 
 # Issue 30: the RQ-Reg head's CDNOW test figures through Keras 2 (train.py) and
 # Keras 3 (examples/keras_rs_cdnow.py), 3 seeds each; resumable per cell.

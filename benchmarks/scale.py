@@ -559,7 +559,11 @@ def report(cells: list[dict], args, minutes: float) -> str:
         "",
     ]
     overrides = sorted(
-        {(c["label"], json.dumps(c["overrides"], sort_keys=True)) for c in cells if c["overrides"]}
+        {
+            (c["dataset"], c["label"], json.dumps(c["overrides"], sort_keys=True))
+            for c in cells
+            if c["overrides"]
+        }
     )
     if args.evaluate_on == "validation":
         lines += [
@@ -568,7 +572,7 @@ def report(cells: list[dict], args, minutes: float) -> str:
             "",
         ]
     if overrides:
-        text = "; ".join(f"`{label}`: `{o}`" for label, o in overrides)
+        text = "; ".join(f"{name} `{label}`: `{o}`" for name, label, o in overrides)
         lines += [f"Rows with overrides (`--set`) of the settings above: {text}.", ""]
     by_dataset: dict[str, list[dict]] = {}
     for cell in cells:
@@ -676,10 +680,11 @@ def load_cells(work: str, split: str = "test") -> list[dict]:
                     "tuning cells (--evaluate-on validation) need their own --work-dir"
                 )
             cells.append(cell)
-    variants: dict[str, set] = {}
+    variants: dict[tuple, set] = {}
     for cell in cells:
-        variants.setdefault(cell["label"], set()).add(json.dumps(cell["overrides"], sort_keys=True))
-    mixed = {label: sorted(o) for label, o in variants.items() if len(o) > 1}
+        row = (cell["dataset"], cell["label"])
+        variants.setdefault(row, set()).add(json.dumps(cell["overrides"], sort_keys=True))
+    mixed = {" ".join(row): sorted(o) for row, o in variants.items() if len(o) > 1}
     if mixed:
         raise SystemExit(
             f"{work}: cells of one row with different overrides {mixed}: give each setting "
@@ -709,6 +714,13 @@ def main(argv=None) -> int:
     )
     p.add_argument("--report-only", action="store_true", help="write the report, run nothing")
     p.add_argument(
+        "--tuned",
+        metavar="JSON",
+        help="each head's overrides chosen on validation (benchmarks/scale_tuning.py's "
+        "scale_tuned.json): cells of the variant `tuned`; heads whose choice was the "
+        "untuned setting are not run again",
+    )
+    p.add_argument(
         "--variant",
         default="",
         help="a name for the cells' --set overrides: its rows are HEAD@NAME, beside the "
@@ -733,6 +745,15 @@ def main(argv=None) -> int:
     from rq_keras.cli.train import parse_key_value
 
     args.set = [parse_key_value(item) for item in args.set]
+    tuned = None
+    if args.tuned:
+        if args.set or args.variant:
+            p.error(
+                "--tuned sets each head's overrides and the variant `tuned`: no --set/--variant"
+            )
+        with open(args.tuned, encoding="utf-8") as f:
+            tuned = json.load(f)
+        args.variant = "tuned"
     if args.set and not args.variant and args.evaluate_on == "test":
         p.error("--set on the test split needs --variant NAME (its cells are rows of their own)")
     if args.variant and not args.variant.replace("_", "").replace("-", "").isalnum():
@@ -755,6 +776,18 @@ def main(argv=None) -> int:
                     seeds = [0] if head == "rule" else [int(s) for s in args.seeds.split(",")]
                     if head == "rule" and name not in RULES:
                         continue
+                    overrides = list(args.set)
+                    if tuned is not None:
+                        if head not in tuned.get(name, {}):
+                            print(f"{name} {head}: not in {args.tuned}, skipped", flush=True)
+                            continue
+                        overrides = list(tuned[name][head].items())
+                        if not overrides:
+                            print(
+                                f"{name} {head}: the untuned setting was chosen (its own row)",
+                                flush=True,
+                            )
+                            continue
                     for seed in seeds:
                         done = os.path.join(
                             cell_dir(args.work_dir, name, head, share, seed, args.variant),
@@ -767,7 +800,7 @@ def main(argv=None) -> int:
                         cmd += ["--epochs", str(args.epochs), "--patience", str(args.patience)]
                         cmd += ["--units", str(args.units), "--evaluate-on", args.evaluate_on]
                         cmd += ["--variant", args.variant]
-                        for key, value in args.set:
+                        for key, value in overrides:
                             cmd += ["--set", f"{key}={json.dumps(value)}"]
                         start = time.perf_counter()
                         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

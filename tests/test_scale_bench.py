@@ -22,7 +22,12 @@ def write_cell(work, head, seed, gini, variant="", overrides=None, split=None, s
         "share": share,
         "seed": seed,
         "rows": {"train": 10, "validation": 5, "test": 5},
-        "served": {"normalized_gini_positive": gini, "spearman_positive": gini / 2},
+        "served": {
+            "normalized_gini_positive": gini,
+            "spearman_positive": gini / 2,
+            "mae": 1.0,
+            "mean_ratio": 1.0,
+        },
         "distribution": {"crps": 2.0 - gini},
         "by_prediction": {},
         "levels": None,
@@ -83,3 +88,22 @@ def test_overrides_on_the_test_split_need_a_variant_name(argv, message, capsys, 
     with pytest.raises(SystemExit):
         scale.main([*argv, "--report-only", "--work-dir", "/nonexistent"])
     assert message in capsys.readouterr().err
+
+
+def test_tuning_chooses_each_heads_best_validation_trial(tmp_path):
+    import scale_tuning
+
+    for trial, overrides, gini in (("w0", {}, 0.70), ("wlr", {"learning_rate": 3e-4}, 0.72)):
+        write_cell(tmp_path / trial, "ziln", 0, gini, overrides=overrides, split="validation")
+        write_cell(tmp_path / trial, "rq_reg", 0, 0.8 - gini / 10, overrides=overrides,
+                   split="validation")  # fmt: skip
+    cells = scale_tuning.trials(str(tmp_path))
+    best = scale_tuning.choose(cells)
+    assert best[("toy", 1.0, "ziln")]["overrides"] == {"learning_rate": 3e-4}
+    assert best[("toy", 1.0, "rq_reg")]["overrides"] == {}
+    text = scale_tuning.report(cells, best, [])
+    assert '| ziln | 2 | `{"learning_rate": 0.0003}` | 0.7200 |' in text
+    # A test-split cell among the trials is refused: the test split is never read.
+    write_cell(tmp_path / "wbad", "mse", 0, 0.5, overrides={})
+    with pytest.raises(SystemExit, match="scored on 'test', not 'validation'"):
+        scale_tuning.trials(str(tmp_path))

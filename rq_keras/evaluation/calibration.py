@@ -216,7 +216,7 @@ def _history_series(history: Any) -> list[tuple[str, np.ndarray | None, np.ndarr
     Values become float64 arrays with NaN in place of non-finite entries (and of
     None), so they plot as gaps. Schedules (`sampling_probability`, `lr`,
     `learning_rate`) get no panel. The known metrics come first, in the order
-    `loss`, `gen`, `reg`, `rnc`, `mae`; the others follow in history order.
+    `loss`, `gen`, `reg`, `rnc`, `crps`, `mae`; the others follow in history order.
 
     Raises:
         ValueError: `history` is not a mapping, or a value is not numeric.
@@ -264,7 +264,7 @@ def write_plots(
     * `gain.png`: cumulative-gain curves of the model, the perfect ranking and
       a random one (:func:`cumulative_gain`), the normalized Gini in the legend.
     * `loss_curves.png`: one panel per metric of `history` (the known ones,
-      `loss`, `gen`, `reg`, `rnc`, `mae`, first), training and `val_` curves
+      `loss`, `gen`, `reg`, `rnc`, `crps`, `mae`, first), training and `val_` curves
       together against the 1-based epoch; `sampling_probability`, `lr` and
       `learning_rate` are left out. NaN and infinite values are gaps; an empty
       or None history gives a figure that says "no history". The best epoch

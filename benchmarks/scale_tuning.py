@@ -1,0 +1,160 @@
+"""Each head's setting for `scale.py`'s test cells, chosen on VALIDATION
+(issue 29, item 5: the same tuning budget for every head).
+
+    python benchmarks/scale_tuning.py --run        # or: make bench-scale-tune
+    python benchmarks/scale.py --tuned benchmarks/results/scale_tuned.json \
+        --datasets complete_journey --fractions 1    # the chosen settings on test
+
+The trials (`TRIALS`) are `scale.py --evaluate-on validation` cells, one work
+directory per setting below `--work-dir` (`w0` untuned, `wlr3e-4` with
+`--set learning_rate=0.0003`, ...), at 10% of the training rows, seed 0;
+`--run` runs the missing ones (resumable, as scale.py's cells), then the
+choice is made from every finished trial. Every head has five: the coded
+heads (RQ-Reg, K-means L = 1) three learning rates and two weights of
+L_crps, the others five learning rates. Every cell there must be scored on
+validation (the test split is never read). Per dataset, share of the
+training rows and head, the chosen trial has the highest Norm-Gini(+) of the
+served prediction (the ranking the issue's goals are about; ties to the
+lower MAE), as `benchmarks/tune.py` chooses. Writes
+`benchmarks/results/quality_scale_tuning.md` (every trial, the choice marked,
+how many trials each head had) and `benchmarks/results/scale_tuned.json`
+(`{dataset: {head: {override: value}}}`, `{}` where the untuned setting won;
+with trials at several shares, the largest share's choice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from _machine import write_results
+from scale import HERE, load_cells
+
+RESULTS = os.path.join(HERE, "results")
+CODED = ("rq_reg", "kmeans")
+OTHERS = ("ziln", "optdist", "mse")
+# trial directory -> (overrides, heads): five trials a head.
+TRIALS = {
+    "w0": ({}, CODED + OTHERS),
+    "wlr3e-4": ({"learning_rate": 3e-4}, CODED + OTHERS),
+    "wlr3e-3": ({"learning_rate": 3e-3}, CODED + OTHERS),
+    "w1": ({"model.crps_weight": 1}, CODED),
+    "w10": ({"model.crps_weight": 10}, CODED),
+    "wlr1e-4": ({"learning_rate": 1e-4}, OTHERS),
+    "wlr1e-2": ({"learning_rate": 1e-2}, OTHERS),
+}
+SHARE = 0.1
+
+
+def run_trials(work: str, datasets: list[str]) -> None:
+    """Every trial of `TRIALS` not finished yet, through scale.py."""
+    script = os.path.join(HERE, "scale.py")
+    for name in datasets:
+        for trial, (overrides, heads) in TRIALS.items():
+            cmd = [sys.executable, script, "--evaluate-on", "validation", "--datasets", name]
+            cmd += ["--heads", ",".join(heads), "--fractions", f"{SHARE:g}", "--seeds", "0"]
+            cmd += ["--work-dir", os.path.join(work, trial)]
+            cmd += ["--output", os.path.join(work, f"{trial}.md")]
+            for key, value in overrides.items():
+                cmd += ["--set", f"{key}={json.dumps(value)}"]
+            print(" ".join(cmd[1:]), flush=True)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def trials(work: str) -> list[dict]:
+    """Every validation cell of every trial directory directly below `work`."""
+    cells = []
+    for name in sorted(os.listdir(work)):
+        where = os.path.join(work, name)
+        if os.path.isdir(where):
+            for cell in load_cells(where, "validation"):
+                cell["trial"] = name
+                cells.append(cell)
+    return cells
+
+
+def choose(cells: list[dict]) -> dict:
+    """`{(dataset, share, head): best cell}` (highest Norm-Gini(+), then lower MAE)."""
+    best: dict[tuple, dict] = {}
+    for cell in cells:
+        key = (cell["dataset"], cell["share"], cell["head"])
+        served = cell["served"]
+        score = (served["normalized_gini_positive"], -served["mae"])
+        if key not in best or score > best[key]["_score"]:
+            best[key] = {**cell, "_score": score}
+    return best
+
+
+def report(cells: list[dict], best: dict, argv: list[str]) -> str:
+    lines = [
+        "# Tuning for the scale benchmark on validation (issue 29)",
+        "",
+        f"Command: `python benchmarks/scale_tuning.py {' '.join(argv)}`.".replace("  ", " "),
+        "Every trial is a `python benchmarks/scale.py --evaluate-on validation` cell (one seed, "
+        "seed 0) with the overrides in its row; the chosen one per head (`*`) has the highest "
+        "Norm-Gini(+) of the served prediction on the validation split (ties: lower MAE). "
+        "The test split is not read.",
+        "",
+    ]
+    for dataset in sorted({c["dataset"] for c in cells}):
+        for share in sorted({c["share"] for c in cells if c["dataset"] == dataset}):
+            group = [c for c in cells if c["dataset"] == dataset and c["share"] == share]
+            lines += [
+                f"## {dataset}, {share:.0%} of the training rows",
+                "",
+                "| head | trials | overrides | Norm-Gini(+) | Spearman(+) | MAE | CRPS "
+                "| mean pred / label | epochs | chosen |",
+                "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+            ]
+            heads = sorted({c["head"] for c in group})
+            for head in heads:
+                rows = [c for c in group if c["head"] == head]
+                chosen = best[(dataset, share, head)]
+                for c in sorted(rows, key=lambda c: json.dumps(c["overrides"], sort_keys=True)):
+                    s = c["served"]
+                    crps = c.get("distribution", {}).get("crps")
+                    lines.append(
+                        f"| {head} | {len(rows)} | `{json.dumps(c['overrides'], sort_keys=True)}` "
+                        f"| {s['normalized_gini_positive']:.4f} | {s['spearman_positive']:.4f} "
+                        f"| {s['mae']:.3f} | {'n/a' if crps is None else f'{crps:.4f}'} "
+                        f"| {s['mean_ratio']:.3f} | {c['epochs']} "
+                        f"| {'*' if c['trial'] == chosen['trial'] else ''} |"
+                    )
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--work-dir", default=os.path.join(HERE, "work", "scale_tune"))
+    p.add_argument("--output", default=os.path.join(RESULTS, "quality_scale_tuning.md"))
+    p.add_argument("--json", default=os.path.join(RESULTS, "scale_tuned.json"))
+    p.add_argument("--run", action="store_true", help="run the missing trials first")
+    p.add_argument("--datasets", default="complete_journey,nycflights")
+    args = p.parse_args(argv)
+    if args.run:
+        run_trials(args.work_dir, args.datasets.split(","))
+    cells = trials(args.work_dir)
+    if not cells:
+        p.error(f"no finished validation cells below {args.work_dir}")
+    best = choose(cells)
+    text = report(cells, best, argv)
+    print(text)
+    write_results(args.output, text)
+    chosen: dict[str, dict] = {}
+    for (dataset, _, head), cell in sorted(best.items()):
+        chosen.setdefault(dataset, {})[head] = cell["overrides"]
+    tmp = args.json + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(chosen, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
