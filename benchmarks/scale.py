@@ -326,10 +326,14 @@ METRIC_KEYS = (
 )
 
 
+def row_label(head: str, variant: str = "") -> str:
+    """A table row's name and its cells' folder: the head, or `HEAD@VARIANT`."""
+    return f"{head}@{variant}" if variant else head
+
+
 def cell_dir(work: str, name: str, head: str, share: float, seed: int, variant: str = "") -> str:
     """A cell's folder; a variant's cells (`--variant`) beside the head's own."""
-    label = f"{head}@{variant}" if variant else head
-    return os.path.join(work, name, "cells", label, f"{share:g}", str(seed))
+    return os.path.join(work, name, "cells", row_label(head, variant), f"{share:g}", str(seed))
 
 
 def head_labels(cells: list[dict]) -> list[str]:
@@ -367,7 +371,7 @@ def run_cell(name: str, head: str, share: float, seed: int, args) -> None:
     # What the cell was scored on and its overrides: a work directory holds
     # one split (`load_cells` refuses a mix).
     cell["split"] = args.evaluate_on
-    cell["overrides"] = {key: value for key, value in args.set}
+    cell["overrides"] = dict(args.set)
     cell["variant"] = args.variant
     cell["rows"] = data["rows"]
     tmp = os.path.join(where, "cell.json.tmp")
@@ -671,9 +675,7 @@ def load_cells(work: str, split: str = "test") -> list[dict]:
                 cell = json.load(f)
             cell.setdefault("split", "test")
             cell.setdefault("overrides", {})
-            cell["label"] = (
-                f"{cell['head']}@{cell['variant']}" if cell.get("variant") else cell["head"]
-            )
+            cell["label"] = row_label(cell["head"], cell.get("variant", ""))
             if cell["split"] != split:
                 raise SystemExit(
                     f"{root}: a cell scored on {cell.get('split', 'test')!r}, not {split!r}: "

@@ -32,6 +32,7 @@ import sys
 
 from _machine import write_results
 from scale import HERE, load_cells
+from tune import best
 
 RESULTS = os.path.join(HERE, "results")
 CODED = ("rq_reg", "kmeans")
@@ -77,22 +78,23 @@ def trials(work: str) -> list[dict]:
 
 
 def choose(cells: list[dict]) -> dict:
-    """`{(dataset, share, head): best cell}` (highest Norm-Gini(+), then lower MAE)."""
-    best: dict[tuple, dict] = {}
+    """`{(dataset, share, head): best cell}`, by `tune.best` on the served
+    scores (highest Norm-Gini(+), then lower MAE)."""
+    groups: dict[tuple, list[dict]] = {}
     for cell in cells:
-        key = (cell["dataset"], cell["share"], cell["head"])
-        served = cell["served"]
-        score = (served["normalized_gini_positive"], -served["mae"])
-        if key not in best or score > best[key]["_score"]:
-            best[key] = {**cell, "_score": score}
-    return best
+        groups.setdefault((cell["dataset"], cell["share"], cell["head"]), []).append(cell)
+    chosen = {}
+    for key, group in groups.items():
+        winner = best([cell["served"] for cell in group])
+        chosen[key] = next(cell for cell in group if cell["served"] is winner)
+    return chosen
 
 
-def report(cells: list[dict], best: dict, argv: list[str]) -> str:
+def report(cells: list[dict], chosen_cells: dict, argv: list[str]) -> str:
     lines = [
         "# Tuning for the scale benchmark on validation (issue 29)",
         "",
-        f"Command: `python benchmarks/scale_tuning.py {' '.join(argv)}`.".replace("  ", " "),
+        f"Command: `{' '.join(['python benchmarks/scale_tuning.py', *argv])}`.",
         "Every trial is a `python benchmarks/scale.py --evaluate-on validation` cell (one seed, "
         "seed 0) with the overrides in its row; the chosen one per head (`*`) has the highest "
         "Norm-Gini(+) of the served prediction on the validation split (ties: lower MAE). "
@@ -112,7 +114,7 @@ def report(cells: list[dict], best: dict, argv: list[str]) -> str:
             heads = sorted({c["head"] for c in group})
             for head in heads:
                 rows = [c for c in group if c["head"] == head]
-                chosen = best[(dataset, share, head)]
+                chosen = chosen_cells[(dataset, share, head)]
                 for c in sorted(rows, key=lambda c: json.dumps(c["overrides"], sort_keys=True)):
                     s = c["served"]
                     crps = c.get("distribution", {}).get("crps")
@@ -141,12 +143,12 @@ def main(argv=None) -> int:
     cells = trials(args.work_dir)
     if not cells:
         p.error(f"no finished validation cells below {args.work_dir}")
-    best = choose(cells)
-    text = report(cells, best, argv)
+    chosen_cells = choose(cells)
+    text = report(cells, chosen_cells, argv)
     print(text)
     write_results(args.output, text)
     chosen: dict[str, dict] = {}
-    for (dataset, _, head), cell in sorted(best.items()):
+    for (dataset, _, head), cell in sorted(chosen_cells.items()):
         chosen.setdefault(dataset, {})[head] = cell["overrides"]
     tmp = args.json + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
