@@ -6,13 +6,17 @@ learning curve and the predictive distributions scored (issue 29).
         --fractions 1 --seeds 0                      # one part of the table
 
 Every cell (dataset, head, share of the training rows, seed) trains in its
-own process and writes `cell.json` into `--work-dir` when it finishes; a
-cell whose `cell.json` exists is read, not run again, so the table can be
-finished in parts (an interrupted run loses its one unfinished cell; `--fresh`
-runs everything again). The report is written from every finished cell.
-RQ-Reg and K-means cells also keep their trained run in `run/` (the model
-and the files that load it), so the served distribution can be studied
-again without training.
+own process and, when it finishes, writes its figures as one JSON file into
+`--cells-dir` (`benchmarks/results/scale_cells/DATASET/ROW/SHARE/seedS.json`,
+committed with the results: a fresh checkout keeps every finished cell); a
+cell whose file exists is read, not run again, so the table can be finished
+in parts, across sessions and machines (an interrupted run loses its one
+unfinished cell; `--fresh` runs everything again). The report is written
+from every cell there. `--work-dir` (not committed) holds the prepared
+splits, rebuilt from the raw data when missing (`--data-dir` to keep them
+elsewhere), and the RQ-Reg and K-means cells' trained runs
+(`DATASET/cells/ROW/SHARE/SEED/run/`: the model and the files that load it),
+so the served distribution can be studied again without training.
 
 Splits: the dataset's own recipe (seed 0), whole: no row is dropped from
 validation or test. The learning curve trains on the first 10% / 30% /
@@ -27,8 +31,8 @@ runs with the same settings (`--units`, epochs, early stopping on its
 validation monitor, learning rate 1e-3 for the networks); none is tuned
 per head here, which is the same budget for each: zero.
 
-Scores (the test split; `--evaluate-on validation` for tuning runs, in their own
-`--work-dir`): the served prediction's ranking and total (as
+Scores (the test split; `--evaluate-on validation` for tuning runs, with their
+own `--cells-dir` and `--work-dir`): the served prediction's ranking and total (as
 `rq_keras.evaluation.metrics.evaluate`), E[y | y > 0] where a head has one,
 and from each head's predictive quantiles on a grid of levels: CRPS,
 pinball loss at 0.1 / 0.5 / 0.9 and the atom-aware quantile calibration
@@ -52,6 +56,7 @@ from _machine import cpu_model, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+WORK = os.path.join(HERE, "work", "scale")  # prepared splits and kept runs
 NETWORK_HEADS = ("rq_reg", "kmeans", "ziln", "optdist", "mse")
 HEADS = (*NETWORK_HEADS, "lightgbm", "rule")
 # The domain rule a practitioner tries first, a feature used as the prediction:
@@ -332,8 +337,14 @@ def row_label(head: str, variant: str = "") -> str:
 
 
 def cell_dir(work: str, name: str, head: str, share: float, seed: int, variant: str = "") -> str:
-    """A cell's folder; a variant's cells (`--variant`) beside the head's own."""
+    """A cell's folder in the work directory (its kept run); a variant's
+    cells (`--variant`) beside the head's own."""
     return os.path.join(work, name, "cells", row_label(head, variant), f"{share:g}", str(seed))
+
+
+def cell_file(cells: str, name: str, head: str, share: float, seed: int, variant: str = "") -> str:
+    """A finished cell's figures in the cells directory (committed)."""
+    return os.path.join(cells, name, row_label(head, variant), f"{share:g}", f"seed{seed}.json")
 
 
 def head_labels(cells: list[dict]) -> list[str]:
@@ -348,8 +359,8 @@ def head_labels(cells: list[dict]) -> list[str]:
 
 
 def run_cell(name: str, head: str, share: float, seed: int, args) -> None:
-    """One cell in this process; writes its `cell.json` (atomically)."""
-    data = prepare(name, args.work_dir, [share])
+    """One cell in this process; writes its figures to `cell_file` (atomically)."""
+    data = prepare(name, args.data_dir, [share])
     where = cell_dir(args.work_dir, name, head, share, seed, args.variant)
     os.makedirs(where, exist_ok=True)
     if head == "lightgbm":
@@ -366,7 +377,7 @@ def run_cell(name: str, head: str, share: float, seed: int, args) -> None:
             for part in ("checkpoints", "backup", "logs", "data"):
                 shutil.rmtree(os.path.join(run, part), ignore_errors=True)
         else:
-            shutil.rmtree(run, ignore_errors=True)  # the figures are in cell.json
+            shutil.rmtree(run, ignore_errors=True)  # the figures are in its cell file
     cell.update({"dataset": name, "head": head, "share": share, "seed": seed})
     # What the cell was scored on and its overrides: a work directory holds
     # one split (`load_cells` refuses a mix).
@@ -374,10 +385,13 @@ def run_cell(name: str, head: str, share: float, seed: int, args) -> None:
     cell["overrides"] = dict(args.set)
     cell["variant"] = args.variant
     cell["rows"] = data["rows"]
-    tmp = os.path.join(where, "cell.json.tmp")
+    done = cell_file(args.cells_dir, name, head, share, seed, args.variant)
+    os.makedirs(os.path.dirname(done), exist_ok=True)
+    tmp = done + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(cell, f, indent=1)
-    os.replace(tmp, os.path.join(where, "cell.json"))
+        json.dump(cell, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, done)
 
 
 # ----------------------------------------------------------------- report
@@ -425,7 +439,7 @@ MAIN_COLUMNS = (
 
 
 def work_dir_text(path: str) -> str:
-    """The work directory relative to the repository when inside it."""
+    """A directory relative to the repository when inside it."""
     relative = os.path.relpath(path, REPO)
     return path if relative.startswith("..") else relative
 
@@ -543,8 +557,8 @@ def report(cells: list[dict], args, minutes: float) -> str:
             if args.report_only
             else f"this invocation {minutes:.0f} minutes). The "
         )
-        + "table is written from every finished cell in the work directory "
-        f"(`{work_dir_text(args.work_dir)}`): each cell is "
+        + "table is written from every finished cell in "
+        f"`{work_dir_text(args.cells_dir)}` (one JSON file a cell, committed): each cell is "
         "`python benchmarks/scale.py --datasets D --heads H --fractions F --seeds S` with the "
         "settings below, whichever invocation ran it; its own time is in the `s` column. "
         f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), no GPU.",
@@ -665,21 +679,23 @@ def report(cells: list[dict], args, minutes: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_cells(work: str, split: str = "test") -> list[dict]:
-    """Every finished cell under `work`; each must have been scored on
-    `split` (a cell written before cells recorded it was scored on test)."""
+def load_cells(cells_dir: str, split: str = "test") -> list[dict]:
+    """Every finished cell under `cells_dir` (its `*.json` files); each must
+    have been scored on `split` (a cell written before cells recorded it was
+    scored on test)."""
     cells = []
-    for root, _, files in os.walk(work):
-        if "cell.json" in files:
-            with open(os.path.join(root, "cell.json"), encoding="utf-8") as f:
+    for root, _, files in os.walk(cells_dir):
+        for name in sorted(f for f in files if f.endswith(".json")):
+            with open(os.path.join(root, name), encoding="utf-8") as f:
                 cell = json.load(f)
             cell.setdefault("split", "test")
             cell.setdefault("overrides", {})
             cell["label"] = row_label(cell["head"], cell.get("variant", ""))
             if cell["split"] != split:
                 raise SystemExit(
-                    f"{root}: a cell scored on {cell.get('split', 'test')!r}, not {split!r}: "
-                    "tuning cells (--evaluate-on validation) need their own --work-dir"
+                    f"{os.path.join(root, name)}: a cell scored on {cell['split']!r}, not "
+                    f"{split!r}: tuning cells (--evaluate-on validation) need their own "
+                    "--cells-dir"
                 )
             cells.append(cell)
     variants: dict[tuple, set] = {}
@@ -689,7 +705,7 @@ def load_cells(work: str, split: str = "test") -> list[dict]:
     mixed = {" ".join(row): sorted(o) for row, o in variants.items() if len(o) > 1}
     if mixed:
         raise SystemExit(
-            f"{work}: cells of one row with different overrides {mixed}: give each setting "
+            f"{cells_dir}: cells of one row with different overrides {mixed}: give each setting "
             "its own --variant"
         )
     return sorted(cells, key=lambda c: (c["dataset"], c["label"], -c["share"], c["seed"]))
@@ -705,7 +721,20 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--units", type=int, default=128)
-    p.add_argument("--work-dir", default=os.path.join(HERE, "work", "scale"))
+    p.add_argument(
+        "--work-dir",
+        default=WORK,
+        help="prepared splits and kept runs (not committed)",
+    )
+    p.add_argument(
+        "--data-dir",
+        help="where the prepared splits are (DATASET/data/; default: --work-dir)",
+    )
+    p.add_argument(
+        "--cells-dir",
+        default=os.path.join(HERE, "results", "scale_cells"),
+        help="every finished cell's figures, one JSON file each (committed)",
+    )
     p.add_argument("--fresh", action="store_true", help="run finished cells again")
     p.add_argument(
         "--set",
@@ -732,7 +761,8 @@ def main(argv=None) -> int:
         "--evaluate-on",
         choices=("test", "validation"),
         default="test",
-        help="the split every cell is scored on (validation: a tuning run, its own --work-dir)",
+        help="the split every cell is scored on (validation: a tuning run, with its own "
+        "--cells-dir and --work-dir)",
     )
     p.add_argument(
         "--one", nargs=4, metavar=("DATASET", "HEAD", "SHARE", "SEED"), help=argparse.SUPPRESS
@@ -741,6 +771,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.argv = [a for a in argv if a != "--fresh"]
     args.work_dir = os.path.abspath(args.work_dir)
+    args.cells_dir = os.path.abspath(args.cells_dir)
+    args.data_dir = os.path.abspath(args.data_dir or args.work_dir)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     sys.path.insert(0, REPO)
@@ -772,7 +804,7 @@ def main(argv=None) -> int:
     fractions = [float(f) for f in args.fractions.split(",")]
     if not args.report_only:
         for name in args.datasets.split(","):
-            prepare(name, args.work_dir, fractions)
+            prepare(name, args.data_dir, fractions)
             for share in fractions:
                 for head in heads:
                     seeds = [0] if head == "rule" else [int(s) for s in args.seeds.split(",")]
@@ -791,14 +823,12 @@ def main(argv=None) -> int:
                             )
                             continue
                     for seed in seeds:
-                        done = os.path.join(
-                            cell_dir(args.work_dir, name, head, share, seed, args.variant),
-                            "cell.json",
-                        )
+                        done = cell_file(args.cells_dir, name, head, share, seed, args.variant)
                         if os.path.exists(done) and not args.fresh:
                             continue
                         cmd = [sys.executable, os.path.abspath(__file__), "--one", name, head]
                         cmd += [f"{share:g}", str(seed), "--work-dir", args.work_dir]
+                        cmd += ["--cells-dir", args.cells_dir, "--data-dir", args.data_dir]
                         cmd += ["--epochs", str(args.epochs), "--patience", str(args.patience)]
                         cmd += ["--units", str(args.units), "--evaluate-on", args.evaluate_on]
                         cmd += ["--variant", args.variant]
@@ -825,7 +855,7 @@ def main(argv=None) -> int:
                             flush=True,
                         )
     minutes = (time.perf_counter() - started) / 60
-    text = report(load_cells(args.work_dir, args.evaluate_on), args, minutes)
+    text = report(load_cells(args.cells_dir, args.evaluate_on), args, minutes)
     print(text)
     write_results(args.output, text)
     return 0

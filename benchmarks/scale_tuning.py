@@ -5,10 +5,11 @@
     python benchmarks/scale.py --tuned benchmarks/results/scale_tuned.json \
         --datasets complete_journey --fractions 1    # the chosen settings on test
 
-The trials (`TRIALS`) are `scale.py --evaluate-on validation` cells, one work
-directory per setting below `--work-dir` (`w0` untuned, `wlr3e-4` with
-`--set learning_rate=0.0003`, ...), at 10% of the training rows, seed 0;
-`--run` runs the missing ones (resumable, as scale.py's cells), then the
+The trials (`TRIALS`) are `scale.py --evaluate-on validation` cells, one
+directory per setting below `--cells-dir` (`w0` untuned, `wlr3e-4` with
+`--set learning_rate=0.0003`, ...; committed, as scale.py's cells) and below
+`--work-dir` (its kept runs; the splits are scale.py's), at 10% of the
+training rows, seed 0; `--run` runs the missing ones (resumable), then the
 choice is made from every finished trial. Every head has five: the coded
 heads (RQ-Reg, K-means L = 1) three learning rates and two weights of
 L_crps, the others five learning rates. Every cell there must be scored on
@@ -31,7 +32,7 @@ import subprocess
 import sys
 
 from _machine import write_results
-from scale import HERE, load_cells
+from scale import HERE, WORK, load_cells
 from tune import best
 
 RESULTS = os.path.join(HERE, "results")
@@ -50,14 +51,15 @@ TRIALS = {
 SHARE = 0.1
 
 
-def run_trials(work: str, datasets: list[str]) -> None:
+def run_trials(work: str, cells_dir: str, datasets: list[str]) -> None:
     """Every trial of `TRIALS` not finished yet, through scale.py."""
     script = os.path.join(HERE, "scale.py")
     for name in datasets:
         for trial, (overrides, heads) in TRIALS.items():
             cmd = [sys.executable, script, "--evaluate-on", "validation", "--datasets", name]
             cmd += ["--heads", ",".join(heads), "--fractions", f"{SHARE:g}", "--seeds", "0"]
-            cmd += ["--work-dir", os.path.join(work, trial)]
+            cmd += ["--work-dir", os.path.join(work, trial), "--data-dir", WORK]
+            cmd += ["--cells-dir", os.path.join(cells_dir, trial)]
             cmd += ["--output", os.path.join(work, f"{trial}.md")]
             for key, value in overrides.items():
                 cmd += ["--set", f"{key}={json.dumps(value)}"]
@@ -65,11 +67,11 @@ def run_trials(work: str, datasets: list[str]) -> None:
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
-def trials(work: str) -> list[dict]:
-    """Every validation cell of every trial directory directly below `work`."""
+def trials(cells_dir: str) -> list[dict]:
+    """Every validation cell of every trial directory directly below `cells_dir`."""
     cells = []
-    for name in sorted(os.listdir(work)):
-        where = os.path.join(work, name)
+    for name in sorted(os.listdir(cells_dir)) if os.path.isdir(cells_dir) else []:
+        where = os.path.join(cells_dir, name)
         if os.path.isdir(where):
             for cell in load_cells(where, "validation"):
                 cell["trial"] = name
@@ -133,16 +135,17 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work-dir", default=os.path.join(HERE, "work", "scale_tune"))
+    p.add_argument("--cells-dir", default=os.path.join(RESULTS, "scale_tuning_cells"))
     p.add_argument("--output", default=os.path.join(RESULTS, "quality_scale_tuning.md"))
     p.add_argument("--json", default=os.path.join(RESULTS, "scale_tuned.json"))
     p.add_argument("--run", action="store_true", help="run the missing trials first")
     p.add_argument("--datasets", default="complete_journey,nycflights")
     args = p.parse_args(argv)
     if args.run:
-        run_trials(args.work_dir, args.datasets.split(","))
-    cells = trials(args.work_dir)
+        run_trials(args.work_dir, args.cells_dir, args.datasets.split(","))
+    cells = trials(args.cells_dir)
     if not cells:
-        p.error(f"no finished validation cells below {args.work_dir}")
+        p.error(f"no finished validation cells below {args.cells_dir}")
     chosen_cells = choose(cells)
     text = report(cells, chosen_cells, argv)
     print(text)

@@ -14,8 +14,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import scale  # noqa: E402
 
 
-def write_cell(work, head, seed, gini, variant="", overrides=None, split=None, share=1.0):
-    where = scale.cell_dir(str(work), "toy", head, share, seed, variant)
+def write_cell(cells, head, seed, gini, variant="", overrides=None, split=None, share=1.0):
+    path = scale.cell_file(str(cells), "toy", head, share, seed, variant)
     cell = {
         "dataset": "toy",
         "head": head,
@@ -40,8 +40,8 @@ def write_cell(work, head, seed, gini, variant="", overrides=None, split=None, s
         cell["overrides"] = overrides
     if split is not None:
         cell["split"] = split
-    os.makedirs(where, exist_ok=True)
-    with open(os.path.join(where, "cell.json"), "w", encoding="utf-8") as f:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
         json.dump(cell, f)
 
 
@@ -88,6 +88,25 @@ def test_overrides_on_the_test_split_need_a_variant_name(argv, message, capsys, 
     with pytest.raises(SystemExit):
         scale.main([*argv, "--report-only", "--work-dir", "/nonexistent"])
     assert message in capsys.readouterr().err
+
+
+def test_the_report_is_written_from_the_cells_directory_alone(tmp_path, monkeypatch):
+    # The committed cells are the table: no work directory (splits, kept
+    # runs) is needed to write it, as on a fresh checkout.
+    for key in ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS"):
+        monkeypatch.setenv(key, os.environ.get(key, "1"))
+    cells = tmp_path / "cells"
+    for seed in (0, 1):
+        write_cell(cells, "rq_reg", seed, 0.70 + seed / 100, split="test", overrides={})
+        write_cell(cells, "ziln", seed, 0.60, split="test", overrides={})
+    out = tmp_path / "report.md"
+    argv = ["--report-only", "--cells-dir", str(cells), "--work-dir", str(tmp_path / "none")]
+    assert scale.main([*argv, "--output", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert not (tmp_path / "none").exists()
+    assert f"every finished cell in `{cells}`" in text
+    row = next(line for line in text.splitlines() if line.startswith("| rq_reg | 2 |"))
+    assert "0.7050 ± 0.0071" in row  # Norm-Gini(+) over the two seeds' cells
 
 
 def test_tuning_chooses_each_heads_best_validation_trial(tmp_path):
