@@ -223,56 +223,72 @@ def network_cell(data: dict, head: str, share: float, seed: int, args, out: str)
     return cell
 
 
-def lightgbm_cell(data: dict, share: float, seed: int, args) -> dict:
-    """LightGBM, tweedie objective, on the spec's columns (strings as
-    categories, lists as their length); early stopping on validation."""
-    import lightgbm as lgb
+# The trees' regularization, shared by the LightGBM baseline and
+# code_information.py's boosters.
+TREE_PARAMS = {
+    "num_leaves": 31,
+    "min_data_in_leaf": 100,
+    "lambda_l2": 10.0,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "cat_smooth": 50,
+    "verbose": -1,
+}
+
+
+def tree_table(spec, path: str):
+    """A split as LightGBM reads it: the spec's columns (numbers as floats,
+    strings as text, lists as their length) and the label clipped at 0."""
     import numpy as np
     import pandas as pd
+
+    frame = pd.read_parquet(path)
+    x = pd.DataFrame(index=frame.index)
+    for feature in spec.features:
+        column = frame[feature.name]
+        if feature.kind == "numeric":
+            x[feature.name] = pd.to_numeric(column, errors="coerce").astype(np.float64)
+        elif feature.kind == "list":
+            x[feature.name + "_length"] = (
+                column.fillna("").astype(str).str.split(feature.separator).map(len)
+            )
+        else:
+            x[feature.name] = column.astype(str)
+    return x, np.clip(frame[spec.label.name].to_numpy(np.float64), 0, None)
+
+
+def as_categories(spec, x_train, *others) -> None:
+    """The categorical columns as pandas categories of the training values
+    (in place; an unseen value elsewhere becomes missing)."""
+    import pandas as pd
+
+    for c in [f.name for f in spec.features if f.kind in ("categorical", "hashed")]:
+        kinds = pd.CategoricalDtype(sorted(x_train[c].unique()))
+        for x in (x_train, *others):
+            x[c] = x[c].astype(kinds)
+
+
+def lightgbm_cell(data: dict, share: float, seed: int, args) -> dict:
+    """LightGBM, tweedie objective, on the spec's columns (`tree_table`);
+    early stopping on validation."""
+    import lightgbm as lgb
 
     from rq_keras.evaluation.metrics import evaluate
     from rq_keras.features import FeatureSpec
 
     spec = FeatureSpec.load(data["spec"])
-    label = spec.label.name
-
-    def table(path):
-        frame = pd.read_parquet(path)
-        x = pd.DataFrame(index=frame.index)
-        for feature in spec.features:
-            column = frame[feature.name]
-            if feature.kind == "numeric":
-                x[feature.name] = pd.to_numeric(column, errors="coerce").astype(np.float64)
-            elif feature.kind == "list":
-                x[feature.name + "_length"] = (
-                    column.fillna("").astype(str).str.split(feature.separator).map(len)
-                )
-            else:
-                x[feature.name] = column.astype(str)
-        return x, np.clip(frame[label].to_numpy(np.float64), 0, None)
-
-    x_train, y_train = table(data["train_files"][share])
-    x_val, y_val = table(data["files"]["validation"])
-    x_test, y_test = table(data["files"][args.evaluate_on])
-    categorical = [f.name for f in spec.features if f.kind in ("categorical", "hashed")]
-    for c in categorical:
-        kinds = pd.CategoricalDtype(sorted(x_train[c].unique()))
-        for x in (x_train, x_val, x_test):
-            x[c] = x[c].astype(kinds)
+    x_train, y_train = tree_table(spec, data["train_files"][share])
+    x_val, y_val = tree_table(spec, data["files"]["validation"])
+    x_test, y_test = tree_table(spec, data["files"][args.evaluate_on])
+    as_categories(spec, x_train, x_val, x_test)
     params = {
+        **TREE_PARAMS,
         "objective": "tweedie",
         "tweedie_variance_power": 1.5,
         "learning_rate": 0.05,
-        "num_leaves": 31,
-        "min_data_in_leaf": 100,
-        "lambda_l2": 10.0,
-        "feature_fraction": 0.8,
-        "bagging_fraction": 0.8,
-        "bagging_freq": 1,
-        "cat_smooth": 50,
         "seed": seed,
         "num_threads": os.cpu_count() or 1,
-        "verbose": -1,
     }
     start = time.perf_counter()
     booster = lgb.train(
