@@ -309,3 +309,29 @@ def test_regressor_input_decides_where_the_regression_gradient_goes(regressor_in
     assert RQDecoder.from_config(dec.get_config()).regressor_input == regressor_input
     with pytest.raises(ValueError, match="`regressor_input` must be one of"):
         _decoder(regressor_input="detached")
+
+
+def test_teacher_forced_evaluation_reads_the_true_codes_outside_training():
+    """With `teacher_forced_evaluation`, an evaluation call given tokens has
+    the logits of a training call at p = 1 (the code sequence's NLL) and draws
+    no coin; without it the tokens are ignored outside training (the served
+    pass). The option is in the layer's config."""
+    inputs = _inputs(batch=64)
+    plain, forced_eval = _decoder(), _decoder(teacher_forced_evaluation=True)
+    plain(inputs)
+    forced_eval(inputs)
+    forced_eval.set_weights(plain.get_weights())
+    teacher = _outputs(plain, inputs, 1.0)["logits"].numpy()
+    served = plain({"state": inputs["state"]}, training=False)["logits"].numpy()
+    steps = int(forced_eval.sampling_step.numpy())
+    evaluated = forced_eval(inputs, training=False, distribution=False)["logits"].numpy()
+    assert int(forced_eval.sampling_step.numpy()) == steps  # no coin drawn
+    # float32 over one decoder pass: the same ops, so equal to rounding
+    np.testing.assert_allclose(evaluated, teacher, atol=1e-6)
+    assert np.abs(teacher[:, 1:] - served[:, 1:]).max() > 1e-4  # the two can be told
+    ignored = plain(inputs, training=False, distribution=False)["logits"].numpy()
+    np.testing.assert_allclose(ignored, served, atol=1e-6)
+    assert forced_eval.get_config()["teacher_forced_evaluation"] is True
+    assert RQDecoder.from_config(forced_eval.get_config()).teacher_forced_evaluation
+    with pytest.raises(ValueError, match="`teacher_forced_evaluation` must be True or False"):
+        _decoder(teacher_forced_evaluation="yes")

@@ -172,6 +172,11 @@ def test_ablation_switches(data):
     assert stopped.decoder.regressor_input == "stopped"
     with pytest.raises(ValueError, match="`regressor_input` must be one of"):
         ModelConfig(regressor_input="detached")
+    forced = _model(data, ModelConfig(**{**SMALL.__dict__, "teacher_forced_evaluation": True}))
+    assert forced.decoder.teacher_forced_evaluation
+    assert not stopped.decoder.teacher_forced_evaluation
+    with pytest.raises(ValueError, match="`teacher_forced_evaluation` must be true or false"):
+        ModelConfig(teacher_forced_evaluation="yes")
     # label_scale "std" (the default): L_reg in units of the codebook's label std.
     quantizer = data[2]
     assert no_gen.task.rq_loss.label_scale == quantizer.label_std > 1.0

@@ -125,6 +125,13 @@ class ModelConfig:
             at K = 48: for measuring the others' error, not for serving). On
             CDNOW 0 and 1 give the same metrics to 3 decimals (docs/model.md, "The
             predictive distribution"). See `RQDecoder`.
+        teacher_forced_evaluation: the validation loss reads the true codes
+            at every level (False, the default: each level reads the previous
+            level's expected embedding, as served). True makes `val_gen` (and
+            so `monitor: auto`) the NLL of the true code sequence, which lets
+            the deeper levels train on while they learn from x
+            (docs/quality.md, "Where the deeper levels stand"). See
+            `RQDecoder`.
         components: the OptDist head's sub-distribution networks (4; the
             OptDist paper's best were 4-5). Other heads ignore it.
         selection_temperature: the temperature of the OptDist selection's
@@ -161,6 +168,7 @@ class ModelConfig:
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     thresholds: tuple[float, ...] = (0.0,)
     exact_levels: int = 0
+    teacher_forced_evaluation: bool = False
     components: int = 4
     selection_temperature: float = 1.0
     alignment_weight: float = 1.0
@@ -215,6 +223,11 @@ class ModelConfig:
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"`prediction` must be one of {PREDICTIONS}, got {self.prediction!r}")
         check_distribution_options(self.quantiles, self.thresholds, self.exact_levels)
+        if not isinstance(self.teacher_forced_evaluation, bool):
+            raise ValueError(
+                f"`teacher_forced_evaluation` must be true or false, got "
+                f"{self.teacher_forced_evaluation!r}"
+            )
         if not (math.isfinite(self.code_embedding_stddev) and self.code_embedding_stddev > 0):
             raise ValueError(
                 f"`code_embedding_stddev` must be a finite number > 0, got "

@@ -89,6 +89,13 @@ class RQDecoder(DecoderMath, keras.layers.Layer):
             (see below).
         value_range: `(low, high)` the labels were clipped to (None: open);
             the code tree's atoms are clipped to it.
+        teacher_forced_evaluation: outside training, given `tokens` (the
+            validation loss), read the true codes at every step (teacher
+            forcing, no coins), so the code loss is the NLL of the true code
+            sequence, `-log p(q_1|x) - log p(q_2|x, q_1) - ...`. False (the
+            default): outside training the tokens are not read and each level
+            reads the previous step's expected embedding, as the served pass
+            does, so each level is scored by its served marginal.
         regressor_input: what `f_reg` (and the residual head, and without
             `f_reg` the expectation over centroids) reads: `"logits"` (Eq. 10:
             L_reg's gradients flow into the code classifier) or `"stopped"`
@@ -102,7 +109,8 @@ class RQDecoder(DecoderMath, keras.layers.Layer):
             served prediction is `"regressor"`, which needs no tree.
         inputs: dict with `state`, the encoder output `(batch, state_size)`
             (`[h0; c0]` for LSTM, `h0` otherwise), and optionally `tokens`,
-            the true global token ids `(batch, L)` (read only when training).
+            the true global token ids `(batch, L)` (read when training, and
+            outside training with `teacher_forced_evaluation`).
         training: Keras' training flag.
 
     The code tree (inference only, with `centroids`). The decoder is a

@@ -67,6 +67,7 @@ class DecoderMath(LayerMath):
         thresholds: Sequence[float] = (0.0,),
         exact_levels: int = 0,
         value_range: Sequence[float | None] = (None, None),
+        teacher_forced_evaluation: bool = False,
     ) -> None:
         """Checks the settings and keeps them (see `RQDecoder`'s Args)."""
         sizes = [int(k) for k in codebook_sizes]
@@ -140,6 +141,12 @@ class DecoderMath(LayerMath):
         self.quantiles = [float(q) for q in quantiles]
         self.thresholds = [float(t) for t in thresholds]
         self.exact_levels = int(exact_levels)
+        if not isinstance(teacher_forced_evaluation, bool):
+            raise ValueError(
+                f"`teacher_forced_evaluation` must be True or False, got "
+                f"{teacher_forced_evaluation!r}"
+            )
+        self.teacher_forced_evaluation = bool(teacher_forced_evaluation)
         self.value_range = [low, high]
         self.num_levels = len(sizes)
         self.vocabulary_size = special_tokens(self.zero_token) + sum(sizes)
@@ -272,6 +279,7 @@ class DecoderMath(LayerMath):
             "thresholds": list(self.thresholds),
             "exact_levels": self.exact_levels,
             "value_range": list(self.value_range),
+            "teacher_forced_evaluation": self.teacher_forced_evaluation,
             "seed": self.seed,
             "zero_token": self.zero_token,
         }
@@ -320,13 +328,18 @@ class DecoderMath(LayerMath):
                 f"{self.name}: `state` must have {self.state_size} columns for cell "
                 f"{self.cell!r} with {self.units} units, got {state.shape[-1]}"
             )
-        teacher = bool(training) and tokens is not None
+        # Outside training, true codes are read only with
+        # `teacher_forced_evaluation` (every step, no coins: the validation
+        # loss is then the code sequence's NLL).
+        teacher = tokens is not None and (bool(training) or self.teacher_forced_evaluation)
+        coins = teacher and bool(training)
         table = tf.cast(self.code_embeddings, self.compute_dtype)
         batch = tf.shape(state)[0]
         states = self._initial_states(tf.cast(state, self.compute_dtype))
         x = tf.repeat(table[START_TOKEN][tf.newaxis, :], batch, axis=0)
         if teacher:
             tokens = tf.cast(tokens, tf.int32)
+        if coins:
             p = tf.cast(self.sampling_probability, tf.float32)
             key = self._coin_key()
         level_values, logits_all, expected, codes = [], [], [], []
@@ -344,7 +357,9 @@ class DecoderMath(LayerMath):
             codes.append(code - 1 if self.zero_token else code)
             if level + 1 == self.num_levels:
                 break
-            if teacher:
+            if teacher and not coins:
+                x = tf.gather(table, tokens[:, level])
+            elif teacher:
                 true_e = tf.gather(table, tokens[:, level])
                 coin = tf.random.stateless_uniform(
                     [batch, 1], seed=tf.random.experimental.stateless_fold_in(key, level)
