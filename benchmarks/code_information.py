@@ -145,6 +145,12 @@ def dataset_information(name: str, args) -> list[dict]:
     for level in range(len(sizes)):
         result = level_information(x_train, x_val, codes_train, codes_val, sizes, level, args)
         result["dataset"] = name
+        # What the levels up to this one leave of the value: the validation
+        # labels' MAE against the true codes' value, deeper levels dropped
+        # (-1 contributes 0), and the labels' mean for scale.
+        upto = np.where(np.arange(len(sizes)) <= level, codes_val, -1)
+        result["value_mae"] = float(np.abs(quantizer.decode(upto) - y_val).mean())
+        result["label_mean"] = float(y_val.mean())
         result["prefix_only"] = None
         if level:
             # The control: the same booster on the earlier codes alone, so a
@@ -191,12 +197,15 @@ def report(results: list[dict], argv: list[str], args) -> str:
         "for both, the scale of the network's teacher-forced column in "
         "`quality_scale_059184e.md`. `prefix only`: the same booster on the earlier codes "
         "alone, the control (what a booster gains over the counted marginal without x). "
-        "Negative `LightGBM - prefix only`: x tells the level something beyond its prefix.",
+        "Negative `LightGBM - prefix only`: x tells the level something beyond its prefix. "
+        "`value MAE`: the validation labels against the value of their true codes up to "
+        "this level (the deeper ones dropped), what the levels below it can still move; "
+        "beside the labels' mean.",
         "",
         "| dataset | level | fit rows | rows | LightGBM | given prefix | prefix only "
         "| LightGBM - given | LightGBM - prefix only | all rows: LightGBM | all rows: given "
-        "| rounds | s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| value MAE | label mean | rounds | s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
@@ -204,7 +213,8 @@ def report(results: list[dict], argv: list[str], args) -> str:
             f"| {r['lightgbm']:.4f} | {r['given_prefix']:.4f} | {_fmt(r['prefix_only'])} "
             f"| {r['lightgbm'] - r['given_prefix']:+.4f} "
             f"| {_fmt(r['prefix_only'], r['lightgbm'])} "
-            f"| {r['lightgbm_all']:.4f} | {r['given_prefix_all']:.4f} | {r['rounds']} "
+            f"| {r['lightgbm_all']:.4f} | {r['given_prefix_all']:.4f} | {r['value_mae']:.4f} "
+            f"| {r['label_mean']:.3f} | {r['rounds']} "
             f"| {r['seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
