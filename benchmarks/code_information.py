@@ -35,33 +35,26 @@ import time
 
 import numpy as np
 from _machine import cpu_model, write_results
-from code_levels import marginal_tables
+from code_levels import code_slots, marginal_tables
 from scale import TREE_PARAMS, WORK, as_categories, prepare, tree_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
-def code_slots(codes: np.ndarray, sizes: list[int]) -> np.ndarray:
-    """Codes as class indices: code k is k, the zero code (-1) is K_l."""
-    return np.stack(
-        [np.where(codes[:, i] < 0, sizes[i], codes[:, i]) for i in range(len(sizes))], axis=1
-    )
-
-
-def level_information(x_train, x_val, codes_train, codes_val, sizes, level, args, features=True):
+def level_information(
+    x_train, x_val, slots_train, slots_val, given, sizes, level, args, features=True
+):
     """LightGBM's validation NLL of `level` (0-based) given x and the true
-    earlier codes (`features=False`: the earlier codes alone, the control),
-    against the marginal given that prefix."""
+    earlier codes (`code_slots`; `features=False`: the earlier codes alone,
+    the control), against `given`, each validation row's NLL under the
+    training marginal given its true prefix."""
     import lightgbm as lgb
     import pandas as pd
 
-    _, conditional = marginal_tables(codes_train, sizes)
-    slots_train, slots_val = code_slots(codes_train, sizes), code_slots(codes_val, sizes)
     zero = np.array(sizes)
     keep_train = ~np.any(slots_train[:, :level] == zero[:level], axis=1)
     keep_val = ~np.any(slots_val[:, :level] == zero[:level], axis=1)
-    given = -conditional(level, [slots_val[:, i] for i in range(level + 1)])
 
     def with_prefix(x, slots, keep):
         x = x.loc[keep].copy() if features else pd.DataFrame(index=x.index[keep])
@@ -141,9 +134,15 @@ def dataset_information(name: str, args) -> list[dict]:
     ).fit(y_train)
     sizes = list(quantizer.fitted_codebook_sizes)
     codes_train, codes_val = quantizer.encode(y_train), quantizer.encode(y_val)
+    # Counted once: the marginals given each prefix (training codes), and
+    # both splits' codes as slots.
+    _, conditional = marginal_tables(codes_train, sizes)
+    slots_train, slots_val = code_slots(codes_train, sizes), code_slots(codes_val, sizes)
     results = []
     for level in range(len(sizes)):
-        result = level_information(x_train, x_val, codes_train, codes_val, sizes, level, args)
+        given = -conditional(level, list(slots_val.T))
+        parts = (x_train, x_val, slots_train, slots_val, given, sizes, level, args)
+        result = level_information(*parts)
         result["dataset"] = name
         # What the levels up to this one leave of the value: the validation
         # labels' MAE against the true codes' value, deeper levels dropped
@@ -155,9 +154,7 @@ def dataset_information(name: str, args) -> list[dict]:
         if level:
             # The control: the same booster on the earlier codes alone, so a
             # gain over the counted marginal that is only smoothing shows.
-            control = level_information(
-                x_train, x_val, codes_train, codes_val, sizes, level, args, features=False
-            )
+            control = level_information(*parts, features=False)
             result["prefix_only"] = control["lightgbm"]
         print(
             f"{name} level {result['level']}: LightGBM {result['lightgbm']:.4f} against "

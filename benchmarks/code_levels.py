@@ -45,6 +45,14 @@ def _log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
+def code_slots(codes, sizes):
+    """Codes `(n, L)` as slots `(n, L)`: code k is k, the zero code (-1) is
+    K_l (the last of level l's K_l + 1 slots)."""
+    import numpy as np
+
+    return np.where(codes < 0, np.asarray(sizes)[None, :], codes)
+
+
 def marginal_tables(train_codes, sizes):
     """Per level: the log marginal over its K_l (+ zero) slots, and a function
     of a level and the slots of all levels before it that gives the log
@@ -54,7 +62,7 @@ def marginal_tables(train_codes, sizes):
     import numpy as np
 
     slots = [k + 1 for k in sizes]  # the zero code (-1) takes the last slot
-    idx = [np.where(train_codes[:, i] < 0, sizes[i], train_codes[:, i]) for i in range(len(sizes))]
+    idx = list(code_slots(train_codes, sizes).T)
     plain, given = [], [None]
     for level, n in enumerate(slots):
         counts = np.bincount(idx[level], minlength=n) + 0.5
@@ -112,7 +120,7 @@ def level_scores(model, spec, quantizer, train_labels, path, max_rows=100_000) -
         served = model(features, training=False)["logits"].numpy()
         forced = task.predict(tower, labels=label, training=True)["logits"].numpy()
         codes = quantizer.encode(label.numpy().astype(np.float64))
-        slot = [np.where(codes[:, i] < 0, sizes[i], codes[:, i]) for i in range(len(sizes))]
+        slot = list(code_slots(codes, sizes).T)
         tokens = np.where(codes < 0, 1, codes + offsets[None, :])
         n = codes.shape[0]
         for level in range(len(sizes)):
