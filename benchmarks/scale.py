@@ -533,12 +533,13 @@ def learning_curve(group: list[dict]) -> list[str]:
 def prefix_table(cells: list[dict]) -> list[str]:
     """RQ-Reg's served distribution against `prefix` (level 1 from the model,
     the deeper levels replaced by the level-1 cluster's training labels), on
-    validation (first 10,240 rows) and test (all; the served grid)."""
+    the first 10,240 validation rows and on every row of the scored split
+    (the served grid)."""
     lines = [
         "RQ-Reg's served code tree against `prefix`: level 1 from the model, the deeper "
         "levels replaced by the training labels of the level-1 cluster (nothing of x; "
-        "`code_levels.prefix_scores`). Validation: first 10,240 rows; test: every row, "
-        "the served quantile grid.",
+        "`code_levels.prefix_scores`). First row of each run: the first 10,240 validation "
+        "rows; second: every row of the scored split, the served quantile grid.",
         "",
         "| head | seed | split | served CRPS | prefix CRPS | served mean Norm-Gini(+) "
         "| prefix mean Norm-Gini(+) | served mean / label | prefix mean / label |",
@@ -648,8 +649,8 @@ def report(cells: list[dict], args, minutes: float) -> str:
             coded = [c for c in group if c["share"] == share and c.get("levels")]
             if coded:
                 lines += level_table(
-                    "Code levels (test): NLL against the training marginal's, accuracy "
-                    "against the most frequent code's.",
+                    f"Code levels ({args.evaluate_on}): NLL against the training "
+                    "marginal's, accuracy against the most frequent code's.",
                     coded,
                     "levels",
                     {
