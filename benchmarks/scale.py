@@ -202,18 +202,19 @@ def network_cell(data: dict, head: str, share: float, seed: int, args, out: str)
             # The tree with level 2 reading each level-1 code (exact_levels 1)
             # beside the served one, on the first 10,000 validation rows; and
             # the deeper levels replaced by the level-1 cluster's training
-            # labels (`prefix`), there and on test (the served grid).
+            # labels (`prefix`), there and on the scored split (the served
+            # grid; never the test split of a tuning run).
             validation = data["files"]["validation"]
             cell["tree_validation"] = tree_scores(result.model, spec, validation, (0, 1), 10_000)
             cell["prefix_validation"] = prefix_scores(
                 result.model, spec, quantizer, train_labels, validation, max_rows=10_000
             )
-            cell["prefix_test"] = prefix_scores(
+            cell["prefix_split"] = prefix_scores(
                 result.model,
                 spec,
                 quantizer,
                 train_labels,
-                data["files"]["test"],
+                data["files"][args.evaluate_on],
                 max_rows=10**9,
                 grid=levels,
             )
@@ -553,7 +554,7 @@ def prefix_table(cells: list[dict]) -> list[str]:
             f"| {tree['mean_gini_positive']:.4f} | {pre['mean_gini_positive']:.4f} "
             f"| {tree['mean_ratio']:.3f} | {pre['mean_ratio']:.3f} |"
         )
-        pre, served = c["prefix_test"], c["served"]
+        pre, served = c["prefix_split"], c["served"]
         lines.append(
             f"| {c['label']} | {c['seed']} | {c['split']} | {c['distribution']['crps']:.4f} "
             f"| {pre['crps']:.4f} "
@@ -672,7 +673,7 @@ def report(cells: list[dict], args, minutes: float) -> str:
                 for c in sorted(trees, key=lambda c: (c["label"], c["seed"])):
                     title = f"{c['label']}, seed {c['seed']}:"
                     lines += [title, "", *tree_table(c["tree_validation"]), ""]
-            prefixed = [c for c in coded if c.get("prefix_test")]
+            prefixed = [c for c in coded if c.get("prefix_split")]
             if prefixed:
                 lines += prefix_table(prefixed)
             diagnosed = [c for c in coded if c.get("levels_validation")]
@@ -707,6 +708,11 @@ def load_cells(cells_dir: str, split: str = "test") -> list[dict]:
                 cell = json.load(f)
             cell.setdefault("split", "test")
             cell.setdefault("overrides", {})
+            # Before `prefix_split`, cells scored `prefix` on test whatever
+            # their split: a tuning cell's is dropped (it read the test rows).
+            old_prefix = cell.pop("prefix_test", None)
+            if old_prefix is not None and cell["split"] == "test":
+                cell["prefix_split"] = old_prefix
             cell["label"] = row_label(cell["head"], cell.get("variant", ""))
             if cell["split"] != split:
                 raise SystemExit(

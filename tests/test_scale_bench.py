@@ -126,3 +126,23 @@ def test_tuning_chooses_each_heads_best_validation_trial(tmp_path):
     write_cell(tmp_path / "wbad", "mse", 0, 0.5, overrides={})
     with pytest.raises(SystemExit, match="scored on 'test', not 'validation'"):
         scale_tuning.trials(str(tmp_path))
+
+
+def test_a_tuning_cells_old_prefix_scores_which_read_test_are_dropped(tmp_path):
+    # Cells written before `prefix_split` scored `prefix` on the test split
+    # whatever split they were scored on: a test cell keeps them under the
+    # new key, a validation (tuning) cell loses them, so no test figure
+    # reaches a tuning report.
+    prefix = {"crps": 1.0, "mean_gini_positive": 0.5, "mean_ratio": 1.0}
+    for split in ("test", "validation"):
+        write_cell(tmp_path / split, "rq_reg", 0, 0.7, overrides={}, split=split)
+        path = scale.cell_file(str(tmp_path / split), "toy", "rq_reg", 1.0, 0)
+        with open(path, encoding="utf-8") as f:
+            cell = json.load(f)
+        cell["prefix_test"] = prefix
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(cell, f)
+    (test_cell,) = scale.load_cells(str(tmp_path / "test"))
+    assert test_cell["prefix_split"] == prefix and "prefix_test" not in test_cell
+    (tuning_cell,) = scale.load_cells(str(tmp_path / "validation"), "validation")
+    assert "prefix_split" not in tuning_cell and "prefix_test" not in tuning_cell
