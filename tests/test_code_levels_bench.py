@@ -44,3 +44,21 @@ def test_cluster_atoms_hold_each_clusters_training_labels():
         assert stats["mean"][k] == members.mean()
         assert stats["positive_share"][k] == 1.0  # zeros have their own code
         assert stats["positive_mean"][k] == members.mean()
+
+
+def test_value_left_shrinks_level_by_level_and_more_with_a_finer_codebook():
+    from level_value import value_left
+
+    rng = np.random.default_rng(2)
+    y = np.where(rng.random(4000) < 0.5, 0.0, rng.lognormal(1.5, 1.2, 4000))
+    left = {}
+    for k in (4, 16):
+        quantizer = ResidualQuantizer(3, k, clip_min=0, zero_threshold=1e-3).fit(y)
+        left[k] = value_left(quantizer, y)
+        assert left[k][0] > left[k][1] > left[k][2] >= 0
+        # All levels: the quantizer's own reconstruction error.
+        np.testing.assert_allclose(
+            left[k][2], np.abs(quantizer.decode(quantizer.encode(y)) - y).mean()
+        )
+    # A coarser first level leaves more for the deeper ones.
+    assert left[4][0] > 2 * left[16][0]
