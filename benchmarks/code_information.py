@@ -36,7 +36,7 @@ import time
 import numpy as np
 from _machine import cpu_model, write_results
 from code_levels import code_slots, marginal_tables
-from scale import TREE_PARAMS, WORK, as_categories, prepare, tree_table
+from scale import TREE_PARAMS, WORK, as_categories, prepare, quantizer_config, tree_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -110,8 +110,6 @@ def level_information(
 
 def dataset_information(name: str, args) -> list[dict]:
     sys.path.insert(0, REPO)
-    from quality import base_config
-
     from rq_keras.features import FeatureSpec
 
     data = prepare(name, args.work_dir, [1.0])
@@ -119,19 +117,11 @@ def dataset_information(name: str, args) -> list[dict]:
     x_train, y_train = tree_table(spec, data["files"]["train"])
     x_val, y_val = tree_table(spec, data["files"]["validation"])
     as_categories(spec, x_train, x_val)
-    settings = argparse.Namespace(
-        units=128,
-        epochs=1,
-        patience=1,
-        batch_size="auto",
-        learning_rate=1e-3,
-        evaluate_on="validation",
-        set=[],
+    quantizer = (
+        quantizer_config(data, args.seed)
+        .build(spec.label.clip_min, spec.label.clip_max, labels=y_train)
+        .fit(y_train)
     )
-    config = base_config(data, settings, args.seed, "rq_reg")
-    quantizer = config.quantizer.build(
-        spec.label.clip_min, spec.label.clip_max, labels=y_train
-    ).fit(y_train)
     sizes = list(quantizer.fitted_codebook_sizes)
     codes_train, codes_val = quantizer.encode(y_train), quantizer.encode(y_val)
     # Counted once: the marginals given each prefix (training codes), and

@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 from _machine import cpu_model, write_results
-from scale import WORK, prepare
+from scale import WORK, prepare, quantizer_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -50,8 +50,6 @@ def level_value(name: str, sizes: list[int], work: str, levels: int = 3) -> list
     import pandas as pd
 
     sys.path.insert(0, REPO)
-    from quality import base_config
-
     from rq_keras.features import FeatureSpec
 
     data = prepare(name, work, [1.0])
@@ -59,16 +57,7 @@ def level_value(name: str, sizes: list[int], work: str, levels: int = 3) -> list
     label = spec.label.name
     y_train = pd.read_parquet(data["files"]["train"], columns=[label])[label].to_numpy(float)
     y_val = pd.read_parquet(data["files"]["validation"], columns=[label])[label].to_numpy(float)
-    settings = argparse.Namespace(
-        units=128,
-        epochs=1,
-        patience=1,
-        batch_size="auto",
-        learning_rate=1e-3,
-        evaluate_on="validation",
-        set=[],
-    )
-    base = base_config(data, settings, 0, "rq_reg").quantizer
+    base = quantizer_config(data)
     rows = []
     for k in sizes:
         config = dataclasses.replace(base, codebook_size=int(k), num_levels=levels)

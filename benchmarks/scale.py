@@ -119,6 +119,24 @@ def prepare(name: str, work: str, fractions: list[float]) -> dict:
     }
 
 
+def quantizer_config(data: dict, seed: int = 0):
+    """The RQ-Reg cells' `QuantizerConfig` for the prepared splits `data`
+    (L = 3, K = 48, the zero code by its `auto` rule): what the analyses that
+    need no network (code_information.py, level_value.py) quantize with."""
+    from quality import base_config
+
+    settings = argparse.Namespace(
+        units=128,
+        epochs=1,
+        patience=1,
+        batch_size="auto",
+        learning_rate=1e-3,
+        evaluate_on="validation",
+        set=[],
+    )
+    return base_config(data, settings, seed, "rq_reg").quantizer
+
+
 # ----------------------------------------------------------------- scores
 def distribution_scores(frame, levels) -> dict:
     """CRPS, pinball losses, calibration and P(y > 0) scores of a
