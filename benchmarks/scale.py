@@ -565,7 +565,9 @@ def prefix_table(cells: list[dict]) -> list[str]:
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for c in sorted(cells, key=lambda c: (c["label"], c["seed"])):
-        tree = next(t for t in c["tree_validation"] if t["exact_levels"] == 0)
+        # The served tree: the run's `exact_levels` (0 unless overridden).
+        served_levels = min(int(c["overrides"].get("model.exact_levels", 0)), 1)
+        tree = next(t for t in c["tree_validation"] if t["exact_levels"] == served_levels)
         pre = c["prefix_validation"]
         lines.append(
             f"| {c['label']} | {c['seed']} | validation | {tree['crps']:.4f} | {pre['crps']:.4f} "
