@@ -33,6 +33,7 @@ import os
 import sys
 import time
 
+import level_value
 import numpy as np
 from _machine import cpu_model, write_results
 from code_levels import code_slots, marginal_tables
@@ -128,6 +129,7 @@ def dataset_information(name: str, args) -> list[dict]:
     # both splits' codes as slots.
     _, conditional = marginal_tables(codes_train, sizes)
     slots_train, slots_val = code_slots(codes_train, sizes), code_slots(codes_val, sizes)
+    value_left = level_value.value_left(quantizer, y_val)
     results = []
     for level in range(len(sizes)):
         given = -conditional(level, list(slots_val.T))
@@ -137,8 +139,7 @@ def dataset_information(name: str, args) -> list[dict]:
         # What the levels up to this one leave of the value: the validation
         # labels' MAE against the true codes' value, deeper levels dropped
         # (-1 contributes 0), and the labels' mean for scale.
-        upto = np.where(np.arange(len(sizes)) <= level, codes_val, -1)
-        result["value_mae"] = float(np.abs(quantizer.decode(upto) - y_val).mean())
+        result["value_mae"] = value_left[level]
         result["label_mean"] = float(y_val.mean())
         result["prefix_only"] = None
         if level:
