@@ -81,7 +81,7 @@ def decoder_settings(
         "quantiles": config.quantiles,
         "thresholds": config.thresholds,
         "exact_levels": config.exact_levels,
-        "teacher_forced_evaluation": config.teacher_forced_evaluation,
+        "teacher_forced_evaluation": config.resolved_teacher_forced_evaluation,
         "value_range": value_range,
         "name": "decoder",
     }
