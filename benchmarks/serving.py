@@ -4,14 +4,12 @@
 
 Two models, each exported with `rq_keras.serving.export.export_model`:
 
-* `cdnow`: the CDNOW model of `make demo` (the default model on CDNOW's 11
-  features: K = 16, level 1 branched), trained for `--cdnow-epochs` epochs by
-  `rq_keras.training.train`
+* `cdnow`: the CDNOW model of `make demo` (the paper's model on CDNOW's 11
+  features), trained for `--cdnow-epochs` epochs by `rq_keras.training.train`
   (latency does not depend on how well it is trained);
 * `paper_cikm16`: the paper's model on CIKM16-shaped input (2 categorical
   features, 2 lists of 10 ids from vocabularies of 9,778 and 116,883, as
-  `benchmarks/train_step.py` builds it; K = 48, the code tree in one pass, as
-  the paper presets serve it), untrained.
+  `benchmarks/train_step.py` builds it), untrained.
 
 For batch 1, 64 and 1,024, the `examples` signature (serialized `tf.Example`
 in, so the parse is timed too) runs in `rq_keras/serving/cpp/serving_check.cc`
@@ -40,8 +38,7 @@ BATCHES = (1, 64, 1024)
 
 
 def cdnow_model(work: str, epochs: int):
-    """(model, spec, rows) of a CDNOW run trained with the default config
-    (K = 16, the code tree with level 1 branched)."""
+    """(model, spec, rows) of a CDNOW run trained with the paper's config."""
     from rq_keras.config import TrainConfig
     from rq_keras.features import FeatureSpec
     from rq_keras.serving.export_checks import read_rows
@@ -55,13 +52,12 @@ def cdnow_model(work: str, epochs: int):
 
 
 def cikm16_model():
-    """(model, spec, rows): the paper's model on CIKM16-shaped input, untrained
-    (K = 48 with the code tree in one pass, as the paper presets serve it)."""
+    """(model, spec, rows): the paper's model on CIKM16-shaped input, untrained."""
     from train_step import cikm16_model as build
 
     from rq_keras.config.configs import ModelConfig
 
-    spec, model, rows, _ = build(max(BATCHES), ModelConfig(exact_levels=0))
+    spec, model, rows, _ = build(max(BATCHES), ModelConfig())
     return model, spec, rows
 
 
@@ -167,10 +163,9 @@ def main(argv=None) -> int:
         "Python = `tf.saved_model.load` signatures. "
         f"{args.warmup} warm-up calls, then {args.runs} timed calls per round "
         f"({max(10, args.runs // 10)} at batch 1,024); medians over {args.rounds} rounds of each "
-        "round's p50 / p99; examples/s = batch / p50. Models: `cdnow` = the default model on "
-        f"CDNOW's features (K = 16, the code tree with level 1 branched; {args.cdnow_epochs} "
-        "epoch(s) of training); `paper_cikm16` = the paper's model on CIKM16-shaped input "
-        "(vocabularies of 9,778 and 116,883 ids; K = 48, the code tree in one pass), untrained.",
+        "round's p50 / p99; examples/s = batch / p50. Models: `cdnow` = the paper's model on "
+        f"CDNOW's features ({args.cdnow_epochs} epoch(s) of training); `paper_cikm16` = the "
+        "paper's model on CIKM16-shaped input (vocabularies of 9,778 and 116,883 ids), untrained.",
         "",
         "| model | SavedModel MiB | batch | C++ p50 ms | C++ p99 ms | C++ examples/s "
         "| Python p50 ms | Python p99 ms | Python examples/s | C++ p50 per round |",

@@ -175,13 +175,13 @@ def test_ablation_switches(data):
     forced = _model(data, ModelConfig(**{**SMALL.__dict__, "teacher_forced_evaluation": True}))
     assert forced.decoder.teacher_forced_evaluation
     # "auto" (the default): validation scores the tree that is served, the
-    # code sequence's NLL with level 1 branched (exact_levels 1, the default),
-    # the one-pass marginals with exact_levels 0; a bool is kept as given.
-    assert SMALL.teacher_forced_evaluation == "auto" and SMALL.exact_levels == 1
-    assert stopped.decoder.teacher_forced_evaluation
-    one_pass = _model(data, ModelConfig(**{**SMALL.__dict__, "exact_levels": 0}))
-    assert not one_pass.decoder.teacher_forced_evaluation
-    plain = ModelConfig(**{**SMALL.__dict__, "teacher_forced_evaluation": False})
+    # one-pass marginals with exact_levels 0 (the default), the code
+    # sequence's NLL with level 1 branched; a bool is kept as given.
+    assert SMALL.teacher_forced_evaluation == "auto" and SMALL.exact_levels == 0
+    assert not stopped.decoder.teacher_forced_evaluation
+    branched = _model(data, ModelConfig(**{**SMALL.__dict__, "exact_levels": 1}))
+    assert branched.decoder.teacher_forced_evaluation
+    plain = ModelConfig(**{**SMALL.__dict__, "exact_levels": 1, "teacher_forced_evaluation": False})
     assert plain.resolved_teacher_forced_evaluation is False
     with pytest.raises(ValueError, match="`teacher_forced_evaluation` must be true, false or"):
         ModelConfig(teacher_forced_evaluation="yes")

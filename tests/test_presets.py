@@ -56,20 +56,17 @@ def test_exactly_the_four_paper_presets_and_the_paper_switches():
     assert sorted(p.stem for p in PRESETS.glob("*.yaml")) == sorted([*NAMES, "paper"])
     config = load_config(_preset("paper"), {"dataset": "cdnow"})
     _assert_papers_objective(config)
-    # Only the eight switches differ from rq_keras's defaults.
+    # Only the six switches differ from rq_keras's defaults.
     default = load_config(None, {"dataset": "cdnow"})
     changed = {k for k, v in _flat(config).items() if _flat(default)[k] != v}
     assert changed == {
         "monitor", "quantizer.zero_threshold", "model.regressor_input",
         "model.code_embedding_stddev", "model.prediction", "model.label_scale",
-        "quantizer.codebook_size", "model.exact_levels",
     }  # fmt: skip
 
 
 def _assert_papers_objective(config):
     assert config.quantizer.zero_threshold is None
-    assert config.quantizer.codebook_size == 48  # 4.1.2
-    assert config.model.exact_levels == 0
     assert config.resolved_monitor == "val_mae"
     assert config.model.regressor_input == "logits"  # Eq. 10
     assert config.model.label_scale == "none"  # Eq. 12 in the label's unit

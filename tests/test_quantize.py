@@ -81,19 +81,6 @@ def test_cli_parquet_and_npy(tmp_path, capsys):
     assert not (tmp_path / "a.png").exists()
 
 
-def test_cli_default_codebook_size_is_trainings(tmp_path, capsys):
-    """Without --codebook-size the CLI fits what training would: 16 per level
-    with two or more levels, 48 with one (`default_codebook_size`)."""
-    y = np.random.default_rng(0).lognormal(1, 1, 2000)
-    np.save(tmp_path / "t.npy", y)
-    for levels, sizes in (("3", [16, 16, 16]), ("1", [48])):
-        out = tmp_path / f"l{levels}.json"
-        args = ["--input", str(tmp_path / "t.npy"), "--levels", levels, "--no-plot"]
-        assert main([*args, "--output", str(out)]) == 0
-        assert ResidualQuantizer.load(out).fitted_codebook_sizes == sizes
-    capsys.readouterr()
-
-
 def test_cli_kmedians_first_level(tmp_path, capsys):
     out = tmp_path / "cb.json"
     args = ["--input", str(CDNOW), "--column", "dollar_value", "--levels", "2"]

@@ -50,28 +50,8 @@ def test_config_defaults_are_the_papers():
     config = TrainConfig(dataset="cdnow")
     assert (config.epochs, config.learning_rate) == (50, 5e-4)
     assert (config.sampling_k, config.sampling_t0) == (0.1, 10.0)
+    assert (config.quantizer.num_levels, config.quantizer.codebook_size) == (3, 48)
     assert config.model == ModelConfig()
-
-
-def test_codebook_size_default_by_levels():
-    """K is 16 per level with L >= 2 (a coarse level 1 leaves the deeper levels
-    something to learn; served with level 1 branched), 48 with one level (the
-    paper's, for K-means), written into the config; a given K is kept."""
-    assert TrainConfig(dataset="cdnow").quantizer.codebook_size == 16
-    assert TrainConfig(dataset="cdnow").quantizer.num_levels == 3
-    assert TrainConfig(dataset="cdnow", head="kmeans").quantizer.codebook_size == 48
-    two = TrainConfig(dataset="cdnow", quantizer=QuantizerConfig(num_levels=2))
-    assert two.quantizer.codebook_size == 16
-    one = TrainConfig(dataset="cdnow", quantizer=QuantizerConfig(num_levels=1))
-    assert one.quantizer.codebook_size == 48
-    given = TrainConfig(dataset="cdnow", quantizer=QuantizerConfig(codebook_size=(32, 8, 8)))
-    assert given.quantizer.codebook_size == (32, 8, 8)
-    assert ModelConfig().exact_levels == 1
-    # The written config.yaml names the resolved K, so a reload fits the same codebook.
-    assert TrainConfig(dataset="cdnow").to_dict()["quantizer"]["codebook_size"] == 16
-    # QuantizerConfig alone resolves it the same way.
-    assert QuantizerConfig().build().codebook_size == [16, 16, 16]
-    assert QuantizerConfig(num_levels=1).build().codebook_size == [48]
 
 
 @pytest.mark.parametrize(

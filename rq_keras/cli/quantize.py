@@ -1,7 +1,7 @@
 """Command line: fit a residual-quantization codebook on one column of a file.
 
     python -m rq_keras.cli.quantize --input FILE --column NAME \
-        --levels 3 --codebook-size 16 --output codebook.json
+        --levels 3 --codebook-size 48 --output codebook.json
 
 Reads CSV/TSV/whitespace text, Parquet or `.npy`; writes the codebook JSON, its
 report (`<output stem>.report.json`) and plot (`<output stem>.png`) next to it;
@@ -52,9 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--codebook-size",
         type=_codebook_sizes,
-        default=None,
-        help="K per level: an int or a comma list, one per level (default: 16 with "
-        "--levels >= 2, 48 with one level, as training)",
+        default=48,
+        help="K per level: an int or a comma list, one per level (default 48)",
     )
     p.add_argument(
         "--method",

@@ -27,7 +27,7 @@ from rq_keras.config.loading import (
     read_yaml_mapping,
 )
 from rq_keras.features.labels import auto_zero_threshold
-from rq_keras.quantizer.residual import ResidualQuantizer, default_codebook_size
+from rq_keras.quantizer.residual import ResidualQuantizer
 
 __all__ = [
     "HEAD_CHOICES",
@@ -117,34 +117,32 @@ class ModelConfig:
         thresholds: the t of the `exceedance` output P(y > t) ((0.0,): the
             probability of a non-zero value, e.g. P(buy)).
         exact_levels: levels of the code tree expanded branch by branch when
-            the distribution is computed (1, the default: every level-1 code
-            is a branch, K_1 rows per example through steps 2..L, so level 2
-            reads each level-1 code's own embedding as it did in training;
-            1.8 times the one pass's serving cost at K = 16. 0: none, the
-            decoder's own autoregressive pass gives the atoms, no extra step;
-            level 2 then reads the mixture of level-1 embeddings, which it
-            never trained on, and the deeper levels' learning is mostly lost:
-            0.0070 Norm-Gini(+) and 0.018 CRPS on complete_journey's
-            validation split at K = 16, docs/model.md, "Which codebook, and
-            which tree". L - 1: exact, but with L = 3 that is about K_1 * K_2
-            rows per example, 289 at K = 16 with the zero code and 2,401 at
-            K = 48: for measuring the others' error, not for serving). With
-            one level (K-means) every value gives the same tree. See
-            `RQDecoder`.
+            the distribution is computed (0, the default: none, the
+            decoder's own autoregressive pass gives the atoms, no extra
+            step; 1: every level-1 code is a branch, K_1 + 1 rows per
+            example through steps 2..L, so level 2 reads each level-1 code's
+            own embedding as in training; at width 512 that is about ten
+            times the serving compute (`benchmarks/serving.py`, K = 16). L - 1:
+            exact, but with L = 3 that is (K_1 + 1)(K_2 + 1) rows per
+            example, 2,401 at K = 48: for measuring the others' error, not for
+            serving). At K = 48 0 and 1 give the same metrics to 3 decimals on
+            CDNOW; with a coarse codebook (K = 16) 1 serves what the deeper
+            levels learned (docs/model.md, "Which codebook, and which tree").
+            See `RQDecoder`.
         teacher_forced_evaluation: what the validation loss (`val_gen`, and
             so `monitor: auto`) scores: `"auto"` (the default) follows
             `exact_levels`, so validation scores the distribution that is
-            served: with `exact_levels` >= 1, True; with 0, False. True: the
-            NLL of the true code sequence, each level reading the true
-            earlier codes, as the branched tree's level 2 reads each level-1
-            code. False: each level reads the previous level's expected
-            embedding, as the one-pass tree does. At K = 16 the one-pass NLL
-            swings from epoch to epoch and stopped a 98,000-row
-            complete_journey run at epoch 1 (validation Norm-Gini(+) 0.692);
-            the sequence NLL falls smoothly to epoch 4-5 (0.764)
-            (docs/quality.md, "Stopping on what is served"). At K = 48 with
-            one pass, True lets level 1 overfit (docs/quality.md, "Where the
-            deeper levels stand"). See `RQDecoder`.
+            served: with 0, False; with `exact_levels` >= 1, True. False:
+            each level reads the previous level's expected embedding, as the
+            one-pass tree does. True: the NLL of the true code sequence, each
+            level reading the true earlier codes, as the branched tree's
+            level 2 reads each level-1 code. At K = 16 with level 1 branched
+            the one-pass NLL swings from epoch to epoch and stopped a
+            98,000-row complete_journey run at epoch 1 (validation
+            Norm-Gini(+) 0.692); the sequence NLL falls smoothly to epoch 4-5
+            (0.764) (docs/quality.md, "Stopping on what is served"). At K = 48
+            with one pass, True lets level 1 overfit (docs/quality.md, "Where
+            the deeper levels stand"). See `RQDecoder`.
         components: the OptDist head's sub-distribution networks (4; the
             OptDist paper's best were 4-5). Other heads ignore it.
         selection_temperature: the temperature of the OptDist selection's
@@ -180,7 +178,7 @@ class ModelConfig:
     prediction: str = "mean"
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     thresholds: tuple[float, ...] = (0.0,)
-    exact_levels: int = 1
+    exact_levels: int = 0
     teacher_forced_evaluation: bool | str = "auto"
     components: int = 4
     selection_temperature: float = 1.0
@@ -300,11 +298,7 @@ class QuantizerConfig:
     Attributes:
         num_levels: L, codes per label (None: 3, and 1 for `TrainConfig`'s
             head `"kmeans"`; `TrainConfig` writes the resolved number).
-        codebook_size: K per level: one int or one per level (None: 16 with
-            L >= 2, 48 with L = 1; `TrainConfig` writes the resolved size).
-            A coarse level 1 is what lets the deeper levels learn: see
-            `rq_keras.quantizer.residual.default_codebook_size`; the
-            paper's K is 48.
+        codebook_size: K per level: one int or one per level (48).
         method: `"kmeans"` or `"kmedians"`.
         init: `"optimal"` or `"kmeans++"`.
         seed: seed of the `"kmeans++"` start.
@@ -318,7 +312,7 @@ class QuantizerConfig:
     """
 
     num_levels: int | None = None
-    codebook_size: int | tuple[int, ...] | None = None
+    codebook_size: int | tuple[int, ...] = 48
     method: str = "kmeans"
     init: str = "optimal"
     seed: int = 0
@@ -344,10 +338,11 @@ class QuantizerConfig:
     def build(self, clip_min: float | None = None, clip_max: float | None = None, labels=None):
         """The (unfitted) `ResidualQuantizer` this config describes (`labels`:
         the training labels, for `zero_threshold="auto"`)."""
-        size = self.codebook_size  # None: ResidualQuantizer's default_codebook_size
         return ResidualQuantizer(
             num_levels=DEFAULT_LEVELS if self.num_levels is None else self.num_levels,
-            codebook_size=list(size) if isinstance(size, tuple) else size,
+            codebook_size=list(self.codebook_size)
+            if isinstance(self.codebook_size, tuple)
+            else self.codebook_size,
             method=self.method,
             clip_min=clip_min,
             clip_max=clip_max,
@@ -504,10 +499,6 @@ class TrainConfig:
             # K-means classification is RQ-Reg with one level: its default.
             levels = 1 if self.head == "kmeans" else DEFAULT_LEVELS
             quantizer = dataclasses.replace(self.quantizer, num_levels=levels)
-            object.__setattr__(self, "quantizer", quantizer)
-        if self.quantizer.codebook_size is None:
-            size = default_codebook_size(self.quantizer.num_levels)
-            quantizer = dataclasses.replace(self.quantizer, codebook_size=size)
             object.__setattr__(self, "quantizer", quantizer)
         if self.head == "kmeans" and self.quantizer.num_levels != 1:
             bad("quantizer.num_levels", self.quantizer.num_levels, "1 for head 'kmeans'")

@@ -121,9 +121,8 @@ class RQDecoder(DecoderMath, keras.layers.Layer):
     and so on. The next level's codes become atoms (each branch times each
     code, with its probability); deeper levels enter through their expected
     value, each step reading the previous step's expected embedding (as the
-    autoregressive inference does). `exact_levels=0` (the layer's
-    default; `ModelConfig`'s is 1): no branch, one pass; level 1's codes are
-    the atoms. With `exact_levels >=
+    autoregressive inference does). `exact_levels=0` (the default): no
+    branch, one pass; level 1's codes are the atoms. With `exact_levels >=
     L - 1` this is the exact distribution (tested against enumerating every
     code sequence); with 1 and L = 3 only level 3 is approximated by its
     expectation given E[e_2], with 0 levels 2..L are (the errors are

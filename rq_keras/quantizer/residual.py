@@ -78,19 +78,6 @@ __all__ = ["INITS", "METHODS", "ResidualQuantizer"]
 # `rq_keras.quantizer.clustering1d.quantile_partition`).
 METHODS = ("kmeans", "kmedians", "quantile")
 INITS = ("optimal", "kmeans++")
-# K per level when none is given: 16 with L >= 2, 48 (the paper's) with one
-# level. A coarse level 1 leaves the deeper levels value to learn from x: at
-# K = 16 level 1 leaves 11-17% of the mean label on complete_journey,
-# nycflights and CDNOW, at K = 48 only 3-5%, and there the deeper levels
-# learned nothing (docs/model.md, "Which codebook, and which tree";
-# benchmarks/level_value.py). One level has no deeper level to refine it.
-DEFAULT_CODEBOOK_SIZE = 16
-DEFAULT_ONE_LEVEL_CODEBOOK_SIZE = 48
-
-
-def default_codebook_size(num_levels: int) -> int:
-    """K per level for a codebook of `num_levels` levels when none is given."""
-    return DEFAULT_ONE_LEVEL_CODEBOOK_SIZE if num_levels == 1 else DEFAULT_CODEBOOK_SIZE
 
 
 def _per_level(value, num_levels: int, name: str) -> list:
@@ -106,9 +93,7 @@ class ResidualQuantizer:
 
     Args:
         num_levels: L, the number of levels (codes per value), >= 1.
-        codebook_size: K, centroids per level: an int, or one int per level
-            (None, the default: 16 with `num_levels` >= 2, 48 with one;
-            `default_codebook_size`; the paper's K is 48 at every L).
+        codebook_size: K, centroids per level: an int, or one int per level.
             A level whose residuals have fewer distinct values than K gets one
             centroid per distinct value (exact at that level) and a
             `UserWarning`; `fitted_codebook_sizes` reports what was fitted and
@@ -150,7 +135,7 @@ class ResidualQuantizer:
     def __init__(
         self,
         num_levels: int = 3,
-        codebook_size: int | Sequence[int] | None = None,
+        codebook_size: int | Sequence[int] = 48,
         method: str | Sequence[str] = "kmeans",
         clip_min: float | None = None,
         clip_max: float | None = None,
@@ -164,8 +149,6 @@ class ResidualQuantizer:
             raise TypeError(f"`num_levels` must be an int, got {num_levels!r}")
         if num_levels < 1:
             raise ValueError(f"`num_levels` must be >= 1, got {num_levels}")
-        if codebook_size is None:
-            codebook_size = default_codebook_size(num_levels)
         sizes = _per_level(codebook_size, num_levels, "codebook_size")
         for size in sizes:
             if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
