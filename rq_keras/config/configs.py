@@ -121,8 +121,9 @@ class ModelConfig:
             decoder's own autoregressive pass gives the atoms, no extra
             step; 1: every level-1 code is a branch, K_1 + 1 rows per
             example through steps 2..L, so level 2 reads each level-1 code's
-            own embedding as in training; at width 512 that is about ten
-            times the serving compute (`benchmarks/serving.py`, K = 16). L - 1:
+            own embedding as in training; at width 512 and K = 16 that is
+            about ten times the serving compute (docs/model.md, "Which
+            codebook, and which tree"). L - 1:
             exact, but with L = 3 that is (K_1 + 1)(K_2 + 1) rows per
             example, 2,401 at K = 48: for measuring the others' error, not for
             serving). At K = 48 0 and 1 give the same metrics to 3 decimals on
@@ -140,9 +141,11 @@ class ModelConfig:
             the one-pass NLL swings from epoch to epoch and stopped a
             98,000-row complete_journey run at epoch 1 (validation
             Norm-Gini(+) 0.692); the sequence NLL falls smoothly to epoch 4-5
-            (0.764) (docs/quality.md, "Stopping on what is served"). At K = 48
-            with one pass, True lets level 1 overfit (docs/quality.md, "Where
-            the deeper levels stand"). See `RQDecoder`.
+            (0.764) (docs/quality.md, "Stopping on what is served"); on
+            nycflights' drifting test months that longer training overfit the
+            deeper levels (CRPS 12.75 against 12.59). At K = 48 with one pass,
+            True lets level 1 overfit (docs/quality.md, "Where the deeper
+            levels stand"). See `RQDecoder`.
         components: the OptDist head's sub-distribution networks (4; the
             OptDist paper's best were 4-5). Other heads ignore it.
         selection_temperature: the temperature of the OptDist selection's
