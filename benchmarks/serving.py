@@ -37,15 +37,19 @@ REPO = os.path.dirname(HERE)
 BATCHES = (1, 64, 1024)
 
 
-def cdnow_model(work: str, epochs: int):
-    """(model, spec, rows) of a CDNOW run trained with the paper's config."""
+def cdnow_model(work: str, epochs: int, overrides=()):
+    """(model, spec, rows) of a CDNOW run trained with the paper's config
+    (and the `--set` overrides)."""
     from rq_keras.config import TrainConfig
+    from rq_keras.config.loading import apply_overrides, config_from_dict
     from rq_keras.features import FeatureSpec
     from rq_keras.serving.export_checks import read_rows
     from rq_keras.training import train
 
     run = os.path.join(work, "cdnow_run")
-    result = train(TrainConfig(dataset="cdnow", epochs=epochs, patience=None), run, verbose=0)
+    values = TrainConfig(dataset="cdnow", epochs=epochs, patience=None).to_dict()
+    config = config_from_dict(apply_overrides(values, dict(overrides)))
+    result = train(config, run, verbose=0)
     spec = FeatureSpec.load(os.path.join(run, "feature_spec.yaml"))
     rows = read_rows([os.path.join(run, "data", "test.parquet")], spec, max(BATCHES))
     return result.model, spec, rows
@@ -78,54 +82,86 @@ def python_latency(fn, examples, runs: int, warmup: int) -> list[float]:
     return times
 
 
-def measure(name, model, spec, rows, base, args) -> list[dict]:
+def export_variants(name, model, spec, rows, base, cell_steps: bool) -> dict:
+    """{model name: ExportResult}: the model as it exports, and with
+    `cell_steps` the same weights exported with the code tree stepping the
+    Keras cell on every branch row (`CellSteps`, the tree before its
+    factored LSTM), so the two are timed side by side."""
+    import numpy as np
+
+    from rq_keras.layers.code_tree import CellSteps
+    from rq_keras.serving.export import export_model
+
+    check = {k: np.asarray(v)[:256] for k, v in rows.items()}
+    out = {name: export_model(model, spec, os.path.join(base, name), check_rows=check)}
+    if cell_steps:
+        decoder = model.decoder
+        decoder._tree_steps = lambda table: CellSteps(decoder.recurrent_cell, table)
+        try:
+            other = f"{name} (cell steps)"
+            out[other] = export_model(
+                model, spec, os.path.join(base, name + "_cell_steps"), check_rows=check
+            )
+        finally:
+            del decoder._tree_steps
+    return out
+
+
+def measure(name, model, spec, rows, base, args, cell_steps: bool = False) -> list[dict]:
+    """Rows of the table for `model` (and its cell-steps export): each
+    batch size, `--rounds` rounds, each round timing every export in turn
+    (C++ then Python), so ratios are measured side by side."""
     import numpy as np
     import tensorflow as tf
 
     from rq_keras.serving import cpp_check as serving_check
-    from rq_keras.serving.export import export_model
     from rq_keras.serving.signatures import serialize_examples
 
-    check = {k: np.asarray(v)[:256] for k, v in rows.items()}
-    result = export_model(model, spec, os.path.join(base, name), check_rows=check)
+    exports = export_variants(name, model, spec, rows, base, cell_steps)
+    functions = {
+        label: tf.saved_model.load(r.export_dir).signatures["examples"]
+        for label, r in exports.items()
+    }
     examples = serialize_examples(spec, rows)
-    loaded = tf.saved_model.load(result.export_dir)
-    fn = loaded.signatures["examples"]
     binary = serving_check.build()
     out = []
     for batch in BATCHES:
         runs = args.runs if batch < 1024 else max(10, args.runs // 10)
-        per_round = {"cpp_p50": [], "cpp_p99": [], "py_p50": [], "py_p99": []}
+        keys = ("cpp_p50", "cpp_p99", "py_p50", "py_p99")
+        per_round = {label: {k: [] for k in keys} for label in exports}
         for _ in range(args.rounds):
-            cpp = serving_check.run(
-                result.export_dir,
-                "examples",
-                {"examples": np.array(examples[:batch], dtype=object)},
-                repeat=runs,
-                warmup=args.warmup,
-                binary=binary,
-            ).latency_ms
-            per_round["cpp_p50"].append(cpp["p50"])
-            per_round["cpp_p99"].append(cpp["p99"])
-            py = python_latency(fn, examples[:batch], runs, args.warmup)
-            per_round["py_p50"].append(float(np.percentile(py, 50)))
-            per_round["py_p99"].append(float(np.percentile(py, 99)))
-        row = {k: statistics.median(v) for k, v in per_round.items()}
-        row["rounds_cpp_p50"] = per_round["cpp_p50"]
-        row.update(
-            model=name,
-            batch=batch,
-            runs=runs,
-            size_mib=result.size_bytes / 2**20,
-            cpp_ex_s=batch / row["cpp_p50"] * 1000.0,
-            py_ex_s=batch / row["py_p50"] * 1000.0,
-        )
-        print(
-            f"{name} batch {batch}: C++ p50 {row['cpp_p50']:.2f} ms, "
-            f"Python p50 {row['py_p50']:.2f} ms",
-            flush=True,
-        )
-        out.append(row)
+            for label, result in exports.items():
+                cpp = serving_check.run(
+                    result.export_dir,
+                    "examples",
+                    {"examples": np.array(examples[:batch], dtype=object)},
+                    repeat=runs,
+                    warmup=args.warmup,
+                    binary=binary,
+                ).latency_ms
+                times = per_round[label]
+                times["cpp_p50"].append(cpp["p50"])
+                times["cpp_p99"].append(cpp["p99"])
+                py = python_latency(functions[label], examples[:batch], runs, args.warmup)
+                times["py_p50"].append(float(np.percentile(py, 50)))
+                times["py_p99"].append(float(np.percentile(py, 99)))
+        for label, times in per_round.items():
+            row = {k: statistics.median(v) for k, v in times.items()}
+            row.update(
+                rounds_cpp_p50=times["cpp_p50"],
+                model=label,
+                batch=batch,
+                runs=runs,
+                size_mib=exports[label].size_bytes / 2**20,
+                cpp_ex_s=batch / row["cpp_p50"] * 1000.0,
+                py_ex_s=batch / row["py_p50"] * 1000.0,
+            )
+            print(
+                f"{label} batch {batch}: C++ p50 {row['cpp_p50']:.2f} ms, "
+                f"Python p50 {row['py_p50']:.2f} ms",
+                flush=True,
+            )
+            out.append(row)
     return out
 
 
@@ -135,6 +171,22 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=20, help="untimed calls first")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cdnow-epochs", type=int, default=1)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for the cdnow model (repeatable), e.g. model.exact_levels=1",
+    )
+    p.add_argument(
+        "--cell-steps",
+        action="store_true",
+        help="also export the cdnow model with the code tree stepping the Keras cell on every "
+        "branch row (no factored LSTM) and time the two side by side",
+    )
+    p.add_argument(
+        "--no-cikm16", action="store_true", help="time the cdnow model only (no paper_cikm16)"
+    )
     p.add_argument("--output", default=os.path.join(HERE, "results", "serving.md"))
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -142,13 +194,17 @@ def main(argv=None) -> int:
     from rq_keras.config.keras_version import prefer_keras2
 
     prefer_keras2()  # Keras 2 as tf.keras, before TensorFlow loads
+    from rq_keras.cli.train import parse_key_value
 
+    overrides = [parse_key_value(item) for item in args.set]
     rows = []
     with tempfile.TemporaryDirectory(prefix="rq_keras_bench_serving_") as work:
-        model, spec, data = cdnow_model(work, args.cdnow_epochs)
-        rows += measure("cdnow", model, spec, data, os.path.join(work, "serving"), args)
-        model, spec, data = cikm16_model()
-        rows += measure("paper_cikm16", model, spec, data, os.path.join(work, "serving"), args)
+        model, spec, data = cdnow_model(work, args.cdnow_epochs, overrides)
+        serving = os.path.join(work, "serving")
+        rows += measure("cdnow", model, spec, data, serving, args, args.cell_steps)
+        if not args.no_cikm16:
+            model, spec, data = cikm16_model()
+            rows += measure("paper_cikm16", model, spec, data, serving, args)
     command = "python benchmarks/serving.py " + " ".join(argv or sys.argv[1:])
     lines = [
         "# Serving latency",
@@ -164,7 +220,10 @@ def main(argv=None) -> int:
         f"{args.warmup} warm-up calls, then {args.runs} timed calls per round "
         f"({max(10, args.runs // 10)} at batch 1,024); medians over {args.rounds} rounds of each "
         "round's p50 / p99; examples/s = batch / p50. Models: `cdnow` = the paper's model on "
-        f"CDNOW's features ({args.cdnow_epochs} epoch(s) of training); `paper_cikm16` = the "
+        f"CDNOW's features ({args.cdnow_epochs} epoch(s) of training"
+        + (f"; {', '.join(f'{k}={v}' for k, v in overrides)}" if overrides else "")
+        + "); `cdnow (cell steps)` = the same weights with the code tree stepping the Keras "
+        "cell on every branch row (no factored LSTM); `paper_cikm16` = the "
         "paper's model on CIKM16-shaped input (vocabularies of 9,778 and 116,883 ids), untrained.",
         "",
         "| model | SavedModel MiB | batch | C++ p50 ms | C++ p99 ms | C++ examples/s "

@@ -120,6 +120,28 @@ def test_tree_is_exact_with_all_but_the_last_level_expanded(zero_token, cell):
         np.testing.assert_allclose(tree["quantiles"].numpy(), quantiles, rtol=1e-6)
 
 
+@pytest.mark.parametrize("zero_token", [False, True])
+def test_factored_lstm_steps_match_the_cell(zero_token, monkeypatch):
+    """The LSTM tree (input projection once per code, `FactoredLstmSteps`)
+    against the same decoder stepping its Keras cell on every branch row
+    (`CellSteps`), with 0, 1 and 2 levels expanded. Two float32 orders of the
+    same sums: 1e-5 relative protects every output down to the atoms' masses."""
+    from rq_keras.layers.code_tree import CellSteps, FactoredLstmSteps
+
+    decoder = _decoder(zero_token, exact_levels=2)
+    state = _state(width=decoder.state_size)
+    table = tf.cast(decoder.code_embeddings, tf.float32)
+    assert isinstance(decoder._tree_steps(table), FactoredLstmSteps)
+    factored = [decoder.code_tree(state, exact_levels=n) for n in (0, 1, 2)]
+    monkeypatch.setattr(decoder, "_tree_steps", lambda t: CellSteps(decoder.recurrent_cell, t))
+    for n, fast in enumerate(factored):
+        slow = decoder.code_tree(state, exact_levels=n)
+        for key in ("mean", "median", "positive_mean", "quantiles", "exceedance"):
+            np.testing.assert_allclose(fast[key].numpy(), slow[key].numpy(), rtol=1e-5, atol=1e-6)
+    # The levels are expanded: the branched means differ from the one pass's.
+    assert np.max(np.abs(factored[1]["mean"].numpy() - factored[0]["mean"].numpy())) > 1e-3
+
+
 def test_one_expanded_level_approximates_only_the_last():
     """L = 3 with level 1 expanded: level 3 enters as its expectation given
     level 2's expected embedding. The mean stays close (the deepest level is

@@ -3,7 +3,9 @@
 `RQDecoder.code_tree` runs the decoder level by level (see its class doc);
 `CodeTreeAtoms` turns each level's logits and centroids into branches and
 atoms (value, probability), and `atom_summary` reads the mean, median,
-quantiles, P(y > t) and the mean given y > 0 off the atoms.
+quantiles, P(y > t) and the mean given y > 0 off the atoms. The steps
+themselves go through `CellSteps` (any cell) or `FactoredLstmSteps` (the
+LSTM with its input projection computed once per code, not once per branch).
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-__all__ = ["CodeTreeAtoms", "atom_quantiles", "atom_summary", "expected_level_value"]
+__all__ = [
+    "CellSteps",
+    "CodeTreeAtoms",
+    "FactoredLstmSteps",
+    "atom_quantiles",
+    "atom_summary",
+    "expected_level_value",
+]
 
 
 def expected_level_value(level_logits, centroids, zero_token: bool):
@@ -131,6 +140,83 @@ class CodeTreeAtoms:
         if not isinstance(self.shift, float):
             atom_v += self.shift[:, :, tf.newaxis] * self.atom_open
         return tf.reshape(self.atom_p, [self.batch, -1]), tf.reshape(atom_v, [self.batch, -1])
+
+
+class CellSteps:
+    """The decoder's recurrent cell stepped through the code tree (any cell).
+
+    A step's input is one of: `start(batch)`, the start token on every row;
+    `codes(tokens)`, one row per code, each parent row fanning out to one
+    row per code (the level above was expanded); `expected(probs)`, the
+    row's expected embedding `softmax(z) E` (the level above was not).
+    `step(inputs, states, fan_out)` runs the cell and returns `(h, states)`.
+
+    Args:
+        cell: the decoder's recurrent cell.
+        table: the code embeddings `(V, D)` in the compute dtype.
+    """
+
+    def __init__(self, cell, table):
+        self.cell = cell
+        # What a step's inputs are rows (or softmax mixtures of rows) of.
+        self.inputs = table
+
+    def start(self, token: int):
+        return self.inputs[token][tf.newaxis, :]
+
+    def codes(self, tokens):
+        return tf.gather(self.inputs, tokens)
+
+    def expected(self, probs):
+        return tf.matmul(tf.cast(probs, self.inputs.dtype), self.inputs)
+
+    def step(self, inputs, states, fan_out: bool):
+        """Args: `inputs` from `start`/`codes` (`fan_out`: each of the R rows
+        of `states` becomes `len(inputs)` rows, row-major) or from
+        `expected` (one per row)."""
+        if fan_out:
+            size = tf.shape(inputs)[0]
+            rows = tf.shape(states[0])[0]
+            states = [tf.repeat(s, size, axis=0) for s in states]
+            inputs = tf.tile(inputs, [rows, 1])
+        h, states = self.cell(inputs, states, training=False)
+        return h, list(states) if isinstance(states, (list, tuple)) else [states]
+
+
+class FactoredLstmSteps(CellSteps):
+    """`CellSteps` for the LSTM with its input projection factored out.
+
+    An LSTM step's gates are `x W + h U + b` (Keras' order i, f, c, o). In
+    the tree `x` is a code's embedding or a softmax-weighted sum of them,
+    so `E W` is computed once per call (V rows): a fan-out step computes
+    `h U + b` once per parent row and adds each code's row of `E W` (no
+    matmul per branch), and an expected-embedding step reads
+    `softmax(z) (E W)` (V columns in place of the embedding width). The math
+    of Keras' `LSTMCell` at inference, up to float association.
+    """
+
+    def __init__(self, cell, table):
+        dtype = table.dtype
+        # The input projections E W `(V, 4 units)`: a step's inputs are their rows.
+        super().__init__(cell, tf.matmul(table, tf.cast(cell.kernel, dtype)))
+        self.recurrent = tf.cast(cell.recurrent_kernel, dtype)
+        self.bias = tf.cast(cell.bias, dtype) if cell.use_bias else None
+
+    def step(self, inputs, states, fan_out: bool):
+        h, c = states
+        z = tf.matmul(h, self.recurrent)
+        if self.bias is not None:
+            z = z + self.bias
+        if fan_out:
+            z = tf.reshape(z[:, tf.newaxis, :] + inputs[tf.newaxis, :, :], [-1, z.shape[-1]])
+            c = tf.repeat(c, tf.shape(inputs)[0], axis=0)
+        else:
+            z = z + inputs
+        i, f, g, o = tf.split(z, 4, axis=-1)
+        gate, act = self.cell.recurrent_activation, self.cell.activation
+        c = gate(f) * c + gate(i) * act(g)
+        h = gate(o) * act(c)
+        return h, [h, c]
 
 
 def atom_summary(

@@ -129,8 +129,12 @@ class RQDecoder(DecoderMath, keras.layers.Layer):
     measured by `benchmarks/code_tree.py`). Cost: `exact_levels=0` reads the
     logits of the layer's own autoregressive pass (no extra step; `K_1`
     atoms); 1: `K_1` branches through steps 2..L and `K_1 * K_2` atoms per
-    row. With the zero code, a branch at `<zero>`
-    stays `<zero>` (value 0) at every later level, as the quantizer codes it.
+    row. With the LSTM, step 2's branches share their parent's state, so its
+    input projection is computed once per code and its recurrent product once
+    per row (`FactoredLstmSteps`): step 2 costs about one row's step plus
+    f_pred on each branch, and steps 3..L one recurrent product per branch.
+    With the zero code, a branch at `<zero>` stays `<zero>` (value 0) at
+    every later level, as the quantizer codes it.
 
     Returns:
         dict: `prediction` `(batch,)`, `regressor` `(batch,)` (the sum of

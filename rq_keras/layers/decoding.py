@@ -24,7 +24,13 @@ import tensorflow as tf
 
 from rq_keras.config.choices import CELLS, PREDICTIONS, REGRESSOR_INPUTS, check_distribution_options
 from rq_keras.config.seeds import sub_seed
-from rq_keras.layers.code_tree import CodeTreeAtoms, atom_summary, expected_level_value
+from rq_keras.layers.code_tree import (
+    CellSteps,
+    CodeTreeAtoms,
+    FactoredLstmSteps,
+    atom_summary,
+    expected_level_value,
+)
 from rq_keras.layers.layer_math import LayerMath
 from rq_keras.quantizer.tokens import START_TOKEN, ZERO_TOKEN, special_tokens, token_offsets_for
 
@@ -304,6 +310,14 @@ class DecoderMath(LayerMath):
             return [h0, c0]
         return [state]
 
+    def _tree_steps(self, table):
+        """How `code_tree` steps the cell: the LSTM with its input projection
+        factored out (the branches of one parent share its state), any
+        other cell as it is."""
+        if self.cell == "lstm":
+            return FactoredLstmSteps(self.recurrent_cell, table)
+        return CellSteps(self.recurrent_cell, table)
+
     def _level_logits(self, level: int, logits):
         """Logits of what level `level` may emit: `[<zero>,] codes`."""
         start, size = self.token_offsets[level], self.codebook_sizes[level]
@@ -416,36 +430,32 @@ class DecoderMath(LayerMath):
         exact = self.exact_levels if exact_levels is None else int(exact_levels)
         expand = min(exact, max(0, self.num_levels - 1))
         reuse = pass_logits is not None and expand == 0
-        table = tf.cast(self.code_embeddings, self.compute_dtype)
         batch = tf.shape(state)[0]
         if not reuse:
+            steps = self._tree_steps(tf.cast(self.code_embeddings, self.compute_dtype))
             states = self._initial_states(tf.cast(state, self.compute_dtype))
-            x = tf.repeat(table[START_TOKEN][tf.newaxis, :], batch, axis=0)
+            x, fan_out = steps.start(START_TOKEN), True
         tree = CodeTreeAtoms(batch, expand, self.zero_token)
         for level in range(self.num_levels):
             if reuse:
                 logits = tf.cast(pass_logits[:, level], tf.float32)
             else:
-                h, states = self.recurrent_cell(x, states, training=False)
-                states = list(states) if isinstance(states, (list, tuple)) else [states]
+                h, states = steps.step(x, states, fan_out)
                 logits = tf.cast(self.predictor(h), tf.float32)
             own = self._level_logits(level, logits)
-            branches = tree.branches
             tree.add_level(level, own, self.centroids[level])
+            if reuse or level + 1 == self.num_levels:
+                continue
             if level < expand:
-                if level + 1 < self.num_levels:
-                    # Each row becomes `size` rows, one per code of this level,
-                    # and the next step reads that code's embedding.
-                    size = own.shape[-1]
-                    states = [tf.repeat(s, size, axis=0) for s in states]
-                    start = self.token_offsets[level]
-                    tokens = tf.range(start, start + self.codebook_sizes[level])
-                    if self.zero_token:
-                        tokens = tf.concat([[ZERO_TOKEN], tokens], axis=0)
-                    x = tf.tile(tf.gather(table, tokens), [batch * branches, 1])
-            elif not reuse:
-                full = tf.nn.softmax(logits, axis=-1)
-                x = tf.matmul(tf.cast(full, self.compute_dtype), table)
+                # Each row becomes one row per code of this level, and the
+                # next step reads that code's embedding.
+                start = self.token_offsets[level]
+                tokens = tf.range(start, start + self.codebook_sizes[level])
+                if self.zero_token:
+                    tokens = tf.concat([[ZERO_TOKEN], tokens], axis=0)
+                x, fan_out = steps.codes(tokens), True
+            else:
+                x, fan_out = steps.expected(tf.nn.softmax(logits, axis=-1)), False
         return atom_summary(*tree.atoms(), self.quantiles, self.thresholds, self.value_range)
 
 
