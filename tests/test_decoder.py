@@ -335,3 +335,46 @@ def test_teacher_forced_evaluation_reads_the_true_codes_outside_training():
     assert RQDecoder.from_config(forced_eval.get_config()).teacher_forced_evaluation
     with pytest.raises(ValueError, match="`teacher_forced_evaluation` must be True or False"):
         _decoder(teacher_forced_evaluation="yes")
+
+
+@pytest.mark.parametrize("batch", [6, 64])  # rows below V = 10 (x E then W), above (E W first)
+def test_factored_lstm_steps_match_the_keras_cell_in_training(batch):
+    """The LSTM's decoding pass with its input projection factored out
+    (`FactoredLstmSteps`: E W once, its rows gathered or mixed) against the
+    same weights stepping the Keras `LSTMCell` (`CellSteps`), in a training
+    call with coins at p = 0.5 (the same coins: the counter is reset): every
+    output and every gradient. Two float32 orders of the same sums: 1e-5
+    relative, plus 1e-6 absolute for entries near 0."""
+    from rq_keras.layers.code_tree import CellSteps, FactoredLstmSteps
+
+    dec = _decoder()
+    inputs = _inputs(batch=batch, seed=batch)
+    dec(inputs)
+    assert isinstance(dec._tree_steps(dec.code_embeddings), FactoredLstmSteps)
+
+    def run():
+        dec.sampling_step.assign(0)
+        with tf.GradientTape() as tape:
+            out = _outputs(dec, inputs, 0.5)
+            loss = tf.reduce_sum(out["prediction"] ** 2) + tf.reduce_sum(
+                out["logits"] * out["logits"][:, ::-1]
+            )
+        return out, tape.gradient(loss, dec.trainable_weights)
+
+    factored, factored_grads = run()
+    dec._tree_steps = lambda table: CellSteps(dec.recurrent_cell, table)
+    cell, cell_grads = run()
+    for key in ("prediction", "logits", "level_values", "expected_embeddings", "codes"):
+        np.testing.assert_allclose(
+            factored[key].numpy(), cell[key].numpy(), rtol=1e-5, atol=1e-6, err_msg=key
+        )
+    names = [w.name for w in dec.trainable_weights]
+    assert any("kernel" in n for n in names) and any("code_embeddings" in n for n in names)
+    for name, a, b in zip(names, factored_grads, cell_grads):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    # The coins mixed true and expected inputs, so both kinds were compared.
+    forced = _outputs(dec, inputs, 1.0)["logits"][:, 1].numpy()
+    free = _outputs(dec, inputs, 0.0)["logits"][:, 1].numpy()
+    mixed = factored["logits"][:, 1].numpy()
+    assert (np.abs(mixed - forced).max(1) < 1e-5).any()
+    assert (np.abs(mixed - free).max(1) < 1e-5).any()

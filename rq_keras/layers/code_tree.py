@@ -3,9 +3,10 @@
 `RQDecoder.code_tree` runs the decoder level by level (see its class doc);
 `CodeTreeAtoms` turns each level's logits and centroids into branches and
 atoms (value, probability), and `atom_summary` reads the mean, median,
-quantiles, P(y > t) and the mean given y > 0 off the atoms. The steps
-themselves go through `CellSteps` (any cell) or `FactoredLstmSteps` (the
-LSTM with its input projection computed once per code, not once per branch).
+quantiles, P(y > t) and the mean given y > 0 off the atoms. The decoder's
+steps (its pass and the tree's) go through `CellSteps` (any cell) or
+`FactoredLstmSteps` (the LSTM with its input projection computed once per
+code, not once per row or branch).
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ class CodeTreeAtoms:
 
 
 class CellSteps:
-    """The decoder's recurrent cell stepped through the code tree (any cell).
+    """The decoder's recurrent cell stepped over code inputs (any cell): the
+    decoding pass (`RQDecoder.call`) and the code tree.
 
     A step's input is one of: `start(batch)`, the start token on every row;
     `codes(tokens)`, one row per code, each parent row fanning out to one
@@ -170,40 +172,71 @@ class CellSteps:
     def expected(self, probs):
         return tf.matmul(tf.cast(probs, self.inputs.dtype), self.inputs)
 
-    def step(self, inputs, states, fan_out: bool):
+    def step(self, inputs, states, fan_out: bool, training=False):
         """Args: `inputs` from `start`/`codes` (`fan_out`: each of the R rows
-        of `states` becomes `len(inputs)` rows, row-major) or from
-        `expected` (one per row)."""
+        of `states` becomes `len(inputs)` rows, row-major; otherwise one per
+        row) or from `expected` (one per row); `training`: Keras' flag."""
         if fan_out:
             size = tf.shape(inputs)[0]
             rows = tf.shape(states[0])[0]
             states = [tf.repeat(s, size, axis=0) for s in states]
             inputs = tf.tile(inputs, [rows, 1])
-        h, states = self.cell(inputs, states, training=False)
+        h, states = self.cell(inputs, states, training=training)
         return h, list(states) if isinstance(states, (list, tuple)) else [states]
 
 
 class FactoredLstmSteps(CellSteps):
     """`CellSteps` for the LSTM with its input projection factored out.
 
-    An LSTM step's gates are `x W + h U + b` (Keras' order i, f, c, o). In
-    the tree `x` is a code's embedding or a softmax-weighted sum of them,
-    so `E W` is computed once per call (V rows): a fan-out step computes
-    `h U + b` once per parent row and adds each code's row of `E W` (no
-    matmul per branch), and an expected-embedding step reads
-    `softmax(z) (E W)` (V columns in place of the embedding width). The math
-    of Keras' `LSTMCell` at inference, up to float association.
+    An LSTM step's gates are `x W + h U + b` (Keras' order i, f, c, o). A
+    decoder step's `x` is a code's embedding or a softmax-weighted sum of
+    them, so the inputs are handed over projected (`(rows, 4 units)`), and
+    for R rows `x W` is computed in the cheaper order: through `E W` (V rows,
+    then a gather or `softmax(z) (E W)`, V columns in place of the embedding
+    width D) when R > V, as `(softmax(z) E) W` otherwise (serving one row
+    must not pay for `E W`). A fan-out step computes `h U + b` once per
+    parent row and adds each code's projected row (no matmul per branch). In
+    training at the paper's sizes this removes most of the `(batch, D) x (D,
+    4 units)` product of every step (`benchmarks/train_step.py`); gradients
+    reach W and E either way. The math of Keras' `LSTMCell` (without
+    dropout, which the decoder never sets), up to float association.
     """
 
     def __init__(self, cell, table):
+        super().__init__(cell, table)
         dtype = table.dtype
-        # The input projections E W `(V, 4 units)`: a step's inputs are their rows.
-        super().__init__(cell, tf.matmul(table, tf.cast(cell.kernel, dtype)))
+        self.kernel = tf.cast(cell.kernel, dtype)
         self.recurrent = tf.cast(cell.recurrent_kernel, dtype)
         self.bias = tf.cast(cell.bias, dtype) if cell.use_bias else None
 
-    def step(self, inputs, states, fan_out: bool):
-        h, c = states
+    def _projected(self, rows, through_table, direct):
+        """`through_table(E W)` when `rows` > V, else `direct()`."""
+        vocabulary = tf.shape(self.inputs)[0]
+        return tf.cond(
+            rows > vocabulary,
+            lambda: through_table(tf.matmul(self.inputs, self.kernel)),
+            direct,
+        )
+
+    def start(self, token: int):
+        return tf.matmul(super().start(token), self.kernel)
+
+    def codes(self, tokens):
+        return self._projected(
+            tf.size(tokens),
+            lambda projected: tf.gather(projected, tokens),
+            lambda: tf.matmul(super(FactoredLstmSteps, self).codes(tokens), self.kernel),
+        )
+
+    def expected(self, probs):
+        return self._projected(
+            tf.shape(probs)[0],
+            lambda projected: tf.matmul(tf.cast(probs, projected.dtype), projected),
+            lambda: tf.matmul(super(FactoredLstmSteps, self).expected(probs), self.kernel),
+        )
+
+    def step(self, inputs, states, fan_out: bool, training=False):
+        h, c = states  # an LSTM cell without dropout: `training` changes nothing
         z = tf.matmul(h, self.recurrent)
         if self.bias is not None:
             z = z + self.bias

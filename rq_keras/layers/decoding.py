@@ -311,9 +311,11 @@ class DecoderMath(LayerMath):
         return [state]
 
     def _tree_steps(self, table):
-        """How `code_tree` steps the cell: the LSTM with its input projection
-        factored out (the branches of one parent share its state), any
-        other cell as it is."""
+        """How the decoding steps (`call`, `code_tree`) run the cell: the
+        LSTM with its input projection factored out (a step's input is a code
+        embedding or a softmax mixture of them, so `E W` serves every row,
+        and a tree's branches share their parent's state), any other cell as
+        it is."""
         if self.cell == "lstm":
             return FactoredLstmSteps(self.recurrent_cell, table)
         return CellSteps(self.recurrent_cell, table)
@@ -349,8 +351,9 @@ class DecoderMath(LayerMath):
         coins = teacher and bool(training)
         table = tf.cast(self.code_embeddings, self.compute_dtype)
         batch = tf.shape(state)[0]
+        steps = self._tree_steps(table)
         states = self._initial_states(tf.cast(state, self.compute_dtype))
-        x = tf.repeat(table[START_TOKEN][tf.newaxis, :], batch, axis=0)
+        x, fan_out = steps.start(START_TOKEN), True
         if teacher:
             tokens = tf.cast(tokens, tf.int32)
         if coins:
@@ -358,8 +361,7 @@ class DecoderMath(LayerMath):
             key = self._coin_key()
         level_values, logits_all, expected, codes = [], [], [], []
         for level in range(self.num_levels):
-            h, states = self.recurrent_cell(x, states, training=training)
-            states = list(states) if isinstance(states, (list, tuple)) else [states]
+            h, states = steps.step(x, states, fan_out, training=training)
             logits = self.predictor(h)
             probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
             e_hat = tf.matmul(tf.cast(probs, self.compute_dtype), table)
@@ -371,16 +373,18 @@ class DecoderMath(LayerMath):
             codes.append(code - 1 if self.zero_token else code)
             if level + 1 == self.num_levels:
                 break
+            # The next step's input: the true code's row, or the expected
+            # one (`e_hat`, through `steps`: for the LSTM, its projection).
+            fan_out = False
             if teacher and not coins:
-                x = tf.gather(table, tokens[:, level])
+                x = steps.codes(tokens[:, level])
             elif teacher:
-                true_e = tf.gather(table, tokens[:, level])
                 coin = tf.random.stateless_uniform(
                     [batch, 1], seed=tf.random.experimental.stateless_fold_in(key, level)
                 )
-                x = tf.where(coin < p, true_e, e_hat)
+                x = tf.where(coin < p, steps.codes(tokens[:, level]), steps.expected(probs))
             else:
-                x = e_hat
+                x = steps.expected(probs)
         level_values = tf.stack(level_values, axis=1)
         prediction = tf.reduce_sum(level_values, axis=1)
         outputs = {
