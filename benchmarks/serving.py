@@ -40,8 +40,7 @@ BATCHES = (1, 64, 1024)
 def cdnow_model(work: str, epochs: int, overrides=()):
     """(model, spec, rows) of a CDNOW run trained with the paper's config
     (and the `--set` overrides)."""
-    from rq_keras.config import TrainConfig
-    from rq_keras.config.loading import apply_overrides, config_from_dict
+    from rq_keras.config import TrainConfig, apply_overrides, config_from_dict
     from rq_keras.features import FeatureSpec
     from rq_keras.serving.export_checks import read_rows
     from rq_keras.training import train

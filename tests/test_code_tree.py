@@ -133,6 +133,14 @@ def test_factored_lstm_steps_match_the_cell(zero_token, monkeypatch):
     table = tf.cast(decoder.code_embeddings, tf.float32)
     assert isinstance(decoder._tree_steps(table), FactoredLstmSteps)
     factored = [decoder.code_tree(state, exact_levels=n) for n in (0, 1, 2)]
+    # Traced with an unknown batch (the SavedModel's signature), each step
+    # picks the order of `x W` by `tf.cond` at run time: the same tree.
+    traced = tf.function(
+        lambda s: decoder.code_tree(s, exact_levels=1),
+        input_signature=[tf.TensorSpec([None, decoder.state_size], tf.float32)],
+    )
+    for key, value in traced(state).items():
+        np.testing.assert_allclose(value.numpy(), factored[1][key].numpy(), rtol=1e-5, atol=1e-6)
     monkeypatch.setattr(decoder, "_tree_steps", lambda t: CellSteps(decoder.recurrent_cell, t))
     for n, fast in enumerate(factored):
         slow = decoder.code_tree(state, exact_levels=n)

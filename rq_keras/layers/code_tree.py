@@ -210,27 +210,31 @@ class FactoredLstmSteps(CellSteps):
         self.bias = tf.cast(cell.bias, dtype) if cell.use_bias else None
 
     def _projected(self, rows, through_table, direct):
-        """`through_table(E W)` when `rows` > V, else `direct()`."""
-        vocabulary = tf.shape(self.inputs)[0]
-        return tf.cond(
-            rows > vocabulary,
-            lambda: through_table(tf.matmul(self.inputs, self.kernel)),
-            direct,
-        )
+        """`through_table(E W)` when the `rows` (a tensor's first dimension)
+        outnumber V, else `direct()`: chosen at trace time when the rows
+        are static (a fixed batch), by `tf.cond` otherwise."""
+        vocabulary = int(self.inputs.shape[0])
+        count = rows.shape[0]
+        if count is not None:
+            return through_table(self._table()) if count > vocabulary else direct()
+        return tf.cond(tf.shape(rows)[0] > vocabulary, lambda: through_table(self._table()), direct)
+
+    def _table(self):
+        return tf.matmul(self.inputs, self.kernel)  # E W, (V, 4 units)
 
     def start(self, token: int):
         return tf.matmul(super().start(token), self.kernel)
 
     def codes(self, tokens):
         return self._projected(
-            tf.size(tokens),
+            tokens,
             lambda projected: tf.gather(projected, tokens),
             lambda: tf.matmul(super(FactoredLstmSteps, self).codes(tokens), self.kernel),
         )
 
     def expected(self, probs):
         return self._projected(
-            tf.shape(probs)[0],
+            probs,
             lambda projected: tf.matmul(tf.cast(probs, projected.dtype), projected),
             lambda: tf.matmul(super(FactoredLstmSteps, self).expected(probs), self.kernel),
         )
