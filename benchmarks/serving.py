@@ -95,7 +95,7 @@ def export_variants(name, model, spec, rows, base, cell_steps: bool) -> dict:
     out = {name: export_model(model, spec, os.path.join(base, name), check_rows=check)}
     if cell_steps:
         decoder = model.decoder
-        decoder._tree_steps = lambda table: CellSteps(decoder.recurrent_cell, table)
+        decoder._tree_steps = lambda table, rows: CellSteps(decoder.recurrent_cell, table)
         try:
             other = f"{name} (cell steps)"
             out[other] = export_model(

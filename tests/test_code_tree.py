@@ -120,8 +120,9 @@ def test_tree_is_exact_with_all_but_the_last_level_expanded(zero_token, cell):
         np.testing.assert_allclose(tree["quantiles"].numpy(), quantiles, rtol=1e-6)
 
 
+@pytest.mark.parametrize("rows", [5, 12])  # below V (x E then W), above it (E W first)
 @pytest.mark.parametrize("zero_token", [False, True])
-def test_factored_lstm_steps_match_the_cell(zero_token, monkeypatch):
+def test_factored_lstm_steps_match_the_cell(zero_token, rows, monkeypatch):
     """The LSTM tree (input projection once per code, `FactoredLstmSteps`)
     against the same decoder stepping its Keras cell on every branch row
     (`CellSteps`), with 0, 1 and 2 levels expanded. Two float32 orders of the
@@ -129,9 +130,10 @@ def test_factored_lstm_steps_match_the_cell(zero_token, monkeypatch):
     from rq_keras.layers.code_tree import CellSteps, FactoredLstmSteps
 
     decoder = _decoder(zero_token, exact_levels=2)
-    state = _state(width=decoder.state_size)
+    state = _state(rows, width=decoder.state_size)
     table = tf.cast(decoder.code_embeddings, tf.float32)
-    assert isinstance(decoder._tree_steps(table), FactoredLstmSteps)
+    steps = decoder._tree_steps(table, rows)
+    assert isinstance(steps, FactoredLstmSteps) and steps.through_table == (rows > table.shape[0])
     factored = [decoder.code_tree(state, exact_levels=n) for n in (0, 1, 2)]
     # Traced with an unknown batch (the SavedModel's signature), each step
     # picks the order of `x W` by `tf.cond` at run time: the same tree.
@@ -141,7 +143,9 @@ def test_factored_lstm_steps_match_the_cell(zero_token, monkeypatch):
     )
     for key, value in traced(state).items():
         np.testing.assert_allclose(value.numpy(), factored[1][key].numpy(), rtol=1e-5, atol=1e-6)
-    monkeypatch.setattr(decoder, "_tree_steps", lambda t: CellSteps(decoder.recurrent_cell, t))
+    monkeypatch.setattr(
+        decoder, "_tree_steps", lambda t, rows: CellSteps(decoder.recurrent_cell, t)
+    )
     for n, fast in enumerate(factored):
         slow = decoder.code_tree(state, exact_levels=n)
         for key in ("mean", "median", "positive_mean", "quantiles", "exceedance"):

@@ -350,7 +350,7 @@ def test_factored_lstm_steps_match_the_keras_cell_in_training(batch):
     dec = _decoder()
     inputs = _inputs(batch=batch, seed=batch)
     dec(inputs)
-    assert isinstance(dec._tree_steps(dec.code_embeddings), FactoredLstmSteps)
+    assert isinstance(dec._tree_steps(dec.code_embeddings, batch), FactoredLstmSteps)
 
     def run():
         dec.sampling_step.assign(0)
@@ -382,7 +382,7 @@ def test_factored_lstm_steps_match_the_keras_cell_in_training(batch):
     np.testing.assert_allclose(logits.numpy(), factored["logits"].numpy(), rtol=1e-5, atol=1e-6)
     for a, b in zip(grads, factored_grads):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
-    dec._tree_steps = lambda table: CellSteps(dec.recurrent_cell, table)
+    dec._tree_steps = lambda table, rows: CellSteps(dec.recurrent_cell, table)
     cell, cell_grads = run()
     for key in ("prediction", "logits", "level_values", "expected_embeddings", "codes"):
         np.testing.assert_allclose(

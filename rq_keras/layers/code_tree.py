@@ -191,10 +191,10 @@ class FactoredLstmSteps(CellSteps):
     An LSTM step's gates are `x W + h U + b` (Keras' order i, f, c, o). A
     decoder step's `x` is a code's embedding or a softmax-weighted sum of
     them, so the inputs are handed over projected (`(rows, 4 units)`), and
-    for R rows `x W` is computed in the cheaper order: through `E W` (V rows,
-    then a gather or `softmax(z) (E W)`, V columns in place of the embedding
-    width D) when R > V, as `(softmax(z) E) W` otherwise (serving one row
-    must not pay for `E W`). A fan-out step computes `h U + b` once per
+    `x W` is computed in the cheaper order for the batch's `rows`: through
+    `E W` (computed once, then a gather or `softmax(z) (E W)`, V columns in
+    place of the embedding width D) when `rows` > V, as `(softmax(z) E) W`
+    otherwise (serving one row must not pay for `E W`). A fan-out step computes `h U + b` once per
     parent row and adds each code's projected row (no matmul per branch). In
     training at the paper's sizes this removes most of the `(batch, D) x (D,
     4 units)` product of every step (`benchmarks/train_step.py`); gradients
@@ -202,39 +202,46 @@ class FactoredLstmSteps(CellSteps):
     dropout, which the decoder never sets), up to float association.
     """
 
-    def __init__(self, cell, table):
+    def __init__(self, cell, table, rows):
         super().__init__(cell, table)
         dtype = table.dtype
         self.kernel = tf.cast(cell.kernel, dtype)
         self.recurrent = tf.cast(cell.recurrent_kernel, dtype)
         self.bias = tf.cast(cell.bias, dtype) if cell.use_bias else None
-
-    def _projected(self, rows, through_table, direct):
-        """`through_table(E W)` when the `rows` (a tensor's first dimension)
-        outnumber V, else `direct()`: chosen at trace time when the rows
-        are static (a fixed batch), by `tf.cond` otherwise."""
-        vocabulary = int(self.inputs.shape[0])
-        count = rows.shape[0]
-        if count is not None:
-            return through_table(self._table()) if count > vocabulary else direct()
-        return tf.cond(tf.shape(rows)[0] > vocabulary, lambda: through_table(self._table()), direct)
+        # Through E W when the rows outnumber V: decided once, at trace time
+        # when `rows` is static (a fixed batch), else at run time, where
+        # E W is computed once by one `tf.cond` (zeros when unused).
+        vocabulary = int(table.shape[0])
+        if isinstance(rows, int):
+            self.through_table = rows > vocabulary
+            self.projected = self._table() if self.through_table else None
+        else:
+            self.through_table = rows > vocabulary
+            width = int(self.kernel.shape[-1])
+            self.projected = tf.cond(
+                self.through_table, self._table, lambda: tf.zeros([vocabulary, width], dtype)
+            )
 
     def _table(self):
         return tf.matmul(self.inputs, self.kernel)  # E W, (V, 4 units)
+
+    def _projected(self, through_table, direct):
+        """`through_table(E W)` or `direct()`, as decided at construction."""
+        if isinstance(self.through_table, bool):
+            return through_table(self.projected) if self.through_table else direct()
+        return tf.cond(self.through_table, lambda: through_table(self.projected), direct)
 
     def start(self, token: int):
         return tf.matmul(super().start(token), self.kernel)
 
     def codes(self, tokens):
         return self._projected(
-            tokens,
             lambda projected: tf.gather(projected, tokens),
             lambda: tf.matmul(super(FactoredLstmSteps, self).codes(tokens), self.kernel),
         )
 
     def expected(self, probs):
         return self._projected(
-            probs,
             lambda projected: tf.matmul(tf.cast(probs, projected.dtype), projected),
             lambda: tf.matmul(super(FactoredLstmSteps, self).expected(probs), self.kernel),
         )

@@ -310,14 +310,14 @@ class DecoderMath(LayerMath):
             return [h0, c0]
         return [state]
 
-    def _tree_steps(self, table):
+    def _tree_steps(self, table, rows):
         """How the decoding steps (`call`, `code_tree`) run the cell: the
         LSTM with its input projection factored out (a step's input is a code
         embedding or a softmax mixture of them, so `E W` serves every row,
         and a tree's branches share their parent's state), any other cell as
-        it is."""
+        it is. `rows`: the batch (an int when static, else a scalar tensor)."""
         if self.cell == "lstm":
-            return FactoredLstmSteps(self.recurrent_cell, table)
+            return FactoredLstmSteps(self.recurrent_cell, table, rows)
         return CellSteps(self.recurrent_cell, table)
 
     def _level_logits(self, level: int, logits):
@@ -351,7 +351,7 @@ class DecoderMath(LayerMath):
         coins = teacher and bool(training)
         table = tf.cast(self.code_embeddings, self.compute_dtype)
         batch = tf.shape(state)[0]
-        steps = self._tree_steps(table)
+        steps = self._tree_steps(table, _rows(state))
         states = self._initial_states(tf.cast(state, self.compute_dtype))
         x, fan_out = steps.start(START_TOKEN), True
         if teacher:
@@ -436,7 +436,8 @@ class DecoderMath(LayerMath):
         reuse = pass_logits is not None and expand == 0
         batch = tf.shape(state)[0]
         if not reuse:
-            steps = self._tree_steps(tf.cast(self.code_embeddings, self.compute_dtype))
+            table = tf.cast(self.code_embeddings, self.compute_dtype)
+            steps = self._tree_steps(table, _rows(state))
             states = self._initial_states(tf.cast(state, self.compute_dtype))
             x, fan_out = steps.start(START_TOKEN), True
         tree = CodeTreeAtoms(batch, expand, self.zero_token)
@@ -461,6 +462,12 @@ class DecoderMath(LayerMath):
             else:
                 x, fan_out = steps.expected(tf.nn.softmax(logits, axis=-1)), False
         return atom_summary(*tree.atoms(), self.quantiles, self.thresholds, self.value_range)
+
+
+def _rows(tensor):
+    """A tensor's first dimension: an int when static, else a scalar tensor."""
+    rows = tensor.shape[0]
+    return int(rows) if rows is not None else tf.shape(tensor)[0]
 
 
 def sampling_probability(epoch: float, k: float = 0.1, t0: float = 10.0) -> float:
