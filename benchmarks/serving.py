@@ -19,6 +19,13 @@ outputs read back with `.numpy()`). Each round times C++ then Python at one
 batch size, one round after another; the figures are medians over the
 `--rounds` rounds of each round's p50 and p99. Prints a Markdown table and
 writes it to `benchmarks/results/serving.md`.
+
+`--set KEY=VALUE` changes the cdnow model's config (e.g. K = 16 with level 1
+branched: `--set quantizer.codebook_size=16 --set model.exact_levels=1`);
+`--cell-steps` also exports the same weights with the decoder stepping the
+Keras cell on every row and branch (the decoder before `FactoredLstmSteps`)
+and times the two in turn within each round; `--no-cikm16` skips
+`paper_cikm16`.
 """
 
 from __future__ import annotations
@@ -83,8 +90,8 @@ def python_latency(fn, examples, runs: int, warmup: int) -> list[float]:
 
 def export_variants(name, model, spec, rows, base, cell_steps: bool) -> dict:
     """{model name: ExportResult}: the model as it exports, and with
-    `cell_steps` the same weights exported with the code tree stepping the
-    Keras cell on every branch row (`CellSteps`, the tree before its
+    `cell_steps` the same weights exported with the decoder stepping the
+    Keras cell on every row and branch (`CellSteps`: the decoder before its
     factored LSTM), so the two are timed side by side."""
     import numpy as np
 
@@ -180,8 +187,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--cell-steps",
         action="store_true",
-        help="also export the cdnow model with the code tree stepping the Keras cell on every "
-        "branch row (no factored LSTM) and time the two side by side",
+        help="also export the cdnow model with the decoder stepping the Keras cell on every "
+        "row and branch (no factored LSTM) and time the two side by side",
     )
     p.add_argument(
         "--no-cikm16", action="store_true", help="time the cdnow model only (no paper_cikm16)"
@@ -221,9 +228,20 @@ def main(argv=None) -> int:
         "round's p50 / p99; examples/s = batch / p50. Models: `cdnow` = the paper's model on "
         f"CDNOW's features ({args.cdnow_epochs} epoch(s) of training"
         + (f"; {', '.join(f'{k}={v}' for k, v in overrides)}" if overrides else "")
-        + "); `cdnow (cell steps)` = the same weights with the code tree stepping the Keras "
-        "cell on every branch row (no factored LSTM); `paper_cikm16` = the "
-        "paper's model on CIKM16-shaped input (vocabularies of 9,778 and 116,883 ids), untrained.",
+        + ")"
+        + (
+            "; `cdnow (cell steps)` = the same weights with the decoder stepping the Keras "
+            "cell on every row and branch (no factored LSTM)"
+            if args.cell_steps
+            else ""
+        )
+        + (
+            ""
+            if args.no_cikm16
+            else "; `paper_cikm16` = the paper's model on CIKM16-shaped input (vocabularies "
+            "of 9,778 and 116,883 ids), untrained"
+        )
+        + ".",
         "",
         "| model | SavedModel MiB | batch | C++ p50 ms | C++ p99 ms | C++ examples/s "
         "| Python p50 ms | Python p99 ms | Python examples/s | C++ p50 per round |",
