@@ -147,10 +147,11 @@ class CellSteps:
     """The decoder's recurrent cell stepped over code inputs (any cell): the
     decoding pass (`RQDecoder.call`) and the code tree.
 
-    A step's input is one of: `start(batch)`, the start token on every row;
-    `codes(tokens)`, one row per code, each parent row fanning out to one
-    row per code (the level above was expanded); `expected(probs)`, the
-    row's expected embedding `softmax(z) E` (the level above was not).
+    A step's input is one of: `start(token)`, one token for every row (fanned
+    out); `codes(tokens)`, the tokens' rows, either one per row (teacher
+    forcing) or one per code with each parent row fanning out to one row per
+    code (the tree's expanded level); `expected(probs, mixed)`, the row's
+    expected embedding `softmax(z) E` (`mixed` when the caller has it).
     `step(inputs, states, fan_out)` runs the cell and returns `(h, states)`.
 
     Args:
@@ -169,7 +170,9 @@ class CellSteps:
     def codes(self, tokens):
         return tf.gather(self.inputs, tokens)
 
-    def expected(self, probs):
+    def expected(self, probs, mixed=None):
+        if mixed is not None:
+            return mixed
         return tf.matmul(tf.cast(probs, self.inputs.dtype), self.inputs)
 
     def step(self, inputs, states, fan_out: bool, training=False):
@@ -194,8 +197,9 @@ class FactoredLstmSteps(CellSteps):
     `x W` is computed in the cheaper order for the batch's `rows`: through
     `E W` (computed once, then a gather or `softmax(z) (E W)`, V columns in
     place of the embedding width D) when `rows` > V, as `(softmax(z) E) W`
-    otherwise (serving one row must not pay for `E W`). A fan-out step computes `h U + b` once per
-    parent row and adds each code's projected row (no matmul per branch). In
+    otherwise (serving one row must not pay for `E W`). A fan-out step
+    computes `h U + b` once per parent row and adds each code's projected row
+    (no matmul per branch). In
     training at the paper's sizes this removes most of the `(batch, D) x (D,
     4 units)` product of every step (`benchmarks/train_step.py`); gradients
     reach W and E either way. The math of Keras' `LSTMCell` (without
@@ -212,11 +216,10 @@ class FactoredLstmSteps(CellSteps):
         # when `rows` is static (a fixed batch), else at run time, where
         # E W is computed once by one `tf.cond` (zeros when unused).
         vocabulary = int(table.shape[0])
+        self.through_table = rows > vocabulary  # a bool, or a bool tensor
         if isinstance(rows, int):
-            self.through_table = rows > vocabulary
             self.projected = self._table() if self.through_table else None
         else:
-            self.through_table = rows > vocabulary
             width = int(self.kernel.shape[-1])
             self.projected = tf.cond(
                 self.through_table, self._table, lambda: tf.zeros([vocabulary, width], dtype)
@@ -240,10 +243,10 @@ class FactoredLstmSteps(CellSteps):
             lambda: tf.matmul(super(FactoredLstmSteps, self).codes(tokens), self.kernel),
         )
 
-    def expected(self, probs):
+    def expected(self, probs, mixed=None):
         return self._projected(
             lambda projected: tf.matmul(tf.cast(probs, projected.dtype), projected),
-            lambda: tf.matmul(super(FactoredLstmSteps, self).expected(probs), self.kernel),
+            lambda: tf.matmul(super(FactoredLstmSteps, self).expected(probs, mixed), self.kernel),
         )
 
     def step(self, inputs, states, fan_out: bool, training=False):

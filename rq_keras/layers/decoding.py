@@ -382,9 +382,9 @@ class DecoderMath(LayerMath):
                 coin = tf.random.stateless_uniform(
                     [batch, 1], seed=tf.random.experimental.stateless_fold_in(key, level)
                 )
-                x = tf.where(coin < p, steps.codes(tokens[:, level]), steps.expected(probs))
+                x = tf.where(coin < p, steps.codes(tokens[:, level]), steps.expected(probs, e_hat))
             else:
-                x = steps.expected(probs)
+                x = steps.expected(probs, e_hat)
         level_values = tf.stack(level_values, axis=1)
         prediction = tf.reduce_sum(level_values, axis=1)
         outputs = {
