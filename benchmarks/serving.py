@@ -24,13 +24,17 @@ writes it to `benchmarks/results/serving.md`.
 branched: `--set quantizer.codebook_size=16 --set model.exact_levels=1`);
 `--cell-steps` also exports the same weights with the decoder stepping the
 Keras cell on every row and branch (the decoder before `FactoredLstmSteps`)
-and times the two in turn within each round; `--no-cikm16` skips
+and times the two in turn within each round; `--deeper-branch` does the same
+with the code tree stepping the levels below its atoms on every branch (what
+the tree did before it read them from the decoder's pass), `--one-pass` with the
+tree as one pass (`exact_levels` 0); `--no-cikm16` skips
 `paper_cikm16`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -88,33 +92,60 @@ def python_latency(fn, examples, runs: int, warmup: int) -> list[float]:
     return times
 
 
-def export_variants(name, model, spec, rows, base, cell_steps: bool) -> dict:
-    """{model name: ExportResult}: the model as it exports, and with
-    `cell_steps` the same weights exported with the decoder stepping the
-    Keras cell on every row and branch (`CellSteps`: the decoder before its
-    factored LSTM), so the two are timed side by side."""
+def _cell_steps(decoder):
+    """The decoder stepping the Keras cell on every row and branch
+    (`CellSteps`: the decoder before its factored LSTM)."""
+    from rq_keras.layers.code_tree import CellSteps
+
+    decoder._tree_steps = lambda table, rows: CellSteps(decoder.recurrent_cell, table)
+
+
+def _deeper_branch(decoder):
+    """The code tree stepping the levels below its atoms on every branch
+    (`code_tree(deeper="branch")`: the tree before it read them from the pass)."""
+    served = decoder.code_tree
+    decoder.code_tree = functools.partial(served, deeper="branch")
+
+
+def _one_pass(decoder):
+    """The code tree as one pass (`exact_levels=0`: no branch), the same weights."""
+    served = decoder.code_tree
+    decoder.code_tree = functools.partial(served, exact_levels=0)
+
+
+# --flag: (model name suffix, patch of the decoder, the instance attribute it sets)
+VARIANTS = {
+    "cell_steps": ("cell steps", _cell_steps, "_tree_steps"),
+    "deeper_branch": ("level 3 per branch", _deeper_branch, "code_tree"),
+    "one_pass": ("one pass", _one_pass, "code_tree"),
+}
+
+
+def export_variants(name, model, spec, rows, base, variants=()) -> dict:
+    """{model name: ExportResult}: the model as it exports, and per name in
+    `variants` (keys of `VARIANTS`) the same weights exported with that
+    patch of the decoder, so they are timed side by side."""
     import numpy as np
 
-    from rq_keras.layers.code_tree import CellSteps
     from rq_keras.serving.export import export_model
 
     check = {k: np.asarray(v)[:256] for k, v in rows.items()}
     out = {name: export_model(model, spec, os.path.join(base, name), check_rows=check)}
-    if cell_steps:
-        decoder = model.decoder
-        decoder._tree_steps = lambda table, rows: CellSteps(decoder.recurrent_cell, table)
+    decoder = model.decoder
+    for variant in variants:
+        suffix, patch, attribute = VARIANTS[variant]
+        patch(decoder)
         try:
-            other = f"{name} (cell steps)"
-            out[other] = export_model(
-                model, spec, os.path.join(base, name + "_cell_steps"), check_rows=check
+            out[f"{name} ({suffix})"] = export_model(
+                model, spec, os.path.join(base, f"{name}_{variant}"), check_rows=check
             )
         finally:
-            del decoder._tree_steps
+            delattr(decoder, attribute)
     return out
 
 
-def measure(name, model, spec, rows, base, args, cell_steps: bool = False) -> list[dict]:
-    """Rows of the table for `model` (and its cell-steps export): each
+def measure(name, model, spec, rows, base, args, variants=()) -> list[dict]:
+    """Rows of the table for `model` (and its `variants` exports): each
     batch size, `--rounds` rounds, each round timing every export in turn
     (C++ then Python), so ratios are measured side by side."""
     import numpy as np
@@ -123,7 +154,7 @@ def measure(name, model, spec, rows, base, args, cell_steps: bool = False) -> li
     from rq_keras.serving import cpp_check as serving_check
     from rq_keras.serving.signatures import serialize_examples
 
-    exports = export_variants(name, model, spec, rows, base, cell_steps)
+    exports = export_variants(name, model, spec, rows, base, variants)
     functions = {
         label: tf.saved_model.load(r.export_dir).signatures["examples"]
         for label, r in exports.items()
@@ -191,6 +222,18 @@ def main(argv=None) -> int:
         "row and branch (no factored LSTM) and time the two side by side",
     )
     p.add_argument(
+        "--deeper-branch",
+        action="store_true",
+        help="also export the cdnow model with the code tree stepping the levels below its "
+        "atoms on every branch (before they were read from the pass) and time it alongside",
+    )
+    p.add_argument(
+        "--one-pass",
+        action="store_true",
+        help="also export the cdnow model with its code tree as one pass (exact_levels 0) "
+        "and time it alongside",
+    )
+    p.add_argument(
         "--no-cikm16", action="store_true", help="time the cdnow model only (no paper_cikm16)"
     )
     p.add_argument("--output", default=os.path.join(HERE, "results", "serving.md"))
@@ -207,7 +250,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="rq_keras_bench_serving_") as work:
         model, spec, data = cdnow_model(work, args.cdnow_epochs, overrides)
         serving = os.path.join(work, "serving")
-        rows += measure("cdnow", model, spec, data, serving, args, args.cell_steps)
+        variants = [v for v in VARIANTS if getattr(args, v)]
+        rows += measure("cdnow", model, spec, data, serving, args, variants)
         if not args.no_cikm16:
             model, spec, data = cikm16_model()
             rows += measure("paper_cikm16", model, spec, data, serving, args)
@@ -233,6 +277,18 @@ def main(argv=None) -> int:
             "; `cdnow (cell steps)` = the same weights with the decoder stepping the Keras "
             "cell on every row and branch (no factored LSTM)"
             if args.cell_steps
+            else ""
+        )
+        + (
+            "; `cdnow (level 3 per branch)` = the same weights with the code tree stepping "
+            'the levels below its atoms on every branch (`code_tree(deeper="branch")`)'
+            if args.deeper_branch
+            else ""
+        )
+        + (
+            "; `cdnow (one pass)` = the same weights with the code tree as one pass "
+            "(`exact_levels` 0)"
+            if args.one_pass
             else ""
         )
         + (

@@ -44,13 +44,18 @@ def _state(rows=5, width=16):
     return tf.constant(np.random.default_rng(0).normal(size=(rows, width)) * 2, tf.float32)
 
 
-def _enumerate(decoder, state):
-    """Atoms (values, probabilities) `(rows, paths)` from every code sequence."""
+def _enumerate(decoder, state, levels=None, clip=True):
+    """Atoms (values, probabilities) `(rows, paths)` from every code sequence
+    of the first `levels` levels (None: all), and the paths. The codes of the
+    levels after them are fed as code 0 (or `<zero>` after `<zero>`): an
+    earlier level's logits do not read them. `clip`: the values clipped to
+    `value_range` (0, None)."""
     zero = decoder.zero_token
     sizes = decoder.codebook_sizes
     offsets = token_offsets_for(sizes, zero)
+    levels = len(sizes) if levels is None else levels
     # Level choices: -1 is <zero>; after <zero> every level is <zero>.
-    choices = [([-1] if zero else []) + list(range(k)) for k in sizes]
+    choices = [([-1] if zero else []) + list(range(k)) for k in sizes[:levels]]
     paths = [
         p
         for p in itertools.product(*choices)
@@ -60,7 +65,9 @@ def _enumerate(decoder, state):
     values = np.zeros((rows, len(paths)))
     probs = np.ones((rows, len(paths)))
     for j, path in enumerate(paths):
-        tokens = [1 if c == -1 else offsets[level] + c for level, c in enumerate(path)]
+        tail = -1 if path[-1] == -1 else 0
+        full = list(path) + [tail] * (len(sizes) - levels)
+        tokens = [1 if c == -1 else offsets[level] + c for level, c in enumerate(full)]
         out = decoder({"state": state, "tokens": tf.constant([tokens] * rows)}, training=True)
         logits = out["logits"].numpy().astype(np.float64)
         for level, code in enumerate(path):
@@ -74,6 +81,8 @@ def _enumerate(decoder, state):
             probs[:, j] *= own[:, code + 1 if zero else code]
             if code >= 0:
                 values[:, j] += decoder.centroids[level][code]
+    if not clip:
+        return values, probs, paths
     return np.maximum(values, 0.0), probs  # value_range (0, None)
 
 
@@ -154,21 +163,61 @@ def test_factored_lstm_steps_match_the_cell(zero_token, rows, monkeypatch):
     assert np.max(np.abs(factored[1]["mean"].numpy() - factored[0]["mean"].numpy())) > 1e-3
 
 
-def test_one_expanded_level_approximates_only_the_last():
-    """L = 3 with level 1 expanded: level 3 enters as its expectation given
-    level 2's expected embedding. The mean stays close (the deepest level is
-    small), and an L = 2 codebook is exact with one expanded level."""
-    decoder = _decoder(exact_levels=1)
+def _pass_shift(decoder, state, level):
+    """E[c_level] under the one pass's softmax at `level`, per row."""
+    logits = decoder({"state": state}, training=False)["logits"].numpy().astype(np.float64)
+    start, size = decoder.token_offsets[level], decoder.codebook_sizes[level]
+    own = logits[:, level, start : start + size]
+    table = np.asarray(decoder.centroids[level], np.float64)
+    if decoder.zero_token:
+        own = np.concatenate([logits[:, level, 1:2], own], axis=1)
+        table = np.concatenate([[0.0], table])
+    p = np.exp(own - own.max(axis=1, keepdims=True))
+    return (p / p.sum(axis=1, keepdims=True)) @ table
+
+
+@pytest.mark.parametrize("zero_token", [False, True])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_one_expanded_level_reads_level_3_from_the_pass(zero_token, cell):
+    """L = 3 with level 1 expanded: the atoms are every (level 1, level 2)
+    code pair with p(q_1|x) p(q_2|x, q_1) (teacher forcing, enumerated), and
+    level 3 adds the one pass's expected value, the same for every branch of
+    a row (none after `<zero>`). `deeper="branch"` steps level 3 on every
+    branch instead: close to it (level 3's centroids span 0.5)."""
+    decoder = _decoder(zero_token, exact_levels=1, cell=cell)
+    state = _state(width=decoder.state_size)
+    values, probs, paths = _enumerate(decoder, state, levels=2, clip=False)
+    open_ = np.array([path[-1] != -1 for path in paths], np.float64)
+    values = np.maximum(values + _pass_shift(decoder, state, 2)[:, None] * open_, 0.0)
+    mean, quantiles, above = _reference(values, probs)
+    tree = decoder.code_tree(state)
+    # Two float32 code paths (the branched steps, the teacher-forced pass).
+    np.testing.assert_allclose(tree["mean"].numpy(), mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tree["quantiles"].numpy(), quantiles, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tree["exceedance"].numpy(), above, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        tree["positive_mean"].numpy(), _positive_mean(values, probs), rtol=1e-5, atol=1e-6
+    )
+    # The layer's own call (its pass's logits handed over) serves the same tree.
+    served = decoder({"state": state}, training=False)
+    np.testing.assert_allclose(served["mean"].numpy(), mean, rtol=1e-5, atol=1e-6)
+    branched = decoder.code_tree(state, deeper="branch")["mean"].numpy()
+    assert np.max(np.abs(branched - mean)) < 0.5
+    # Two different reads: apart by more than float32 noise on values ~5 (1e-6).
+    assert np.max(np.abs(branched - mean)) > 2e-5
+
+
+def test_one_expanded_level_is_exact_with_two_levels():
+    """An L = 2 codebook is exact with one expanded level (no level below
+    the atoms), whatever `deeper` says."""
     state = _state()
-    values, probs = _enumerate(decoder, state)
-    mean, _, _ = _reference(values, probs)
-    approx = decoder.code_tree(state)["mean"].numpy()
-    # Level 3's centroids span 0.5: the approximation cannot move the mean more.
-    assert np.max(np.abs(approx - mean)) < 0.5
     two = _decoder(exact_levels=1, centroids=CENTROIDS[:2])
     values, probs = _enumerate(two, state)
     mean, quantiles, above = _reference(values, probs)
     tree = two.code_tree(state)
+    np.testing.assert_allclose(
+        two.code_tree(state, deeper="branch")["mean"].numpy(), mean, rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(tree["mean"].numpy(), mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(tree["quantiles"].numpy(), quantiles, rtol=1e-6)
     np.testing.assert_allclose(tree["exceedance"].numpy(), above, rtol=1e-5, atol=1e-6)
@@ -216,7 +265,7 @@ def test_zero_code_with_one_expanded_level():
     """With one expanded level of three and the zero code: the mean is close
     to the exact one, P(y > 0) exact (it depends on level 1's <zero> only).
     That atoms after <zero> take no deeper value is checked exactly by
-    `test_no_expanded_level_is_one_pass` (the same masking code)."""
+    `test_one_expanded_level_reads_level_3_from_the_pass`."""
     decoder = _decoder(zero_token=True, exact_levels=1)
     state = _state()
     values, probs = _enumerate(decoder, state)

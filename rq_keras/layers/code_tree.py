@@ -96,18 +96,27 @@ class CodeTreeAtoms:
         self.atom_p = self.atom_v = self.atom_open = None
         self.shift = 0.0
 
-    def add_level(self, level: int, own_logits, centroids: Sequence[float]) -> None:
+    def add_level(
+        self, level: int, own_logits, centroids: Sequence[float], shared: bool = False
+    ) -> None:
         """Adds level `level` (levels come in order, from 0).
 
         Args:
             level: the level, 0-based.
             own_logits: float32 `(batch * branches, size)`, the logits of what
-                the level may emit (`[<zero>,] codes`) on every row.
+                the level may emit (`[<zero>,] codes`) on every row; with
+                `shared`, `(batch, size)`, one row per example that every
+                branch of it reads (a level deeper than the atoms' only).
             centroids: the level's code values (without `<zero>`).
+            shared: see `own_logits`.
         """
         batch, branches = self.batch, self.branches
         size = own_logits.shape[-1]
-        probs = tf.reshape(tf.nn.softmax(own_logits, axis=-1), [batch, branches, size])
+        if shared and level <= self.expand:
+            raise ValueError(f"level {level} makes branches or atoms: its logits cannot be shared")
+        probs = tf.reshape(
+            tf.nn.softmax(own_logits, axis=-1), [batch, 1 if shared else branches, size]
+        )
         if self.zero_token:
             # A branch at <zero> stays there: value 0 at every later level.
             zero_row = tf.one_hot(0, size, dtype=tf.float32)

@@ -409,7 +409,7 @@ class DecoderMath(LayerMath):
         return {"prediction": prediction, **outputs}
 
     def code_tree(
-        self, state, exact_levels: int | None = None, pass_logits=None
+        self, state, exact_levels: int | None = None, pass_logits=None, deeper: str = "pass"
     ) -> dict[str, tf.Tensor]:
         """The predictive distribution over the code tree (see the class doc).
 
@@ -418,9 +418,17 @@ class DecoderMath(LayerMath):
             exact_levels: overrides the layer's `exact_levels` (a
                 benchmark compares 1 with L - 1, the exact distribution).
             pass_logits: the logits `(batch, L, V)` of the autoregressive
-                pass of `state` (the layer's `logits` output at inference).
-                With no level expanded they are the tree's one pass, which is
-                then not run again; otherwise unused.
+                pass of `state` (the layer's `logits` output at inference),
+                read for the levels below the atoms (every level with none
+                expanded) instead of running the pass again. None: the tree
+                runs the pass when it needs one.
+            deeper: how a level below the atoms' level is read: `"pass"`
+                (served: the one pass's level, one row per example, which every
+                branch of the example shares) or `"branch"` (a step on every
+                branch, reading the branch's previous expected embedding:
+                K_1 + 1 recurrent products per example at width `units`,
+                kept to measure what `"pass"` gives up, in
+                `benchmarks/code_levels.py`).
 
         Returns:
             dict: `mean`, `median`, `positive_mean` `(batch,)`, `quantiles` `(batch, Q)`,
@@ -428,28 +436,36 @@ class DecoderMath(LayerMath):
         """
         if self.centroids is None:
             raise ValueError(f"{self.name}: the code tree needs `centroids`")
+        if deeper not in ("pass", "branch"):
+            raise ValueError(f"`deeper` must be 'pass' or 'branch', got {deeper!r}")
         # Expanding L - 1 levels is already exact; expanding level L too would
         # multiply the rows by K_L for nothing. 0: level 1's codes are the
         # atoms, one pass, no branches.
         exact = self.exact_levels if exact_levels is None else int(exact_levels)
         expand = min(exact, max(0, self.num_levels - 1))
-        reuse = pass_logits is not None and expand == 0
+        # The tree steps its branched levels and the atoms' level; with
+        # `"pass"`, the deeper levels come from the one pass.
+        stepped = expand + 1 if deeper == "pass" or expand == 0 else self.num_levels
+        if stepped < self.num_levels and pass_logits is None:
+            pass_logits = self.call({"state": state}, training=False, distribution=False)["logits"]
+        if expand == 0:
+            stepped = 0  # the pass is the tree
         batch = tf.shape(state)[0]
-        if not reuse:
+        if stepped:
             table = tf.cast(self.code_embeddings, self.compute_dtype)
             steps = self._tree_steps(table, _rows(state))
             states = self._initial_states(tf.cast(state, self.compute_dtype))
             x, fan_out = steps.start(START_TOKEN), True
         tree = CodeTreeAtoms(batch, expand, self.zero_token)
         for level in range(self.num_levels):
-            if reuse:
-                logits = tf.cast(pass_logits[:, level], tf.float32)
-            else:
-                h, states = steps.step(x, states, fan_out)
-                logits = tf.cast(self.predictor(h), tf.float32)
-            own = self._level_logits(level, logits)
-            tree.add_level(level, own, self.centroids[level])
-            if reuse or level + 1 == self.num_levels:
+            if level >= stepped:
+                own = self._level_logits(level, tf.cast(pass_logits[:, level], tf.float32))
+                tree.add_level(level, own, self.centroids[level], shared=level > expand)
+                continue
+            h, states = steps.step(x, states, fan_out)
+            logits = tf.cast(self.predictor(h), tf.float32)
+            tree.add_level(level, self._level_logits(level, logits), self.centroids[level])
+            if level + 1 == stepped:
                 continue
             if level < expand:
                 # Each row becomes one row per code of this level, and the
