@@ -170,10 +170,14 @@ def distribution_summary(labels, quantiles, means, positive, grid) -> dict:
     }
 
 
-def tree_scores(model, spec, path, exact_levels=(0, 1), max_rows=100_000) -> list[dict]:
+def tree_scores(
+    model, spec, path, exact_levels=(0, 1), max_rows=100_000, deeper=("pass",)
+) -> list[dict]:
     """The code tree's served distribution per `exact_levels` value (0: one
     free-running pass, a deeper level does not know which code came before;
-    1: a branch per level-1 code, level 2 reading that code), over the first
+    1: a branch per level-1 code, level 2 reading that code), and with
+    branches per `deeper` read of the levels below the atoms (`"pass"`, the
+    served one, or `"branch"`: `RQDecoder.code_tree`), over the first
     `max_rows` rows of `path`: `crps` and calibration `max_gap` from 20
     midpoint quantile levels, Norm-Gini(+) and total of the `mean`,
     Norm-Gini(+) of `positive_mean`, `seconds_per_1000` rows."""
@@ -187,14 +191,15 @@ def tree_scores(model, spec, path, exact_levels=(0, 1), max_rows=100_000) -> lis
     kept = decoder.quantiles
     decoder.quantiles = grid
     results = []
+    modes = [(e, d) for e in exact_levels for d in (deeper if e else deeper[:1])]
     try:
-        for exact in exact_levels:
+        for exact, read in modes:
             labels, quantiles, means, positive = [], [], [], []
             start = time.perf_counter()
             rows = 0
             for features, label in make_dataset([path], spec, batch_size=1024):
                 state = model.task.encoder(model.features(features, training=False))
-                out = decoder.code_tree(state, exact_levels=exact)
+                out = decoder.code_tree(state, exact_levels=exact, deeper=read)
                 labels.append(label.numpy())
                 quantiles.append(out["quantiles"].numpy())
                 means.append(out["mean"].numpy())
@@ -205,7 +210,9 @@ def tree_scores(model, spec, path, exact_levels=(0, 1), max_rows=100_000) -> lis
             seconds = time.perf_counter() - start
             results.append(
                 {
-                    "exact_levels": int(exact),
+                    "exact_levels": f"{exact} (deeper: {read})"
+                    if len(deeper) > 1 and exact
+                    else exact,
                     **distribution_summary(labels, quantiles, means, positive, grid),
                     "seconds_per_1000": 1000 * seconds / rows,
                 }
@@ -346,6 +353,13 @@ def main(argv=None) -> int:
         default=[0, 1],
         help="the code tree's expanded levels to compare (comma-separated)",
     )
+    p.add_argument(
+        "--deeper",
+        type=lambda t: t.split(","),
+        default=["pass"],
+        help="with branches, how the levels below the atoms are read: pass (served), "
+        "branch, or both (comma-separated)",
+    )
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, REPO)
@@ -375,7 +389,7 @@ def main(argv=None) -> int:
         "",
         *tree_table(
             [
-                *tree_scores(model, spec, path, args.exact_levels, args.max_rows),
+                *tree_scores(model, spec, path, args.exact_levels, args.max_rows, args.deeper),
                 {**prefix, "exact_levels": "prefix"},
             ]
         ),

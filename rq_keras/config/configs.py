@@ -120,10 +120,10 @@ class ModelConfig:
             the distribution is computed (0, the default: none, the
             decoder's own autoregressive pass gives the atoms, no extra
             step; 1: every level-1 code is a branch, K_1 + 1 rows per
-            example through steps 2..L, so level 2 reads each level-1 code's
-            own embedding as in training; at width 512 and K = 16 that is
-            about ten times the serving compute (docs/model.md, "Which
-            codebook, and which tree"). L - 1:
+            example through step 2, so level 2 reads each level-1 code's
+            own embedding as in training, and level 3 comes from the pass;
+            see docs/model.md, "Which codebook, and which tree", for its
+            serving cost). L - 1:
             exact, but with L = 3 that is (K_1 + 1)(K_2 + 1) rows per
             example, 2,401 at K = 48: for measuring the others' error, not for
             serving). At K = 48 0 and 1 give the same metrics to 3 decimals on

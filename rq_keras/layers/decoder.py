@@ -120,21 +120,25 @@ class RQDecoder(DecoderMath, keras.layers.Layer):
     branch whose step 2 reads that code's embedding (as in teacher forcing),
     and so on. The next level's codes become atoms (each branch times each
     code, with its probability); deeper levels enter through their expected
-    value, each step reading the previous step's expected embedding (as the
-    autoregressive inference does). `exact_levels=0` (the default): no
-    branch, one pass; level 1's codes are the atoms. With `exact_levels >=
-    L - 1` this is the exact distribution (tested against enumerating every
-    code sequence); with 1 and L = 3 only level 3 is approximated by its
-    expectation given E[e_2], with 0 levels 2..L are (the errors are
-    measured by `benchmarks/code_tree.py`). Cost: `exact_levels=0` reads the
-    logits of the layer's own autoregressive pass (no extra step; `K_1`
-    atoms); 1: `K_1` branches through steps 2..L and `K_1 * K_2` atoms per
-    row. With the LSTM, step 2's branches share their parent's state, so its
-    input projection is computed once per code and its recurrent product once
-    per row (`FactoredLstmSteps`): step 2 costs about one row's step plus
-    f_pred on each branch, and steps 3..L one recurrent product per branch.
-    With the zero code, a branch at `<zero>` stays `<zero>` (value 0) at
-    every later level, as the quantizer codes it.
+    value under the layer's own autoregressive pass (each step reading the
+    previous step's expected embedding), one per example, which all its
+    branches share. `exact_levels=0` (the default): no branch, one pass;
+    level 1's codes are the atoms. With `exact_levels >= L - 1` this is the
+    exact distribution (tested against enumerating every code sequence);
+    with 1 and L = 3 only level 3 is approximated by the pass's expectation,
+    with 0 levels 2..L are (the errors are measured by
+    `benchmarks/code_tree.py`; reading level 3 on every branch instead,
+    `code_tree(deeper="branch")`, moved the served CRPS by at most 0.02% and
+    Norm-Gini(+) by 0.0003 on complete_journey and nycflights,
+    `benchmarks/results/code_tree_deeper.md`). Cost:
+    `exact_levels=0` reads the logits of the layer's own autoregressive pass
+    (no extra step; `K_1` atoms); 1: steps 1 and 2 again, step 2 on `K_1`
+    (+ 1) branches, and `K_1 * K_2` atoms per row. With the LSTM, step 2's
+    branches share their parent's state, so its input projection is computed
+    once per code and its recurrent product once per row
+    (`FactoredLstmSteps`): step 2 costs about one row's step plus f_pred on
+    each branch. With the zero code, a branch at `<zero>` stays `<zero>`
+    (value 0) at every later level, as the quantizer codes it.
 
     Returns:
         dict: `prediction` `(batch,)`, `regressor` `(batch,)` (the sum of
