@@ -100,24 +100,23 @@ def _cell_steps(decoder):
     decoder._tree_steps = lambda table, rows: CellSteps(decoder.recurrent_cell, table)
 
 
-def _deeper_branch(decoder):
-    """The code tree stepping the levels below its atoms on every branch
-    (`code_tree(deeper="branch")`: the tree before it read them from the pass)."""
-    served = decoder.code_tree
-    decoder.code_tree = functools.partial(served, deeper="branch")
+def _code_tree_with(**options):
+    """A patch serving the code tree with `options` of `RQDecoder.code_tree`."""
 
+    def patch(decoder):
+        decoder.code_tree = functools.partial(decoder.code_tree, **options)
 
-def _one_pass(decoder):
-    """The code tree as one pass (`exact_levels=0`: no branch), the same weights."""
-    served = decoder.code_tree
-    decoder.code_tree = functools.partial(served, exact_levels=0)
+    return patch
 
 
 # --flag: (model name suffix, patch of the decoder, the instance attribute it sets)
 VARIANTS = {
     "cell_steps": ("cell steps", _cell_steps, "_tree_steps"),
-    "deeper_branch": ("level 3 per branch", _deeper_branch, "code_tree"),
-    "one_pass": ("one pass", _one_pass, "code_tree"),
+    # the levels below the atoms stepped on every branch (the tree before it
+    # read them from the pass)
+    "deeper_branch": ("level 3 per branch", _code_tree_with(deeper="branch"), "code_tree"),
+    # the same weights with no branch
+    "one_pass": ("one pass", _code_tree_with(exact_levels=0), "code_tree"),
 }
 
 

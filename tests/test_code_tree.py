@@ -163,9 +163,13 @@ def test_factored_lstm_steps_match_the_cell(zero_token, rows, monkeypatch):
     assert np.max(np.abs(factored[1]["mean"].numpy() - factored[0]["mean"].numpy())) > 1e-3
 
 
-def _pass_shift(decoder, state, level):
-    """E[c_level] under the one pass's softmax at `level`, per row."""
-    logits = decoder({"state": state}, training=False)["logits"].numpy().astype(np.float64)
+def _pass_logits(decoder, state):
+    return decoder({"state": state}, training=False)["logits"].numpy().astype(np.float64)
+
+
+def _level_softmax(decoder, logits, level):
+    """(probabilities, values) of level `level`'s own slots (`[<zero>,] codes`)
+    from the pass's `logits`, per row."""
     start, size = decoder.token_offsets[level], decoder.codebook_sizes[level]
     own = logits[:, level, start : start + size]
     table = np.asarray(decoder.centroids[level], np.float64)
@@ -173,7 +177,13 @@ def _pass_shift(decoder, state, level):
         own = np.concatenate([logits[:, level, 1:2], own], axis=1)
         table = np.concatenate([[0.0], table])
     p = np.exp(own - own.max(axis=1, keepdims=True))
-    return (p / p.sum(axis=1, keepdims=True)) @ table
+    return p / p.sum(axis=1, keepdims=True), table
+
+
+def _pass_shift(decoder, state, level):
+    """E[c_level] under the one pass's softmax at `level`, per row."""
+    p, table = _level_softmax(decoder, _pass_logits(decoder, state), level)
+    return p @ table
 
 
 @pytest.mark.parametrize("zero_token", [False, True])
@@ -227,23 +237,16 @@ def _one_pass_reference(decoder, state):
     """exact_levels=0 by hand: the autoregressive pass's softmaxes; level 1's
     codes are the atoms, each deeper level adds its expected value (none
     after <zero>)."""
-    logits = decoder({"state": state}, training=False)["logits"].numpy().astype(np.float64)
-    zero, offsets = decoder.zero_token, decoder.token_offsets
+    logits = _pass_logits(decoder, state)
     values, shift = None, 0.0
-    for level, centroids in enumerate(decoder.centroids):
-        own = logits[:, level, offsets[level] : offsets[level] + len(centroids)]
-        table = np.asarray(centroids, np.float64)
-        if zero:
-            own = np.concatenate([logits[:, level, 1:2], own], axis=1)
-            table = np.concatenate([[0.0], table])
-        p = np.exp(own - own.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
+    for level in range(decoder.num_levels):
+        p, table = _level_softmax(decoder, logits, level)
         if level == 0:
             probs, values = p, np.broadcast_to(table, p.shape)
         else:
             shift = shift + p @ table
     open_ = np.ones(values.shape[1])
-    if zero:
+    if decoder.zero_token:
         open_[0] = 0.0
     atoms = np.maximum(values + shift[:, None] * open_, 0.0)
     return (probs * atoms).sum(1)

@@ -443,13 +443,15 @@ class DecoderMath(LayerMath):
         # atoms, one pass, no branches.
         exact = self.exact_levels if exact_levels is None else int(exact_levels)
         expand = min(exact, max(0, self.num_levels - 1))
-        # The tree steps its branched levels and the atoms' level; with
-        # `"pass"`, the deeper levels come from the one pass.
-        stepped = expand + 1 if deeper == "pass" or expand == 0 else self.num_levels
+        # The levels the tree steps: none when the pass is the tree; else its
+        # branched levels and the atoms' level, and with `"branch"` the
+        # deeper ones too (with `"pass"` they come from the one pass).
+        if expand == 0:
+            stepped = 0
+        else:
+            stepped = expand + 1 if deeper == "pass" else self.num_levels
         if stepped < self.num_levels and pass_logits is None:
             pass_logits = self.call({"state": state}, training=False, distribution=False)["logits"]
-        if expand == 0:
-            stepped = 0  # the pass is the tree
         batch = tf.shape(state)[0]
         if stepped:
             table = tf.cast(self.code_embeddings, self.compute_dtype)
