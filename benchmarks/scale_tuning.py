@@ -9,7 +9,9 @@ The trials (`TRIALS`) are `scale.py --evaluate-on validation` cells, one
 directory per setting below `--cells-dir` (`w0` untuned, `wlr3e-4` with
 `--set learning_rate=0.0003`, ...; committed, as scale.py's cells) and below
 `--work-dir` (its kept runs; the splits are scale.py's), at 10% of the
-training rows, seed 0; `--run` runs the missing ones (resumable), then the
+training rows (`--share`; `--share 1 --heads ziln,mse,optdist,kmeans` with
+their own `--cells-dir` and `--work-dir` is the full-size tuning of
+docs/quality.md), seed 0; `--run` runs the missing ones (resumable), then the
 choice is made from every finished trial. Every head has five: the coded
 heads (RQ-Reg, K-means L = 1) three learning rates and two weights of
 L_crps, the others five learning rates. Every cell there must be scored on
@@ -51,13 +53,23 @@ TRIALS = {
 SHARE = 0.1
 
 
-def run_trials(work: str, cells_dir: str, datasets: list[str]) -> None:
-    """Every trial of `TRIALS` not finished yet, through scale.py."""
+def run_trials(
+    work: str,
+    cells_dir: str,
+    datasets: list[str],
+    share: float = SHARE,
+    only: tuple[str, ...] | None = None,
+) -> None:
+    """Every trial of `TRIALS` not finished yet, through scale.py, at `share`
+    of the training rows; with `only`, for those heads alone."""
     script = os.path.join(HERE, "scale.py")
     for name in datasets:
-        for trial, (overrides, heads) in TRIALS.items():
+        for trial, (overrides, trial_heads) in TRIALS.items():
+            heads = [h for h in trial_heads if only is None or h in only]
+            if not heads:
+                continue
             cmd = [sys.executable, script, "--evaluate-on", "validation", "--datasets", name]
-            cmd += ["--heads", ",".join(heads), "--fractions", f"{SHARE:g}", "--seeds", "0"]
+            cmd += ["--heads", ",".join(heads), "--fractions", f"{share:g}", "--seeds", "0"]
             cmd += ["--work-dir", os.path.join(work, trial), "--data-dir", WORK]
             cmd += ["--cells-dir", os.path.join(cells_dir, trial)]
             cmd += ["--output", os.path.join(work, f"{trial}.md")]
@@ -140,9 +152,22 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=os.path.join(RESULTS, "scale_tuned.json"))
     p.add_argument("--run", action="store_true", help="run the missing trials first")
     p.add_argument("--datasets", default="complete_journey,nycflights")
+    p.add_argument(
+        "--share",
+        type=float,
+        default=SHARE,
+        help="share of the training rows the trials of --run train on (1: the whole split)",
+    )
+    p.add_argument("--heads", default=",".join(CODED + OTHERS), help="the heads --run tunes")
     args = p.parse_args(argv)
+    if not 0.0 < args.share <= 1.0:
+        p.error(f"--share must be in (0, 1], got {args.share}")
+    heads = tuple(h for h in args.heads.split(",") if h)
+    unknown = sorted(set(heads) - set(CODED + OTHERS))
+    if unknown or not heads:
+        p.error(f"--heads must name some of {CODED + OTHERS}, got {args.heads!r}")
     if args.run:
-        run_trials(args.work_dir, args.cells_dir, args.datasets.split(","))
+        run_trials(args.work_dir, args.cells_dir, args.datasets.split(","), args.share, heads)
     cells = trials(args.cells_dir)
     if not cells:
         p.error(f"no finished validation cells below {args.cells_dir}")

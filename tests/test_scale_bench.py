@@ -128,6 +128,30 @@ def test_tuning_chooses_each_heads_best_validation_trial(tmp_path):
         scale_tuning.trials(str(tmp_path))
 
 
+def test_tuning_runs_its_trials_at_the_share_and_for_the_heads_asked(tmp_path, monkeypatch):
+    import scale_tuning
+
+    commands = []
+    monkeypatch.setattr(scale_tuning.subprocess, "run", lambda cmd, **_: commands.append(cmd))
+    scale_tuning.run_trials(str(tmp_path), str(tmp_path / "cells"), ["toy"], 1.0, ("ziln",))
+    # ziln's five learning-rate trials (none of the coded heads' L_crps ones), whole split.
+    assert len(commands) == 5
+    for cmd in commands:
+        assert cmd[cmd.index("--heads") + 1] == "ziln"
+        assert cmd[cmd.index("--fractions") + 1] == "1"
+        assert cmd[cmd.index("--evaluate-on") + 1] == "validation"
+    rates = sorted(c[c.index("--set") + 1] for c in commands if "--set" in c)
+    assert rates == [f"learning_rate={r}" for r in ("0.0001", "0.0003", "0.003", "0.01")]
+    commands.clear()
+    scale_tuning.run_trials(str(tmp_path), str(tmp_path / "cells"), ["toy"])
+    assert len(commands) == len(scale_tuning.TRIALS)  # every head, 10% of the rows
+    assert {c[c.index("--fractions") + 1] for c in commands} == {"0.1"}
+    with pytest.raises(SystemExit):
+        scale_tuning.main(["--share", "0", "--cells-dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        scale_tuning.main(["--heads", "lightgbm", "--cells-dir", str(tmp_path)])
+
+
 def test_a_tuning_cells_old_prefix_scores_which_read_test_are_dropped(tmp_path):
     # Cells written before `prefix_split` scored `prefix` on the test split
     # whatever split they were scored on: a test cell keeps them under the
