@@ -40,6 +40,7 @@ from tune import best
 RESULTS = os.path.join(HERE, "results")
 CODED = ("rq_reg", "kmeans")
 OTHERS = ("ziln", "optdist", "mse")
+TUNED_HEADS = CODED + OTHERS
 # trial directory -> (overrides, heads): five trials a head.
 TRIALS = {
     "w0": ({}, CODED + OTHERS),
@@ -158,14 +159,14 @@ def main(argv=None) -> int:
         default=SHARE,
         help="share of the training rows the trials of --run train on (1: the whole split)",
     )
-    p.add_argument("--heads", default=",".join(CODED + OTHERS), help="the heads --run tunes")
+    p.add_argument("--heads", default=",".join(TUNED_HEADS), help="the heads --run tunes")
     args = p.parse_args(argv)
     if not 0.0 < args.share <= 1.0:
         p.error(f"--share must be in (0, 1], got {args.share}")
     heads = tuple(h for h in args.heads.split(",") if h)
-    unknown = sorted(set(heads) - set(CODED + OTHERS))
+    unknown = sorted(set(heads) - set(TUNED_HEADS))
     if unknown or not heads:
-        p.error(f"--heads must name some of {CODED + OTHERS}, got {args.heads!r}")
+        p.error(f"--heads must name some of {TUNED_HEADS}, got {args.heads!r}")
     if args.run:
         run_trials(args.work_dir, args.cells_dir, args.datasets.split(","), args.share, heads)
     cells = trials(args.cells_dir)
