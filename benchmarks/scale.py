@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -59,6 +60,10 @@ REPO = os.path.dirname(HERE)
 WORK = os.path.join(HERE, "work", "scale")  # prepared splits and kept runs
 NETWORK_HEADS = ("rq_reg", "kmeans", "ziln", "optdist", "mse")
 HEADS = (*NETWORK_HEADS, "lightgbm", "rule")
+# Every network head's training length: at most this many epochs, early
+# stopping with this patience (`--epochs`, `--patience`; a cell records both).
+DEFAULT_EPOCHS, DEFAULT_PATIENCE = 12, 3
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 # The domain rule a practitioner tries first, a feature used as the prediction:
 # last period's value (LTV, GMV), the route's mean lateness so far (flights).
 RULES = {
@@ -366,6 +371,25 @@ METRIC_KEYS = (
 )
 
 
+def numeric(value):
+    """A `--set` value as its number where YAML 1.1 (PyYAML) left a float
+    such as `3e-4` a string; anything else unchanged."""
+    if isinstance(value, str) and NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+def row_settings(cell: dict) -> dict:
+    """What sets a row apart from the report's settings: its overrides, and
+    its epoch cap and patience where they are not the defaults."""
+    settings = dict(cell["overrides"])
+    if cell["max_epochs"] != DEFAULT_EPOCHS:
+        settings["--epochs"] = cell["max_epochs"]
+    if cell["patience"] != DEFAULT_PATIENCE:
+        settings["--patience"] = cell["patience"]
+    return settings
+
+
 def row_label(head: str, variant: str = "") -> str:
     """A table row's name and its cells' folder: the head, or `HEAD@VARIANT`."""
     return f"{head}@{variant}" if variant else head
@@ -419,6 +443,7 @@ def run_cell(name: str, head: str, share: float, seed: int, args) -> None:
     cell["split"] = args.evaluate_on
     cell["overrides"] = dict(args.set)
     cell["variant"] = args.variant
+    cell["max_epochs"], cell["patience"] = args.epochs, args.patience
     cell["rows"] = data["rows"]
     done = cell_file(args.cells_dir, name, head, share, seed, args.variant)
     os.makedirs(os.path.dirname(done), exist_ok=True)
@@ -602,12 +627,13 @@ def report(cells: list[dict], args, minutes: float) -> str:
         f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), no GPU.",
         "",
         f"Every network head: hidden width {args.units}, Adam (lazy) 1e-3, batch auto "
-        f"(at most 1,024), at most {args.epochs} epochs, early stopping (patience "
-        f"{args.patience}, best weights) on `monitor: auto`; RQ-Reg L = 3, K = 48, K-means "
+        f"(at most 1,024), at most {DEFAULT_EPOCHS} epochs, early stopping (patience "
+        f"{DEFAULT_PATIENCE}, best weights) on `monitor: auto`; RQ-Reg L = 3, K = 48, K-means "
         "L = 1, OptDist 4 sub-distributions; a head's own row is these settings, untuned, "
         "and a row `HEAD@NAME` the head with the overrides listed below (e.g. a setting "
-        "chosen on validation). LightGBM: tweedie (power 1.5), 31 leaves, min 100 rows a "
-        "leaf, L2 10, learning rate 0.05, early stopping (50 rounds) on validation. "
+        "chosen on validation; `--epochs`/`--patience` there: another training length). "
+        "LightGBM: tweedie (power 1.5), 31 leaves, min 100 rows a leaf, L2 10, learning "
+        "rate 0.05, early stopping (50 rounds) on validation. "
         "Quantile scores use "
         f"{len(quantile_grid())} levels (a midpoint grid of 20 and 0.1, 0.5, 0.9); "
         f"calibration tolerance {CALIBRATION_TOLERANCE:g} (observed P(y < q) <= level <= "
@@ -616,9 +642,9 @@ def report(cells: list[dict], args, minutes: float) -> str:
     ]
     overrides = sorted(
         {
-            (c["dataset"], c["label"], json.dumps(c["overrides"], sort_keys=True))
+            (c["dataset"], c["label"], json.dumps(row_settings(c), sort_keys=True))
             for c in cells
-            if c["overrides"]
+            if row_settings(c)
         }
     )
     if args.evaluate_on == "validation":
@@ -727,7 +753,10 @@ def load_cells(cells_dir: str, split: str = "test") -> list[dict]:
             with open(os.path.join(root, name), encoding="utf-8") as f:
                 cell = json.load(f)
             cell.setdefault("split", "test")
-            cell.setdefault("overrides", {})
+            cell["overrides"] = {k: numeric(v) for k, v in cell.get("overrides", {}).items()}
+            # Cells before they recorded it ran at the defaults (12, 3).
+            cell.setdefault("max_epochs", DEFAULT_EPOCHS)
+            cell.setdefault("patience", DEFAULT_PATIENCE)
             # Before `prefix_split`, cells scored `prefix` on test whatever
             # their split: a tuning cell's is dropped (it read the test rows).
             old_prefix = cell.pop("prefix_test", None)
@@ -744,7 +773,7 @@ def load_cells(cells_dir: str, split: str = "test") -> list[dict]:
     variants: dict[tuple, set] = {}
     for cell in cells:
         row = (cell["dataset"], cell["label"])
-        variants.setdefault(row, set()).add(json.dumps(cell["overrides"], sort_keys=True))
+        variants.setdefault(row, set()).add(json.dumps(row_settings(cell), sort_keys=True))
     mixed = {" ".join(row): sorted(o) for row, o in variants.items() if len(o) > 1}
     if mixed:
         raise SystemExit(
@@ -761,8 +790,8 @@ def main(argv=None) -> int:
     p.add_argument("--heads", default=",".join(HEADS))
     p.add_argument("--fractions", default="1,0.3,0.1", help="shares of the training rows")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    p.add_argument("--patience", type=int, default=DEFAULT_PATIENCE)
     p.add_argument("--units", type=int, default=128)
     p.add_argument(
         "--work-dir",
@@ -821,7 +850,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, REPO)
     from rq_keras.cli.train import parse_key_value
 
-    args.set = [parse_key_value(item) for item in args.set]
+    args.set = [(key, numeric(value)) for key, value in map(parse_key_value, args.set)]
     tuned = None
     if args.tuned:
         if args.set or args.variant:
@@ -865,6 +894,10 @@ def main(argv=None) -> int:
                                 flush=True,
                             )
                             continue
+                    # A tuned choice may carry its training length (row_settings).
+                    length = {"--epochs": args.epochs, "--patience": args.patience}
+                    length.update((k, v) for k, v in overrides if k in length)
+                    overrides = [(k, v) for k, v in overrides if k not in length]
                     for seed in seeds:
                         done = cell_file(args.cells_dir, name, head, share, seed, args.variant)
                         if os.path.exists(done) and not args.fresh:
@@ -872,7 +905,8 @@ def main(argv=None) -> int:
                         cmd = [sys.executable, os.path.abspath(__file__), "--one", name, head]
                         cmd += [f"{share:g}", str(seed), "--work-dir", args.work_dir]
                         cmd += ["--cells-dir", args.cells_dir, "--data-dir", args.data_dir]
-                        cmd += ["--epochs", str(args.epochs), "--patience", str(args.patience)]
+                        for flag, value in length.items():
+                            cmd += [flag, str(int(value))]
                         cmd += ["--units", str(args.units), "--evaluate-on", args.evaluate_on]
                         cmd += ["--variant", args.variant]
                         for key, value in overrides:

@@ -22,7 +22,10 @@ lower MAE), as `benchmarks/tune.py` chooses. Writes
 `benchmarks/results/quality_scale_tuning.md` (every trial, the choice marked,
 how many trials each head had) and `benchmarks/results/scale_tuned.json`
 (`{dataset: {head: {override: value}}}`, `{}` where the untuned setting won;
-with trials at several shares, the largest share's choice).
+with trials at several shares, the largest share's choice). A trial run by
+hand with another training length (scale.py `--epochs`/`--patience`, which
+each cell records) is its own trial; chosen, its `--epochs`/`--patience`
+stand in the JSON beside the overrides, and `scale.py --tuned` trains so.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import subprocess
 import sys
 
 from _machine import write_results
-from scale import HERE, WORK, load_cells
+from scale import HERE, WORK, load_cells, row_settings
 from tune import best
 
 RESULTS = os.path.join(HERE, "results")
@@ -130,11 +133,11 @@ def report(cells: list[dict], chosen_cells: dict, argv: list[str]) -> str:
             for head in heads:
                 rows = [c for c in group if c["head"] == head]
                 chosen = chosen_cells[(dataset, share, head)]
-                for c in sorted(rows, key=lambda c: json.dumps(c["overrides"], sort_keys=True)):
+                for c in sorted(rows, key=lambda c: json.dumps(row_settings(c), sort_keys=True)):
                     s = c["served"]
                     crps = c.get("distribution", {}).get("crps")
                     lines.append(
-                        f"| {head} | {len(rows)} | `{json.dumps(c['overrides'], sort_keys=True)}` "
+                        f"| {head} | {len(rows)} | `{json.dumps(row_settings(c), sort_keys=True)}` "
                         f"| {s['normalized_gini_positive']:.4f} | {s['spearman_positive']:.4f} "
                         f"| {s['mae']:.3f} | {'n/a' if crps is None else f'{crps:.4f}'} "
                         f"| {s['mean_ratio']:.3f} | {c['epochs']} "
@@ -178,7 +181,7 @@ def main(argv=None) -> int:
     write_results(args.output, text)
     chosen: dict[str, dict] = {}
     for (dataset, _, head), cell in sorted(chosen_cells.items()):
-        chosen.setdefault(dataset, {})[head] = cell["overrides"]
+        chosen.setdefault(dataset, {})[head] = row_settings(cell)
     tmp = args.json + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(chosen, f, indent=1, sort_keys=True)

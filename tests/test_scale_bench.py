@@ -170,3 +170,65 @@ def test_a_tuning_cells_old_prefix_scores_which_read_test_are_dropped(tmp_path):
     assert test_cell["prefix_split"] == prefix and "prefix_test" not in test_cell
     (tuning_cell,) = scale.load_cells(str(tmp_path / "validation"), "validation")
     assert "prefix_split" not in tuning_cell and "prefix_test" not in tuning_cell
+
+
+def test_a_rows_training_length_and_its_numeric_overrides_are_its_settings(tmp_path):
+    # `--set learning_rate=3e-4` reaches a cell as the string "3e-4" (YAML
+    # 1.1): it is the same setting as 0.0003, one row. A cell trained under
+    # another epoch cap is a setting of its own, refused in a row beside the
+    # default's, and listed in the tuning report and its choice.
+    import scale_tuning
+
+    write_cell(tmp_path, "rq_reg", 0, 0.7, "lr", {"learning_rate": "3e-4"})
+    write_cell(tmp_path, "rq_reg", 1, 0.7, "lr", {"learning_rate": 0.0003})
+    cells = scale.load_cells(str(tmp_path))
+    assert [c["overrides"] for c in cells] == [{"learning_rate": 0.0003}] * 2
+    assert scale.numeric("adam") == "adam" and scale.numeric("nan") == "nan"
+    longer = scale.cell_file(str(tmp_path), "toy", "rq_reg", 1.0, 1, "lr")
+    with open(longer, encoding="utf-8") as f:
+        cell = json.load(f)
+    cell.update(max_epochs=24, patience=3)
+    with open(longer, "w", encoding="utf-8") as f:
+        json.dump(cell, f)
+    with pytest.raises(SystemExit, match="different overrides"):
+        scale.load_cells(str(tmp_path))
+
+    trials = tmp_path / "trials"
+    write_cell(trials / "w0", "ziln", 0, 0.70, overrides={}, split="validation")
+    write_cell(trials / "we24", "ziln", 0, 0.72, overrides={}, split="validation")
+    path = scale.cell_file(str(trials / "we24"), "toy", "ziln", 1.0, 0)
+    with open(path, encoding="utf-8") as f:
+        cell = json.load(f)
+    cell["max_epochs"] = 24
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(cell, f)
+    found = scale_tuning.trials(str(trials))
+    best = scale_tuning.choose(found)
+    assert scale.row_settings(best[("toy", 1.0, "ziln")]) == {"--epochs": 24}
+    assert '| ziln | 2 | `{"--epochs": 24}` | 0.7200 |' in scale_tuning.report(found, best, [])
+
+
+def test_a_tuned_training_length_reaches_the_cells_command(tmp_path, monkeypatch):
+    # scale_tuned*.json may carry `--epochs`/`--patience` beside the
+    # overrides: the test cells train that long, and no `--set` gets them.
+    for key in ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS"):
+        monkeypatch.setenv(key, os.environ.get(key, "1"))
+    tuned = tmp_path / "tuned.json"
+    tuned.write_text(json.dumps({"toy": {"ziln": {"--epochs": 24, "learning_rate": 0.0001}}}))
+    commands = []
+
+    def run(cmd, **_):
+        commands.append(cmd)
+        return scale.subprocess.CompletedProcess(cmd, 1, "", "not run")
+
+    monkeypatch.setattr(scale, "prepare", lambda *a, **k: None)
+    monkeypatch.setattr(scale.subprocess, "run", run)
+    argv = ["--datasets", "toy", "--heads", "ziln", "--fractions", "1", "--seeds", "0,1"]
+    argv += ["--tuned", str(tuned), "--work-dir", str(tmp_path / "work")]
+    argv += ["--cells-dir", str(tmp_path / "cells"), "--output", str(tmp_path / "r.md")]
+    scale.main(argv)
+    assert len(commands) == 2
+    for cmd in commands:
+        assert cmd[cmd.index("--epochs") + 1] == "24"
+        assert cmd[cmd.index("--patience") + 1] == str(scale.DEFAULT_PATIENCE)
+        assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"] == ["learning_rate=0.0001"]
