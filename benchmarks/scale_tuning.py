@@ -11,8 +11,10 @@ directory per setting below `--cells-dir` (`w0` untuned, `wlr3e-4` with
 `--work-dir` (its kept runs; the splits are scale.py's), at 10% of the
 training rows (`--share`; `--share 1 --heads ziln,mse,optdist,kmeans` with
 their own `--cells-dir` and `--work-dir` is the full-size tuning of
-docs/quality.md), seed 0; `--run` runs the missing ones (resumable), then the
-choice is made from every finished trial. Every head has five: the coded
+docs/quality.md), seed 0 (`--seeds 0,1`: those seeds; single-seed
+validation can pick noise); `--run` runs the missing ones (resumable), then
+the choice is made from every finished trial, each head's trials compared
+on the mean over the seeds all of them ran. Every head has five: the coded
 heads (RQ-Reg, K-means L = 1) three learning rates and two weights of
 L_crps, the others five learning rates. Every cell there must be scored on
 validation (the test split is never read). Per dataset, share of the
@@ -63,9 +65,10 @@ def run_trials(
     datasets: list[str],
     share: float = SHARE,
     only: tuple[str, ...] | None = None,
+    seeds: tuple[int, ...] = (0,),
 ) -> None:
     """Every trial of `TRIALS` not finished yet, through scale.py, at `share`
-    of the training rows; with `only`, for those heads alone."""
+    of the training rows and for `seeds`; with `only`, for those heads alone."""
     script = os.path.join(HERE, "scale.py")
     for name in datasets:
         for trial, (overrides, trial_heads) in TRIALS.items():
@@ -73,7 +76,8 @@ def run_trials(
             if not heads:
                 continue
             cmd = [sys.executable, script, "--evaluate-on", "validation", "--datasets", name]
-            cmd += ["--heads", ",".join(heads), "--fractions", f"{share:g}", "--seeds", "0"]
+            cmd += ["--heads", ",".join(heads), "--fractions", f"{share:g}"]
+            cmd += ["--seeds", ",".join(map(str, seeds))]
             cmd += ["--work-dir", os.path.join(work, trial), "--data-dir", WORK]
             cmd += ["--cells-dir", os.path.join(cells_dir, trial)]
             cmd += ["--output", os.path.join(work, f"{trial}.md")]
@@ -95,16 +99,49 @@ def trials(cells_dir: str) -> list[dict]:
     return cells
 
 
-def choose(cells: list[dict]) -> dict:
-    """`{(dataset, share, head): best cell}`, by `tune.best` on the served
-    scores (highest Norm-Gini(+), then lower MAE)."""
-    groups: dict[tuple, list[dict]] = {}
+def _mean(values: list) -> float | None:
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
+def compared(cells: list[dict]) -> dict:
+    """`{(dataset, share, head): {trial: its cells}}`, each trial's cells
+    only at the seeds every trial of that head has (so every trial is
+    compared on the same seeds; all of them when all trials ran them)."""
+    groups: dict[tuple, dict[str, list[dict]]] = {}
     for cell in cells:
-        groups.setdefault((cell["dataset"], cell["share"], cell["head"]), []).append(cell)
+        key = (cell["dataset"], cell["share"], cell["head"])
+        groups.setdefault(key, {}).setdefault(cell["trial"], []).append(cell)
+    out = {}
+    for key, by_trial in groups.items():
+        common = set.intersection(*({c["seed"] for c in runs} for runs in by_trial.values()))
+        if not common:
+            raise SystemExit(f"{' '.join(map(str, key))}: no seed that every trial ran")
+        out[key] = {
+            trial: sorted((c for c in runs if c["seed"] in common), key=lambda c: c["seed"])
+            for trial, runs in by_trial.items()
+        }
+    return out
+
+
+def trial_scores(runs: list[dict]) -> dict:
+    """A trial's served scores, each the mean over its compared seeds."""
+    served = [c["served"] for c in runs]
+    scores = {k: _mean([s.get(k) for s in served]) for k in served[0]}
+    scores["crps"] = _mean([c.get("distribution", {}).get("crps") for c in runs])
+    return scores
+
+
+def choose(cells: list[dict]) -> dict:
+    """`{(dataset, share, head): the chosen trial's first cell}`, by
+    `tune.best` on the trials' served scores averaged over the seeds they
+    share (highest Norm-Gini(+), then lower MAE; a tie to the shorter
+    training, then the trial's name)."""
     chosen = {}
-    for key, group in groups.items():
-        winner = best([cell["served"] for cell in group])
-        chosen[key] = next(cell for cell in group if cell["served"] is winner)
+    for key, by_trial in compared(cells).items():
+        ranked = sorted(by_trial.items(), key=lambda kv: (kv[1][0]["max_epochs"], kv[0]))
+        scores = [trial_scores(runs) for _, runs in ranked]
+        winner = best(scores)
+        chosen[key] = next(runs[0] for (_, runs), s in zip(ranked, scores) if s is winner)
     return chosen
 
 
@@ -113,35 +150,43 @@ def report(cells: list[dict], chosen_cells: dict, argv: list[str]) -> str:
         "# Tuning for the scale benchmark on validation (issue 29)",
         "",
         f"Command: `{' '.join(['python benchmarks/scale_tuning.py', *argv])}`.",
-        "Every trial is a `python benchmarks/scale.py --evaluate-on validation` cell (one seed, "
-        "seed 0) with the overrides in its row; the chosen one per head (`*`) has the highest "
-        "Norm-Gini(+) of the served prediction on the validation split (ties: lower MAE). "
-        "The test split is not read.",
+        "Every trial is one or more `python benchmarks/scale.py --evaluate-on validation` "
+        "cells (seed 0, and more seeds where run) with the settings in its row; a head's "
+        "trials are compared on the seeds all of them ran (`seeds`), by their mean. The chosen "
+        "one per head (`*`) has the highest Norm-Gini(+) of the served prediction on the "
+        "validation split (ties: lower MAE). The test split is not read.",
         "",
     ]
+    trials_of = compared(cells)
     for dataset in sorted({c["dataset"] for c in cells}):
         for share in sorted({c["share"] for c in cells if c["dataset"] == dataset}):
-            group = [c for c in cells if c["dataset"] == dataset and c["share"] == share]
             lines += [
                 f"## {dataset}, {share:.0%} of the training rows",
                 "",
                 "| head | trials | overrides | Norm-Gini(+) | Spearman(+) | MAE | CRPS "
-                "| mean pred / label | epochs | chosen |",
-                "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+                "| mean pred / label | epochs | seeds | chosen |",
+                "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
             ]
-            heads = sorted({c["head"] for c in group})
+            heads = sorted(
+                {c["head"] for c in cells if (c["dataset"], c["share"]) == (dataset, share)}
+            )
             for head in heads:
-                rows = [c for c in group if c["head"] == head]
+                by_trial = trials_of[(dataset, share, head)]
                 chosen = chosen_cells[(dataset, share, head)]
-                for c in sorted(rows, key=lambda c: json.dumps(row_settings(c), sort_keys=True)):
-                    s = c["served"]
-                    crps = c.get("distribution", {}).get("crps")
+                for trial, runs in sorted(
+                    by_trial.items(),
+                    key=lambda kv: json.dumps(row_settings(kv[1][0]), sort_keys=True),
+                ):
+                    s = trial_scores(runs)
+                    crps = s["crps"]
+                    setting = json.dumps(row_settings(runs[0]), sort_keys=True)
                     lines.append(
-                        f"| {head} | {len(rows)} | `{json.dumps(row_settings(c), sort_keys=True)}` "
+                        f"| {head} | {len(by_trial)} | `{setting}` "
                         f"| {s['normalized_gini_positive']:.4f} | {s['spearman_positive']:.4f} "
                         f"| {s['mae']:.3f} | {'n/a' if crps is None else f'{crps:.4f}'} "
-                        f"| {s['mean_ratio']:.3f} | {c['epochs']} "
-                        f"| {'*' if c['trial'] == chosen['trial'] else ''} |"
+                        f"| {s['mean_ratio']:.3f} | {'/'.join(str(c['epochs']) for c in runs)} "
+                        f"| {','.join(str(c['seed']) for c in runs)} "
+                        f"| {'*' if trial == chosen['trial'] else ''} |"
                     )
             lines.append("")
     return "\n".join(lines) + "\n"
@@ -163,6 +208,12 @@ def main(argv=None) -> int:
         help="share of the training rows the trials of --run train on (1: the whole split)",
     )
     p.add_argument("--heads", default=",".join(TUNED_HEADS), help="the heads --run tunes")
+    p.add_argument(
+        "--seeds",
+        default="0",
+        help="the seeds --run trains every trial at (the choice compares each head's trials "
+        "on the seeds all of them ran)",
+    )
     args = p.parse_args(argv)
     if not 0.0 < args.share <= 1.0:
         p.error(f"--share must be in (0, 1], got {args.share}")
@@ -170,8 +221,15 @@ def main(argv=None) -> int:
     unknown = sorted(set(heads) - set(TUNED_HEADS))
     if unknown or not heads:
         p.error(f"--heads must name some of {TUNED_HEADS}, got {args.heads!r}")
+    try:
+        seeds = tuple(sorted({int(seed) for seed in args.seeds.split(",")}))
+    except ValueError:
+        p.error(f"--seeds must be integers separated by commas, got {args.seeds!r}")
+    if any(seed < 0 for seed in seeds):
+        p.error(f"--seeds must be non-negative, got {args.seeds!r}")
     if args.run:
-        run_trials(args.work_dir, args.cells_dir, args.datasets.split(","), args.share, heads)
+        datasets = args.datasets.split(",")
+        run_trials(args.work_dir, args.cells_dir, datasets, args.share, heads, seeds)
     cells = trials(args.cells_dir)
     if not cells:
         p.error(f"no finished validation cells below {args.cells_dir}")

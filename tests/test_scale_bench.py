@@ -133,11 +133,12 @@ def test_tuning_runs_its_trials_at_the_share_and_for_the_heads_asked(tmp_path, m
 
     commands = []
     monkeypatch.setattr(scale_tuning.subprocess, "run", lambda cmd, **_: commands.append(cmd))
-    scale_tuning.run_trials(str(tmp_path), str(tmp_path / "cells"), ["toy"], 1.0, ("ziln",))
+    scale_tuning.run_trials(str(tmp_path), str(tmp_path / "cells"), ["toy"], 1.0, ("ziln",), (0, 1))
     # ziln's five learning-rate trials (none of the coded heads' L_crps ones), whole split.
     assert len(commands) == 5
     for cmd in commands:
         assert cmd[cmd.index("--heads") + 1] == "ziln"
+        assert cmd[cmd.index("--seeds") + 1] == "0,1"
         assert cmd[cmd.index("--fractions") + 1] == "1"
         assert cmd[cmd.index("--evaluate-on") + 1] == "validation"
     rates = sorted(c[c.index("--set") + 1] for c in commands if "--set" in c)
@@ -146,10 +147,14 @@ def test_tuning_runs_its_trials_at_the_share_and_for_the_heads_asked(tmp_path, m
     scale_tuning.run_trials(str(tmp_path), str(tmp_path / "cells"), ["toy"])
     assert len(commands) == len(scale_tuning.TRIALS)  # every head, 10% of the rows
     assert {c[c.index("--fractions") + 1] for c in commands} == {"0.1"}
+    assert {c[c.index("--seeds") + 1] for c in commands} == {"0"}
     with pytest.raises(SystemExit):
         scale_tuning.main(["--share", "0", "--cells-dir", str(tmp_path)])
     with pytest.raises(SystemExit):
         scale_tuning.main(["--heads", "lightgbm", "--cells-dir", str(tmp_path)])
+    for seeds in ("a", "-1"):
+        with pytest.raises(SystemExit):
+            scale_tuning.main(["--seeds", seeds, "--cells-dir", str(tmp_path)])
 
 
 def test_a_tuning_cells_old_prefix_scores_which_read_test_are_dropped(tmp_path):
@@ -232,3 +237,29 @@ def test_a_tuned_training_length_reaches_the_cells_command(tmp_path, monkeypatch
         assert cmd[cmd.index("--epochs") + 1] == "24"
         assert cmd[cmd.index("--patience") + 1] == str(scale.DEFAULT_PATIENCE)
         assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"] == ["learning_rate=0.0001"]
+
+
+def test_tuning_compares_trials_on_the_seeds_they_all_ran(tmp_path):
+    # A second validation seed changes the choice only where every trial of
+    # the head ran it; the means over the shared seeds decide.
+    import scale_tuning
+
+    ginis = {"w0": {0: 0.70, 1: 0.70}, "wlr": {0: 0.72, 1: 0.66}, "wx": {0: 0.71}}
+    for trial, by_seed in ginis.items():
+        overrides = {} if trial == "w0" else {"learning_rate": len(trial) / 10}
+        for seed, gini in by_seed.items():
+            write_cell(tmp_path / trial, "ziln", seed, gini, overrides=overrides,
+                       split="validation")  # fmt: skip
+    best = scale_tuning.choose(scale_tuning.trials(str(tmp_path)))
+    assert best[("toy", 1.0, "ziln")]["trial"] == "wlr"  # seed 0 alone: wx ran no seed 1
+    write_cell(tmp_path / "wx", "ziln", 1, 0.70, overrides={"learning_rate": 0.2},
+               split="validation")  # fmt: skip
+    cells = scale_tuning.trials(str(tmp_path))
+    best = scale_tuning.choose(cells)
+    assert best[("toy", 1.0, "ziln")]["trial"] == "wx"  # means 0.700, 0.690, 0.705
+    text = scale_tuning.report(cells, best, [])
+    assert "| 0.6900 | 0.3450 | 1.000 | 1.3100 | 1.000 | 3/3 | 0,1 |  |" in text
+    write_cell(tmp_path / "wy", "ziln", 2, 0.5, overrides={"learning_rate": 0.3},
+               split="validation")  # fmt: skip
+    with pytest.raises(SystemExit, match="no seed that every trial ran"):
+        scale_tuning.choose(scale_tuning.trials(str(tmp_path)))
