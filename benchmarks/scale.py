@@ -209,6 +209,9 @@ def network_cell(data: dict, head: str, share: float, seed: int, args, out: str)
         "distribution": distribution_scores(frame, list(levels)),
         "levels": test.get("codes"),
         "epochs": result.epochs_run,
+        # Whose weights were kept: with `epochs` at the cap and this epoch
+        # within `patience` of it, the cap (not early stopping) ended training.
+        "best_epoch": result.best_epoch,
         "seconds": seconds,
     }
     if head in ("rq_reg", "kmeans"):
