@@ -14,7 +14,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import scale  # noqa: E402
 
 
-def write_cell(cells, head, seed, gini, variant="", overrides=None, split=None, share=1.0):
+def write_cell(
+    cells, head, seed, gini, variant="", overrides=None, split=None, share=1.0, **recorded
+):
     path = scale.cell_file(str(cells), "toy", head, share, seed, variant)
     cell = {
         "dataset": "toy",
@@ -40,6 +42,7 @@ def write_cell(cells, head, seed, gini, variant="", overrides=None, split=None, 
         cell["overrides"] = overrides
     if split is not None:
         cell["split"] = split
+    cell.update(recorded)  # fields newer cells record (max_epochs, ...)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(cell, f)
@@ -189,24 +192,14 @@ def test_a_rows_training_length_and_its_numeric_overrides_are_its_settings(tmp_p
     cells = scale.load_cells(str(tmp_path))
     assert [c["overrides"] for c in cells] == [{"learning_rate": 0.0003}] * 2
     assert scale.numeric("adam") == "adam" and scale.numeric("nan") == "nan"
-    longer = scale.cell_file(str(tmp_path), "toy", "rq_reg", 1.0, 1, "lr")
-    with open(longer, encoding="utf-8") as f:
-        cell = json.load(f)
-    cell.update(max_epochs=24, patience=3)
-    with open(longer, "w", encoding="utf-8") as f:
-        json.dump(cell, f)
+    write_cell(tmp_path, "rq_reg", 1, 0.7, "lr", {"learning_rate": 0.0003}, max_epochs=24,
+               patience=3)  # fmt: skip
     with pytest.raises(SystemExit, match="different overrides"):
         scale.load_cells(str(tmp_path))
 
     trials = tmp_path / "trials"
     write_cell(trials / "w0", "ziln", 0, 0.70, overrides={}, split="validation")
-    write_cell(trials / "we24", "ziln", 0, 0.72, overrides={}, split="validation")
-    path = scale.cell_file(str(trials / "we24"), "toy", "ziln", 1.0, 0)
-    with open(path, encoding="utf-8") as f:
-        cell = json.load(f)
-    cell["max_epochs"] = 24
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(cell, f)
+    write_cell(trials / "we24", "ziln", 0, 0.72, overrides={}, split="validation", max_epochs=24)
     found = scale_tuning.trials(str(trials))
     best = scale_tuning.choose(found)
     assert scale.row_settings(best[("toy", 1.0, "ziln")]) == {"--epochs": 24}
