@@ -28,6 +28,10 @@ with trials at several shares, the largest share's choice). A trial run by
 hand with another training length (scale.py `--epochs`/`--patience`, which
 each cell records) is its own trial; chosen, its `--epochs`/`--patience`
 stand in the JSON beside the overrides, and `scale.py --tuned` trains so.
+`--variants rq_reg=benchmarks/results/scale_validation_cells` adds a head's
+hand-run validation rows (`scale.py --evaluate-on validation --variant V`),
+each variant a trial, so the same rule chooses among them (RQ-Reg's codebook,
+levels and learning rate at full size, docs/quality.md).
 """
 
 from __future__ import annotations
@@ -96,6 +100,20 @@ def trials(cells_dir: str) -> list[dict]:
             for cell in load_cells(where, "validation"):
                 cell["trial"] = name
                 cells.append(cell)
+    return cells
+
+
+def variant_trials(head: str, cells_dir: str) -> list[dict]:
+    """`head`'s validation cells in a scale.py cells directory whose rows are
+    `--variant`s (not trial directories), each variant a trial of its own."""
+    if not os.path.isdir(cells_dir):
+        raise SystemExit(f"--variants {head}={cells_dir}: no such directory")
+    cells = [c for c in load_cells(cells_dir, "validation") if c["head"] == head]
+    if not cells:
+        raise SystemExit(f"--variants {head}={cells_dir}: no validation cell of {head} there")
+    where = os.path.basename(os.path.normpath(cells_dir))
+    for cell in cells:
+        cell["trial"] = f"{where}/{cell['label']}"
     return cells
 
 
@@ -214,7 +232,21 @@ def main(argv=None) -> int:
         help="the seeds --run trains every trial at (the choice compares each head's trials "
         "on the seeds all of them ran)",
     )
+    p.add_argument(
+        "--variants",
+        action="append",
+        default=[],
+        metavar="HEAD=DIR",
+        help="also HEAD's validation rows in the scale.py cells directory DIR, each --variant "
+        "a trial (repeatable; they are run by hand, not by --run)",
+    )
     args = p.parse_args(argv)
+    variants = []
+    for item in args.variants:
+        head, sep, where = item.partition("=")
+        if not sep or head not in TUNED_HEADS or not where:
+            p.error(f"--variants must be HEAD=DIR with HEAD one of {TUNED_HEADS}, got {item!r}")
+        variants.append((head, where))
     if not 0.0 < args.share <= 1.0:
         p.error(f"--share must be in (0, 1], got {args.share}")
     heads = tuple(h for h in args.heads.split(",") if h)
@@ -231,6 +263,8 @@ def main(argv=None) -> int:
         datasets = args.datasets.split(",")
         run_trials(args.work_dir, args.cells_dir, datasets, args.share, heads, seeds)
     cells = trials(args.cells_dir)
+    for head, where in variants:
+        cells += variant_trials(head, where)
     if not cells:
         p.error(f"no finished validation cells below {args.cells_dir}")
     chosen_cells = choose(cells)

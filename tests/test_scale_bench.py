@@ -256,3 +256,51 @@ def test_tuning_compares_trials_on_the_seeds_they_all_ran(tmp_path):
                split="validation")  # fmt: skip
     with pytest.raises(SystemExit, match="no seed that every trial ran"):
         scale_tuning.choose(scale_tuning.trials(str(tmp_path)))
+
+
+def test_a_heads_variant_rows_are_trials_chosen_by_the_same_rule(tmp_path):
+    # RQ-Reg's full-size settings are hand-run variants in scale.py's own
+    # cells directory; --variants makes each one a trial beside the trial
+    # directories' (compared on the seeds all of them ran, like any head's).
+    import scale_tuning
+
+    trials = tmp_path / "trials"
+    write_cell(trials / "w0", "ziln", 0, 0.70, overrides={}, split="validation")
+    rows = tmp_path / "scale_validation_cells"
+    for variant, overrides, by_seed in (
+        ("", {}, {0: 0.74, 1: 0.70}),
+        ("k16", {"quantizer.codebook_size": 16}, {0: 0.73, 1: 0.73}),
+        ("k8", {"quantizer.codebook_size": 8}, {0: 0.75}),
+    ):
+        for seed, gini in by_seed.items():
+            write_cell(rows, "rq_reg", seed, gini, variant=variant, overrides=overrides,
+                       split="validation")  # fmt: skip
+    write_cell(rows, "kmeans", 0, 0.9, overrides={}, split="validation")  # another head: not read
+    cells = scale_tuning.trials(str(trials)) + scale_tuning.variant_trials("rq_reg", str(rows))
+    assert {c["trial"] for c in cells if c["head"] == "rq_reg"} == {
+        "scale_validation_cells/rq_reg",
+        "scale_validation_cells/rq_reg@k16",
+        "scale_validation_cells/rq_reg@k8",
+    }
+    best = scale_tuning.choose(cells)
+    assert best[("toy", 1.0, "rq_reg")]["variant"] == "k8"  # seed 0 alone: k8 ran no seed 1
+    assert ("toy", 1.0, "kmeans") not in best
+    write_cell(rows, "rq_reg", 1, 0.69, variant="k8", overrides={"quantizer.codebook_size": 8},
+               split="validation")  # fmt: skip
+    best = scale_tuning.choose(scale_tuning.variant_trials("rq_reg", str(rows)))
+    assert best[("toy", 1.0, "rq_reg")]["variant"] == "k16"  # means 0.720, 0.730, 0.720
+    out = tmp_path / "tuned.json"
+    scale_tuning.main(
+        ["--cells-dir", str(trials), "--variants", f"rq_reg={rows}", "--json", str(out),
+         "--output", str(tmp_path / "t.md")]
+    )  # fmt: skip
+    assert json.loads(out.read_text()) == {
+        "toy": {"rq_reg": {"quantizer.codebook_size": 16}, "ziln": {}}
+    }
+    for bad in ("rq_reg", "lightgbm=" + str(rows), "rq_reg="):
+        with pytest.raises(SystemExit):
+            scale_tuning.main(["--cells-dir", str(trials), "--variants", bad])
+    with pytest.raises(SystemExit, match="no validation cell of mse"):
+        scale_tuning.variant_trials("mse", str(rows))
+    with pytest.raises(SystemExit, match="no such directory"):
+        scale_tuning.variant_trials("rq_reg", str(tmp_path / "missing"))
