@@ -263,8 +263,15 @@ def main(argv=None) -> int:
         datasets = args.datasets.split(",")
         run_trials(args.work_dir, args.cells_dir, datasets, args.share, heads, seeds)
     cells = trials(args.cells_dir)
+    # A variant row at a share no trial directory covers (a learning-curve
+    # cell) is no trial of this tuning; with no trial directory, all count.
+    covered = {(c["dataset"], c["share"]) for c in cells}
     for head, where in variants:
-        cells += variant_trials(head, where)
+        cells += [
+            c
+            for c in variant_trials(head, where)
+            if not covered or (c["dataset"], c["share"]) in covered
+        ]
     if not cells:
         p.error(f"no finished validation cells below {args.cells_dir}")
     chosen_cells = choose(cells)

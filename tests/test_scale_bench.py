@@ -297,6 +297,15 @@ def test_a_heads_variant_rows_are_trials_chosen_by_the_same_rule(tmp_path):
     assert json.loads(out.read_text()) == {
         "toy": {"rq_reg": {"quantizer.codebook_size": 16}, "ziln": {}}
     }
+    # A variant row at a share no trial directory has (a learning-curve
+    # cell) is left out of this tuning.
+    write_cell(rows, "rq_reg", 0, 0.99, variant="k16", overrides={"quantizer.codebook_size": 16},
+               split="validation", share=0.3)  # fmt: skip
+    scale_tuning.main(
+        ["--cells-dir", str(trials), "--variants", f"rq_reg={rows}", "--json", str(out),
+         "--output", str(tmp_path / "t.md")]
+    )  # fmt: skip
+    assert "30%" not in (tmp_path / "t.md").read_text()
     for bad in ("rq_reg", "lightgbm=" + str(rows), "rq_reg="):
         with pytest.raises(SystemExit):
             scale_tuning.main(["--cells-dir", str(trials), "--variants", bad])
