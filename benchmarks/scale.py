@@ -433,7 +433,7 @@ def run_cell(name: str, head: str, share: float, seed: int, args) -> None:
         run = os.path.join(where, "run")
         shutil.rmtree(run, ignore_errors=True)  # a run killed half-way
         cell = network_cell(data, head, share, seed, args, run)
-        if head in KEPT_RUNS:
+        if head in KEPT_RUNS or args.keep_runs:
             # model.keras and the files that load it, for analyses of the
             # served distribution that need no retraining (code_levels.py)
             for part in ("checkpoints", "backup", "logs", "data"):
@@ -814,6 +814,12 @@ def main(argv=None) -> int:
     )
     p.add_argument("--fresh", action="store_true", help="run finished cells again")
     p.add_argument(
+        "--keep-runs",
+        action="store_true",
+        help="keep every network head's trained run (model.keras, predictions.parquet) in "
+        f"its cell's work directory, not only {' and '.join(KEPT_RUNS)}'s",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -914,6 +920,8 @@ def main(argv=None) -> int:
                             cmd += [flag, str(int(value))]
                         cmd += ["--units", str(args.units), "--evaluate-on", args.evaluate_on]
                         cmd += ["--variant", args.variant]
+                        if args.keep_runs:
+                            cmd.append("--keep-runs")
                         for key, value in overrides:
                             cmd += ["--set", f"{key}={json.dumps(value)}"]
                         start = time.perf_counter()

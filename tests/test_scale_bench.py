@@ -2,6 +2,7 @@
 one split, a row (head or HEAD@variant) one setting, variants sit beside
 their head in the tables, and --set on the test split needs a variant."""
 
+import argparse
 import json
 import os
 import sys
@@ -206,13 +207,10 @@ def test_a_rows_training_length_and_its_numeric_overrides_are_its_settings(tmp_p
     assert '| ziln | 2 | `{"--epochs": 24}` | 0.7200 |' in scale_tuning.report(found, best, [])
 
 
-def test_a_tuned_training_length_reaches_the_cells_command(tmp_path, monkeypatch):
-    # scale_tuned*.json may carry `--epochs`/`--patience` beside the
-    # overrides: the test cells train that long, and no `--set` gets them.
+def record_cell_commands(monkeypatch) -> list:
+    """Makes `scale.main` record each cell's command instead of running it."""
     for key in ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS"):
         monkeypatch.setenv(key, os.environ.get(key, "1"))
-    tuned = tmp_path / "tuned.json"
-    tuned.write_text(json.dumps({"toy": {"ziln": {"--epochs": 24, "learning_rate": 0.0001}}}))
     commands = []
 
     def run(cmd, **_):
@@ -221,6 +219,15 @@ def test_a_tuned_training_length_reaches_the_cells_command(tmp_path, monkeypatch
 
     monkeypatch.setattr(scale, "prepare", lambda *a, **k: None)
     monkeypatch.setattr(scale.subprocess, "run", run)
+    return commands
+
+
+def test_a_tuned_training_length_reaches_the_cells_command(tmp_path, monkeypatch):
+    # scale_tuned*.json may carry `--epochs`/`--patience` beside the
+    # overrides: the test cells train that long, and no `--set` gets them.
+    commands = record_cell_commands(monkeypatch)
+    tuned = tmp_path / "tuned.json"
+    tuned.write_text(json.dumps({"toy": {"ziln": {"--epochs": 24, "learning_rate": 0.0001}}}))
     argv = ["--datasets", "toy", "--heads", "ziln", "--fractions", "1", "--seeds", "0,1"]
     argv += ["--tuned", str(tuned), "--work-dir", str(tmp_path / "work")]
     argv += ["--cells-dir", str(tmp_path / "cells"), "--output", str(tmp_path / "r.md")]
@@ -230,6 +237,51 @@ def test_a_tuned_training_length_reaches_the_cells_command(tmp_path, monkeypatch
         assert cmd[cmd.index("--epochs") + 1] == "24"
         assert cmd[cmd.index("--patience") + 1] == str(scale.DEFAULT_PATIENCE)
         assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"] == ["learning_rate=0.0001"]
+
+
+@pytest.mark.parametrize("head, keep", [("ziln", False), ("ziln", True), ("kmeans", False)])
+def test_a_cell_keeps_its_trained_run_for_its_head_or_with_keep_runs(
+    tmp_path, monkeypatch, head, keep
+):
+    # A baseline's run is removed once its figures are in the cell file,
+    # unless --keep-runs asks for it (an analysis of its predictions);
+    # K-means' and RQ-Reg's are always kept. Checkpoints never are.
+    def network_cell(data, head, share, seed, args, run):
+        for part in ("model.keras", "predictions.parquet", "checkpoints/last.ckpt"):
+            os.makedirs(os.path.dirname(os.path.join(run, part)), exist_ok=True)
+            open(os.path.join(run, part), "w").close()
+        return {"served": {}}
+
+    monkeypatch.setattr(scale, "prepare", lambda *a, **k: {"rows": {"train": 1}})
+    monkeypatch.setattr(scale, "network_cell", network_cell)
+    args = argparse.Namespace(
+        work_dir=str(tmp_path / "work"),
+        cells_dir=str(tmp_path / "cells"),
+        data_dir=str(tmp_path / "data"),
+        variant="",
+        evaluate_on="validation",
+        set=[],
+        epochs=12,
+        patience=3,
+        keep_runs=keep,
+    )
+    scale.run_cell("toy", head, 1.0, 0, args)
+    run = os.path.join(scale.cell_dir(args.work_dir, "toy", head, 1.0, 0, ""), "run")
+    kept = head == "kmeans" or keep
+    assert os.path.exists(os.path.join(run, "predictions.parquet")) == kept
+    assert os.path.exists(os.path.join(run, "model.keras")) == kept
+    assert not os.path.exists(os.path.join(run, "checkpoints"))
+    assert os.path.exists(scale.cell_file(args.cells_dir, "toy", head, 1.0, 0, ""))
+
+
+def test_keep_runs_reaches_each_cells_command(tmp_path, monkeypatch):
+    commands = record_cell_commands(monkeypatch)
+    argv = ["--datasets", "toy", "--heads", "ziln", "--fractions", "1", "--seeds", "0"]
+    argv += ["--work-dir", str(tmp_path / "work"), "--cells-dir", str(tmp_path / "cells")]
+    argv += ["--output", str(tmp_path / "r.md")]
+    scale.main([*argv, "--keep-runs"])
+    scale.main(argv)
+    assert ["--keep-runs" in cmd for cmd in commands] == [True, False]
 
 
 def test_tuning_compares_trials_on_the_seeds_they_all_ran(tmp_path):
