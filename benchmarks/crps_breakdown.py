@@ -135,8 +135,10 @@ def main(argv=None) -> int:
             p.error(f"--run {name!r} given twice")
         runs[name] = path
     text = breakdown(runs)
-    command = "python benchmarks/crps_breakdown.py " + " ".join(f"--run {n}=RUN" for n in runs)
-    text = f"# CRPS by part\n\nCommand: `{command}` (RUN: each run's directory).\n\n{text}\n"
+    command = "python benchmarks/crps_breakdown.py " + " ".join(
+        f"--run {n}={os.path.relpath(path, os.path.dirname(HERE))}" for n, path in runs.items()
+    )
+    text = f"# CRPS by part\n\nCommand: `{command}` (each run's directory).\n\n{text}\n"
     print(text)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
