@@ -71,7 +71,7 @@ def label_bands(y) -> list[tuple[str, np.ndarray]]:
         edges = np.quantile(positive, [0.25, 0.5, 0.75])
         low = 0.0
         for i, high in enumerate([*edges, np.inf]):
-            inside = (y > low) & (y <= high) if i else (y > 0) & (y <= high)
+            inside = (y > low) & (y <= high)
             label = f"y > 0, quartile {i + 1} ({low:.3g}, {high:.3g}]"
             bands.append((label, inside))
             low = high
@@ -85,9 +85,9 @@ def breakdown(runs: dict[str, str]) -> str:
     loaded = {name: load_run(path) for name, path in runs.items()}
     (first, (y, levels, _)), *rest = loaded.items()
     for name, (y_other, levels_other, _) in rest:
-        if y_other.shape != y.shape or not np.array_equal(y_other, y):
+        if not np.array_equal(y_other, y):
             raise SystemExit(f"{name}: scored other rows than {first} (labels differ)")
-        if not np.allclose(levels_other, levels):
+        if levels_other.shape != levels.shape or not np.allclose(levels_other, levels):
             raise SystemExit(f"{name}: another quantile grid than {first}")
     parts = {name: crps_parts(yy, lv, q) for name, (yy, lv, q) in loaded.items()}
     lines = [f"Rows: {y.size}; {len(levels)} levels; reference `{first}`.", ""]

@@ -75,6 +75,13 @@ def test_runs_on_other_rows_or_a_missing_table_are_refused(tmp_path, labels, cap
     b = write_run(tmp_path / "b", labels[::-1].copy(), 3.0)
     with pytest.raises(SystemExit, match="other rows"):
         crps_breakdown.breakdown({"a": a, "b": b})
+    coarse = tmp_path / "coarse"
+    coarse.mkdir()
+    pd.read_parquet(f"{a}/predictions.parquet").drop(columns="quantile_0.25").to_parquet(
+        coarse / "predictions.parquet"
+    )
+    with pytest.raises(SystemExit, match="another quantile grid"):
+        crps_breakdown.breakdown({"a": a, "coarse": str(coarse)})
     with pytest.raises(SystemExit, match="no predictions.parquet"):
         crps_breakdown.breakdown({"a": str(tmp_path)})
     for bad in (["--run", "noequals"], ["--run", "a=" + a, "--run", "a=" + a]):
