@@ -38,6 +38,8 @@ def load_run(run_dir: str):
     predictions table; quantile curves made non-crossing, as `scale.py` does."""
     import pandas as pd
 
+    from rq_keras.evaluation.distribution_scores import non_crossing
+
     path = os.path.join(run_dir, "predictions.parquet")
     if not os.path.isfile(path):
         raise SystemExit(f"{run_dir}: no predictions.parquet (a `train` output directory?)")
@@ -49,18 +51,8 @@ def load_run(run_dir: str):
     if "label" not in frame or len(columns) < 2:
         raise SystemExit(f"{path}: needs `label` and at least two `quantile_*` columns")
     levels = np.array([float(c.split("_", 1)[1]) for c in columns])
-    q = np.maximum.accumulate(frame[columns].to_numpy(np.float64), axis=1)
+    q = non_crossing(frame[columns].to_numpy(np.float64))
     return frame["label"].to_numpy(np.float64), levels, q
-
-
-def crps_parts(y, levels, q) -> np.ndarray:
-    """Each row's CRPS split by level `(n, M)`: its mean over rows summed
-    over levels is `crps_from_quantiles(y, q, levels)`."""
-    from rq_keras.evaluation.distribution_scores import level_weights
-
-    diff = y[:, None] - q
-    loss = np.maximum(levels * diff, (levels - 1.0) * diff)
-    return 2.0 * loss * level_weights(levels)[None, :]
 
 
 def label_bands(y) -> list[tuple[str, np.ndarray]]:
@@ -89,7 +81,9 @@ def breakdown(runs: dict[str, str]) -> str:
             raise SystemExit(f"{name}: scored other rows than {first} (labels differ)")
         if levels_other.shape != levels.shape or not np.allclose(levels_other, levels):
             raise SystemExit(f"{name}: another quantile grid than {first}")
-    parts = {name: crps_parts(yy, lv, q) for name, (yy, lv, q) in loaded.items()}
+    from rq_keras.evaluation.distribution_scores import crps_parts
+
+    parts = {name: crps_parts(yy, q, lv) for name, (yy, lv, q) in loaded.items()}
     lines = [f"Rows: {y.size}; {len(levels)} levels; reference `{first}`.", ""]
     header = "| part | " + " | ".join(f"`{n}`" for n in parts)
     header += "".join(f" | `{n}` minus `{first}`" for n in list(parts)[1:]) + " |"

@@ -151,6 +151,7 @@ def distribution_scores(frame, levels) -> dict:
 
     from rq_keras.evaluation.distribution_scores import (
         crps_from_quantiles,
+        non_crossing,
         pinball_loss,
         probability_scores,
         quantile_calibration,
@@ -160,9 +161,8 @@ def distribution_scores(frame, levels) -> dict:
     columns = [f"quantile_{t:g}" for t in levels]
     if not all(c in frame for c in columns):
         return {}
-    q = frame[columns].to_numpy(np.float64)
     # Quantile curves must not cross; the code tree's and ZILN's never do.
-    q = np.maximum.accumulate(q, axis=1)
+    q = non_crossing(frame[columns].to_numpy(np.float64))
     out = {
         "crps": crps_from_quantiles(y, q, levels),
         "pinball": {f"{t:g}": pinball_loss(y, q[:, levels.index(t)], t) for t in PINBALL_LEVELS},

@@ -12,7 +12,7 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "benchmarks"))
 import crps_breakdown  # noqa: E402
 
-from rq_keras.evaluation.distribution_scores import crps_from_quantiles  # noqa: E402
+from rq_keras.evaluation.distribution_scores import crps_from_quantiles, crps_parts  # noqa: E402
 
 LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -41,7 +41,7 @@ def labels():
 def test_the_parts_sum_to_the_crps_by_level_and_by_label(tmp_path, labels):
     run = write_run(tmp_path / "a", labels, 3.0)
     y, levels, q = crps_breakdown.load_run(run)
-    parts = crps_breakdown.crps_parts(y, levels, q)
+    parts = crps_parts(y, q, levels)
     crps = crps_from_quantiles(y, q, levels)
     assert parts.sum(axis=1).mean() == pytest.approx(crps, rel=1e-12)
     bands = crps_breakdown.label_bands(y)

@@ -10,8 +10,10 @@ import pytest
 
 from rq_keras.evaluation.distribution_scores import (
     crps_from_quantiles,
+    crps_parts,
     level_weights,
     midpoint_levels,
+    non_crossing,
     pinball_loss,
     probability_scores,
     quantile_calibration,
@@ -69,6 +71,33 @@ def test_pinball_loss_by_hand():
     assert pinball_loss(y, q, 0.5) == pytest.approx(np.mean(np.abs(y - q)) / 2)
 
 
+def test_crps_parts_by_row_and_level_by_hand():
+    # Row 1 (y = 0) is over-predicted at every level: 2 * w_j * (1 - tau_j) * q_j;
+    # row 2 (y = 10) under-predicted: 2 * w_j * tau_j * (10 - q_j).
+    y = np.array([0.0, 10.0])
+    levels = (0.1, 0.5, 0.9)
+    q = np.array([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0]])
+    w = np.array([0.3, 0.4, 0.3])
+    expected = np.array(
+        [2 * w * np.array([0.9, 0.5, 0.1]) * q[0], 2 * w * np.array([0.1, 0.5, 0.9]) * (10 - q[1])]
+    )
+    parts = crps_parts(y, q, levels)
+    np.testing.assert_allclose(parts, expected, rtol=1e-12)
+    assert parts.sum(axis=1).mean() == pytest.approx(crps_from_quantiles(y, q, levels), rel=1e-12)
+    # Each column's mean is 2 * w_j * the pinball loss at that level.
+    for j, t in enumerate(levels):
+        assert parts[:, j].mean() == pytest.approx(2 * w[j] * pinball_loss(y, q[:, j], t))
+
+
+def test_non_crossing_is_the_running_maximum_along_levels():
+    q = np.array([[0.0, 2.0, 1.0, 3.0], [5.0, 4.0, 4.5, 6.0]])
+    np.testing.assert_array_equal(non_crossing(q), [[0, 2, 2, 3], [5, 5, 5, 6]])
+    ordered = np.array([[0.0, 1.0, 1.0, 2.0]])
+    np.testing.assert_array_equal(non_crossing(ordered), ordered)
+    with pytest.raises(ValueError, match="2-D"):
+        non_crossing(np.zeros(3))
+
+
 def test_level_weights_share_the_unit_interval():
     np.testing.assert_allclose(level_weights(midpoint_levels(4)), [0.25] * 4)
     np.testing.assert_allclose(level_weights((0.1, 0.5, 0.9)), [0.3, 0.4, 0.3])
@@ -116,6 +145,7 @@ def test_probability_scores_against_a_pair_count():
         (lambda: crps_from_quantiles([1.0], [[0.0, 1.0]], [0.5, 0.4]), "increasing"),
         (lambda: crps_from_quantiles([1.0], [[0.0]], [1.0]), r"\(0, 1\)"),
         (lambda: pinball_loss([1.0], [np.inf], 0.5), "quantiles"),
+        (lambda: crps_parts([1.0, 2.0], np.zeros((2, 2)), [0.5]), "shape"),
         (lambda: quantile_calibration([1.0], [[1.0]], [0.5], tolerance=2), "tolerance"),
         (lambda: probability_scores([1.0, 0.0], [0.5, 1.5]), r"\[0, 1\]"),
         (lambda: probability_scores([1.0, 0.0], [0.5]), "rows"),

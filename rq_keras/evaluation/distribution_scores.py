@@ -4,6 +4,9 @@ Every head that serves quantiles (RQ-Reg's code tree, ZILN, OptDist) is
 scored the same way, from a grid of predicted quantiles:
 
 * :func:`pinball_loss`: the quantile (check) loss at one level.
+* :func:`crps_parts`: each row's CRPS split by level, ``(n, M)``; the
+  parts sum to :func:`crps_from_quantiles` (for breakdowns by row or band).
+* :func:`non_crossing`: a quantile grid made non-decreasing along levels.
 * :func:`crps_from_quantiles`: the continuous ranked probability score,
   ``CRPS(F, y) = 2 * integral_0^1 pinball_tau(y, F^-1(tau)) dtau``, the
   integral taken over the predicted levels, each weighted by the share of
@@ -29,8 +32,10 @@ import numpy as np
 
 __all__ = [
     "crps_from_quantiles",
+    "crps_parts",
     "level_weights",
     "midpoint_levels",
+    "non_crossing",
     "pinball_loss",
     "probability_scores",
     "quantile_calibration",
@@ -83,13 +88,38 @@ def level_weights(levels: Any) -> np.ndarray:
     return np.diff(edges)
 
 
+def _pinball(y: np.ndarray, q: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """The quantile loss of each row `(n,)` at each level: `(n, M)`."""
+    diff = y[:, None] - q
+    return np.maximum(tau * diff, (tau - 1.0) * diff)
+
+
+def non_crossing(quantiles: Any) -> np.ndarray:
+    """`quantiles` `(n, M)` with each row made non-decreasing along the levels
+    (its running maximum), so a crossing curve scores as a distribution."""
+    q = np.asarray(quantiles, dtype=np.float64)
+    if q.ndim != 2:
+        raise ValueError(f"`quantiles` must be 2-D (rows, levels), got shape {q.shape}")
+    return np.maximum.accumulate(q, axis=1)
+
+
 def pinball_loss(y_true: Any, quantile: Any, level: float) -> float:
     """Mean quantile loss ``max(tau (y - q), (tau - 1) (y - q))`` at level tau."""
     y = _labels(y_true)
-    (tau,) = _levels([level])
-    q = _quantiles(quantile, y.size, 1)[:, 0]
-    diff = y - q
-    return float(np.mean(np.maximum(tau * diff, (tau - 1.0) * diff)))
+    tau = _levels([level])
+    q = _quantiles(quantile, y.size, 1)
+    return float(np.mean(_pinball(y, q, tau)))
+
+
+def crps_parts(y_true: Any, quantiles: Any, levels: Any) -> np.ndarray:
+    """Each row's CRPS split by level, `(n, M)`: ``2 w_j pinball_j(y_i)``,
+    `w_j` the level's share of (0, 1). The mean over rows of the row sums is
+    :func:`crps_from_quantiles`; sums over a band of rows or levels (divided
+    by n) are that band's share of it."""
+    y = _labels(y_true)
+    tau = _levels(levels)
+    q = _quantiles(quantiles, y.size, tau.size)
+    return 2.0 * _pinball(y, q, tau) * level_weights(tau)[None, :]
 
 
 def crps_from_quantiles(y_true: Any, quantiles: Any, levels: Any) -> float:
@@ -98,12 +128,7 @@ def crps_from_quantiles(y_true: Any, quantiles: Any, levels: Any) -> float:
     Lower is better; for a point forecast (every quantile equal) it is the
     absolute error, so it reads in the label's units beside MAE.
     """
-    y = _labels(y_true)
-    tau = _levels(levels)
-    q = _quantiles(quantiles, y.size, tau.size)
-    diff = y[:, None] - q
-    loss = np.maximum(tau * diff, (tau - 1.0) * diff)
-    return float(2.0 * np.mean(loss @ level_weights(tau)))
+    return float(np.mean(np.sum(crps_parts(y_true, quantiles, levels), axis=1)))
 
 
 def quantile_calibration(
