@@ -148,7 +148,8 @@ def level_scores(model, spec, quantizer, train_labels, path, max_rows=100_000) -
 def distribution_summary(labels, quantiles, means, positive, grid) -> dict:
     """The scores of a served distribution from its per-batch arrays: `rows`,
     `crps` and calibration `max_gap` on the quantile `grid`, Norm-Gini(+),
-    Spearman(+) and total of the mean, Norm-Gini(+) of E[y | y > 0]."""
+    Spearman(+), Norm-Gini over all rows (`mean_gini`) and total of the mean,
+    Norm-Gini(+) of E[y | y > 0]."""
     import numpy as np
 
     from rq_keras.evaluation.distribution_scores import crps_from_quantiles, quantile_calibration
@@ -158,6 +159,7 @@ def distribution_summary(labels, quantiles, means, positive, grid) -> dict:
     q = np.concatenate(quantiles).astype(np.float64)
     mean_scores = evaluate(y, np.concatenate(means))
     return {
+        "mean_gini": mean_scores["normalized_gini"],
         "rows": int(y.size),
         "crps": crps_from_quantiles(y, q, grid),
         "max_gap": quantile_calibration(y, q, grid)["max_gap"],
@@ -168,6 +170,26 @@ def distribution_summary(labels, quantiles, means, positive, grid) -> dict:
             "normalized_gini_positive"
         ],
     }
+
+
+def served_summary(serve, spec, path, grid, max_rows, batch_size=1024) -> dict:
+    """`distribution_summary` of `serve(features)` (a dict with `quantiles`
+    on `grid`, `mean` and `positive_mean`) over the first `max_rows` rows of
+    the Parquet file `path` (whole batches: at most one batch more)."""
+    from rq_keras.data.pipeline import make_dataset
+
+    labels, quantiles, means, positive = [], [], [], []
+    rows = 0
+    for features, label in make_dataset([path], spec, batch_size=batch_size):
+        out = serve(features)
+        labels.append(label.numpy())
+        quantiles.append(out["quantiles"].numpy())
+        means.append(out["mean"].numpy())
+        positive.append(out["positive_mean"].numpy())
+        rows += int(label.shape[0])
+        if rows >= max_rows:
+            break
+    return distribution_summary(labels, quantiles, means, positive, grid)
 
 
 def tree_scores(
@@ -183,7 +205,6 @@ def tree_scores(
     Norm-Gini(+) of `positive_mean`, `seconds_per_1000` rows."""
     import time
 
-    from rq_keras.data.pipeline import make_dataset
     from rq_keras.evaluation.distribution_scores import midpoint_levels
 
     grid = list(midpoint_levels(20))
@@ -194,27 +215,21 @@ def tree_scores(
     modes = [(e, d) for e in exact_levels for d in (deeper if e else deeper[:1])]
     try:
         for exact, read in modes:
-            labels, quantiles, means, positive = [], [], [], []
-            start = time.perf_counter()
-            rows = 0
-            for features, label in make_dataset([path], spec, batch_size=1024):
+
+            def serve(features, exact=exact, read=read):
                 state = model.task.encoder(model.features(features, training=False))
-                out = decoder.code_tree(state, exact_levels=exact, deeper=read)
-                labels.append(label.numpy())
-                quantiles.append(out["quantiles"].numpy())
-                means.append(out["mean"].numpy())
-                positive.append(out["positive_mean"].numpy())
-                rows += int(label.shape[0])
-                if rows >= max_rows:
-                    break
+                return decoder.code_tree(state, exact_levels=exact, deeper=read)
+
+            start = time.perf_counter()
+            summary = served_summary(serve, spec, path, grid, max_rows)
             seconds = time.perf_counter() - start
             results.append(
                 {
                     "exact_levels": f"{exact} (deeper: {read})"
                     if len(deeper) > 1 and exact
                     else exact,
-                    **distribution_summary(labels, quantiles, means, positive, grid),
-                    "seconds_per_1000": 1000 * seconds / rows,
+                    **summary,
+                    "seconds_per_1000": 1000 * seconds / summary["rows"],
                 }
             )
     finally:
@@ -319,18 +334,29 @@ def _fmt(value, fmt="{:.4f}") -> str:
     return "n/a" if value is None else fmt.format(value)
 
 
+SUMMARY_HEADER = (
+    "CRPS | calibration max gap | mean: Norm-Gini(+) | mean: Spearman(+) | mean / label "
+    "| positive_mean: Norm-Gini(+)"
+)
+
+
+def summary_cells(r: dict) -> str:
+    """The `SUMMARY_HEADER` cells of one `distribution_summary`."""
+    return (
+        f"{r['crps']:.4f} | {r['max_gap']:.3f} | {r['mean_gini_positive']:.4f} "
+        f"| {_fmt(r.get('mean_spearman_positive'))} | {r['mean_ratio']:.3f} "
+        f"| {r['positive_mean_gini_positive']:.4f}"
+    )
+
+
 def tree_table(results: list[dict]) -> list[str]:
     lines = [
-        "| exact_levels | rows | CRPS | calibration max gap | mean: Norm-Gini(+) "
-        "| mean: Spearman(+) | mean / label | positive_mean: Norm-Gini(+) | s per 1,000 rows |",
+        f"| exact_levels | rows | {SUMMARY_HEADER} | s per 1,000 rows |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r['exact_levels']} | {r['rows']:,} | {r['crps']:.4f} | {r['max_gap']:.3f} "
-            f"| {r['mean_gini_positive']:.4f} | {_fmt(r.get('mean_spearman_positive'))} "
-            f"| {r['mean_ratio']:.3f} "
-            f"| {r['positive_mean_gini_positive']:.4f} "
+            f"| {r['exact_levels']} | {r['rows']:,} | {summary_cells(r)} "
             f"| {_fmt(r.get('seconds_per_1000'), '{:.2f}')} |"
         )
     return lines
