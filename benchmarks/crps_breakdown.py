@@ -21,7 +21,6 @@ first run's.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -110,34 +109,9 @@ def breakdown(runs: dict[str, str]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--run",
-        action="append",
-        default=[],
-        metavar="NAME=DIR",
-        help="a trained run's output directory (repeatable; the first is the reference)",
-    )
-    p.add_argument("--output", help="also write the tables to this Markdown file")
-    args = p.parse_args(argv)
-    runs = {}
-    for item in args.run:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            p.error(f"--run takes NAME=DIR, got {item!r}")
-        if name in runs:
-            p.error(f"--run {name!r} given twice")
-        runs[name] = path
-    text = breakdown(runs)
-    command = "python benchmarks/crps_breakdown.py " + " ".join(
-        f"--run {n}={os.path.relpath(path, os.path.dirname(HERE))}" for n, path in runs.items()
-    )
-    text = f"# CRPS by part\n\nCommand: `{command}` (each run's directory).\n\n{text}\n"
-    print(text)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    return 0
+    from _runs import compare_runs_main
+
+    return compare_runs_main(argv, __doc__, "crps_breakdown.py", "CRPS by part", breakdown)
 
 
 if __name__ == "__main__":
