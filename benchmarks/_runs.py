@@ -1,6 +1,7 @@
-"""The command line the run-comparing scripts share (`crps_breakdown.py`,
+"""What the run-comparing scripts share (`crps_breakdown.py`,
 `mean_factors.py`): repeated `--run NAME=DIR` (trained runs' directories,
-the first the reference) and `--output`, and writing their Markdown."""
+the first the reference) and `--output`, reading each run's predictions
+table, checking the runs scored the same rows, and writing their Markdown."""
 
 from __future__ import annotations
 
@@ -33,6 +34,27 @@ def named_runs(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, s
             parser.error(f"--run {name!r} given twice")
         runs[name] = path
     return runs
+
+
+def read_predictions(run_dir: str):
+    """`(path, frame)` of a run's `predictions.parquet`; a directory without
+    one is refused."""
+    import pandas as pd
+
+    path = os.path.join(run_dir, "predictions.parquet")
+    if not os.path.isfile(path):
+        raise SystemExit(f"{run_dir}: no predictions.parquet (a `train` output directory?)")
+    return path, pd.read_parquet(path)
+
+
+def check_same_rows(labels: dict) -> None:
+    """Every run's labels (`{NAME: array}`, in order) equal the first's."""
+    import numpy as np
+
+    (first, y), *rest = labels.items()
+    for name, other in rest:
+        if not np.array_equal(other, y):
+            raise SystemExit(f"{name}: scored other rows than {first} (labels differ)")
 
 
 def emit(text: str, output: str | None) -> None:

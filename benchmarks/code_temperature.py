@@ -27,7 +27,8 @@ import contextlib
 import os
 import sys
 
-from _machine import cpu_model, write_results
+from _machine import cpu_model
+from _runs import emit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -163,9 +164,7 @@ def main(argv=None) -> int:
             *table(results),
         ]
     )
-    print(text)
-    if args.output:
-        write_results(args.output, text + "\n")
+    emit(text, args.output)
     return 0
 
 

@@ -35,14 +35,11 @@ LEVEL_BANDS = ((0.0, 0.5), (0.5, 0.8), (0.8, 0.9), (0.9, 1.0))
 def load_run(run_dir: str):
     """The label and the quantile grid `(levels, quantiles (n, M))` of a run's
     predictions table; quantile curves made non-crossing, as `scale.py` does."""
-    import pandas as pd
+    from _runs import read_predictions
 
     from rq_keras.evaluation.distribution_scores import non_crossing
 
-    path = os.path.join(run_dir, "predictions.parquet")
-    if not os.path.isfile(path):
-        raise SystemExit(f"{run_dir}: no predictions.parquet (a `train` output directory?)")
-    frame = pd.read_parquet(path)
+    path, frame = read_predictions(run_dir)
     columns = sorted(
         (c for c in frame.columns if c.startswith("quantile_")),
         key=lambda c: float(c.split("_", 1)[1]),
@@ -71,17 +68,18 @@ def label_bands(y) -> list[tuple[str, np.ndarray]]:
 
 def breakdown(runs: dict[str, str]) -> str:
     """The Markdown tables for the named runs (the first is the reference)."""
+    from _runs import check_same_rows
+
+    from rq_keras.evaluation.distribution_scores import crps_parts
+
     if not runs:
         raise SystemExit("give at least one --run NAME=DIR")
     loaded = {name: load_run(path) for name, path in runs.items()}
     (first, (y, levels, _)), *rest = loaded.items()
-    for name, (y_other, levels_other, _) in rest:
-        if not np.array_equal(y_other, y):
-            raise SystemExit(f"{name}: scored other rows than {first} (labels differ)")
+    check_same_rows({name: run[0] for name, run in loaded.items()})
+    for name, (_, levels_other, _) in rest:
         if levels_other.shape != levels.shape or not np.allclose(levels_other, levels):
             raise SystemExit(f"{name}: another quantile grid than {first}")
-    from rq_keras.evaluation.distribution_scores import crps_parts
-
     parts = {name: crps_parts(yy, q, lv) for name, (yy, lv, q) in loaded.items()}
     lines = [f"Rows: {y.size}; {len(levels)} levels; reference `{first}`.", ""]
     header = "| part | " + " | ".join(f"`{n}`" for n in parts)

@@ -41,12 +41,9 @@ MEAN = ("mean", "prediction")
 def load_factors(run_dir: str) -> dict[str, np.ndarray]:
     """`label`, `mean`, `probability` (P(y > 0)) and `positive_mean` of a
     run's predictions table."""
-    import pandas as pd
+    from _runs import read_predictions
 
-    path = os.path.join(run_dir, "predictions.parquet")
-    if not os.path.isfile(path):
-        raise SystemExit(f"{run_dir}: no predictions.parquet (a `train` output directory?)")
-    frame = pd.read_parquet(path)
+    path, frame = read_predictions(run_dir)
 
     def first(names, what):
         for name in names:
@@ -96,16 +93,15 @@ def _fmt(value) -> str:
 
 def report(runs: dict[str, str]) -> str:
     """The Markdown tables for the named runs (at least two: the swaps)."""
+    from _runs import check_same_rows
+
     from rq_keras.evaluation.metrics import normalized_gini_positive
 
     if len(runs) < 2:
         raise SystemExit("give at least two --run NAME=DIR (the factors are swapped between runs)")
     loaded = {name: load_factors(path) for name, path in runs.items()}
-    (first, reference), *rest = loaded.items()
-    y = reference["label"]
-    for name, f in rest:
-        if not np.array_equal(f["label"], y):
-            raise SystemExit(f"{name}: scored other rows than {first} (labels differ)")
+    check_same_rows({name: f["label"] for name, f in loaded.items()})
+    y = next(iter(loaded.values()))["label"]
     scores = {name: run_scores(f) for name, f in loaded.items()}
     columns = [
         ("mean: Norm-Gini (all rows)", "gini_all"),

@@ -92,6 +92,27 @@ TOY_SPEC_DICT = {
 TOY_SPEC = FeatureSpec.from_dict(TOY_SPEC_DICT)
 
 
+def small_rq_decoder(centroids, **kwargs):
+    """A tiny built `RQDecoder` over `centroids` (per level its code values;
+    seed 3), for the code tree's tests; `kwargs` are the layer's options."""
+    import tensorflow as tf
+
+    from rq_keras.layers.decoder import RQDecoder
+
+    decoder = RQDecoder(
+        [len(c) for c in centroids],
+        units=8,
+        embedding_dim=6,
+        predictor_units=8,
+        regressor_units=4,
+        centroids=centroids,
+        seed=3,
+        **kwargs,
+    )
+    decoder({"state": tf.zeros([1, decoder.state_size])}, training=False)
+    return decoder
+
+
 def toy_frame(n: int, seed: int) -> pd.DataFrame:
     """`n` rows of the toy set; 20% of the labels are 0 whatever the features."""
     rng = np.random.default_rng(seed)

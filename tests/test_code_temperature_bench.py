@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO
-from rq_keras.layers.decoder import RQDecoder
+from conftest import REPO, small_rq_decoder
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from code_temperature import logit_temperature, parse_temperatures  # noqa: E402
@@ -22,21 +21,9 @@ QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 @pytest.fixture(scope="module")
 def decoder():
-    layer = RQDecoder(
-        [len(c) for c in CENTROIDS],
-        units=8,
-        embedding_dim=6,
-        predictor_units=8,
-        regressor_units=4,
-        centroids=CENTROIDS,
-        zero_token=True,
-        exact_levels=1,
-        quantiles=QUANTILES,
-        value_range=(0.0, None),
-        seed=3,
+    return small_rq_decoder(
+        CENTROIDS, zero_token=True, exact_levels=1, quantiles=QUANTILES, value_range=(0.0, None)
     )
-    layer({"state": tf.zeros([1, layer.state_size])}, training=False)
-    return layer
 
 
 def _serve(decoder):

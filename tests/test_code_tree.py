@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import small_rq_decoder
 from rq_keras.config import PREDICTIONS
 from rq_keras.layers.code_tree import atom_quantiles
 from rq_keras.layers.decoder import RQDecoder
@@ -24,20 +25,9 @@ THRESHOLDS = (0.0, 3.0, 9.5)
 
 def _decoder(zero_token=False, exact_levels=1, centroids=CENTROIDS, **kwargs):
     options = {"quantiles": QUANTILES, "thresholds": THRESHOLDS, "value_range": (0.0, None)}
-    decoder = RQDecoder(
-        [len(c) for c in centroids],
-        units=8,
-        embedding_dim=6,
-        predictor_units=8,
-        regressor_units=4,
-        centroids=centroids,
-        zero_token=zero_token,
-        exact_levels=exact_levels,
-        seed=3,
-        **{**options, **kwargs},
+    return small_rq_decoder(
+        centroids, zero_token=zero_token, exact_levels=exact_levels, **{**options, **kwargs}
     )
-    decoder({"state": tf.zeros([1, decoder.state_size])}, training=False)
-    return decoder
 
 
 def _state(rows=5, width=16):
